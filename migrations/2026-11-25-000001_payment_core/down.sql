@@ -1,0 +1,11 @@
+DROP FUNCTION IF EXISTS solopay_allocate_order(text, text, text, bytea, text, numeric, integer, text, text, text, jsonb, integer, integer, numeric, integer);
+DROP FUNCTION IF EXISTS solopay_free_offset(text, numeric, integer, numeric);
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS payments;
+DROP TABLE IF EXISTS notifications;
+DROP TABLE IF EXISTS orders;
+DROP TABLE IF EXISTS payee_fixed_codes;
+DROP TABLE IF EXISTS payees;
+DROP TABLE IF EXISTS devices;
+DROP TABLE IF EXISTS merchants;
+DROP TABLE IF EXISTS operator_tokens;

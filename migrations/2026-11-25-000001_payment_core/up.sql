@@ -1,0 +1,296 @@
+-- The payment core: who may call (operator tokens, merchants, listener devices), where money
+-- arrives (payees and their fixed-amount codes), what is owed (orders and their reserved
+-- payable amounts), what was received (raw notifications, payments) and what happened
+-- (events, the outbox that webhook delivery drains).
+
+-- btree_gist lets one exclusion constraint combine equality on text/numeric with range overlap.
+CREATE EXTENSION IF NOT EXISTS btree_gist;
+
+CREATE TABLE operator_tokens (
+    name        text PRIMARY KEY,
+    token_hash  bytea NOT NULL UNIQUE,   -- SHA-256 of the token; the token itself is never stored
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE merchants (
+    id              text PRIMARY KEY,
+    name            text NOT NULL,
+    api_key_hash    bytea NOT NULL UNIQUE,   -- SHA-256 of the API key
+    webhook_secret  text NOT NULL,           -- whsec_…; needed in clear to sign webhooks
+    notify_url      text,
+    enabled         boolean NOT NULL DEFAULT true,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE devices (
+    id                    text PRIMARY KEY,
+    name                  text NOT NULL,
+    secret                text NOT NULL,     -- HMAC key shared with the listener app
+    enabled               boolean NOT NULL DEFAULT true,
+    last_seen_at          timestamptz,       -- last authenticated heartbeat or notification
+    last_heartbeat_at     timestamptz,
+    last_notification_at  timestamptz,
+    app_version           text,
+    battery               smallint,
+    created_at            timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE payees (
+    id            text PRIMARY KEY,
+    channel       text NOT NULL CHECK (channel IN ('wechat', 'alipay')),
+    name          text NOT NULL,
+    qr_code       text NOT NULL,
+    device_id     text NOT NULL REFERENCES devices (id),
+    enabled       boolean NOT NULL DEFAULT true,
+    last_used_at  timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- A notification names a device and a channel, never an account: one payee per pair keeps
+    -- "device D received X on channel C" pointing at exactly one set of reserved amounts.
+    UNIQUE (device_id, channel)
+);
+
+CREATE TABLE payee_fixed_codes (
+    payee_id  text NOT NULL REFERENCES payees (id) ON DELETE CASCADE,
+    amount    numeric(12, 2) NOT NULL CHECK (amount > 0),
+    qr_code   text NOT NULL,
+    PRIMARY KEY (payee_id, amount)
+);
+
+CREATE TABLE orders (
+    id                   text PRIMARY KEY,
+    merchant_id          text NOT NULL REFERENCES merchants (id),
+    merchant_order_id    text NOT NULL,
+    request_fingerprint  bytea NOT NULL,   -- SHA-256 of the creating request's parameters
+    status               text NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'paid', 'expired', 'closed')),
+    channel              text NOT NULL,
+    amount               numeric(12, 2) NOT NULL CHECK (amount > 0),
+    payable_amount       numeric(12, 2) NOT NULL CHECK (payable_amount > 0),
+    payee_id             text NOT NULL REFERENCES payees (id),
+    qr_code              text NOT NULL,
+    qr_fixed_amount      boolean NOT NULL,
+    subject              text,
+    notify_url           text,
+    return_url           text,
+    metadata             jsonb,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    expires_at           timestamptz NOT NULL,
+    -- Until when payable_amount stays reserved on the payee: expires_at + grace while pending or
+    -- expired, closed_at + grace once closed, paid_at once paid. Only ever shrinks after insert.
+    reserved_until       timestamptz NOT NULL,
+    paid_at              timestamptz,
+    paid_late            boolean NOT NULL DEFAULT false,
+    closed_at            timestamptz,
+    UNIQUE (merchant_id, merchant_order_id),
+    CHECK (reserved_until >= created_at),
+    CHECK ((status = 'paid') = (paid_at IS NOT NULL)),
+    CHECK ((status = 'closed') = (closed_at IS NOT NULL)),
+    CHECK (NOT paid_late OR status = 'paid'),
+    -- The backstop of the payee row lock: two orders of one payee never hold the same payable
+    -- amount during overlapping reservations.
+    CONSTRAINT orders_payable_amount_reserved_once EXCLUDE USING gist (
+        payee_id WITH =,
+        payable_amount WITH =,
+        tstzrange(created_at, reserved_until) WITH &&
+    )
+);
+
+-- Allocation and matching read only the amounts a payee has reserved right now.
+CREATE INDEX orders_payee_reserved_idx ON orders (payee_id, reserved_until) INCLUDE (payable_amount);
+-- The expiry sweep.
+CREATE INDEX orders_pending_expiry_idx ON orders (expires_at) WHERE status = 'pending';
+
+-- Every POST /notify as it arrived, authenticated or not, stored before anything else happens.
+CREATE TABLE notifications (
+    id           bigserial PRIMARY KEY,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    source       text NOT NULL,               -- the endpoint it came through: 'notify'
+    device_id    text,                        -- as claimed by the request, not verified
+    auth_result  text NOT NULL CHECK (auth_result IN ('ok', 'missing_credentials',
+                     'unknown_device', 'bad_signature', 'stale_timestamp', 'device_disabled')),
+    auth_headers jsonb NOT NULL,
+    body         bytea NOT NULL,
+    remote_addr  text,
+    payment_id   text,                        -- the payment this notification produced, once processed
+    rejection    text                         -- why an authenticated body was refused (never a payment)
+);
+
+-- Authenticated notifications not yet turned into a payment nor refused: the sweep finishes them
+-- if the request that stored them died before its matching transaction committed.
+CREATE INDEX notifications_unprocessed_idx ON notifications (received_at)
+    WHERE auth_result = 'ok' AND payment_id IS NULL AND rejection IS NULL;
+
+-- One row per distinct payment a device reported (its notification_id), whatever its outcome.
+CREATE TABLE payments (
+    id                 text PRIMARY KEY,
+    device_id          text NOT NULL REFERENCES devices (id),
+    notification_id    text NOT NULL,
+    channel            text NOT NULL,
+    amount             numeric(12, 2),
+    package            text,
+    title              text,
+    text               text,
+    reported_at        timestamptz,        -- received_at as the device reported it
+    payee_id           text REFERENCES payees (id),
+    result             text NOT NULL CHECK (result IN ('matched', 'unmatched')),
+    -- One order is paid by at most one payment.
+    order_id           text UNIQUE REFERENCES orders (id),
+    notification_row   bigint NOT NULL REFERENCES notifications (id),
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (device_id, notification_id),
+    CHECK ((result = 'matched') = (order_id IS NOT NULL))
+);
+
+-- The outbox: written in the transaction that changes an order, drained by webhook delivery.
+CREATE TABLE events (
+    id           text PRIMARY KEY,
+    type         text NOT NULL CHECK (type IN ('order.paid', 'order.expired', 'order.closed')),
+    order_id     text NOT NULL REFERENCES orders (id),
+    merchant_id  text NOT NULL REFERENCES merchants (id),
+    data         jsonb NOT NULL,   -- the order object as it was right after the change
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- Each transition happens at most once per order.
+    UNIQUE (order_id, type)
+);
+
+CREATE INDEX events_merchant_idx ON events (merchant_id, created_at);
+
+-- The smallest offset step k in 0..=max_steps whose amount (amount + k * step) is not reserved
+-- on the payee right now and stays at least 0.01; NULL when every candidate is taken.
+-- PL/pgSQL rather than SQL: its plans are cached per session, where a SQL function that cannot
+-- be inlined is planned again on every call.
+CREATE FUNCTION solopay_free_offset(p_payee_id text, p_amount numeric, p_max_steps integer,
+                                    p_step numeric)
+RETURNS integer
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    taken  numeric[];
+    k      integer;
+BEGIN
+    SELECT coalesce(array_agg(o.payable_amount), '{}')
+      INTO taken
+      FROM orders o
+     WHERE o.payee_id = p_payee_id
+       AND o.reserved_until > now()
+       AND o.payable_amount BETWEEN least(p_amount, p_amount + p_max_steps * p_step)
+                                AND greatest(p_amount, p_amount + p_max_steps * p_step);
+    -- Usually k = 0 is free: walk up and stop at the first free step.
+    FOR k IN 0..p_max_steps LOOP
+        EXIT WHEN p_amount + k * p_step < 0.01;
+        IF NOT (p_amount + k * p_step = ANY (taken)) THEN
+            RETURN k;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+-- Creates an order with a unique payable amount in one server-side call, so that the payee row
+-- lock is held only through this call and the COMMIT that follows it.
+--
+-- 1. Rank the enabled payees of the channel whose device is online by the smallest free offset
+--    each would give (read without locks), then fixed-amount code first, then least recently used.
+-- 2. Take the lock of the best payee not being allocated right now among those tied for the
+--    smallest offset (SKIP LOCKED); if all are busy, wait for each payee's lock in rank order.
+-- 3. Under the lock, a new statement (a fresh snapshot in READ COMMITTED) recomputes the free
+--    offset and inserts the order. The exclusion constraint on orders backs this up.
+--
+-- Outcomes: ('created', order id), ('duplicate', NULL) when merchant_order_id already exists,
+-- ('no_payee', NULL), ('exhausted', NULL).
+CREATE FUNCTION solopay_allocate_order(
+    p_order_id text, p_merchant_id text, p_merchant_order_id text, p_request_fingerprint bytea,
+    p_channel text, p_amount numeric, p_expires_in integer, p_subject text, p_notify_url text,
+    p_return_url text, p_metadata jsonb, p_grace integer, p_max_steps integer, p_step numeric,
+    p_offline_after integer)
+RETURNS TABLE (outcome text, order_id text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ranked_ids  text[];
+    ranked_ks   integer[];
+    best_k      integer;
+    pass        integer;
+    i           integer;
+    k           integer;
+    amt         numeric(12, 2);
+    fixed_code  text;
+    created_id  text;
+BEGIN
+    SELECT array_agg(c.id ORDER BY c.k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
+           array_agg(c.k ORDER BY c.k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
+           min(c.k)
+      INTO ranked_ids, ranked_ks, best_k
+      FROM (SELECT p.id, p.last_used_at, f.k,
+                   EXISTS (SELECT 1 FROM payee_fixed_codes fc
+                            WHERE fc.payee_id = p.id AND fc.amount = p_amount + f.k * p_step) AS fixed
+              FROM payees p
+              JOIN devices d ON d.id = p.device_id
+             -- OFFSET 0 keeps the planner from inlining the call at every use of k.
+             CROSS JOIN LATERAL (SELECT solopay_free_offset(p.id, p_amount, p_max_steps, p_step) AS k
+                                 OFFSET 0) f
+             WHERE p.channel = p_channel
+               AND p.enabled
+               AND d.enabled
+               AND d.last_seen_at > now() - make_interval(secs => p_offline_after)) c;
+
+    IF ranked_ids IS NULL THEN
+        RETURN QUERY SELECT 'no_payee'::text, NULL::text;
+        RETURN;
+    END IF;
+
+    FOR pass IN 1..2 LOOP
+        FOR i IN 1..array_length(ranked_ids, 1) LOOP
+            EXIT WHEN pass = 1 AND (best_k IS NULL OR ranked_ks[i] IS DISTINCT FROM best_k);
+            -- Each attempt is a subtransaction: when the payee turns out to have no free amount,
+            -- rolling it back releases the payee's lock before the next payee is waited for, so
+            -- an allocation never waits while holding a payee lock (no deadlocks).
+            BEGIN
+                IF pass = 1 THEN
+                    PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR UPDATE SKIP LOCKED;
+                ELSE
+                    PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR UPDATE;
+                END IF;
+                CONTINUE WHEN NOT FOUND;
+
+                k := solopay_free_offset(ranked_ids[i], p_amount, p_max_steps, p_step);
+                IF k IS NULL THEN
+                    RAISE EXCEPTION USING ERRCODE = 'SPX01';
+                END IF;
+
+                amt := p_amount + k * p_step;
+                SELECT fc.qr_code INTO fixed_code
+                  FROM payee_fixed_codes fc
+                 WHERE fc.payee_id = ranked_ids[i] AND fc.amount = amt;
+
+                INSERT INTO orders (id, merchant_id, merchant_order_id, request_fingerprint,
+                                    channel, amount, payable_amount, payee_id, qr_code,
+                                    qr_fixed_amount, subject, notify_url, return_url, metadata,
+                                    created_at, expires_at, reserved_until)
+                SELECT p_order_id, p_merchant_id, p_merchant_order_id, p_request_fingerprint,
+                       p_channel, p_amount, amt, p.id, coalesce(fixed_code, p.qr_code),
+                       fixed_code IS NOT NULL, p_subject, p_notify_url, p_return_url, p_metadata,
+                       now(), now() + make_interval(secs => p_expires_in),
+                       now() + make_interval(secs => p_expires_in + p_grace)
+                  FROM payees p
+                 WHERE p.id = ranked_ids[i]
+                ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING
+                RETURNING id INTO created_id;
+
+                IF created_id IS NULL THEN
+                    RETURN QUERY SELECT 'duplicate'::text, NULL::text;
+                    RETURN;
+                END IF;
+
+                UPDATE payees SET last_used_at = now() WHERE id = ranked_ids[i];
+                RETURN QUERY SELECT 'created'::text, created_id;
+                RETURN;
+            EXCEPTION WHEN SQLSTATE 'SPX01' THEN
+                NULL;  -- this payee is full right now; its lock is released, try the next one
+            END;
+        END LOOP;
+    END LOOP;
+
+    RETURN QUERY SELECT 'exhausted'::text, NULL::text;
+END;
+$$;

@@ -1,0 +1,115 @@
+//! `/admin/merchants`: shops that may create orders.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::extract::OperatorAuth;
+use crate::api::{AppState, check_text, check_url};
+use crate::core::merchants::{CreatedMerchant, create_merchant as create};
+use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow};
+use crate::error::{ApiError, Problem};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchantRequest {
+    #[schema(example = "My shop")]
+    pub name: String,
+    /// Where webhooks go for orders that name no `notify_url`.
+    #[schema(example = "https://shop.example/pay/hook")]
+    pub notify_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Merchant {
+    #[schema(example = "mch_0a1b2c3d4e5f60718293a4b5c6d7e8f9")]
+    pub id: String,
+    pub name: String,
+    pub notify_url: Option<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new merchant with its secrets, shown only in this answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedMerchantResponse {
+    #[serde(flatten)]
+    pub merchant: Merchant,
+    /// The secret API key (`Authorization: Bearer …`); stored only as a digest.
+    #[schema(example = "sk_4f1c…")]
+    pub api_key: String,
+    /// The Standard Webhooks secret that signs this merchant's webhooks.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub webhook_secret: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MerchantList {
+    pub data: Vec<Merchant>,
+}
+
+impl From<&MerchantRow> for Merchant {
+    fn from(row: &MerchantRow) -> Self {
+        Merchant {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            notify_url: row.notify_url.clone(),
+            enabled: row.enabled,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Create a merchant. Its `api_key` and `webhook_secret` are shown only in this answer.
+#[utoipa::path(
+    tag = "operator",
+    request_body = CreateMerchantRequest,
+    security(("operator_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedMerchantResponse),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/merchants")]
+pub async fn create_merchant(
+    state: web::Data<AppState>,
+    _operator: OperatorAuth,
+    body: web::Json<CreateMerchantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    check_text("name", &request.name, 128)?;
+    if let Some(url) = &request.notify_url {
+        check_url("notify_url", url)?;
+    }
+    let CreatedMerchant { merchant, api_key } = state
+        .db
+        .run(move |conn| create(conn, &request.name, request.notify_url.as_deref()))
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedMerchantResponse {
+        merchant: Merchant::from(&merchant),
+        api_key,
+        webhook_secret: merchant.webhook_secret,
+    }))
+}
+
+/// List merchants (without their secrets).
+#[utoipa::path(
+    tag = "operator",
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Every merchant", body = MerchantList),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/merchants")]
+pub async fn list_merchants(
+    state: web::Data<AppState>,
+    _operator: OperatorAuth,
+) -> Result<web::Json<MerchantList>, ApiError> {
+    let rows = state.db.run(|conn| Ok(merchant_rows::list(conn)?)).await?;
+    Ok(web::Json(MerchantList {
+        data: rows.iter().map(Merchant::from).collect(),
+    }))
+}

@@ -1,0 +1,5 @@
+//! The operator's endpoints under `/admin`, authenticated by the operator token.
+
+pub mod devices;
+pub mod merchants;
+pub mod payees;

@@ -1,0 +1,123 @@
+//! The listener device endpoints: heartbeats and payment notifications, signed with the device
+//! secret over the exact body bytes.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::extract::device_credentials;
+use crate::api::{AppState, read_body};
+use crate::core::devices::{Heartbeat, record_heartbeat};
+use crate::core::notifications::{self, NotifyBody, NotifyResult, refusal};
+use crate::error::{ApiError, Problem};
+
+/// The body of `POST /heartbeat` (`{}` or empty is fine).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    #[schema(example = "1.4.2")]
+    pub app_version: Option<String>,
+    /// Battery level in percent.
+    #[schema(minimum = 0, maximum = 100, example = 80)]
+    pub battery: Option<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub device_id: String,
+    pub online: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// Report that the listener is alive; the device counts as online for
+/// `SOLOPAY_DEVICE_OFFLINE_AFTER_SECS` (90 s) afterwards.
+#[utoipa::path(
+    tag = "listener",
+    request_body(content = HeartbeatRequest, description = "`{}` or app details"),
+    security(("device_signature" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = HeartbeatResponse),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: missing or bad signature, or timestamp outside the window", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the device is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/heartbeat")]
+pub async fn heartbeat(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Json<HeartbeatResponse>, ApiError> {
+    let body = read_body(payload).await?;
+    let credentials = device_credentials(&req);
+    let request: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HeartbeatRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid heartbeat body: {e}")))?
+    };
+    if let Some(version) = &request.app_version {
+        crate::api::check_text("app_version", version, 64)?;
+    }
+    if request.battery.is_some_and(|b| b > 100) {
+        return Err(ApiError::InvalidRequest(
+            "battery must be from 0 to 100".into(),
+        ));
+    }
+    let heartbeat = Heartbeat {
+        app_version: request.app_version,
+        battery: request.battery.map(i16::from),
+    };
+    let device = state
+        .db
+        .run(move |conn| record_heartbeat(conn, &credentials, &body, &heartbeat))
+        .await?;
+    Ok(web::Json(HeartbeatResponse {
+        device_id: device.id,
+        online: true,
+        last_seen_at: device.last_seen_at,
+    }))
+}
+
+/// Report a payment the listener saw.
+///
+/// The request is stored as received before anything else, whatever its outcome. A payment pays
+/// the order of this device's payee for the channel whose `payable_amount` it is, if that order is
+/// `pending` (or `expired` within the grace, then `paid_late`); otherwise it is kept `unmatched`
+/// for the operator. A repeated `notification_id` is answered like the first time and changes
+/// nothing.
+#[utoipa::path(
+    tag = "listener",
+    request_body = NotifyBody,
+    security(("device_signature" = [])),
+    responses(
+        (status = 200, description = "What became of the payment", body = NotifyResult),
+        (status = 400, description = "`invalid_request` or `invalid_amount` (stored, not matched)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized` (stored, not matched)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the device is disabled (stored, not matched)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`unparseable_notification`: no amount (stored)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/notify")]
+pub async fn notify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload).await?;
+    let credentials = device_credentials(&req);
+    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let result = state
+        .db
+        .run(move |conn| {
+            let stored =
+                notifications::store_raw(conn, "notify", &credentials, &body, remote.as_deref())?;
+            let device = stored.device.map_err(refusal)?;
+            notifications::process_stored(conn, &device.id, stored.raw_id, &body)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(NotifyResult::from(&result)))
+}

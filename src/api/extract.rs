@@ -1,0 +1,100 @@
+//! Authentication extractors: a merchant by API key, an operator by token, a listener device's
+//! signed-request headers.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::{FromRequest, HttpRequest, web};
+
+use crate::api::AppState;
+use crate::core::notifications::DeviceCredentials;
+use crate::core::{merchants, operators};
+use crate::db::merchants::Merchant;
+use crate::error::ApiError;
+
+/// The merchant whose `Authorization: Bearer <api key>` the request carries.
+pub struct MerchantAuth(pub Merchant);
+
+/// The operator whose `Authorization: Bearer <token>` the request carries.
+pub struct OperatorAuth {
+    pub name: String,
+}
+
+fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("Authorization: Bearer <key> is required".into()))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer <key>`".into()))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "Authorization must be `Bearer <key>`".into(),
+        ));
+    }
+    Ok(token.to_string())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state is missing"))
+}
+
+impl FromRequest for MerchantAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let key = bearer(req.headers());
+        let state = state(req);
+        Box::pin(async move {
+            let (key, state) = (key?, state?);
+            let merchant = state
+                .db
+                .run(move |conn| merchants::authenticate(conn, &key))
+                .await?;
+            Ok(MerchantAuth(merchant))
+        })
+    }
+}
+
+impl FromRequest for OperatorAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req.headers());
+        let state = state(req);
+        Box::pin(async move {
+            let (token, state) = (token?, state?);
+            let configured = state.settings.admin_token.clone();
+            let name = state
+                .db
+                .run(move |conn| operators::authenticate(conn, configured.as_deref(), &token))
+                .await?;
+            Ok(OperatorAuth { name })
+        })
+    }
+}
+
+/// The signed-request headers of a listener device, as received.
+pub fn device_credentials(req: &HttpRequest) -> DeviceCredentials {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    DeviceCredentials {
+        device_id: header("x-solopay-device"),
+        timestamp: header("x-solopay-timestamp"),
+        signature: header("x-solopay-signature"),
+    }
+}

@@ -1,0 +1,211 @@
+//! HTTP: every route wired in [`configure`], the OpenAPI document, the shared state handlers
+//! read, and the extractor settings that turn bad input into problem+json answers.
+//! A handler parses, authenticates (through an extractor), calls one core function and shapes
+//! the answer.
+
+pub mod admin;
+pub mod devices;
+pub mod extract;
+pub mod ops;
+pub mod orders;
+
+use std::sync::Arc;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::web;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::config::Settings;
+use crate::core::orders::OrderRules;
+use crate::db::Db;
+use crate::error::{ApiError, Problem};
+use crate::watch::OrderWatch;
+
+/// Request bodies over this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub rules: OrderRules,
+    pub watch: OrderWatch,
+    /// Becomes `true` when the instance begins to shut down: long-polls answer at once.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Every route of the service, in one place.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(orders::create_order)
+        .service(orders::find_order)
+        .service(orders::get_order)
+        .service(orders::close_order)
+        .service(devices::heartbeat)
+        .service(devices::notify)
+        .service(
+            utoipa_actix_web::scope("/admin")
+                .service(admin::merchants::create_merchant)
+                .service(admin::merchants::list_merchants)
+                .service(admin::devices::create_device)
+                .service(admin::devices::list_devices)
+                .service(admin::payees::create_payee)
+                .service(admin::payees::list_payees),
+        )
+        .service(ops::healthz)
+        .service(ops::readyz);
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "solopay",
+        description = "A payment gateway for personal WeChat Pay and Alipay collection codes: \
+            merchants create orders with a unique payable amount, listener devices report the \
+            payments they see, solopay matches them and tells the merchant.",
+        license(name = "MIT")
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(Problem)),
+    tags(
+        (name = "orders", description = "Merchant backends create and manage orders; shop pages poll them."),
+        (name = "listener", description = "Listener apps on the payee's phone report heartbeats and payments."),
+        (name = "operator", description = "The owner of the payee accounts sets up merchants, devices and payees."),
+        (name = "operations", description = "Health and readiness."),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "merchant_api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The merchant's secret API key (`sk_…`)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operator token (`SOLOPAY_ADMIN_TOKEN`, or the generated one).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "device_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Solopay-Signature",
+                "`v1=<lowercase hex HMAC-SHA256(device secret, \"<timestamp>.<raw body>\")>`, sent \
+                 with `X-Solopay-Device: <device id>` and `X-Solopay-Timestamp: <unix seconds>`; a \
+                 timestamp more than 300 s from the server clock is refused.",
+            ))),
+        );
+    }
+}
+
+/// The base OpenAPI document (info, security schemes, tags) that route collection extends.
+pub fn base_openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The complete OpenAPI document, as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(base_openapi())
+        .configure(configure)
+        .split_for_parts()
+        .1
+}
+
+/// JSON bodies: at most 64 KiB, any or no content type, and every failure as problem+json.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .content_type_required(false)
+        .error_handler(|error, _| json_error(error).into())
+}
+
+fn json_error(error: JsonPayloadError) -> ApiError {
+    match error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        }
+        JsonPayloadError::ContentType => ApiError::InvalidRequest(
+            "the body must be JSON (Content-Type: application/json)".into(),
+        ),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
+        }
+        other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
+    }
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error: QueryPayloadError, _| {
+        ApiError::InvalidRequest(format!("invalid query string: {error}")).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error: PathError, _| {
+        ApiError::InvalidRequest(format!("invalid path: {error}")).into()
+    })
+}
+
+/// Reads a whole body of at most [`MAX_BODY_BYTES`], for handlers that need the exact bytes (to
+/// verify a signature over them, or to store them as received).
+pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge(MAX_BODY_BYTES),
+            other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Checks a free-text field: trimmed length within bounds, no control characters.
+pub fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if value.trim().is_empty() || chars > max_chars || value.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} must be 1 to {max_chars} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a URL field: absolute `http` or `https`, at most 2048 characters.
+pub fn check_url(field: &str, value: &str) -> Result<(), ApiError> {
+    let refused = || ApiError::InvalidRequest(format!("{field} must be an absolute http(s) URL"));
+    if value.len() > 2048 {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} must be at most 2048 characters"
+        )));
+    }
+    let url = url::Url::parse(value).map_err(|_| refused())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(refused());
+    }
+    Ok(())
+}

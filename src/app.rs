@@ -1,0 +1,232 @@
+//! Assembles and runs one instance of the service: database (created and migrated at start), the
+//! operator token, the HTTP server, the order-change listener and the background sweep; and
+//! stops them gracefully.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::core::operators::{TokenSource, ensure_token};
+use crate::core::orders::OrderRules;
+use crate::db::{self, Db, StartupError};
+use crate::error::ApiError;
+use crate::watch::OrderWatch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Database(#[from] StartupError),
+    #[error("operator token: {0}")]
+    OperatorToken(ApiError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// A built instance, listening but not yet serving.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    shutdown: Arc<watch::Sender<bool>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Creates the database if missing and applies pending migrations.
+pub async fn prepare_database(database_url: &str) -> Result<Vec<String>, AppError> {
+    let url = database_url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = db::connect_creating_database(&url)?;
+        Ok(db::run_migrations(&mut conn)?)
+    })
+    .await
+    .map_err(|e| AppError::Task(e.to_string()))?
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, AppError> {
+        let settings = Arc::new(settings);
+        let applied = prepare_database(&settings.database_url).await?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+        let pool_settings = settings.clone();
+        let pool = tokio::task::spawn_blocking(move || {
+            db::build_pool(
+                &pool_settings.database_url,
+                pool_settings.db_pool_size,
+                pool_settings.db_pool_timeout,
+                pool_settings.statement_timeout,
+            )
+        })
+        .await
+        .map_err(|e| AppError::Task(e.to_string()))??;
+        let db = Db::new(pool);
+
+        let token_settings = settings.clone();
+        let source = db
+            .run(move |conn| {
+                ensure_token(
+                    conn,
+                    token_settings.admin_token.as_deref(),
+                    &token_settings.admin_token_file,
+                )
+            })
+            .await
+            .map_err(AppError::OperatorToken)?;
+        let token_file = std::path::absolute(&settings.admin_token_file)
+            .unwrap_or_else(|_| settings.admin_token_file.clone());
+        match source {
+            TokenSource::Setting => tracing::info!("operator token: SOLOPAY_ADMIN_TOKEN"),
+            TokenSource::Generated => tracing::info!(
+                file = %token_file.display(),
+                "generated the operator token and wrote it to this file (mode 0600)"
+            ),
+            TokenSource::Stored => tracing::info!(
+                file = %token_file.display(),
+                "operator token: the one generated at first start, written then to this file \
+                 (`solopay admin-token` replaces it)"
+            ),
+        }
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let order_watch = OrderWatch::new();
+        let background = vec![
+            order_watch.spawn_listener(settings.database_url.clone(), shutdown_rx.clone()),
+            crate::sweeper::spawn(db.clone(), settings.sweep_interval, shutdown_rx.clone()),
+        ];
+
+        let listener = TcpListener::bind(settings.bind).map_err(|source| AppError::Bind {
+            address: settings.bind,
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| AppError::Bind {
+            address: settings.bind,
+            source,
+        })?;
+        let state = web::Data::new(AppState {
+            db,
+            rules: OrderRules::from(settings.as_ref()),
+            settings: settings.clone(),
+            watch: order_watch,
+            shutdown: shutdown_rx,
+        });
+        let server = HttpServer::new(move || {
+            let (app, openapi) = App::new()
+                .app_data(state.clone())
+                .app_data(api::json_config())
+                .app_data(api::query_config())
+                .app_data(api::path_config())
+                .wrap(from_fn(log_request))
+                .into_utoipa_app()
+                .openapi(api::base_openapi())
+                .configure(api::configure)
+                .split_for_parts();
+            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+                .route("/docs", web::get().to(redirect_to_docs))
+                .default_service(web::to(not_found))
+        })
+        .workers(settings.workers)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)
+        .map_err(|source| AppError::Bind { address, source })?
+        .run();
+
+        tracing::info!(%address, "solopay listening");
+        Ok(Application {
+            address,
+            server,
+            shutdown: Arc::new(shutdown_tx),
+            background,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops gracefully: waiting long-polls answer at once,
+    /// in-flight requests finish (up to 10 s), background tasks stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = shutdown.send(true);
+            handle.stop(true).await;
+        });
+        let served = self.server.await;
+        let _ = self.shutdown.send(true);
+        for task in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        tracing::info!("stopped");
+        served
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await?;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response)
+}
+
+async fn redirect_to_docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint".into()))
+}

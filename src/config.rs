@@ -1,0 +1,266 @@
+//! Settings: read from `SOLOPAY_*` environment variables and `DATABASE_URL`, checked once at start
+//! with an error that names the variable at fault.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::money::Amount;
+
+/// Which way offsets move from the base amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetDirection {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub bind: SocketAddr,
+    /// When set, the only operator token; otherwise tokens stored (hashed) in the database.
+    pub admin_token: Option<String>,
+    /// Where `serve` writes a generated operator token on first start.
+    pub admin_token_file: PathBuf,
+    pub order_ttl: Duration,
+    pub late_payment_grace: Duration,
+    pub max_offset_steps: u32,
+    pub offset_direction: OffsetDirection,
+    pub device_offline_after: Duration,
+    pub max_amount: Amount,
+    pub allow_private_webhooks: bool,
+    pub db_pool_size: u32,
+    pub db_pool_timeout: Duration,
+    /// How often the background sweep expires overdue orders and recovers stranded notifications.
+    pub sweep_interval: Duration,
+    /// Server-side timeout of one SQL statement (and lock waits), so no request hangs on the database.
+    pub statement_timeout: Duration,
+    pub workers: usize,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that could not be used, naming the environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {variable}={value:?} is invalid: {reason}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The database a fresh installation uses: the local Postgres, database `solopay`.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost:5432/solopay";
+
+impl Settings {
+    /// Reads every setting from the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let secs = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            parse_in_range(name, get(name), default, range).map(Duration::from_secs)
+        };
+
+        let max_amount = match get("SOLOPAY_MAX_AMOUNT") {
+            None => {
+                Amount::parse("50000.00", Amount::storage_limit()).map_err(|e| SettingsError {
+                    variable: "SOLOPAY_MAX_AMOUNT",
+                    value: "50000.00".into(),
+                    reason: e.to_string(),
+                })?
+            }
+            Some(value) => {
+                Amount::parse(&value, Amount::storage_limit()).map_err(|e| SettingsError {
+                    variable: "SOLOPAY_MAX_AMOUNT",
+                    value: value.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
+
+        let admin_token = get("SOLOPAY_ADMIN_TOKEN");
+        if let Some(token) = &admin_token
+            && token.len() < 16
+        {
+            return Err(SettingsError {
+                variable: "SOLOPAY_ADMIN_TOKEN",
+                value: "<hidden>".into(),
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+
+        Ok(Settings {
+            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            bind: parse("SOLOPAY_BIND", get("SOLOPAY_BIND"), "127.0.0.1:8080")?,
+            admin_token,
+            admin_token_file: get("SOLOPAY_ADMIN_TOKEN_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("solopay-admin-token")),
+            order_ttl: secs("SOLOPAY_ORDER_TTL_SECS", 300, 60..=3600)?,
+            late_payment_grace: secs("SOLOPAY_LATE_PAYMENT_GRACE_SECS", 600, 0..=86_400)?,
+            max_offset_steps: parse_in_range(
+                "SOLOPAY_MAX_OFFSET_STEPS",
+                get("SOLOPAY_MAX_OFFSET_STEPS"),
+                99,
+                0..=999,
+            )? as u32,
+            offset_direction: match get("SOLOPAY_OFFSET_DIRECTION").as_deref() {
+                None | Some("up") => OffsetDirection::Up,
+                Some("down") => OffsetDirection::Down,
+                Some(other) => {
+                    return Err(SettingsError {
+                        variable: "SOLOPAY_OFFSET_DIRECTION",
+                        value: other.into(),
+                        reason: "must be `up` or `down`".into(),
+                    });
+                }
+            },
+            device_offline_after: secs("SOLOPAY_DEVICE_OFFLINE_AFTER_SECS", 90, 5..=86_400)?,
+            max_amount,
+            allow_private_webhooks: parse_bool(
+                "SOLOPAY_ALLOW_PRIVATE_WEBHOOKS",
+                get("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS"),
+            )?,
+            db_pool_size: parse_in_range(
+                "SOLOPAY_DB_POOL_SIZE",
+                get("SOLOPAY_DB_POOL_SIZE"),
+                16,
+                1..=500,
+            )? as u32,
+            db_pool_timeout: secs("SOLOPAY_DB_POOL_TIMEOUT_SECS", 5, 1..=120)?,
+            sweep_interval: Duration::from_millis(parse_in_range(
+                "SOLOPAY_SWEEP_INTERVAL_MS",
+                get("SOLOPAY_SWEEP_INTERVAL_MS"),
+                1000,
+                50..=60_000,
+            )?),
+            statement_timeout: secs("SOLOPAY_STATEMENT_TIMEOUT_SECS", 10, 1..=600)?,
+            workers: parse_in_range(
+                "SOLOPAY_WORKERS",
+                get("SOLOPAY_WORKERS"),
+                std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
+                1..=256,
+            )? as usize,
+            log_format: match get("SOLOPAY_LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(SettingsError {
+                        variable: "SOLOPAY_LOG_FORMAT",
+                        value: other.into(),
+                        reason: "must be `text` or `json`".into(),
+                    });
+                }
+            },
+        })
+    }
+}
+
+fn parse<T: FromStr>(
+    variable: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<T, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = value.unwrap_or_else(|| default.to_string());
+    value.parse().map_err(|e: T::Err| SettingsError {
+        variable,
+        value: value.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn parse_in_range(
+    variable: &'static str,
+    value: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, SettingsError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(SettingsError {
+            variable,
+            value,
+            reason: format!(
+                "must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        }),
+    }
+}
+
+fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, SettingsError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(SettingsError {
+            variable,
+            value: other.into(),
+            reason: "must be `true` or `false`".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.order_ttl, Duration::from_secs(300));
+        assert_eq!(s.late_payment_grace, Duration::from_secs(600));
+        assert_eq!(s.max_offset_steps, 99);
+        assert_eq!(s.offset_direction, OffsetDirection::Up);
+        assert_eq!(s.device_offline_after, Duration::from_secs(90));
+        assert_eq!(s.max_amount.to_string(), "50000.00");
+        assert!(!s.allow_private_webhooks);
+        assert!(s.admin_token.is_none());
+    }
+
+    #[test]
+    fn a_bad_setting_names_its_variable() {
+        for (var, value) in [
+            ("SOLOPAY_ORDER_TTL_SECS", "10"),
+            ("SOLOPAY_MAX_OFFSET_STEPS", "many"),
+            ("SOLOPAY_OFFSET_DIRECTION", "sideways"),
+            ("SOLOPAY_MAX_AMOUNT", "1.234"),
+            ("SOLOPAY_BIND", "nowhere"),
+            ("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "perhaps"),
+            ("SOLOPAY_ADMIN_TOKEN", "short"),
+        ] {
+            let error = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(error.variable, var);
+            assert!(error.to_string().contains(var));
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The rules of the payment domain, as plain functions. Where a rule needs the database it takes
+//! a `&mut PgConnection` and opens (or joins) the transaction it needs.
+
+pub mod devices;
+pub mod merchants;
+pub mod notifications;
+pub mod operators;
+pub mod orders;
+pub mod payees;
+pub mod secrets;
+pub mod signing;

@@ -1,0 +1,298 @@
+//! Orders: creating one with a unique payable amount (idempotently, by `merchant_order_id`),
+//! reading, closing, paying and expiring them. Every state change writes its event and queues
+//! the change notification in the same transaction.
+
+use std::time::Duration;
+
+use diesel::PgConnection;
+use sha2::{Digest, Sha256};
+
+use crate::config::{OffsetDirection, Settings};
+use crate::core::secrets::new_id;
+use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
+use crate::db::{events, transaction_with_retry};
+use crate::domain::{Channel, EventType, OrderStatus};
+use crate::error::ApiError;
+use crate::money::Amount;
+use crate::views;
+
+/// The settings that shape allocation and expiry.
+#[derive(Debug, Clone)]
+pub struct OrderRules {
+    pub default_ttl: Duration,
+    pub late_payment_grace: Duration,
+    pub max_offset_steps: u32,
+    pub offset_direction: OffsetDirection,
+    pub device_offline_after: Duration,
+}
+
+impl From<&Settings> for OrderRules {
+    fn from(s: &Settings) -> Self {
+        OrderRules {
+            default_ttl: s.order_ttl,
+            late_payment_grace: s.late_payment_grace,
+            max_offset_steps: s.max_offset_steps,
+            offset_direction: s.offset_direction,
+            device_offline_after: s.device_offline_after,
+        }
+    }
+}
+
+/// A validated order request.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub merchant_order_id: String,
+    pub amount: Amount,
+    pub channel: Channel,
+    pub subject: Option<String>,
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    /// As the request gave it; `None` means the default TTL.
+    pub expires_in: Option<u32>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl OrderRequest {
+    /// A digest of every parameter, so that a repeated `merchant_order_id` can be told apart from
+    /// a retry of the same request.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let canonical = serde_json::json!({
+            "merchant_order_id": self.merchant_order_id,
+            "amount": self.amount.to_string(),
+            "channel": self.channel.as_str(),
+            "subject": self.subject,
+            "notify_url": self.notify_url,
+            "return_url": self.return_url,
+            "expires_in": self.expires_in,
+            "metadata": self.metadata.as_ref().map(canonical_json),
+        });
+        Sha256::digest(canonical_json(&canonical).to_string().as_bytes()).to_vec()
+    }
+}
+
+/// The same JSON with object keys sorted at every level.
+fn canonical_json(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical_json(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(canonical_json).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// What creating an order did.
+#[derive(Debug)]
+pub enum Creation {
+    Created(Order),
+    /// The same request was made before: its order, unchanged.
+    Repeated(Order),
+}
+
+/// Creates an order with a unique payable amount, or returns the order an identical earlier
+/// request created. Overdue pending orders of the channel are expired in the same transaction.
+pub fn create_order(
+    conn: &mut PgConnection,
+    merchant_id: &str,
+    request: &OrderRequest,
+    rules: &OrderRules,
+) -> Result<Creation, ApiError> {
+    let fingerprint = request.fingerprint();
+    let order_id = new_id("ord");
+    let expires_in = request
+        .expires_in
+        .map_or(rules.default_ttl, |s| Duration::from_secs(u64::from(s)));
+    let step = match rules.offset_direction {
+        OffsetDirection::Up => Amount::CENT.as_decimal(),
+        OffsetDirection::Down => -Amount::CENT.as_decimal(),
+    };
+
+    let allocation = transaction_with_retry(conn, |conn| {
+        if order_rows::find_by_merchant_order_id(conn, merchant_id, &request.merchant_order_id)?
+            .is_some()
+        {
+            return Ok(Allocation::Duplicate);
+        }
+        let expired = order_rows::expire_overdue(conn, ExpiryScope::Channel(request.channel), 100)?;
+        record_transitions(conn, EventType::OrderExpired, &expired)?;
+        // Last statement before COMMIT: the payee lock it takes is held only until then.
+        Ok(order_rows::allocate(
+            conn,
+            &AllocationRequest {
+                order_id: &order_id,
+                merchant_id,
+                merchant_order_id: &request.merchant_order_id,
+                request_fingerprint: &fingerprint,
+                channel: request.channel,
+                amount: request.amount.as_decimal(),
+                expires_in_secs: secs_i32(expires_in),
+                subject: request.subject.as_deref(),
+                notify_url: request.notify_url.as_deref(),
+                return_url: request.return_url.as_deref(),
+                metadata: request.metadata.as_ref(),
+                grace_secs: secs_i32(rules.late_payment_grace),
+                max_offset_steps: i32::try_from(rules.max_offset_steps).unwrap_or(i32::MAX),
+                step,
+                offline_after_secs: secs_i32(rules.device_offline_after),
+            },
+        )?)
+    })?;
+
+    match allocation {
+        Allocation::Created(id) => order_rows::find(conn, &id)?
+            .map(Creation::Created)
+            .ok_or_else(|| ApiError::internal(format!("order {id} vanished after creation"))),
+        Allocation::Duplicate => {
+            let existing = order_rows::find_by_merchant_order_id(
+                conn,
+                merchant_id,
+                &request.merchant_order_id,
+            )?
+            .ok_or_else(|| ApiError::internal("duplicate order not found"))?;
+            if existing.request_fingerprint == fingerprint {
+                Ok(Creation::Repeated(existing))
+            } else {
+                Err(ApiError::IdempotencyConflict(format!(
+                    "merchant_order_id {:?} was already used with different parameters",
+                    request.merchant_order_id
+                )))
+            }
+        }
+        Allocation::NoPayee => Err(ApiError::NoPayeeAvailable),
+        Allocation::Exhausted => Err(ApiError::AmountsExhausted),
+    }
+}
+
+fn secs_i32(duration: Duration) -> i32 {
+    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
+}
+
+/// Reads an order, expiring it first when it is pending past its expiry, so that a reader never
+/// sees a stale `pending`.
+pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, ApiError> {
+    match order_rows::find_with_overdue(conn, id)? {
+        Some((_, true)) => {
+            transaction_with_retry(conn, |conn| {
+                let expired = order_rows::expire_overdue(conn, ExpiryScope::Order(id), 1)?;
+                record_transitions(conn, EventType::OrderExpired, &expired)
+            })?;
+            Ok(order_rows::find(conn, id)?)
+        }
+        Some((order, false)) => Ok(Some(order)),
+        None => Ok(None),
+    }
+}
+
+/// The merchant's order with this `merchant_order_id`.
+pub fn read_merchant_order(
+    conn: &mut PgConnection,
+    merchant_id: &str,
+    merchant_order_id: &str,
+) -> Result<Option<Order>, ApiError> {
+    match order_rows::find_by_merchant_order_id(conn, merchant_id, merchant_order_id)? {
+        Some(order) => read_order(conn, &order.id),
+        None => Ok(None),
+    }
+}
+
+/// Closes a merchant's pending order. Closing a closed order returns it unchanged; a paid or
+/// expired order cannot be closed. Another merchant's order is "not found".
+pub fn close_order(
+    conn: &mut PgConnection,
+    merchant_id: &str,
+    id: &str,
+    grace: Duration,
+) -> Result<Order, ApiError> {
+    // The inner result is the answer; the outer one aborts the transaction. A refusal commits,
+    // keeping an expiry this call noticed.
+    transaction_with_retry(conn, |conn| {
+        let Some((order, overdue)) = order_rows::lock_for_merchant(conn, merchant_id, id)? else {
+            return Ok(Err(ApiError::not_found("order")));
+        };
+        let order = if overdue {
+            expire_locked(conn, &order)?
+        } else {
+            order
+        };
+        Ok(match order.status {
+            OrderStatus::Pending => {
+                let closed = order_rows::mark_closed(conn, &order.id, grace)?;
+                record_transitions(conn, EventType::OrderClosed, std::slice::from_ref(&closed))?;
+                Ok(closed)
+            }
+            OrderStatus::Closed => Ok(order),
+            OrderStatus::Paid => Err(ApiError::InvalidState("the order is already paid".into())),
+            OrderStatus::Expired => Err(ApiError::InvalidState("the order has expired".into())),
+        })
+    })?
+}
+
+/// Pays an order the caller has locked (see `orders::lock_payable`): a pending order past its
+/// expiry is first expired, so that its events follow the state machine; then it is paid,
+/// `paid_late` when past its expiry.
+pub fn pay_locked(conn: &mut PgConnection, order: &Order, late: bool) -> Result<Order, ApiError> {
+    if order.status == OrderStatus::Pending && late {
+        expire_locked(conn, order)?;
+    }
+    let paid = order_rows::mark_paid(conn, &order.id, late)?;
+    record_transitions(conn, EventType::OrderPaid, std::slice::from_ref(&paid))?;
+    Ok(paid)
+}
+
+fn expire_locked(conn: &mut PgConnection, order: &Order) -> Result<Order, ApiError> {
+    let expired = order_rows::expire_overdue(conn, ExpiryScope::Order(&order.id), 1)?;
+    record_transitions(conn, EventType::OrderExpired, &expired)?;
+    expired
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal(format!("locked order {} did not expire", order.id)))
+}
+
+/// Expires up to `limit` overdue pending orders in one transaction; returns how many.
+pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize, ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let expired = order_rows::expire_overdue(conn, ExpiryScope::All, limit)?;
+        record_transitions(conn, EventType::OrderExpired, &expired)?;
+        Ok(expired.len())
+    })
+}
+
+/// Writes one event per order (the order object as it is now) and queues the change
+/// notification; part of the caller's transaction.
+fn record_transitions(
+    conn: &mut PgConnection,
+    event_type: EventType,
+    orders: &[Order],
+) -> Result<(), ApiError> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = orders.iter().map(|_| new_id("evt")).collect();
+    let rows = orders
+        .iter()
+        .zip(&ids)
+        .map(|(order, id)| {
+            Ok(events::NewEvent {
+                id,
+                event_type,
+                order_id: &order.id,
+                merchant_id: &order.merchant_id,
+                data: serde_json::to_value(views::Order::from(order))
+                    .map_err(ApiError::internal)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    events::insert(conn, &rows)?;
+    let order_ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    events::notify_order_changed(conn, &order_ids)?;
+    Ok(())
+}

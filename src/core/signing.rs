@@ -1,0 +1,111 @@
+//! Signatures of listener requests: `X-Solopay-Signature: v1=<hex HMAC-SHA256(device secret,
+//! "<timestamp>.<raw body>")>`, checked in constant time, within a window around the database clock.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// How far a request's timestamp may be from the server's clock, either way.
+pub const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn device_mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The signature header value a listener sends for `body` at `timestamp`.
+pub fn sign_device_request(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "v1={}",
+        hex::encode(device_mac(secret, timestamp, body).finalize().into_bytes())
+    )
+}
+
+/// Whether `header` (`v1=<hex>`) is the signature of `body` at `timestamp` under `secret`.
+pub fn verify_device_signature(secret: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex_signature) = header.trim().strip_prefix("v1=") else {
+        return false;
+    };
+    let Ok(signature) = hex::decode(hex_signature) else {
+        return false;
+    };
+    device_mac(secret, timestamp, body)
+        .verify_slice(&signature)
+        .is_ok()
+}
+
+/// Whether a `X-Solopay-Timestamp` value (unix seconds) lies within the window around `now`.
+pub fn timestamp_within_window(timestamp: &str, now_unix: i64) -> bool {
+    timestamp
+        .parse::<i64>()
+        .is_ok_and(|ts| (now_unix - ts).abs() <= SIGNATURE_WINDOW_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_verifies_only_for_its_secret_timestamp_and_body() {
+        let header = sign_device_request("s3cret", "1732560000", b"{\"a\":1}");
+        assert!(header.starts_with("v1=") && header.len() == 3 + 64);
+        assert!(verify_device_signature(
+            "s3cret",
+            "1732560000",
+            b"{\"a\":1}",
+            &header
+        ));
+        assert!(!verify_device_signature(
+            "other",
+            "1732560000",
+            b"{\"a\":1}",
+            &header
+        ));
+        assert!(!verify_device_signature(
+            "s3cret",
+            "1732560001",
+            b"{\"a\":1}",
+            &header
+        ));
+        assert!(!verify_device_signature(
+            "s3cret",
+            "1732560000",
+            b"{\"a\":2}",
+            &header
+        ));
+        assert!(!verify_device_signature(
+            "s3cret",
+            "1732560000",
+            b"{\"a\":1}",
+            &header[3..]
+        ));
+        assert!(!verify_device_signature(
+            "s3cret",
+            "1732560000",
+            b"{\"a\":1}",
+            "v1=zz"
+        ));
+        assert!(!verify_device_signature(
+            "s3cret",
+            "1732560000",
+            b"{\"a\":1}",
+            ""
+        ));
+    }
+
+    #[test]
+    fn the_window_is_300_seconds_either_way() {
+        assert!(timestamp_within_window("1000", 1300));
+        assert!(timestamp_within_window("1300", 1000));
+        assert!(!timestamp_within_window("999", 1300));
+        assert!(!timestamp_within_window("1301", 1000));
+        assert!(!timestamp_within_window("1e3", 1000));
+        assert!(!timestamp_within_window("", 1000));
+    }
+}

@@ -1,0 +1,104 @@
+//! The `devices` table: listener phones, their shared secret and when they were last heard from.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
+
+use super::interval;
+use super::schema::devices;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = devices, check_for_backend(diesel::pg::Pg))]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub last_notification_at: Option<DateTime<Utc>>,
+    pub app_version: Option<String>,
+    pub battery: Option<i16>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = devices)]
+pub struct NewDevice<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub secret: &'a str,
+}
+
+pub fn insert(conn: &mut PgConnection, new: &NewDevice<'_>) -> QueryResult<Device> {
+    diesel::insert_into(devices::table)
+        .values(new)
+        .returning(Device::as_returning())
+        .get_result(conn)
+}
+
+/// The device and the database clock, read together so that signature windows use the
+/// database's time.
+pub fn find_with_clock(
+    conn: &mut PgConnection,
+    id: &str,
+) -> QueryResult<(Option<Device>, DateTime<Utc>)> {
+    let now: DateTime<Utc> = diesel::select(sql::<Timestamptz>("now()")).get_result(conn)?;
+    let device = devices::table
+        .find(id)
+        .select(Device::as_select())
+        .first(conn)
+        .optional()?;
+    Ok((device, now))
+}
+
+pub fn exists(conn: &mut PgConnection, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(devices::table.find(id))).get_result(conn)
+}
+
+/// Every device with whether it counts as online right now (by the database clock).
+pub fn list_with_online(
+    conn: &mut PgConnection,
+    offline_after: Duration,
+) -> QueryResult<Vec<(Device, bool)>> {
+    devices::table
+        .order((devices::created_at, devices::id))
+        .select((
+            Device::as_select(),
+            sql::<Bool>("coalesce(devices.last_seen_at > now() - ")
+                .bind::<Interval, _>(interval(offline_after))
+                .sql(", false)"),
+        ))
+        .load(conn)
+}
+
+pub fn record_heartbeat(
+    conn: &mut PgConnection,
+    id: &str,
+    app_version: Option<&str>,
+    battery: Option<i16>,
+) -> QueryResult<Device> {
+    let now = sql::<Nullable<Timestamptz>>("now()");
+    diesel::update(devices::table.find(id))
+        .set((
+            devices::last_seen_at.eq(now.clone()),
+            devices::last_heartbeat_at.eq(now),
+            devices::app_version.eq(app_version),
+            devices::battery.eq(battery),
+        ))
+        .returning(Device::as_returning())
+        .get_result(conn)
+}
+
+pub fn record_notification(conn: &mut PgConnection, id: &str) -> QueryResult<usize> {
+    let now = sql::<Nullable<Timestamptz>>("now()");
+    diesel::update(devices::table.find(id))
+        .set((
+            devices::last_seen_at.eq(now.clone()),
+            devices::last_notification_at.eq(now),
+        ))
+        .execute(conn)
+}

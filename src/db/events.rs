@@ -1,0 +1,39 @@
+//! The `events` table (the outbox of order state changes) and the `NOTIFY` that tells every
+//! instance an order changed.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Text};
+
+use super::schema::events;
+use crate::domain::EventType;
+
+/// The Postgres notification channel carrying the id of each order whose state changed.
+pub const ORDER_CHANGED_CHANNEL: &str = "solopay_order_changed";
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = events)]
+pub struct NewEvent<'a> {
+    pub id: &'a str,
+    #[diesel(column_name = type_)]
+    pub event_type: EventType,
+    pub order_id: &'a str,
+    pub merchant_id: &'a str,
+    pub data: serde_json::Value,
+}
+
+pub fn insert(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<usize> {
+    diesel::insert_into(events::table).values(new).execute(conn)
+}
+
+/// Queues a notification per order id, delivered to listeners when the transaction commits.
+pub fn notify_order_changed(conn: &mut PgConnection, order_ids: &[&str]) -> QueryResult<()> {
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(format!(
+        "SELECT pg_notify('{ORDER_CHANGED_CHANNEL}', id) FROM unnest($1) AS id"
+    ))
+    .bind::<Array<Text>, _>(order_ids)
+    .execute(conn)
+    .map(|_| ())
+}

@@ -1,0 +1,196 @@
+//! Storage: the connection pool, database creation and embedded migrations at start, the row
+//! types and queries of each table (one file per table), and [`Db::run`], which runs sync diesel
+//! code on a blocking thread, never on the async executor.
+
+pub mod devices;
+pub mod events;
+pub mod merchants;
+pub mod notifications;
+pub mod operator_tokens;
+pub mod orders;
+pub mod payees;
+pub mod payments;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::data_types::PgInterval;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::ApiError;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serializes concurrent `migrate` runs of several instances starting at once.
+const MIGRATION_LOCK_KEY: i64 = 0x5a1a_9a7d_0001;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("cannot create the database: {0}")]
+    Create(String),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(String),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+}
+
+/// Connects to `url`, creating its database first when it does not exist yet.
+pub fn connect_creating_database(url: &str) -> Result<PgConnection, StartupError> {
+    match PgConnection::establish(url) {
+        Ok(conn) => Ok(conn),
+        Err(error) if error.to_string().contains("does not exist") => {
+            create_database(url)?;
+            PgConnection::establish(url).map_err(|e| StartupError::Connect(e.to_string()))
+        }
+        Err(error) => Err(StartupError::Connect(error.to_string())),
+    }
+}
+
+fn create_database(url: &str) -> Result<(), StartupError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| StartupError::Create(e.to_string()))?;
+    let name = parsed.path().trim_start_matches('/').to_string();
+    if name.is_empty() || name.contains('"') {
+        return Err(StartupError::Create(format!(
+            "unusable database name {name:?}"
+        )));
+    }
+    parsed.set_path("/postgres");
+    let mut admin = PgConnection::establish(parsed.as_str())
+        .map_err(|e| StartupError::Create(format!("connecting to the `postgres` database: {e}")))?;
+    match diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin) {
+        Ok(_) => {
+            tracing::info!(database = %name, "created the database");
+            Ok(())
+        }
+        // Another instance created it at the same moment.
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
+        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
+            Ok(())
+        }
+        Err(e) => Err(StartupError::Create(e.to_string())),
+    }
+}
+
+/// Applies the embedded migrations that are not applied yet, one instance at a time.
+pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupError> {
+    let migrate = |e: &dyn std::fmt::Display| StartupError::Migrate(e.to_string());
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(conn)
+        .map_err(|e| migrate(&e))?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .map_err(|e| migrate(&e));
+    let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(conn)
+        .map_err(|e| migrate(&e));
+    let applied = applied?;
+    unlock?;
+    Ok(applied)
+}
+
+/// Whether every embedded migration has been applied (for `/readyz`).
+pub fn migrations_applied(conn: &mut PgConnection) -> Result<bool, ApiError> {
+    conn.has_pending_migration(MIGRATIONS)
+        .map(|pending| !pending)
+        .map_err(|e| ApiError::Unavailable(format!("cannot read the migration state: {e}")))
+}
+
+/// Session settings every pooled connection gets: UTC, and bounded statement and lock waits so
+/// that no request hangs on the database.
+#[derive(Debug)]
+struct SessionSettings {
+    statement_timeout: Duration,
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        let ms = self.statement_timeout.as_millis();
+        conn.batch_execute(&format!(
+            "SET TIME ZONE 'UTC'; SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+             SET idle_in_transaction_session_timeout = {}",
+            ms * 3
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+pub fn build_pool(
+    url: &str,
+    max_size: u32,
+    connection_timeout: Duration,
+    statement_timeout: Duration,
+) -> Result<PgPool, StartupError> {
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(max_size.min(2)))
+        .connection_timeout(connection_timeout)
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(SessionSettings { statement_timeout }))
+        .build(ConnectionManager::<PgConnection>::new(url))
+        .map_err(|e| StartupError::Pool(e.to_string()))
+}
+
+/// The pool, and the one way handlers and background tasks reach the database.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    pub fn new(pool: PgPool) -> Db {
+        Db { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+    }
+}
+
+/// Runs `work` in a transaction, again when Postgres aborted it as a deadlock victim or a
+/// serialization failure (safe to retry: the aborted attempt changed nothing).
+pub fn transaction_with_retry<T, F>(conn: &mut PgConnection, mut work: F) -> Result<T, ApiError>
+where
+    F: FnMut(&mut PgConnection) -> Result<T, ApiError>,
+{
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        match conn.transaction(&mut work) {
+            Err(ApiError::Aborted(reason)) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, %reason, "retrying an aborted transaction");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// A `std::time::Duration` as a Postgres interval.
+pub fn interval(duration: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,78 @@
+//! The `notifications` table: every notification request exactly as it arrived, stored before
+//! anything else is done with it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Interval};
+
+use super::interval;
+use super::schema::notifications;
+use crate::domain::AuthResult;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
+pub struct RawNotification {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub source: String,
+    pub device_id: Option<String>,
+    pub auth_result: AuthResult,
+    pub auth_headers: serde_json::Value,
+    pub body: Vec<u8>,
+    pub remote_addr: Option<String>,
+    pub payment_id: Option<String>,
+    pub rejection: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NewRawNotification<'a> {
+    pub source: &'a str,
+    pub device_id: Option<&'a str>,
+    pub auth_result: AuthResult,
+    pub auth_headers: &'a serde_json::Value,
+    pub body: &'a [u8],
+    pub remote_addr: Option<&'a str>,
+}
+
+pub fn insert(conn: &mut PgConnection, new: &NewRawNotification<'_>) -> QueryResult<i64> {
+    diesel::insert_into(notifications::table)
+        .values(new)
+        .returning(notifications::id)
+        .get_result(conn)
+}
+
+pub fn set_payment(conn: &mut PgConnection, id: i64, payment_id: &str) -> QueryResult<usize> {
+    diesel::update(notifications::table.find(id))
+        .set(notifications::payment_id.eq(payment_id))
+        .execute(conn)
+}
+
+pub fn set_rejection(conn: &mut PgConnection, id: i64, reason: &str) -> QueryResult<usize> {
+    diesel::update(notifications::table.find(id))
+        .set(notifications::rejection.eq(reason))
+        .execute(conn)
+}
+
+/// Authenticated notifications older than `age` that produced neither a payment nor a refusal:
+/// their request died before its matching transaction committed.
+pub fn find_stranded(
+    conn: &mut PgConnection,
+    age: Duration,
+    limit: i64,
+) -> QueryResult<Vec<RawNotification>> {
+    notifications::table
+        .filter(notifications::auth_result.eq(AuthResult::Ok))
+        .filter(notifications::payment_id.is_null())
+        .filter(notifications::rejection.is_null())
+        .filter(
+            sql::<Bool>("notifications.received_at < now() - ").bind::<Interval, _>(interval(age)),
+        )
+        .order(notifications::received_at)
+        .limit(limit)
+        .select(RawNotification::as_select())
+        .load(conn)
+}

@@ -1,0 +1,256 @@
+//! The `orders` table: what a merchant is owed, on which payee, for which payable amount, and the
+//! state transitions. Every time comparison here uses the database clock (`now()`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Bytea, Int4, Interval, Jsonb, Nullable, Numeric, Text, Timestamptz};
+use rust_decimal::Decimal;
+
+use super::interval;
+use super::schema::orders;
+use crate::domain::{Channel, OrderStatus};
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+pub struct Order {
+    pub id: String,
+    pub merchant_id: String,
+    pub merchant_order_id: String,
+    pub request_fingerprint: Vec<u8>,
+    pub status: OrderStatus,
+    pub channel: Channel,
+    pub amount: Decimal,
+    pub payable_amount: Decimal,
+    pub payee_id: String,
+    pub qr_code: String,
+    pub qr_fixed_amount: bool,
+    pub subject: Option<String>,
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub reserved_until: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub paid_late: bool,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// Everything `solopay_allocate_order` needs to reserve a payable amount and insert the order.
+#[derive(Debug)]
+pub struct AllocationRequest<'a> {
+    pub order_id: &'a str,
+    pub merchant_id: &'a str,
+    pub merchant_order_id: &'a str,
+    pub request_fingerprint: &'a [u8],
+    pub channel: Channel,
+    pub amount: Decimal,
+    pub expires_in_secs: i32,
+    pub subject: Option<&'a str>,
+    pub notify_url: Option<&'a str>,
+    pub return_url: Option<&'a str>,
+    pub metadata: Option<&'a serde_json::Value>,
+    pub grace_secs: i32,
+    pub max_offset_steps: i32,
+    /// `0.01` (offsets up) or `-0.01` (down).
+    pub step: Decimal,
+    pub offline_after_secs: i32,
+}
+
+/// What `solopay_allocate_order` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Allocation {
+    Created(String),
+    /// An order with this merchant_order_id already exists.
+    Duplicate,
+    NoPayee,
+    Exhausted,
+}
+
+#[derive(QueryableByName)]
+struct AllocationRow {
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_id: Option<String>,
+}
+
+/// Reserves a payable amount and inserts the order in one server-side call (see the migration
+/// for the algorithm). Run it as the last statement before COMMIT: the payee lock it takes is
+/// held until the transaction ends.
+pub fn allocate(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
+    let row: AllocationRow = diesel::sql_query(
+        "SELECT outcome, order_id FROM solopay_allocate_order(\
+         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind::<Text, _>(req.order_id)
+    .bind::<Text, _>(req.merchant_id)
+    .bind::<Text, _>(req.merchant_order_id)
+    .bind::<Bytea, _>(req.request_fingerprint)
+    .bind::<Text, _>(req.channel)
+    .bind::<Numeric, _>(req.amount)
+    .bind::<Int4, _>(req.expires_in_secs)
+    .bind::<Nullable<Text>, _>(req.subject)
+    .bind::<Nullable<Text>, _>(req.notify_url)
+    .bind::<Nullable<Text>, _>(req.return_url)
+    .bind::<Nullable<Jsonb>, _>(req.metadata)
+    .bind::<Int4, _>(req.grace_secs)
+    .bind::<Int4, _>(req.max_offset_steps)
+    .bind::<Numeric, _>(req.step)
+    .bind::<Int4, _>(req.offline_after_secs)
+    .get_result(conn)?;
+    Ok(match (row.outcome.as_str(), row.order_id) {
+        ("created", Some(id)) => Allocation::Created(id),
+        ("duplicate", _) => Allocation::Duplicate,
+        ("no_payee", _) => Allocation::NoPayee,
+        _ => Allocation::Exhausted,
+    })
+}
+
+pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Order>> {
+    orders::table
+        .find(id)
+        .select(Order::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The order and whether it is pending past its expiry (by the database clock).
+pub fn find_with_overdue(conn: &mut PgConnection, id: &str) -> QueryResult<Option<(Order, bool)>> {
+    orders::table
+        .find(id)
+        .select((Order::as_select(), overdue()))
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_merchant_order_id(
+    conn: &mut PgConnection,
+    merchant_id: &str,
+    merchant_order_id: &str,
+) -> QueryResult<Option<Order>> {
+    orders::table
+        .filter(orders::merchant_id.eq(merchant_id))
+        .filter(orders::merchant_order_id.eq(merchant_order_id))
+        .select(Order::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Locks a merchant's order for a state change; with whether it is overdue.
+pub fn lock_for_merchant(
+    conn: &mut PgConnection,
+    merchant_id: &str,
+    id: &str,
+) -> QueryResult<Option<(Order, bool)>> {
+    orders::table
+        .find(id)
+        .filter(orders::merchant_id.eq(merchant_id))
+        .select((Order::as_select(), overdue()))
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Locks the order a payment of `amount` to `payee_id` pays, if any: `pending`, or `expired`
+/// within the grace. With whether the payment is late (past `expires_at`).
+///
+/// Because the amount is reserved during exactly that period, the exclusion constraint allows at
+/// most one such order. A concurrent payment of the same order waits here for the row lock and
+/// then no longer sees the order as payable.
+pub fn lock_payable(
+    conn: &mut PgConnection,
+    payee_id: &str,
+    amount: Decimal,
+) -> QueryResult<Option<(Order, bool)>> {
+    orders::table
+        .filter(orders::payee_id.eq(payee_id))
+        .filter(orders::payable_amount.eq(amount))
+        .filter(orders::status.eq_any([OrderStatus::Pending, OrderStatus::Expired]))
+        .filter(sql::<Bool>("orders.reserved_until > now()"))
+        .select((
+            Order::as_select(),
+            sql::<Bool>("orders.expires_at <= now()"),
+        ))
+        .order(orders::created_at)
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+fn overdue() -> diesel::expression::SqlLiteral<Bool> {
+    sql::<Bool>("(orders.status = 'pending' AND orders.expires_at <= now())")
+}
+
+/// Which overdue pending orders an expiry pass may take.
+#[derive(Debug, Clone, Copy)]
+pub enum ExpiryScope<'a> {
+    /// Any order (the background sweep).
+    All,
+    /// Orders of one channel (the allocation transaction).
+    Channel(Channel),
+    /// One order (a read, a close or a payment that finds it overdue).
+    Order(&'a str),
+}
+
+/// Marks pending orders past `expires_at` as `expired` and returns them. Rows another
+/// transaction holds are skipped, so this never waits; the reservation (`reserved_until`) does
+/// not change, so the amount stays reserved through the grace.
+pub fn expire_overdue(
+    conn: &mut PgConnection,
+    scope: ExpiryScope<'_>,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    let (channel, id) = match scope {
+        ExpiryScope::All => (None, None),
+        ExpiryScope::Channel(channel) => (Some(channel), None),
+        ExpiryScope::Order(id) => (None, Some(id)),
+    };
+    diesel::sql_query(
+        "UPDATE orders SET status = 'expired' \
+         WHERE id IN (SELECT id FROM orders \
+                      WHERE status = 'pending' AND expires_at <= now() \
+                        AND ($1::text IS NULL OR channel = $1) \
+                        AND ($2::text IS NULL OR id = $2) \
+                      ORDER BY expires_at \
+                      LIMIT $3 \
+                      FOR UPDATE SKIP LOCKED) \
+         RETURNING *",
+    )
+    .bind::<Nullable<Text>, _>(channel)
+    .bind::<Nullable<Text>, _>(id)
+    .bind::<diesel::sql_types::Int8, _>(limit)
+    .load(conn)
+}
+
+/// `pending`/`expired` → `paid`; the amount is released at once.
+pub fn mark_paid(conn: &mut PgConnection, id: &str, late: bool) -> QueryResult<Order> {
+    diesel::update(orders::table.find(id))
+        .set((
+            orders::status.eq(OrderStatus::Paid),
+            orders::paid_at.eq(sql::<Nullable<Timestamptz>>("now()")),
+            orders::paid_late.eq(late),
+            orders::reserved_until.eq(sql::<Timestamptz>("greatest(now(), orders.created_at)")),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+}
+
+/// `pending` → `closed`; the amount stays reserved for the grace, as a payer may still pay it.
+pub fn mark_closed(conn: &mut PgConnection, id: &str, grace: Duration) -> QueryResult<Order> {
+    diesel::update(orders::table.find(id))
+        .set((
+            orders::status.eq(OrderStatus::Closed),
+            orders::closed_at.eq(sql::<Nullable<Timestamptz>>("now()")),
+            orders::reserved_until.eq(sql::<Timestamptz>(
+                "greatest(least(orders.reserved_until, now() + ",
+            )
+            .bind::<Interval, _>(interval(grace))
+            .sql("), orders.created_at)")),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+}

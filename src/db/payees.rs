@@ -1,0 +1,111 @@
+//! The `payees` and `payee_fixed_codes` tables: the owner's collection codes, which device listens
+//! for each, and the fixed-amount codes that already carry an amount.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+
+use super::schema::{payee_fixed_codes, payees};
+use crate::domain::Channel;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = payees, check_for_backend(diesel::pg::Pg))]
+pub struct Payee {
+    pub id: String,
+    pub channel: Channel,
+    pub name: String,
+    pub qr_code: String,
+    pub device_id: String,
+    pub enabled: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payee_fixed_codes, check_for_backend(diesel::pg::Pg))]
+pub struct FixedCode {
+    pub payee_id: String,
+    pub amount: Decimal,
+    pub qr_code: String,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = payees)]
+pub struct NewPayee<'a> {
+    pub id: &'a str,
+    pub channel: Channel,
+    pub name: &'a str,
+    pub qr_code: &'a str,
+    pub device_id: &'a str,
+    pub enabled: bool,
+}
+
+pub fn insert(conn: &mut PgConnection, new: &NewPayee<'_>) -> QueryResult<Payee> {
+    diesel::insert_into(payees::table)
+        .values(new)
+        .returning(Payee::as_returning())
+        .get_result(conn)
+}
+
+pub fn insert_fixed_codes(conn: &mut PgConnection, codes: &[FixedCode]) -> QueryResult<usize> {
+    diesel::insert_into(payee_fixed_codes::table)
+        .values(codes)
+        .execute(conn)
+}
+
+/// The payee a device listens for on a channel (at most one, by constraint).
+pub fn find_by_device_and_channel(
+    conn: &mut PgConnection,
+    device_id: &str,
+    channel: Channel,
+) -> QueryResult<Option<Payee>> {
+    payees::table
+        .filter(payees::device_id.eq(device_id))
+        .filter(payees::channel.eq(channel))
+        .select(Payee::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Every payee with its fixed-amount codes.
+pub fn list_with_codes(conn: &mut PgConnection) -> QueryResult<Vec<(Payee, Vec<FixedCode>)>> {
+    let all = payees::table
+        .order((payees::created_at, payees::id))
+        .select(Payee::as_select())
+        .load(conn)?;
+    let codes = FixedCode::belonging_to_payees(conn, &all)?;
+    Ok(all.into_iter().zip(codes).collect())
+}
+
+pub fn fixed_codes_of(conn: &mut PgConnection, payee_id: &str) -> QueryResult<Vec<FixedCode>> {
+    payee_fixed_codes::table
+        .filter(payee_fixed_codes::payee_id.eq(payee_id))
+        .order(payee_fixed_codes::amount)
+        .select(FixedCode::as_select())
+        .load(conn)
+}
+
+impl FixedCode {
+    /// The codes of each payee, in the payees' order.
+    fn belonging_to_payees(
+        conn: &mut PgConnection,
+        owners: &[Payee],
+    ) -> QueryResult<Vec<Vec<FixedCode>>> {
+        let ids: Vec<&str> = owners.iter().map(|p| p.id.as_str()).collect();
+        let codes = payee_fixed_codes::table
+            .filter(payee_fixed_codes::payee_id.eq_any(&ids))
+            .order((payee_fixed_codes::payee_id, payee_fixed_codes::amount))
+            .select(FixedCode::as_select())
+            .load(conn)?;
+        Ok(owners
+            .iter()
+            .map(|p| {
+                codes
+                    .iter()
+                    .filter(|c| c.payee_id == p.id)
+                    .cloned()
+                    .collect()
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,152 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        name -> Text,
+        secret -> Text,
+        enabled -> Bool,
+        last_seen_at -> Nullable<Timestamptz>,
+        last_heartbeat_at -> Nullable<Timestamptz>,
+        last_notification_at -> Nullable<Timestamptz>,
+        app_version -> Nullable<Text>,
+        battery -> Nullable<Int2>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        order_id -> Text,
+        merchant_id -> Text,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    merchants (id) {
+        id -> Text,
+        name -> Text,
+        api_key_hash -> Bytea,
+        webhook_secret -> Text,
+        notify_url -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Int8,
+        received_at -> Timestamptz,
+        source -> Text,
+        device_id -> Nullable<Text>,
+        auth_result -> Text,
+        auth_headers -> Jsonb,
+        body -> Bytea,
+        remote_addr -> Nullable<Text>,
+        payment_id -> Nullable<Text>,
+        rejection -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    operator_tokens (name) {
+        name -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        merchant_id -> Text,
+        merchant_order_id -> Text,
+        request_fingerprint -> Bytea,
+        status -> Text,
+        channel -> Text,
+        amount -> Numeric,
+        payable_amount -> Numeric,
+        payee_id -> Text,
+        qr_code -> Text,
+        qr_fixed_amount -> Bool,
+        subject -> Nullable<Text>,
+        notify_url -> Nullable<Text>,
+        return_url -> Nullable<Text>,
+        metadata -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        reserved_until -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+        paid_late -> Bool,
+        closed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    payee_fixed_codes (payee_id, amount) {
+        payee_id -> Text,
+        amount -> Numeric,
+        qr_code -> Text,
+    }
+}
+
+diesel::table! {
+    payees (id) {
+        id -> Text,
+        channel -> Text,
+        name -> Text,
+        qr_code -> Text,
+        device_id -> Text,
+        enabled -> Bool,
+        last_used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        device_id -> Text,
+        notification_id -> Text,
+        channel -> Text,
+        amount -> Nullable<Numeric>,
+        package -> Nullable<Text>,
+        title -> Nullable<Text>,
+        text -> Nullable<Text>,
+        reported_at -> Nullable<Timestamptz>,
+        payee_id -> Nullable<Text>,
+        result -> Text,
+        order_id -> Nullable<Text>,
+        notification_row -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(events -> merchants (merchant_id));
+diesel::joinable!(events -> orders (order_id));
+diesel::joinable!(orders -> merchants (merchant_id));
+diesel::joinable!(orders -> payees (payee_id));
+diesel::joinable!(payee_fixed_codes -> payees (payee_id));
+diesel::joinable!(payees -> devices (device_id));
+diesel::joinable!(payments -> devices (device_id));
+diesel::joinable!(payments -> notifications (notification_row));
+diesel::joinable!(payments -> orders (order_id));
+diesel::joinable!(payments -> payees (payee_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    devices,
+    events,
+    merchants,
+    notifications,
+    operator_tokens,
+    orders,
+    payee_fixed_codes,
+    payees,
+    payments,
+);

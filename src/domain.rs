@@ -1,0 +1,110 @@
+//! The closed vocabularies of the payment domain (channels, order statuses, payment results,
+//! event types), stored as text columns with CHECK constraints and typed here.
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sql_types::Text;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use utoipa::ToSchema;
+
+/// Declares a text-backed enum: its wire/database names, `FromStr`, `Display` and diesel mapping.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow, Serialize, Deserialize, ToSchema)]
+        #[diesel(sql_type = Text)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ToSql<Text, Pg> for $name {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+                out.write_all(self.as_str().as_bytes())?;
+                Ok(IsNull::No)
+            }
+        }
+
+        impl FromSql<Text, Pg> for $name {
+            fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+                let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+                text.parse().map_err(Into::into)
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// The payment app a payee's collection code belongs to.
+    Channel {
+        Wechat => "wechat",
+        Alipay => "alipay",
+    }
+}
+
+text_enum! {
+    /// `pending` → `paid` | `expired` | `closed`; `expired` → `paid` (late, within the grace).
+    OrderStatus {
+        Pending => "pending",
+        Paid => "paid",
+        Expired => "expired",
+        Closed => "closed",
+    }
+}
+
+text_enum! {
+    /// What became of a reported payment.
+    PaymentResult {
+        /// It paid an order.
+        Matched => "matched",
+        /// No order was waiting for this amount; kept for the operator.
+        Unmatched => "unmatched",
+    }
+}
+
+text_enum! {
+    /// The events an order's state changes emit (and webhooks deliver).
+    EventType {
+        OrderPaid => "order.paid",
+        OrderExpired => "order.expired",
+        OrderClosed => "order.closed",
+    }
+}
+
+text_enum! {
+    /// How a raw notification's credentials checked out.
+    AuthResult {
+        Ok => "ok",
+        MissingCredentials => "missing_credentials",
+        UnknownDevice => "unknown_device",
+        BadSignature => "bad_signature",
+        StaleTimestamp => "stale_timestamp",
+        DeviceDisabled => "device_disabled",
+    }
+}

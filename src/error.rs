@@ -1,0 +1,207 @@
+//! The one error type of the service: each variant has a stable machine-readable `code` and an
+//! HTTP status, and renders as `application/problem+json` (RFC 9457).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::money::AmountError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidAmount(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnparseableNotification(String),
+    #[error("no enabled payee of this channel has an online listener device")]
+    NoPayeeAvailable,
+    #[error("every payable amount in the allowed offset range is taken; retry later")]
+    AmountsExhausted,
+    #[error("{0}")]
+    Unavailable(String),
+    /// Postgres aborted the transaction (deadlock victim, serialization failure); retryable.
+    #[error("the database aborted the transaction ({0}); retry")]
+    Aborted(String),
+    /// The detail is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable, documented error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidAmount(_) => "invalid_amount",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::IdempotencyConflict(_) => "idempotency_conflict",
+            ApiError::InvalidState(_) => "invalid_state",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnparseableNotification(_) => "unparseable_notification",
+            ApiError::NoPayeeAvailable => "no_payee_available",
+            ApiError::AmountsExhausted => "amounts_exhausted",
+            ApiError::Unavailable(_) | ApiError::Aborted(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "Invalid request",
+            ApiError::InvalidAmount(_) => "Invalid amount",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::IdempotencyConflict(_) => "Idempotency conflict",
+            ApiError::InvalidState(_) => "Invalid state",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::UnparseableNotification(_) => "Unparseable notification",
+            ApiError::NoPayeeAvailable => "No payee available",
+            ApiError::AmountsExhausted => "Amounts exhausted",
+            ApiError::Unavailable(_) | ApiError::Aborted(_) => "Service unavailable",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn internal(context: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(context.to_string())
+    }
+
+    pub fn problem(&self) -> Problem {
+        let detail = match self {
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
+            other => other.to_string(),
+        };
+        Problem {
+            problem_type: format!("urn:solopay:problem:{}", self.code()),
+            title: self.title().to_string(),
+            status: self.status_code().as_u16(),
+            code: self.code().to_string(),
+            detail,
+        }
+    }
+}
+
+/// An error answer (RFC 9457 problem details) with solopay's stable `code`.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:solopay:problem:invalid_amount",
+    "title": "Invalid amount",
+    "status": 400,
+    "code": "invalid_amount",
+    "detail": "amount must be greater than zero"
+}))]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable machine-readable code: `invalid_request`, `invalid_amount`, `unauthorized`,
+    /// `forbidden`, `not_found`, `idempotency_conflict`, `invalid_state`, `conflict`,
+    /// `payload_too_large`, `unparseable_notification`, `no_payee_available`,
+    /// `amounts_exhausted`, `service_unavailable`, `internal_error`.
+    pub code: String,
+    pub detail: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::InvalidAmount(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::IdempotencyConflict(_)
+            | ApiError::InvalidState(_)
+            | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnparseableNotification(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NoPayeeAvailable
+            | ApiError::AmountsExhausted
+            | ApiError::Unavailable(_)
+            | ApiError::Aborted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(context) = self {
+            tracing::error!(error = %context, "internal error");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.json(self.problem())
+    }
+}
+
+impl From<AmountError> for ApiError {
+    fn from(error: AmountError) -> Self {
+        ApiError::InvalidAmount(error.to_string())
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &error {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
+                ApiError::Unavailable("the database is unreachable; retry later".into())
+            }
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                ApiError::Aborted(info.message().to_string())
+            }
+            Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+                ApiError::Aborted(info.message().to_string())
+            }
+            Error::DatabaseError(_, info) if is_timeout(info.message()) => {
+                ApiError::Unavailable("the database did not answer in time; retry later".into())
+            }
+            _ => ApiError::Internal(format!("database: {error}")),
+        }
+    }
+}
+
+fn is_timeout(message: &str) -> bool {
+    message.contains("canceling statement due to statement timeout")
+        || message.contains("canceling statement due to lock timeout")
+}
+
+impl From<diesel::r2d2::PoolError> for ApiError {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        tracing::warn!(error = %error, "no database connection available");
+        ApiError::Unavailable("no database connection available; retry later".into())
+    }
+}

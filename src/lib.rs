@@ -1,0 +1,16 @@
+//! solopay: a headless payment gateway for personal WeChat Pay and Alipay collection codes.
+//!
+//! Data flows one way: [`api`] (HTTP) → [`core`] (rules) → [`db`] (storage).
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod core;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod money;
+pub mod sweeper;
+pub mod telemetry;
+pub mod views;
+pub mod watch;

@@ -1,0 +1,49 @@
+//! The background sweep: expires overdue pending orders whether or not anyone asks, and finishes
+//! notifications whose request died between being stored and being matched.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::core::notifications::finish_stranded;
+use crate::core::orders::expire_overdue_batch;
+use crate::db::Db;
+
+const EXPIRY_BATCH: i64 = 500;
+/// A live request finishes its own notification well within this time.
+const STRANDED_AFTER: Duration = Duration::from_secs(30);
+
+pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let outcome = db
+                .run(|conn| {
+                    let mut expired = 0;
+                    loop {
+                        let n = expire_overdue_batch(conn, EXPIRY_BATCH)?;
+                        expired += n;
+                        if (n as i64) < EXPIRY_BATCH {
+                            break;
+                        }
+                    }
+                    let finished = finish_stranded(conn, STRANDED_AFTER, 100)?;
+                    Ok((expired, finished))
+                })
+                .await;
+            match outcome {
+                Ok((0, 0)) => {}
+                Ok((expired, finished)) => {
+                    tracing::info!(expired, finished_notifications = finished, "sweep");
+                }
+                Err(error) => tracing::warn!(%error, "sweep failed; retrying at the next tick"),
+            }
+        }
+    })
+}

@@ -1,0 +1,210 @@
+//! Wakes long-polls when an order changes on any instance: every state change queues
+//! `NOTIFY solopay_order_changed, '<order id>'` in its transaction; each instance keeps one
+//! `LISTEN` connection and wakes the requests waiting on that order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::AsyncMessage;
+
+use crate::db::events::ORDER_CHANGED_CHANNEL;
+
+/// The registry of waiting requests, by order id.
+#[derive(Clone, Default)]
+pub struct OrderWatch {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Whether the LISTEN connection is up; while it is down, waiters re-read periodically.
+    listening: AtomicBool,
+}
+
+/// A request's interest in one order, for as long as it is held.
+pub struct Subscription {
+    watch: OrderWatch,
+    order_id: String,
+    notify: Arc<Notify>,
+}
+
+impl OrderWatch {
+    pub fn new() -> OrderWatch {
+        OrderWatch::default()
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        // The map stays consistent even if a holder panicked: every operation is a single step.
+        self.inner
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn subscribe(&self, order_id: &str) -> Subscription {
+        let notify = self
+            .waiters()
+            .entry(order_id.to_string())
+            .or_default()
+            .clone();
+        Subscription {
+            watch: self.clone(),
+            order_id: order_id.to_string(),
+            notify,
+        }
+    }
+
+    /// Wakes every request waiting on this order.
+    pub fn wake(&self, order_id: &str) {
+        if let Some(notify) = self.waiters().get(order_id) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiting request (the listener reconnected and may have missed changes).
+    pub fn wake_all(&self) {
+        for notify in self.waiters().values() {
+            notify.notify_waiters();
+        }
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// How many orders have waiting requests (for metrics and tests).
+    pub fn watched_orders(&self) -> usize {
+        self.waiters().len()
+    }
+
+    /// Keeps a LISTEN connection to `database_url` until `shutdown`, reconnecting after errors.
+    pub fn spawn_listener(
+        &self,
+        database_url: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let watch = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            while !*shutdown.borrow() {
+                match watch.listen(&database_url, &mut shutdown).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
+                            "order change listener lost its connection");
+                    }
+                }
+                watch.inner.listening.store(false, Ordering::Release);
+                watch.wake_all();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            watch.inner.listening.store(false, Ordering::Release);
+        })
+    }
+
+    /// Listens until the connection fails (`Err`) or `shutdown` (`Ok`).
+    async fn listen(
+        &self,
+        database_url: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let (client, mut connection) =
+            tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+        let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<String>();
+        // The connection must be polled for any query to progress; it forwards notifications.
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) => {
+                        if sender.send(n.payload().to_string()).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(())
+        });
+        client
+            .batch_execute(&format!("LISTEN {ORDER_CHANGED_CHANNEL}"))
+            .await?;
+        self.inner.listening.store(true, Ordering::Release);
+        // Changes made while no connection listened reach nobody: have every waiter re-read.
+        self.wake_all();
+        tracing::debug!("listening for order changes");
+
+        let outcome = loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Some(order_id) => self.wake(&order_id),
+                    None => break driver.await.unwrap_or(Ok(())),
+                },
+                _ = shutdown.changed() => break Ok(()),
+            }
+        };
+        drop(client);
+        outcome
+    }
+}
+
+impl Subscription {
+    /// Resolves on the next change of the order after this future is enabled; enable it (or
+    /// poll it) before reading the order, so that no change slips between the read and the wait.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut waiters = self.watch.waiters();
+        // The map's reference and this one: no one else waits on the order any more.
+        if waiters
+            .get(&self.order_id)
+            .is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) <= 2)
+        {
+            waiters.remove(&self.order_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wake_reaches_an_enabled_waiter_and_subscriptions_clean_up() {
+        let watch = OrderWatch::new();
+        let first = watch.subscribe("ord_1");
+        let second = watch.subscribe("ord_1");
+        assert_eq!(watch.watched_orders(), 1);
+
+        {
+            let notified = first.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            watch.wake("ord_2");
+            watch.wake("ord_1");
+            tokio::time::timeout(Duration::from_secs(1), notified)
+                .await
+                .unwrap_or_else(|_| panic!("the waiter was not woken"));
+        }
+
+        drop(first);
+        assert_eq!(watch.watched_orders(), 1);
+        drop(second);
+        assert_eq!(watch.watched_orders(), 0);
+    }
+}
