@@ -75,6 +75,14 @@ pub fn list_with_online(
         .load(conn)
 }
 
+/// What a heartbeat may update; a detail it does not report keeps its earlier value.
+#[derive(AsChangeset)]
+#[diesel(table_name = devices)]
+struct HeartbeatDetails<'a> {
+    app_version: Option<&'a str>,
+    battery: Option<i16>,
+}
+
 pub fn record_heartbeat(
     conn: &mut PgConnection,
     id: &str,
@@ -86,8 +94,10 @@ pub fn record_heartbeat(
         .set((
             devices::last_seen_at.eq(now.clone()),
             devices::last_heartbeat_at.eq(now),
-            devices::app_version.eq(app_version),
-            devices::battery.eq(battery),
+            HeartbeatDetails {
+                app_version,
+                battery,
+            },
         ))
         .returning(Device::as_returning())
         .get_result(conn)

@@ -1,0 +1,305 @@
+//! Bad input: each malformed request gets its problem+json code and changes nothing.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Every table's row count, to prove a refused request changed nothing.
+async fn snapshot(db: &TestDb) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "merchants",
+        "devices",
+        "payees",
+        "payee_fixed_codes",
+        "orders",
+        "payments",
+        "events",
+    ] {
+        counts.push(db.count(&format!("SELECT count(*) FROM {table}")).await);
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_order_requests_are_refused_with_their_code_and_change_nothing() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    app.online_listener("wechat").await;
+    let before = snapshot(&db).await;
+
+    let big_metadata = json!({"blob": "x".repeat(5000)});
+    // (raw JSON body, expected code)
+    let cases: Vec<(String, &str)> = vec![
+        ("not json".into(), "invalid_request"),
+        ("".into(), "invalid_request"),
+        ("[]".into(), "invalid_request"),
+        (r#"{"amount": "1.00", "channel": "wechat"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "channel": "wechat"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "colour": "red"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "paypal"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": 7, "amount": "1.00", "channel": "wechat"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "", "amount": "1.00", "channel": "wechat"}"#.into(), "invalid_request"),
+        (format!(r#"{{"merchant_order_id": "{}", "amount": "1.00", "channel": "wechat"}}"#, "a".repeat(65)), "invalid_request"),
+        (r#"{"merchant_order_id": "has space", "amount": "1.00", "channel": "wechat"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "订单1", "amount": "1.00", "channel": "wechat"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "expires_in": 59}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "expires_in": 3601}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "expires_in": -5}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "metadata": [1]}"#.into(), "invalid_request"),
+        (format!(r#"{{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "metadata": {big_metadata}}}"#), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "notify_url": "ftp://x.example/"}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "return_url": "not a url"}"#.into(), "invalid_request"),
+        (format!(r#"{{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "subject": "{}"}}"#, "s".repeat(257)), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "subject": "   "}"#.into(), "invalid_request"),
+    ];
+    let amounts = [
+        r#""0""#,
+        r#""0.00""#,
+        r#""-1""#,
+        r#""1.001""#,
+        r#""1e2""#,
+        r#""NaN""#,
+        r#""Infinity""#,
+        r#""1,000.00""#,
+        r#"" 1.00""#,
+        r#""""#,
+        r#""50000.01""#,
+        r#""99999999999999999999999999.00""#,
+        "0",
+        "-1",
+        "1.001",
+        "1e2",
+        "1E-2",
+        "50000.01",
+        "99999999999999999999999999",
+        "true",
+        "null",
+        "{}",
+        "[1]",
+    ];
+    let mut cases = cases;
+    for amount in amounts {
+        cases.push((
+            format!(r#"{{"merchant_order_id": "a", "amount": {amount}, "channel": "wechat"}}"#),
+            "invalid_amount",
+        ));
+    }
+
+    for (body, code) in &cases {
+        let response = app
+            .client
+            .post(app.url("/orders"))
+            .bearer_auth(&merchant.api_key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST, code).await;
+        assert!(!problem["detail"].as_str().unwrap().is_empty(), "{body}");
+    }
+    assert_eq!(
+        snapshot(&db).await,
+        before,
+        "a refused request changed something"
+    );
+
+    // The largest allowed amount and a JSON number are fine.
+    let ok = app
+        .client
+        .post(app.url("/orders"))
+        .bearer_auth(&merchant.api_key)
+        .header("content-type", "application/json")
+        .body(r#"{"merchant_order_id": "max", "amount": 50000, "channel": "wechat"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    assert_eq!(ok.json::<Value>().await.unwrap()["amount"], "50000.00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_refused_with_413() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let before = snapshot(&db).await;
+    let huge = format!(
+        r#"{{"merchant_order_id": "big", "amount": "1.00", "channel": "wechat", "subject": "{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+
+    let order = app
+        .client
+        .post(app.url("/orders"))
+        .bearer_auth(&merchant.api_key)
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(order, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let notify = app
+        .signed_post("/notify", &listener.device, now_unix(), huge.as_bytes())
+        .await;
+    assert_problem(notify, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let admin = app
+        .client
+        .post(app.url("/admin/merchants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(admin, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_eq!(snapshot(&db).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused_and_change_nothing() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    app.online_listener("wechat").await;
+    let before = snapshot(&db).await;
+    let order = json!({"merchant_order_id": "x", "amount": "1.00", "channel": "wechat"});
+
+    let attempts = [
+        None,
+        Some("Bearer".to_string()),
+        Some("Bearer ".to_string()),
+        Some("Bearer sk_wrong".to_string()),
+        Some(format!("Basic {}", merchant.api_key)),
+        Some(format!("Bearer {ADMIN_TOKEN}")),
+        Some(format!("Bearer {}x", merchant.api_key)),
+    ];
+    for authorization in &attempts {
+        let mut request = app.client.post(app.url("/orders")).json(&order);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        assert_problem(
+            request.send().await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        )
+        .await;
+    }
+    // A merchant key is not an operator token, nor is a wrong token.
+    for token in [merchant.api_key.as_str(), "test-operator-token-wrong"] {
+        let response = app
+            .client
+            .post(app.url("/admin/merchants"))
+            .bearer_auth(token)
+            .json(&json!({"name": "evil"}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let response = app
+            .client
+            .get(app.url("/admin/devices"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    assert_eq!(snapshot(&db).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_operator_requests_are_refused_and_change_nothing() {
+    let TestEnv { app, db } = spawn_app().await;
+    let device = app.create_device("phone").await;
+    app.create_payee(&device, "wechat", json!({})).await;
+    let before = snapshot(&db).await;
+
+    let cases = [
+        (
+            "/admin/merchants",
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/merchants",
+            json!({"name": ""}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/merchants",
+            json!({"name": "a", "notify_url": "javascript:alert(1)"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/merchants",
+            json!({"name": "a", "api_key": "mine"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/devices",
+            json!({"name": "x".repeat(129)}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/payees",
+            json!({"channel": "wechat", "name": "p", "qr_code": "q", "device_id": "dev_nope"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/payees",
+            json!({"channel": "bitcoin", "name": "p", "qr_code": "q", "device_id": device.id}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/payees",
+            json!({"channel": "wechat", "name": "p", "qr_code": "", "device_id": device.id}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/admin/payees",
+            json!({"channel": "alipay", "name": "p", "qr_code": "q", "device_id": device.id,
+                                 "fixed_amount_codes": [{"amount": "1.001", "qr_code": "q1"}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+        ),
+        (
+            "/admin/payees",
+            json!({"channel": "alipay", "name": "p", "qr_code": "q", "device_id": device.id,
+                                 "fixed_amount_codes": [{"amount": "1.00", "qr_code": "a"}, {"amount": "1", "qr_code": "b"}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        // One payee per device and channel: a notification could not tell two apart.
+        (
+            "/admin/payees",
+            json!({"channel": "wechat", "name": "second", "qr_code": "q", "device_id": device.id}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        assert_problem(app.admin_post(path, &body).await, status, code).await;
+    }
+    assert_eq!(snapshot(&db).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_answer_problem_json() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let response = app.client.get(app.url("/nowhere")).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = app.client.delete(app.url("/orders")).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+}

@@ -1,0 +1,416 @@
+//! Test harness: a fresh database per test, service instances on port 0, and clients for each
+//! role (operator, merchant, listener device) that build requests the way real clients do.
+
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use hmac::{KeyInit, Mac};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use solopay::app::Application;
+use solopay::config::Settings;
+
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+
+/// The Postgres server tests use, without a database name.
+fn server_url() -> String {
+    std::env::var("SOLOPAY_TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://localhost:5432".to_string())
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A name no other test uses; the service creates the database at start.
+    pub fn fresh() -> TestDb {
+        let name = format!("solopay_test_{}", uuid::Uuid::new_v4().simple());
+        TestDb {
+            url: format!("{}/{name}", server_url()),
+            name,
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Runs a statement (for simulating the passage of time, or setting up what the API cannot).
+    pub async fn execute(&self, sql: &str) -> u64 {
+        self.client()
+            .await
+            .execute(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The single i64 a query returns (counts).
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// The single text a query returns.
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let url = format!("{}/postgres", server_url());
+        let name = self.name.clone();
+        // Outside the async runtime: diesel's connection is synchronous.
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut conn) = PgConnection::establish(&url) {
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn);
+            }
+        })
+        .join();
+    }
+}
+
+/// Settings for a test instance: port 0, a small pool, a fast sweep, a known operator token.
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut settings = Settings::from_lookup(|_| None).expect("default settings");
+    settings.database_url = db.url.clone();
+    settings.bind = "127.0.0.1:0".parse().expect("address");
+    settings.admin_token = Some(ADMIN_TOKEN.to_string());
+    settings.db_pool_size = 8;
+    settings.workers = 2;
+    settings.sweep_interval = Duration::from_millis(200);
+    settings
+}
+
+/// One running instance of the service.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+/// A fresh database and one instance on it.
+pub struct TestEnv {
+    pub app: TestApp,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestEnv {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestEnv {
+    let db = TestDb::fresh();
+    let mut settings = test_settings(&db);
+    configure(&mut settings);
+    let app = start(settings).await;
+    TestEnv { app, db }
+}
+
+/// Another instance of the service on the same database (a second process in production).
+pub async fn spawn_instance(db: &TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(db);
+    configure(&mut settings);
+    start(settings).await
+}
+
+pub async fn start(settings: Settings) -> TestApp {
+    let app = Application::build(settings)
+        .await
+        .expect("build the application");
+    let address = format!("http://{}", app.address());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client"),
+    }
+}
+
+/// A merchant's credentials, as the operator received them.
+#[derive(Debug, Clone)]
+pub struct MerchantKeys {
+    pub api_key: String,
+}
+
+/// A listener device's credentials.
+#[derive(Debug, Clone)]
+pub struct DeviceKeys {
+    pub id: String,
+    pub secret: String,
+}
+
+/// A listening device with one payee per channel it was set up for.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub device: DeviceKeys,
+    pub payee_id: String,
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// The listener signature, computed here independently of the service's code.
+pub fn device_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn create_merchant(&self, name: &str) -> MerchantKeys {
+        let response = self
+            .admin_post("/admin/merchants", &json!({ "name": name }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        MerchantKeys {
+            api_key: body["api_key"].as_str().expect("api_key").to_string(),
+        }
+    }
+
+    pub async fn create_device(&self, name: &str) -> DeviceKeys {
+        let response = self
+            .admin_post("/admin/devices", &json!({ "name": name }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        DeviceKeys {
+            id: body["id"].as_str().expect("id").to_string(),
+            secret: body["secret"].as_str().expect("secret").to_string(),
+        }
+    }
+
+    pub async fn create_payee(&self, device: &DeviceKeys, channel: &str, extra: Value) -> Value {
+        let mut body = json!({
+            "channel": channel,
+            "name": format!("{channel} payee"),
+            "qr_code": format!("{channel}://collect/{}", device.id),
+            "device_id": device.id,
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let response = self.admin_post("/admin/payees", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            response.text().await
+        );
+        response.json().await.expect("json")
+    }
+
+    /// A device with a payee on `channel`, online.
+    pub async fn online_listener(&self, channel: &str) -> Listener {
+        self.online_listener_with(channel, json!({})).await
+    }
+
+    pub async fn online_listener_with(&self, channel: &str, payee_extra: Value) -> Listener {
+        let device = self.create_device("phone").await;
+        let payee = self.create_payee(&device, channel, payee_extra).await;
+        assert_eq!(self.heartbeat(&device).await.status(), StatusCode::OK);
+        Listener {
+            device,
+            payee_id: payee["id"].as_str().expect("id").to_string(),
+        }
+    }
+
+    /// A request signed by the device, at `timestamp`, with these exact body bytes.
+    pub async fn signed_post(
+        &self,
+        path: &str,
+        device: &DeviceKeys,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Response {
+        let timestamp = timestamp.to_string();
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("X-Solopay-Device", &device.id)
+            .header("X-Solopay-Timestamp", &timestamp)
+            .header(
+                "X-Solopay-Signature",
+                device_signature(&device.secret, &timestamp, body),
+            )
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn heartbeat(&self, device: &DeviceKeys) -> Response {
+        self.signed_post("/heartbeat", device, now_unix(), b"{}")
+            .await
+    }
+
+    pub async fn notify(&self, device: &DeviceKeys, body: &Value) -> Response {
+        self.signed_post("/notify", device, now_unix(), body.to_string().as_bytes())
+            .await
+    }
+
+    /// A payment notification of `amount` on `channel` with a fresh notification id.
+    pub async fn pay(&self, device: &DeviceKeys, channel: &str, amount: &str) -> Value {
+        let response = self
+            .notify(
+                device,
+                &json!({
+                    "notification_id": uuid::Uuid::new_v4().to_string(),
+                    "channel": channel,
+                    "amount": amount,
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("json")
+    }
+
+    pub async fn create_order(&self, merchant: &MerchantKeys, body: &Value) -> Response {
+        self.client
+            .post(self.url("/orders"))
+            .bearer_auth(&merchant.api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an order that must succeed; returns its JSON.
+    pub async fn order(&self, merchant: &MerchantKeys, amount: &str, channel: &str) -> Value {
+        let response = self
+            .create_order(
+                merchant,
+                &json!({
+                    "merchant_order_id": uuid::Uuid::new_v4().simple().to_string(),
+                    "amount": amount,
+                    "channel": channel,
+                }),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            response.text().await
+        );
+        response.json().await.expect("json")
+    }
+
+    pub async fn get_order(&self, id: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/orders/{id}")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("json")
+    }
+
+    pub async fn close_order(&self, merchant: &MerchantKeys, id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/orders/{id}/close")))
+            .bearer_auth(&merchant.api_key)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Asserts a problem+json answer with this status and code; returns the problem.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "expected {status} {code}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let problem: Value = response.json().await.expect("problem json");
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(problem["type"].as_str().is_some_and(|t| t.ends_with(code)));
+    assert!(problem["title"].is_string() && problem["detail"].is_string());
+    problem
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Moves an order `secs` seconds into the past (creation, expiry and reservation alike), as if
+/// that much time had gone by since it was created.
+pub async fn age_order(db: &TestDb, order_id: &str, secs: i64) {
+    let changed = db
+        .execute(&format!(
+            "UPDATE orders SET created_at = created_at - interval '{secs} seconds', \
+                               expires_at = expires_at - interval '{secs} seconds', \
+                               reserved_until = reserved_until - interval '{secs} seconds' \
+             WHERE id = '{order_id}'"
+        ))
+        .await;
+    assert_eq!(changed, 1);
+}

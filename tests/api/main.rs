@@ -1,0 +1,13 @@
+//! Integration tests: every test talks HTTP to real service instances on a fresh, migrated
+//! Postgres database of its own.
+#![allow(clippy::unwrap_used)]
+
+mod allocation;
+mod bad_input;
+mod expiry;
+mod flow;
+mod helpers;
+mod isolation;
+mod notify;
+mod openapi;
+mod ops;

@@ -1,0 +1,206 @@
+//! Operations: health and readiness, and the `solopay` binary itself: database creation,
+//! the operator token generated at first start, graceful shutdown, settings errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_answer() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let health: Value = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn solopay(db: &TestDb, dir: &Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_solopay"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("SOLOPAY_BIND", format!("127.0.0.1:{port}"))
+        .env("SOLOPAY_ADMIN_TOKEN_FILE", dir.join("admin-token"))
+        .env("SOLOPAY_LOG", "info")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+async fn wait_until_up(port: u16) {
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        }
+    })
+    .await;
+    assert!(up, "the service did not become ready");
+}
+
+async fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the service did not stop after SIGTERM")
+        .unwrap();
+    let mut logs = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use tokio::io::AsyncReadExt;
+        out.read_to_string(&mut logs).await.unwrap();
+    }
+    (status, logs)
+}
+
+async fn operator_can_list(port: u16, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/admin/merchants"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("solopay-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_creates_its_database_generates_an_operator_token_and_stops_gracefully() {
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    let port = free_port();
+
+    let child = solopay(&db, &dir, port).arg("serve").spawn().unwrap();
+    wait_until_up(port).await;
+    let token_file = dir.join("admin-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("sop_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert_eq!(operator_can_list(port, &token).await, StatusCode::OK);
+    assert_eq!(
+        operator_can_list(port, "sop_wrong").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Only the digest is stored.
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM operator_tokens WHERE token_hash = sha256('{token}'::bytea)"
+        ))
+        .await,
+        1
+    );
+
+    let (status, logs) = terminate(child).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        logs.contains("shutting down") && logs.contains("stopped"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&token), "the token must never be logged");
+
+    // Started again: the same token still works, no new one is written.
+    std::fs::remove_file(&token_file).unwrap();
+    let child = solopay(&db, &dir, port).arg("serve").spawn().unwrap();
+    wait_until_up(port).await;
+    assert!(!token_file.exists());
+    assert_eq!(operator_can_list(port, &token).await, StatusCode::OK);
+
+    // `admin-token` replaces it.
+    let output = solopay(&db, &dir, port)
+        .arg("admin-token")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let rotated = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert!(rotated.starts_with("sop_") && rotated != token);
+    assert_eq!(
+        operator_can_list(port, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(operator_can_list(port, &rotated).await, StatusCode::OK);
+
+    let (status, _) = terminate(child).await;
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_prepares_the_database_and_a_bad_setting_names_its_variable() {
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+
+    let output = solopay(&db, &dir, free_port())
+        .arg("migrate")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 0);
+
+    let output = solopay(&db, &dir, free_port())
+        .env("SOLOPAY_MAX_OFFSET_STEPS", "lots")
+        .arg("serve")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SOLOPAY_MAX_OFFSET_STEPS"));
+
+    let output = solopay(&db, &dir, 0).arg("openapi").output().await.unwrap();
+    assert!(output.status.success());
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["info"]["title"], "solopay");
+    let _ = std::fs::remove_dir_all(&dir);
+}
