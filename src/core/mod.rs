@@ -3,6 +3,7 @@
 
 pub mod devices;
 pub mod merchants;
+pub mod notification_text;
 pub mod notifications;
 pub mod operators;
 pub mod orders;
