@@ -21,6 +21,7 @@ use crate::core::operators::{TokenSource, ensure_token};
 use crate::core::orders::OrderRules;
 use crate::db::{self, Db, StartupError};
 use crate::error::ApiError;
+use crate::metrics::{Metrics, RequestLabels};
 use crate::watch::OrderWatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum AppError {
     },
     #[error("start-up task failed: {0}")]
     Task(String),
+    #[error("webhook delivery: {0}")]
+    Webhooks(String),
 }
 
 /// A built instance, listening but not yet serving.
@@ -105,9 +108,18 @@ impl Application {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let order_watch = OrderWatch::new();
+        let metrics = Arc::new(Metrics::new());
         let background = vec![
             order_watch.spawn_listener(settings.database_url.clone(), shutdown_rx.clone()),
             crate::sweeper::spawn(db.clone(), settings.sweep_interval, shutdown_rx.clone()),
+            crate::webhooks::spawn(
+                db.clone(),
+                &settings,
+                order_watch.deliveries_due(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )
+            .map_err(AppError::Webhooks)?,
         ];
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| AppError::Bind {
@@ -123,6 +135,7 @@ impl Application {
             rules: OrderRules::from(settings.as_ref()),
             settings: settings.clone(),
             watch: order_watch,
+            metrics,
             shutdown: shutdown_rx,
         });
         let server = HttpServer::new(move || {
@@ -210,14 +223,31 @@ async fn log_request(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(req).await?;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
     tracing::info!(
         %method,
         %path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        status,
+        elapsed_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
+    if let Some(state) = state {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        state.metrics.record_request(
+            RequestLabels {
+                method: method.to_string(),
+                route,
+                status,
+            },
+            elapsed,
+        );
+    }
     Ok(response)
 }
 

@@ -38,6 +38,14 @@ pub struct Settings {
     pub statement_timeout: Duration,
     pub workers: usize,
     pub log_format: LogFormat,
+    /// A webhook attempt fails when no answer arrives within this.
+    pub webhook_timeout: Duration,
+    /// Waits before the retries after a failed attempt (then the delivery is `failed`).
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Webhook attempts in flight at once, per instance.
+    pub webhook_concurrency: usize,
+    /// How often the delivery worker looks for due retries when nothing woke it.
+    pub webhook_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +159,23 @@ impl Settings {
                 std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
                 1..=256,
             )? as usize,
+            webhook_timeout: secs("SOLOPAY_WEBHOOK_TIMEOUT_SECS", 10, 1..=120)?,
+            webhook_retry_schedule: parse_schedule(
+                "SOLOPAY_WEBHOOK_RETRY_SCHEDULE",
+                get("SOLOPAY_WEBHOOK_RETRY_SCHEDULE"),
+            )?,
+            webhook_concurrency: parse_in_range(
+                "SOLOPAY_WEBHOOK_CONCURRENCY",
+                get("SOLOPAY_WEBHOOK_CONCURRENCY"),
+                16,
+                1..=1024,
+            )? as usize,
+            webhook_poll_interval: Duration::from_millis(parse_in_range(
+                "SOLOPAY_WEBHOOK_POLL_INTERVAL_MS",
+                get("SOLOPAY_WEBHOOK_POLL_INTERVAL_MS"),
+                1000,
+                20..=60_000,
+            )?),
             log_format: match get("SOLOPAY_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -205,6 +230,38 @@ fn parse_in_range(
     }
 }
 
+/// The default retry schedule: about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5,300,1800,7200,18000,36000,36000";
+
+/// A comma-separated list of waits in seconds (decimals allowed, e.g. `0.2,0.5`).
+fn parse_schedule(
+    variable: &'static str,
+    value: Option<String>,
+) -> Result<Vec<Duration>, SettingsError> {
+    let text = value.unwrap_or_else(|| DEFAULT_WEBHOOK_RETRY_SCHEDULE.to_string());
+    let refused = || SettingsError {
+        variable,
+        value: text.clone(),
+        reason: "must be a comma-separated list of 1 to 20 waits in seconds, each from 0.01 \
+                 to 604800"
+            .into(),
+    };
+    let waits = text
+        .split(',')
+        .map(|part| {
+            let secs: f64 = part.trim().parse().map_err(|_| refused())?;
+            if !(0.01..=604_800.0).contains(&secs) {
+                return Err(refused());
+            }
+            Ok(Duration::from_millis((secs * 1000.0).round() as u64))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.is_empty() || waits.len() > 20 {
+        return Err(refused());
+    }
+    Ok(waits)
+}
+
 fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, SettingsError> {
     match value.as_deref().map(str::trim) {
         None => Ok(false),
@@ -245,6 +302,24 @@ mod tests {
         assert_eq!(s.max_amount.to_string(), "50000.00");
         assert!(!s.allow_private_webhooks);
         assert!(s.admin_token.is_none());
+        assert_eq!(s.webhook_timeout, Duration::from_secs(10));
+        let schedule: Vec<u64> = s
+            .webhook_retry_schedule
+            .iter()
+            .map(Duration::as_secs)
+            .collect();
+        assert_eq!(schedule, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+    }
+
+    #[test]
+    fn a_retry_schedule_can_be_shortened_for_tests() {
+        let s = settings(&[("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "0.2, 0.5,1")]).unwrap();
+        let millis: Vec<u128> = s
+            .webhook_retry_schedule
+            .iter()
+            .map(Duration::as_millis)
+            .collect();
+        assert_eq!(millis, [200, 500, 1000]);
     }
 
     #[test]
@@ -257,6 +332,9 @@ mod tests {
             ("SOLOPAY_BIND", "nowhere"),
             ("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "perhaps"),
             ("SOLOPAY_ADMIN_TOKEN", "short"),
+            ("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "5,,10"),
+            ("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "-1"),
+            ("SOLOPAY_WEBHOOK_TIMEOUT_SECS", "0"),
         ] {
             let error = settings(&[(var, value)]).unwrap_err();
             assert_eq!(error.variable, var);

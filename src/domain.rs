@@ -108,3 +108,15 @@ text_enum! {
         DeviceDisabled => "device_disabled",
     }
 }
+
+text_enum! {
+    /// Where a webhook delivery stands.
+    DeliveryStatus {
+        /// Waiting for its first attempt or a retry.
+        Pending => "pending",
+        /// A 2xx answer was received.
+        Succeeded => "succeeded",
+        /// Every attempt of the schedule failed; the operator may redeliver it.
+        Failed => "failed",
+    }
+}

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
 use crate::db::events::ORDER_CHANGED_CHANNEL;
+use crate::db::webhooks::DELIVERY_DUE_CHANNEL;
 
 /// The registry of waiting requests, by order id.
 #[derive(Clone, Default)]
@@ -25,6 +26,9 @@ struct Inner {
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     /// Whether the LISTEN connection is up; while it is down, waiters re-read periodically.
     listening: AtomicBool,
+    /// Wakes the webhook delivery worker: an order changed (deliveries were written with its
+    /// events) or a delivery was made due again.
+    deliveries_due: Arc<Notify>,
 }
 
 /// A request's interest in one order, for as long as it is held.
@@ -74,6 +78,11 @@ impl OrderWatch {
         }
     }
 
+    /// The signal the webhook delivery worker waits on.
+    pub fn deliveries_due(&self) -> Arc<Notify> {
+        self.inner.deliveries_due.clone()
+    }
+
     pub fn is_listening(&self) -> bool {
         self.inner.listening.load(Ordering::Acquire)
     }
@@ -120,14 +129,15 @@ impl OrderWatch {
     ) -> Result<(), tokio_postgres::Error> {
         let (client, mut connection) =
             tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-        let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         // The connection must be polled for any query to progress; it forwards notifications.
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(n)) => {
-                        if sender.send(n.payload().to_string()).is_err() {
+                        let change = (n.channel().to_string(), n.payload().to_string());
+                        if sender.send(change).is_err() {
                             return Ok(());
                         }
                     }
@@ -138,17 +148,26 @@ impl OrderWatch {
             Ok(())
         });
         client
-            .batch_execute(&format!("LISTEN {ORDER_CHANGED_CHANNEL}"))
+            .batch_execute(&format!(
+                "LISTEN {ORDER_CHANGED_CHANNEL}; LISTEN {DELIVERY_DUE_CHANNEL}"
+            ))
             .await?;
         self.inner.listening.store(true, Ordering::Release);
         // Changes made while no connection listened reach nobody: have every waiter re-read.
         self.wake_all();
+        self.inner.deliveries_due.notify_one();
         tracing::debug!("listening for order changes");
 
         let outcome = loop {
             tokio::select! {
                 change = changes.recv() => match change {
-                    Some(order_id) => self.wake(&order_id),
+                    Some((channel, payload)) => {
+                        if channel == ORDER_CHANGED_CHANNEL {
+                            self.wake(&payload);
+                        }
+                        // notify_one keeps the signal if the worker is busy: none is lost.
+                        self.inner.deliveries_due.notify_one();
+                    }
                     None => break driver.await.unwrap_or(Ok(())),
                 },
                 _ = shutdown.changed() => break Ok(()),

@@ -110,7 +110,7 @@ pub async fn notify(
     let body = read_body(payload).await?;
     let credentials = device_credentials(&req);
     let remote = req.peer_addr().map(|a| a.ip().to_string());
-    let result = state
+    let outcome = state
         .db
         .run(move |conn| {
             let stored =
@@ -118,6 +118,11 @@ pub async fn notify(
             let device = stored.device.map_err(refusal)?;
             notifications::process_stored(conn, &device.id, stored.raw_id, &body)
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(NotifyResult::from(&result)))
+        .await;
+    let result = match &outcome {
+        Ok(payment) => payment.result.as_str(),
+        Err(error) => error.code(),
+    };
+    state.metrics.record_notification(result);
+    Ok(HttpResponse::Ok().json(NotifyResult::from(&outcome?)))
 }

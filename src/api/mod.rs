@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::core::orders::OrderRules;
 use crate::db::Db;
 use crate::error::{ApiError, Problem};
+use crate::metrics::Metrics;
 use crate::watch::OrderWatch;
 
 /// Request bodies over this size are refused with 413.
@@ -35,6 +36,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub rules: OrderRules,
     pub watch: OrderWatch,
+    pub metrics: Arc<Metrics>,
     /// Becomes `true` when the instance begins to shut down: long-polls answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -54,10 +56,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(admin::devices::create_device)
                 .service(admin::devices::list_devices)
                 .service(admin::payees::create_payee)
-                .service(admin::payees::list_payees),
+                .service(admin::merchants::rotate_webhook_secret)
+                .service(admin::payees::list_payees)
+                .service(admin::webhooks::list_deliveries)
+                .service(admin::webhooks::get_delivery)
+                .service(admin::webhooks::redeliver),
         )
         .service(ops::healthz)
-        .service(ops::readyz);
+        .service(ops::readyz)
+        .service(ops::metrics);
 }
 
 #[derive(OpenApi)]

@@ -1,13 +1,16 @@
-//! Operations: liveness and readiness.
+//! Operations: liveness, readiness and metrics.
 
 use actix_web::{HttpResponse, get, web};
-use diesel::RunQueryDsl;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::AppState;
-use crate::db::migrations_applied;
+use crate::db::schema::orders;
+use crate::db::{migrations_applied, webhooks as delivery_rows};
 use crate::error::{ApiError, Problem};
+use crate::metrics::Snapshot;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -49,4 +52,40 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(Health {
         status: "ready".into(),
     }))
+}
+
+/// Prometheus metrics of this instance: requests, notifications by result, webhook attempts by
+/// outcome and latency; orders by status, webhook queue depth and pool usage as of now.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pool = state.db.pool().state();
+    let max = i64::from(state.db.pool().max_size());
+    let (orders_by_status, webhook_queue_depth) = state
+        .db
+        .run(|conn| {
+            let by_status: Vec<(String, i64)> = orders::table
+                .group_by(orders::status)
+                .select((orders::status, count_star()))
+                .load(conn)?;
+            Ok((by_status, delivery_rows::pending_count(conn)?))
+        })
+        .await?;
+    state.metrics.set_snapshot(&Snapshot {
+        orders_by_status,
+        webhook_queue_depth,
+        pool_idle: i64::from(pool.idle_connections),
+        pool_in_use: i64::from(pool.connections - pool.idle_connections),
+        pool_max: max,
+    });
+    let text = state.metrics.render().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }

@@ -10,3 +10,4 @@ pub mod orders;
 pub mod payees;
 pub mod secrets;
 pub mod signing;
+pub mod webhooks;

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
 use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
-use crate::db::{events, transaction_with_retry};
+use crate::db::{events, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, OrderStatus};
 use crate::error::ApiError;
 use crate::money::Amount;
@@ -266,8 +266,8 @@ pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize
     })
 }
 
-/// Writes one event per order (the order object as it is now) and queues the change
-/// notification; part of the caller's transaction.
+/// Writes one event per order (the order object as it is now) with its webhook deliveries, and
+/// queues the change notification; part of the caller's transaction.
 fn record_transitions(
     conn: &mut PgConnection,
     event_type: EventType,
@@ -292,6 +292,8 @@ fn record_transitions(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     events::insert(conn, &rows)?;
+    let event_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    webhooks::create_for_events(conn, &event_ids)?;
     let order_ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
     events::notify_order_changed(conn, &order_ids)?;
     Ok(())

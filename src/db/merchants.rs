@@ -1,8 +1,13 @@
 //! The `merchants` table: shops that create orders with their API key.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use std::time::Duration;
 
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Interval, Nullable, Text, Timestamptz};
+
+use super::interval;
 use super::schema::merchants;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -15,6 +20,8 @@ pub struct Merchant {
     pub notify_url: Option<String>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
+    pub previous_webhook_secret: Option<String>,
+    pub previous_webhook_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -51,4 +58,50 @@ pub fn list(conn: &mut PgConnection) -> QueryResult<Vec<Merchant>> {
         .order((merchants::created_at, merchants::id))
         .select(Merchant::as_select())
         .load(conn)
+}
+
+pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Merchant>> {
+    merchants::table
+        .find(id)
+        .select(Merchant::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The secrets that sign a merchant's webhooks now: the current one, and the previous one while
+/// its overlap after a rotation lasts (by the database clock).
+pub fn signing_secrets(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<String>> {
+    let (current, previous): (String, Option<String>) = merchants::table
+        .find(id)
+        .select((
+            merchants::webhook_secret,
+            sql::<Nullable<Text>>(
+                "CASE WHEN merchants.previous_webhook_secret_expires_at > now() \
+                 THEN merchants.previous_webhook_secret END",
+            ),
+        ))
+        .first(conn)?;
+    Ok(std::iter::once(current).chain(previous).collect())
+}
+
+/// Replaces the webhook secret; the old one keeps signing alongside for `overlap`.
+pub fn rotate_webhook_secret(
+    conn: &mut PgConnection,
+    id: &str,
+    new_secret: &str,
+    overlap: Duration,
+) -> QueryResult<Option<Merchant>> {
+    diesel::update(merchants::table.find(id))
+        .set(
+            (
+                merchants::previous_webhook_secret.eq(merchants::webhook_secret.nullable()),
+                merchants::previous_webhook_secret_expires_at
+                    .eq(sql::<Nullable<Timestamptz>>("now() + ")
+                        .bind::<Interval, _>(interval(overlap))),
+                merchants::webhook_secret.eq(new_secret),
+            ),
+        )
+        .returning(Merchant::as_returning())
+        .get_result(conn)
+        .optional()
 }

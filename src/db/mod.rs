@@ -11,6 +11,7 @@ pub mod orders;
 pub mod payees;
 pub mod payments;
 pub mod schema;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -36,6 +36,8 @@ diesel::table! {
         notify_url -> Nullable<Text>,
         enabled -> Bool,
         created_at -> Timestamptz,
+        previous_webhook_secret -> Nullable<Text>,
+        previous_webhook_secret_expires_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -128,6 +130,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Int8,
+        delivery_id -> Text,
+        attempt -> Int4,
+        started_at -> Timestamptz,
+        latency_ms -> Int4,
+        status_code -> Nullable<Int4>,
+        response_excerpt -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        event_id -> Text,
+        merchant_id -> Text,
+        order_id -> Text,
+        url -> Text,
+        status -> Text,
+        attempts -> Int4,
+        retry_step -> Int4,
+        next_attempt_at -> Timestamptz,
+        leased_until -> Nullable<Timestamptz>,
+        last_attempt_at -> Nullable<Timestamptz>,
+        last_status_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(events -> merchants (merchant_id));
 diesel::joinable!(events -> orders (order_id));
 diesel::joinable!(orders -> merchants (merchant_id));
@@ -138,6 +173,10 @@ diesel::joinable!(payments -> devices (device_id));
 diesel::joinable!(payments -> notifications (notification_row));
 diesel::joinable!(payments -> orders (order_id));
 diesel::joinable!(payments -> payees (payee_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+diesel::joinable!(webhook_deliveries -> events (event_id));
+diesel::joinable!(webhook_deliveries -> merchants (merchant_id));
+diesel::joinable!(webhook_deliveries -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     devices,
@@ -149,4 +188,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     payee_fixed_codes,
     payees,
     payments,
+    webhook_attempts,
+    webhook_deliveries,
 );

@@ -1,6 +1,8 @@
 //! Test harness: a fresh database per test, service instances on port 0, and clients for each
 //! role (operator, merchant, listener device) that build requests the way real clients do.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -9,6 +11,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use solopay::app::Application;
 use solopay::config::Settings;
+use tokio::process::{Child, Command};
 
 pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
 
@@ -149,7 +152,9 @@ pub async fn start(settings: Settings) -> TestApp {
 /// A merchant's credentials, as the operator received them.
 #[derive(Debug, Clone)]
 pub struct MerchantKeys {
+    pub id: String,
     pub api_key: String,
+    pub webhook_secret: String,
 }
 
 /// A listener device's credentials.
@@ -182,6 +187,14 @@ pub fn device_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 impl TestApp {
+    /// A client for a service process listening on `port`.
+    pub fn at_port(port: u16) -> TestApp {
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -206,13 +219,24 @@ impl TestApp {
     }
 
     pub async fn create_merchant(&self, name: &str) -> MerchantKeys {
-        let response = self
-            .admin_post("/admin/merchants", &json!({ "name": name }))
-            .await;
+        self.create_merchant_with(json!({ "name": name })).await
+    }
+
+    /// A merchant whose webhooks go to `notify_url`.
+    pub async fn merchant_with_webhooks(&self, notify_url: &str) -> MerchantKeys {
+        self.create_merchant_with(json!({ "name": "shop", "notify_url": notify_url }))
+            .await
+    }
+
+    async fn create_merchant_with(&self, body: Value) -> MerchantKeys {
+        let response = self.admin_post("/admin/merchants", &body).await;
         assert_eq!(response.status(), StatusCode::CREATED);
         let body: Value = response.json().await.expect("json");
+        let field = |name: &str| body[name].as_str().expect(name).to_string();
         MerchantKeys {
-            api_key: body["api_key"].as_str().expect("api_key").to_string(),
+            id: field("id"),
+            api_key: field("api_key"),
+            webhook_secret: field("webhook_secret"),
         }
     }
 
@@ -413,4 +437,83 @@ pub async fn age_order(db: &TestDb, order_id: &str, secs: i64) {
         ))
         .await;
     assert_eq!(changed, 1);
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `solopay` binary with the settings of a test: this database, this port, logs on stdout.
+pub fn solopay(db: &TestDb, dir: &Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_solopay"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("SOLOPAY_BIND", format!("127.0.0.1:{port}"))
+        .env("SOLOPAY_ADMIN_TOKEN_FILE", dir.join("admin-token"))
+        .env("SOLOPAY_LOG", "info")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits until the process on `port` is ready.
+pub async fn wait_until_up(port: u16) {
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        }
+    })
+    .await;
+    assert!(up, "the service did not become ready");
+}
+
+/// Sends SIGTERM and waits for the exit; returns the status and what the process logged.
+pub async fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the service did not stop after SIGTERM")
+        .unwrap();
+    let mut logs = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use tokio::io::AsyncReadExt;
+        out.read_to_string(&mut logs).await.unwrap();
+    }
+    (status, logs)
+}
+
+pub async fn operator_can_list(port: u16, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/admin/merchants"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("solopay-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

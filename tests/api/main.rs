@@ -11,3 +11,5 @@ mod isolation;
 mod notify;
 mod openapi;
 mod ops;
+mod receiver;
+mod webhooks;

@@ -1,13 +1,8 @@
 //! Operations: health and readiness, and the `solopay` binary itself: database creation,
 //! the operator token generated at first start, graceful shutdown, settings errors.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 use crate::helpers::*;
 
@@ -26,81 +21,6 @@ async fn health_and_readiness_answer() {
     assert_eq!(health["status"], "ok");
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn solopay(db: &TestDb, dir: &Path, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_solopay"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("SOLOPAY_BIND", format!("127.0.0.1:{port}"))
-        .env("SOLOPAY_ADMIN_TOKEN_FILE", dir.join("admin-token"))
-        .env("SOLOPAY_LOG", "info")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-async fn wait_until_up(port: u16) {
-    let client = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(20), || {
-        let client = client.clone();
-        async move {
-            client
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == StatusCode::OK)
-        }
-    })
-    .await;
-    assert!(up, "the service did not become ready");
-}
-
-async fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the service did not stop after SIGTERM")
-        .unwrap();
-    let mut logs = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        use tokio::io::AsyncReadExt;
-        out.read_to_string(&mut logs).await.unwrap();
-    }
-    (status, logs)
-}
-
-async fn operator_can_list(port: u16, token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/admin/merchants"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("solopay-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! `/admin/merchants`: shops that may create orders.
 
+use std::time::Duration;
+
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,7 @@ use utoipa::ToSchema;
 use crate::api::extract::OperatorAuth;
 use crate::api::{AppState, check_text, check_url};
 use crate::core::merchants::{CreatedMerchant, create_merchant as create};
+use crate::core::secrets::new_webhook_secret;
 use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow};
 use crate::error::{ApiError, Problem};
 
@@ -111,5 +114,50 @@ pub async fn list_merchants(
     let rows = state.db.run(|conn| Ok(merchant_rows::list(conn)?)).await?;
     Ok(web::Json(MerchantList {
         data: rows.iter().map(Merchant::from).collect(),
+    }))
+}
+
+/// How long the previous webhook secret keeps signing after a rotation.
+const SECRET_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// A merchant's new webhook secret, shown only in this answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedWebhookSecret {
+    pub id: String,
+    pub webhook_secret: String,
+    /// Until then the previous secret signs too, as a second `v1,` signature.
+    pub previous_webhook_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Rotate a merchant's webhook secret. For 24 hours webhooks carry two signatures, one with
+/// each secret, so the merchant can switch without losing a webhook.
+#[utoipa::path(
+    tag = "operator",
+    params(("id" = String, Path, description = "The merchant id (`mch_…`)")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The new secret", body = RotatedWebhookSecret),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/merchants/{id}/rotate-webhook-secret")]
+pub async fn rotate_webhook_secret(
+    state: web::Data<AppState>,
+    _operator: OperatorAuth,
+    id: web::Path<String>,
+) -> Result<web::Json<RotatedWebhookSecret>, ApiError> {
+    let id = id.into_inner();
+    let merchant = state
+        .db
+        .run(move |conn| {
+            merchant_rows::rotate_webhook_secret(conn, &id, &new_webhook_secret(), SECRET_OVERLAP)?
+                .ok_or_else(|| ApiError::not_found("merchant"))
+        })
+        .await?;
+    Ok(web::Json(RotatedWebhookSecret {
+        id: merchant.id,
+        webhook_secret: merchant.webhook_secret,
+        previous_webhook_secret_expires_at: merchant.previous_webhook_secret_expires_at,
     }))
 }

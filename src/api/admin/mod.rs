@@ -3,3 +3,4 @@
 pub mod devices;
 pub mod merchants;
 pub mod payees;
+pub mod webhooks;

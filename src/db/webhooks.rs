@@ -1,0 +1,252 @@
+//! The `webhook_deliveries` and `webhook_attempts` tables: one delivery per event and
+//! destination, claimed by one instance at a time under a lease, every attempt recorded.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Int8, Interval, Nullable, Text, Timestamptz};
+
+use super::interval;
+use super::schema::{events, webhook_attempts, webhook_deliveries};
+use crate::domain::{DeliveryStatus, EventType};
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
+#[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub merchant_id: String,
+    pub order_id: String,
+    pub url: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub retry_step: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub leased_until: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = webhook_attempts, check_for_backend(diesel::pg::Pg))]
+pub struct Attempt {
+    pub id: i64,
+    pub delivery_id: String,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: i32,
+    pub status_code: Option<i32>,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webhook_attempts)]
+pub struct NewAttempt<'a> {
+    pub delivery_id: &'a str,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: i32,
+    pub status_code: Option<i32>,
+    pub response_excerpt: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// The channel that tells every instance's worker a delivery became due.
+pub const DELIVERY_DUE_CHANNEL: &str = "solopay_webhook_due";
+
+/// Creates the deliveries of these events, to the order's `notify_url` or else the merchant's;
+/// an event with neither has none. Part of the transaction that writes the events.
+pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryResult<usize> {
+    diesel::sql_query(
+        "INSERT INTO webhook_deliveries (id, event_id, merchant_id, order_id, url) \
+         SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, e.merchant_id, \
+                e.order_id, coalesce(o.notify_url, m.notify_url) \
+         FROM events e \
+         JOIN orders o ON o.id = e.order_id \
+         JOIN merchants m ON m.id = e.merchant_id \
+         WHERE e.id = ANY($1) AND coalesce(o.notify_url, m.notify_url) IS NOT NULL",
+    )
+    .bind::<Array<Text>, _>(event_ids)
+    .execute(conn)
+}
+
+/// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken
+/// (`attempts + 1`) and a lease set, so no other instance attempts them until the lease ends.
+pub fn claim_due(
+    conn: &mut PgConnection,
+    limit: i64,
+    lease: Duration,
+) -> QueryResult<Vec<Delivery>> {
+    diesel::sql_query(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = now() + $2 \
+         WHERE id IN (SELECT id FROM webhook_deliveries \
+                      WHERE status = 'pending' AND next_attempt_at <= now() \
+                        AND (leased_until IS NULL OR leased_until <= now()) \
+                      ORDER BY next_attempt_at \
+                      LIMIT $1 \
+                      FOR UPDATE SKIP LOCKED) \
+         RETURNING *",
+    )
+    .bind::<Int8, _>(limit)
+    .bind::<Interval, _>(interval(lease))
+    .load(conn)
+}
+
+/// How an attempt ended, for the delivery row.
+#[derive(Debug, Clone, Copy)]
+pub enum Settled {
+    Succeeded,
+    RetryIn(Duration),
+    Failed,
+}
+
+/// Records attempt `attempt` and settles the delivery, unless another instance has claimed a
+/// later attempt meanwhile (its lease ran out): then only the attempt is recorded.
+pub fn record_attempt(
+    conn: &mut PgConnection,
+    attempt: &NewAttempt<'_>,
+    settled: Settled,
+) -> QueryResult<()> {
+    conn.transaction(|conn| {
+        diesel::insert_into(webhook_attempts::table)
+            .values(attempt)
+            .on_conflict((webhook_attempts::delivery_id, webhook_attempts::attempt))
+            .do_nothing()
+            .execute(conn)?;
+        let mine = webhook_deliveries::table
+            .find(attempt.delivery_id)
+            .filter(webhook_deliveries::attempts.eq(attempt.attempt))
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending));
+        let now = sql::<Nullable<Timestamptz>>("now()");
+        let common = (
+            webhook_deliveries::leased_until.eq(None::<DateTime<Utc>>),
+            webhook_deliveries::last_attempt_at.eq(now.clone()),
+            webhook_deliveries::last_status_code.eq(attempt.status_code),
+            webhook_deliveries::last_error.eq(attempt.error),
+        );
+        match settled {
+            Settled::Succeeded => diesel::update(mine)
+                .set((
+                    common,
+                    webhook_deliveries::status.eq(DeliveryStatus::Succeeded),
+                    webhook_deliveries::completed_at.eq(now),
+                ))
+                .execute(conn)?,
+            Settled::Failed => diesel::update(mine)
+                .set((
+                    common,
+                    webhook_deliveries::status.eq(DeliveryStatus::Failed),
+                    webhook_deliveries::completed_at.eq(now),
+                ))
+                .execute(conn)?,
+            Settled::RetryIn(wait) => diesel::update(mine)
+                .set((
+                    common,
+                    webhook_deliveries::retry_step.eq(webhook_deliveries::retry_step + 1),
+                    webhook_deliveries::next_attempt_at
+                        .eq(sql::<Timestamptz>("now() + ").bind::<Interval, _>(interval(wait))),
+                ))
+                .execute(conn)?,
+        };
+        Ok(())
+    })
+}
+
+/// Filters of the operator's delivery list.
+#[derive(Debug, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub order_id: Option<String>,
+    pub merchant_id: Option<String>,
+    /// Deliveries created before this one (by creation time, then id): the next page.
+    pub starting_after: Option<String>,
+    pub limit: i64,
+}
+
+/// Newest first, with each delivery's event type.
+pub fn list(
+    conn: &mut PgConnection,
+    filter: &DeliveryFilter,
+) -> QueryResult<Vec<(Delivery, EventType)>> {
+    let mut query = webhook_deliveries::table
+        .inner_join(events::table)
+        .select((Delivery::as_select(), events::type_))
+        .order((
+            webhook_deliveries::created_at.desc(),
+            webhook_deliveries::id.desc(),
+        ))
+        .limit(filter.limit)
+        .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(webhook_deliveries::status.eq(*status));
+    }
+    if let Some(order_id) = &filter.order_id {
+        query = query.filter(webhook_deliveries::order_id.eq(order_id.clone()));
+    }
+    if let Some(merchant_id) = &filter.merchant_id {
+        query = query.filter(webhook_deliveries::merchant_id.eq(merchant_id.clone()));
+    }
+    if let Some(after) = &filter.starting_after {
+        query = query.filter(
+            sql::<Bool>("(webhook_deliveries.created_at, webhook_deliveries.id) < (SELECT created_at, id FROM webhook_deliveries WHERE id = ")
+                .bind::<Text, _>(after.clone())
+                .sql(")"),
+        );
+    }
+    query.load(conn)
+}
+
+pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<(Delivery, EventType)>> {
+    webhook_deliveries::table
+        .find(id)
+        .inner_join(events::table)
+        .select((Delivery::as_select(), events::type_))
+        .first(conn)
+        .optional()
+}
+
+pub fn attempts_of(conn: &mut PgConnection, delivery_id: &str) -> QueryResult<Vec<Attempt>> {
+    webhook_attempts::table
+        .filter(webhook_attempts::delivery_id.eq(delivery_id))
+        .order(webhook_attempts::attempt)
+        .select(Attempt::as_select())
+        .load(conn)
+}
+
+/// Makes a delivery due now with a fresh retry schedule, unless an attempt is in flight
+/// (`None` then). Returns the delivery.
+pub fn redeliver(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Delivery>> {
+    diesel::update(webhook_deliveries::table.find(id).filter(sql::<Bool>(
+        "(webhook_deliveries.leased_until IS NULL OR webhook_deliveries.leased_until <= now())",
+    )))
+    .set((
+        webhook_deliveries::status.eq(DeliveryStatus::Pending),
+        webhook_deliveries::completed_at.eq(None::<DateTime<Utc>>),
+        webhook_deliveries::retry_step.eq(0),
+        webhook_deliveries::next_attempt_at.eq(sql::<Timestamptz>("now()")),
+    ))
+    .returning(Delivery::as_returning())
+    .get_result(conn)
+    .optional()
+}
+
+/// Queues the wake-up of every instance's delivery worker, sent when the transaction commits.
+pub fn notify_due(conn: &mut PgConnection) -> QueryResult<()> {
+    diesel::sql_query(format!("SELECT pg_notify('{DELIVERY_DUE_CHANNEL}', '')"))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Pending deliveries (the queue depth).
+pub fn pending_count(conn: &mut PgConnection) -> QueryResult<i64> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending))
+        .count()
+        .get_result(conn)
+}

@@ -1,0 +1,253 @@
+//! The outbox worker: drains due webhook deliveries on every instance. A delivery is claimed
+//! (attempt number and lease) in one statement with `FOR UPDATE SKIP LOCKED`, attempted, and
+//! settled with its attempt record in one transaction. Woken by each order change and redelivery
+//! through `LISTEN`, with a polling fallback for retries that come due.
+
+pub mod sender;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::core::webhooks::{Next, Payload, after_failure, signature_header};
+use crate::db::schema::events;
+use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
+use crate::db::{Db, merchants as merchant_rows};
+use crate::domain::EventType;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use sender::{Request, Sender};
+
+/// A claimed delivery with everything its attempt needs.
+struct Job {
+    delivery: Delivery,
+    event_type: EventType,
+    event_created_at: chrono::DateTime<Utc>,
+    data: serde_json::Value,
+    secrets: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Worker {
+    db: Db,
+    sender: Sender,
+    schedule: Arc<Vec<Duration>>,
+    lease: Duration,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+}
+
+/// Starts the delivery worker of this instance.
+pub fn spawn(
+    db: Db,
+    settings: &Settings,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, String> {
+    let worker = Worker {
+        db,
+        sender: Sender::new(settings.webhook_timeout, settings.allow_private_webhooks)?,
+        schedule: Arc::new(settings.webhook_retry_schedule.clone()),
+        // Longer than an attempt can take (the client enforces the timeout) plus recording it,
+        // so a lease only runs out when its holder died; then another instance takes over.
+        lease: settings.webhook_timeout + Duration::from_secs(10),
+        metrics,
+        wake,
+    };
+    let concurrency = settings.webhook_concurrency;
+    let poll = settings.webhook_poll_interval;
+    Ok(tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(concurrency));
+        loop {
+            let free = slots.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                match worker.claim(free).await {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for job in jobs {
+                            let Ok(slot) = slots.clone().acquire_owned().await else {
+                                return;
+                            };
+                            let worker = worker.clone();
+                            tokio::spawn(async move {
+                                worker.attempt(job).await;
+                                drop(slot);
+                                // A slot is free: look for more due work.
+                                worker.wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
+                }
+            }
+            if free > 0 && claimed == free {
+                continue; // possibly more due right now
+            }
+            tokio::select! {
+                _ = worker.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Let attempts in flight finish and be recorded.
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(worker.lease, slots.acquire_many(all)).await;
+    }))
+}
+
+impl Worker {
+    async fn claim(&self, limit: usize) -> Result<Vec<Job>, ApiError> {
+        let lease = self.lease;
+        self.db
+            .run(move |conn| {
+                let claimed =
+                    delivery_rows::claim_due(conn, i64::try_from(limit).unwrap_or(1), lease)?;
+                let mut jobs = Vec::with_capacity(claimed.len());
+                for delivery in claimed {
+                    let (event_type, event_created_at, data) = events::table
+                        .find(&delivery.event_id)
+                        .select((events::type_, events::created_at, events::data))
+                        .first::<(EventType, chrono::DateTime<Utc>, serde_json::Value)>(conn)?;
+                    let secrets = merchant_rows::signing_secrets(conn, &delivery.merchant_id)?;
+                    jobs.push(Job {
+                        delivery,
+                        event_type,
+                        event_created_at,
+                        data,
+                        secrets,
+                    });
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn attempt(&self, job: Job) {
+        let delivery = &job.delivery;
+        let started_at = Utc::now();
+        let timestamp = started_at.timestamp();
+        let body = Payload::body(
+            &delivery.event_id,
+            job.event_type,
+            job.event_created_at,
+            &job.data,
+        );
+        let secrets: Vec<&str> = job.secrets.iter().map(String::as_str).collect();
+        let response = match signature_header(&secrets, &delivery.event_id, timestamp, &body) {
+            Ok(signature) => {
+                self.sender
+                    .post(Request {
+                        url: &delivery.url,
+                        body,
+                        headers: vec![
+                            ("webhook-id", delivery.event_id.clone()),
+                            ("webhook-timestamp", timestamp.to_string()),
+                            ("webhook-signature", signature),
+                        ],
+                    })
+                    .await
+            }
+            Err(error) => sender::Response {
+                status: None,
+                excerpt: None,
+                error: Some(error.to_string()),
+                retry_after: None,
+                latency: Duration::ZERO,
+            },
+        };
+
+        let settled = if response.succeeded() {
+            Settled::Succeeded
+        } else {
+            let step = usize::try_from(delivery.retry_step).unwrap_or(usize::MAX);
+            let jitter = rand::random_range(-1.0..=1.0);
+            match after_failure(step, &self.schedule, response.retry_after, jitter) {
+                Next::RetryAfter(wait) => Settled::RetryIn(wait),
+                Next::GiveUp => Settled::Failed,
+                Next::Done => Settled::Succeeded,
+            }
+        };
+        self.metrics
+            .record_webhook_attempt(&settled, response.latency);
+        let level_failed = matches!(settled, Settled::Failed);
+        tracing::info!(
+            delivery = %delivery.id,
+            event = %delivery.event_id,
+            attempt = delivery.attempts,
+            status = response.status,
+            latency_ms = response.latency.as_millis() as u64,
+            outcome = ?settled,
+            error = response.error.as_deref(),
+            "webhook attempt"
+        );
+        if level_failed {
+            tracing::warn!(delivery = %delivery.id, "webhook delivery failed after its last retry");
+        }
+
+        let record = RecordedAttempt {
+            delivery_id: delivery.id.clone(),
+            attempt: delivery.attempts,
+            started_at,
+            latency_ms: i32::try_from(response.latency.as_millis()).unwrap_or(i32::MAX),
+            status_code: response.status.map(i32::from),
+            excerpt: response.excerpt,
+            error: response.error,
+        };
+        let recorded = self
+            .db
+            .run(move |conn| {
+                Ok(delivery_rows::record_attempt(
+                    conn,
+                    &NewAttempt {
+                        delivery_id: &record.delivery_id,
+                        attempt: record.attempt,
+                        started_at: record.started_at,
+                        latency_ms: record.latency_ms,
+                        status_code: record.status_code,
+                        response_excerpt: record.excerpt.as_deref(),
+                        error: record.error.as_deref(),
+                    },
+                    settled,
+                )?)
+            })
+            .await;
+        if let Err(error) = recorded {
+            // The lease runs out and another attempt follows: at least once, never lost.
+            tracing::warn!(delivery = %delivery.id, %error, "cannot record a webhook attempt");
+        }
+    }
+}
+
+/// An attempt's outcome, owned, to record on a blocking thread.
+struct RecordedAttempt {
+    delivery_id: String,
+    attempt: i32,
+    started_at: chrono::DateTime<Utc>,
+    latency_ms: i32,
+    status_code: Option<i32>,
+    excerpt: Option<String>,
+    error: Option<String>,
+}
+
+/// Makes a delivery due again with a fresh retry schedule and wakes the workers.
+pub fn redeliver(conn: &mut PgConnection, id: &str) -> Result<Delivery, ApiError> {
+    conn.transaction(|conn| {
+        let Some(delivery) = delivery_rows::redeliver(conn, id)? else {
+            return Err(match delivery_rows::find(conn, id)? {
+                Some(_) => {
+                    ApiError::InvalidState("an attempt of this delivery is in progress".into())
+                }
+                None => ApiError::not_found("webhook delivery"),
+            });
+        };
+        delivery_rows::notify_due(conn)?;
+        Ok(delivery)
+    })
+}

@@ -1,0 +1,569 @@
+//! Merchant webhooks: signed with the Standard Webhooks scheme, delivered from the outbox right
+//! after the payment commits, retried until a 2xx, never to private addresses unless allowed,
+//! redelivered and re-signed on the operator's request.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use solopay::config::Settings;
+
+use crate::helpers::*;
+use crate::receiver::{Answer, Receiver};
+
+/// Webhooks to 127.0.0.1 allowed, and a retry schedule of fractions of a second.
+fn fast_local_webhooks(settings: &mut Settings) {
+    settings.allow_private_webhooks = true;
+    settings.webhook_retry_schedule = vec![Duration::from_millis(300); 7];
+    settings.webhook_poll_interval = Duration::from_millis(100);
+}
+
+/// Verifies a received webhook with the reference implementation of the scheme.
+fn verify(secret: &str, received: &crate::receiver::Received) {
+    standardwebhooks::Webhook::new(secret)
+        .expect("secret")
+        .verify(&received.body, &received.headers)
+        .unwrap_or_else(|e| panic!("signature does not verify with {secret}: {e:?}"));
+}
+
+async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+    let body: Value = app
+        .admin_get(&format!("/admin/webhooks{query}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_reaches_the_merchant_signed_within_a_second() {
+    let receiver = Receiver::start().await;
+    let TestEnv { app, db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "10.00", "wechat").await;
+    let order_id = order["id"].as_str().unwrap();
+
+    let paid_at = Instant::now();
+    app.pay(&listener.device, "wechat", "10.00").await;
+    let received = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 1, "the webhook did not arrive");
+    let latency = received[0].at.duration_since(paid_at);
+    assert!(
+        latency < Duration::from_secs(1),
+        "first attempt arrived {latency:?} after the notify"
+    );
+
+    let webhook = &received[0];
+    verify(&merchant.webhook_secret, webhook);
+    assert_eq!(webhook.header("content-type"), "application/json");
+    let body = webhook.json();
+    assert_eq!(body["type"], "order.paid");
+    assert_eq!(webhook.header("webhook-id"), body["id"].as_str().unwrap());
+    assert!(body["id"].as_str().unwrap().starts_with("evt_"));
+    assert!(body["created_at"].is_string());
+    assert_eq!(body["data"]["id"], order_id);
+    assert_eq!(body["data"]["status"], "paid");
+    assert_eq!(body["data"]["payable_amount"], "10.00");
+    assert_eq!(
+        body["data"]["merchant_order_id"],
+        order["merchant_order_id"]
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM events WHERE id = '{}' AND order_id = '{order_id}'",
+            body["id"].as_str().unwrap()
+        ))
+        .await,
+        1
+    );
+
+    // Closing and expiring are delivered too; a tampered body no longer verifies.
+    let closed = app.order(&merchant, "11.00", "wechat").await;
+    app.close_order(&merchant, closed["id"].as_str().unwrap())
+        .await;
+    let received = receiver.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(received[1].json()["type"], "order.closed");
+    verify(&merchant.webhook_secret, &received[1]);
+    let mut tampered = received[1].clone();
+    tampered.body = String::from_utf8(tampered.body)
+        .unwrap()
+        .replace("closed", "paid")
+        .into_bytes();
+    assert!(
+        standardwebhooks::Webhook::new(&merchant.webhook_secret)
+            .unwrap()
+            .verify(&tampered.body, &tampered.headers)
+            .is_err()
+    );
+
+    let query = format!("?order_id={order_id}");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let (app, query) = (&app, &query);
+            async move { deliveries(app, query).await[0]["status"] == "succeeded" }
+        })
+        .await
+    );
+    let listed = deliveries(&app, &query).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["attempts"], 1);
+    assert_eq!(listed[0]["event_type"], "order.paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_notify_url_overrides_the_merchants_and_no_url_means_no_delivery() {
+    let merchants_receiver = Receiver::start().await;
+    let orders_receiver = Receiver::start().await;
+    let TestEnv { app, db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&merchants_receiver.url()).await;
+    let quiet = app.create_merchant("no webhooks").await;
+    let listener = app.online_listener("wechat").await;
+
+    let response = app
+        .create_order(
+            &merchant,
+            &json!({"merchant_order_id": "own-url", "amount": "1.00", "channel": "wechat",
+                    "notify_url": orders_receiver.url()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    app.order(&quiet, "2.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "1.00").await;
+    app.pay(&listener.device, "wechat", "2.00").await;
+
+    assert_eq!(
+        orders_receiver
+            .wait_for(1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(merchants_receiver.received().is_empty());
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'order.paid'")
+            .await,
+        2
+    );
+    assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_is_retried_until_it_answers_2xx() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with([Answer::status(500), Answer::status(302)]);
+    let TestEnv { app, db: _db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&merchant, "10.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "10.00").await;
+
+    let received = receiver.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 3);
+    // The same event, the same webhook-id, every time; each attempt signed afresh.
+    let ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]));
+    for webhook in &received {
+        verify(&merchant.webhook_secret, webhook);
+        assert_eq!(webhook.body, received[0].body);
+    }
+
+    // The receiver saw the answer before the service recorded it.
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let app = &app;
+            async move { deliveries(app, "?status=succeeded").await.len() == 1 }
+        })
+        .await
+    );
+    let listed = deliveries(&app, "?status=succeeded").await;
+    assert_eq!(listed[0]["attempts"], 3);
+    let detail: Value = app
+        .admin_get(&format!(
+            "/admin/webhooks/{}",
+            listed[0]["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let log = detail["attempt_log"].as_array().unwrap();
+    let statuses: Vec<i64> = log
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 302, 200]);
+    assert_eq!(log[0]["response_excerpt"], "answer 500");
+    assert!(log.iter().all(|a| a["latency_ms"].as_i64().unwrap() >= 0));
+    assert_eq!(detail["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_longer_than_the_first_retries_still_gets_the_event() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let TestEnv { app, db: _db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&url).await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&merchant, "10.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "10.00").await;
+
+    // Connection refused, three times.
+    let retried = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move {
+            let listed = deliveries(app, "").await;
+            listed[0]["attempts"].as_i64().unwrap() >= 3 && listed[0]["status"] == "pending"
+        }
+    })
+    .await;
+    assert!(retried, "the delivery was not retried");
+    let detail: Value = app
+        .admin_get(&format!(
+            "/admin/webhooks/{}",
+            deliveries(&app, "").await[0]["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(detail["attempt_log"][0]["status_code"].is_null());
+    assert!(
+        !detail["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+
+    let receiver = Receiver::start_on(port).await;
+    let received = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 1);
+    verify(&merchant.webhook_secret, &received[0]);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let app = &app;
+            async move { deliveries(app, "").await[0]["status"] == "succeeded" }
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_fails_after_its_schedule_and_the_operator_can_redeliver_it() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with([
+        Answer::status(500),
+        Answer::status(503),
+        Answer::status(404),
+    ]);
+    let TestEnv { app, db: _db } = spawn_app_with(|s| {
+        fast_local_webhooks(s);
+        s.webhook_retry_schedule = vec![Duration::from_millis(100); 2];
+    })
+    .await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&merchant, "10.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "10.00").await;
+
+    let failed = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move { deliveries(app, "?status=failed").await.len() == 1 }
+    })
+    .await;
+    assert!(failed, "the delivery did not fail after its schedule");
+    let delivery = deliveries(&app, "?status=failed").await.remove(0);
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(delivery["last_status_code"], 404);
+    assert_eq!(receiver.received().len(), 3);
+
+    let id = delivery["id"].as_str().unwrap();
+    let redelivered = app
+        .admin_post(&format!("/admin/webhooks/{id}/redeliver"), &json!({}))
+        .await;
+    assert_eq!(redelivered.status(), StatusCode::OK);
+    assert_eq!(
+        redelivered.json::<Value>().await.unwrap()["status"],
+        "pending"
+    );
+    let received = receiver.wait_for(4, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 4);
+    assert_eq!(
+        received[3].header("webhook-id"),
+        received[0].header("webhook-id")
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let app = &app;
+            async move { deliveries(app, "?status=succeeded").await.len() == 1 }
+        })
+        .await
+    );
+
+    let unknown = app
+        .admin_post("/admin/webhooks/whd_nope/redeliver", &json!({}))
+        .await;
+    assert_problem(unknown, StatusCode::NOT_FOUND, "not_found").await;
+    let anonymous = app
+        .client
+        .post(app.url(&format!("/admin/webhooks/{id}/redeliver")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_on_429() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with([Answer {
+        status: 429,
+        headers: vec![("Retry-After", "2".into())],
+        body: "slow down".into(),
+    }]);
+    let TestEnv { app, db: _db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&merchant, "10.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "10.00").await;
+
+    let received = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 2);
+    let gap = received[1].at.duration_since(received[0].at);
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried after {gap:?} despite Retry-After: 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_destinations_are_refused_unless_the_setting_allows_them() {
+    let receiver = Receiver::start().await;
+    let TestEnv { app, db: _db } = spawn_app_with(|s| {
+        s.webhook_retry_schedule = vec![Duration::from_secs(60)];
+    })
+    .await;
+    let listener = app.online_listener("wechat").await;
+    let by_address = app.merchant_with_webhooks(&receiver.url()).await;
+    let by_name = app
+        .merchant_with_webhooks(&format!("http://localhost:{}/hook", receiver.port))
+        .await;
+    app.order(&by_address, "1.00", "wechat").await;
+    app.order(&by_name, "2.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "1.00").await;
+    app.pay(&listener.device, "wechat", "2.00").await;
+
+    let refused = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move {
+            let listed = deliveries(app, "").await;
+            listed.len() == 2
+                && listed
+                    .iter()
+                    .all(|d| d["attempts"] == 1 && d["last_error"].is_string())
+        }
+    })
+    .await;
+    assert!(refused, "{:?}", deliveries(&app, "").await);
+    for delivery in deliveries(&app, "").await {
+        let error = delivery["last_error"].as_str().unwrap();
+        assert!(error.contains("refused"), "{error}");
+        assert!(delivery["last_status_code"].is_null());
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "a private address was called"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_webhooks_carry_both_signatures() {
+    let receiver = Receiver::start().await;
+    let TestEnv { app, db: _db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+
+    let rotated = app
+        .admin_post(
+            &format!("/admin/merchants/{}/rotate-webhook-secret", merchant.id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new_secret = rotated["webhook_secret"].as_str().unwrap();
+    assert!(new_secret.starts_with("whsec_") && new_secret != merchant.webhook_secret);
+    assert!(rotated["previous_webhook_secret_expires_at"].is_string());
+
+    app.order(&merchant, "10.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "10.00").await;
+    let received = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        received[0].header("webhook-signature").split(' ').count(),
+        2
+    );
+    verify(new_secret, &received[0]);
+    verify(&merchant.webhook_secret, &received[0]);
+
+    let unknown = app
+        .admin_post(
+            "/admin/merchants/mch_nope/rotate-webhook-secret",
+            &json!({}),
+        )
+        .await;
+    assert_problem(unknown, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_every_event_once() {
+    let receiver = Receiver::start().await;
+    let TestEnv { app: first, db } = spawn_app_with(fast_local_webhooks).await;
+    let second = spawn_instance(&db, fast_local_webhooks).await;
+    let merchant = first.merchant_with_webhooks(&receiver.url()).await;
+    let listener = first.online_listener("wechat").await;
+
+    const ORDERS: usize = 40;
+    let mut paid_at = BTreeMap::new();
+    for i in 0..ORDERS {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let order = app
+            .order(&merchant, &format!("{}.00", i + 1), "wechat")
+            .await;
+        paid_at.insert(order["id"].as_str().unwrap().to_string(), Instant::now());
+        let result = app
+            .pay(&listener.device, "wechat", &format!("{}.00", i + 1))
+            .await;
+        assert_eq!(result["result"], "matched");
+    }
+    receiver.wait_for(ORDERS, Duration::from_secs(20)).await;
+    // Anything sent twice would arrive within this.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), ORDERS, "every event exactly once");
+    let ids: std::collections::BTreeSet<&str> =
+        received.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), ORDERS);
+    assert_eq!(
+        db.count("SELECT count(*) FROM webhook_attempts").await,
+        ORDERS as i64
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded' AND attempts = 1"
+        )
+        .await,
+        ORDERS as i64
+    );
+
+    let mut latencies: Vec<Duration> = received
+        .iter()
+        .map(|r| {
+            r.at.duration_since(paid_at[r.json()["data"]["id"].as_str().unwrap()])
+        })
+        .collect();
+    latencies.sort();
+    println!(
+        "payment-to-webhook latency over {ORDERS} orders on two instances: median {:?}, max {:?}",
+        latencies[ORDERS / 2],
+        latencies[ORDERS - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_notifications_and_webhook_outcomes() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with([Answer::status(500)]);
+    let TestEnv { app, db: _db } = spawn_app_with(fast_local_webhooks).await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&merchant, "10.00", "wechat").await;
+    app.order(&merchant, "20.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "10.00").await;
+    app.pay(&listener.device, "wechat", "99.00").await;
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"solopay_orders{status="paid"} 1"#,
+        r#"solopay_orders{status="pending"} 1"#,
+        r#"solopay_notifications_total{result="matched"} 1"#,
+        r#"solopay_notifications_total{result="unmatched"} 1"#,
+        r#"solopay_webhook_attempts_total{outcome="retrying"} 1"#,
+        r#"solopay_webhook_attempts_total{outcome="succeeded"} 1"#,
+        "solopay_webhook_queue_depth 0",
+        r#"solopay_http_requests_total{method="POST",route="/orders",status="201"} 2"#,
+        "solopay_webhook_attempt_duration_seconds_count 2",
+        r#"solopay_db_connections{state="max"} 8"#,
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_killed_between_the_payment_and_its_delivery_delivers_after_restart() {
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    let receiver_port = free_port();
+    let port = free_port();
+    let start = || {
+        let mut command = solopay(&db, &dir, port);
+        command
+            .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "true")
+            .env("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "0.5,1,1,1,1,1,1")
+            // An attempt cut short by the kill holds its lease for timeout + 10 s.
+            .env("SOLOPAY_WEBHOOK_TIMEOUT_SECS", "1")
+            .arg("serve");
+        command.spawn().unwrap()
+    };
+
+    let mut first = start();
+    wait_until_up(port).await;
+    let app = TestApp::at_port(port);
+    let merchant = app
+        .merchant_with_webhooks(&format!("http://127.0.0.1:{receiver_port}/hook"))
+        .await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "10.00", "wechat").await;
+    // The receiver is down: the payment commits, its delivery cannot succeed yet.
+    assert_eq!(
+        app.pay(&listener.device, "wechat", "10.00").await["result"],
+        "matched"
+    );
+
+    // Killed uncleanly, no chance to finish anything.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+            .await,
+        1
+    );
+
+    let receiver = Receiver::start_on(receiver_port).await;
+    let second = start();
+    wait_until_up(port).await;
+    let received = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(received.len(), 1, "the event was lost with the process");
+    verify(&merchant.webhook_secret, &received[0]);
+    let body = received[0].json();
+    assert_eq!(body["type"], "order.paid");
+    assert_eq!(body["data"]["id"], order["id"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "delivered exactly once");
+    assert_eq!(
+        db.count("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'")
+            .await,
+        1
+    );
+
+    let (status, _) = terminate(second).await;
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
