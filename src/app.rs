@@ -79,6 +79,14 @@ impl Application {
         .await
         .map_err(|e| AppError::Task(e.to_string()))??;
         let db = Db::new(pool);
+        if let Ok(Err(language)) = db.run(|conn| Ok(db::messages_are_english(conn)?)).await {
+            tracing::warn!(
+                lc_messages = %language,
+                "the database answers in another language and this role may not change it: \
+                 deadlocks will not be retried and timeouts will answer 500; as a superuser run \
+                 ALTER ROLE <solopay's role> SET lc_messages = 'C'"
+            );
+        }
 
         let token_settings = settings.clone();
         let source = db
@@ -141,7 +149,6 @@ impl Application {
         let server = HttpServer::new(move || {
             let (app, openapi) = App::new()
                 .app_data(state.clone())
-                .app_data(api::json_config())
                 .app_data(api::query_config())
                 .app_data(api::path_config())
                 .wrap(from_fn(log_request))

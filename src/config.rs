@@ -107,6 +107,26 @@ impl Settings {
             });
         }
 
+        let max_offset_steps = parse_in_range(
+            "SOLOPAY_MAX_OFFSET_STEPS",
+            get("SOLOPAY_MAX_OFFSET_STEPS"),
+            99,
+            0..=999,
+        )? as u32;
+        // The largest payable amount (maximum plus the largest offset) must fit the storage.
+        let largest_payable = max_amount.as_decimal()
+            + rust_decimal::Decimal::from(max_offset_steps) * Amount::CENT.as_decimal();
+        if largest_payable > Amount::storage_limit().as_decimal() {
+            return Err(SettingsError {
+                variable: "SOLOPAY_MAX_AMOUNT",
+                value: max_amount.to_string(),
+                reason: format!(
+                    "with {max_offset_steps} offset steps the payable amount would exceed {}",
+                    Amount::storage_limit()
+                ),
+            });
+        }
+
         Ok(Settings {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             bind: parse("SOLOPAY_BIND", get("SOLOPAY_BIND"), "127.0.0.1:8080")?,
@@ -116,12 +136,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("solopay-admin-token")),
             order_ttl: secs("SOLOPAY_ORDER_TTL_SECS", 300, 60..=3600)?,
             late_payment_grace: secs("SOLOPAY_LATE_PAYMENT_GRACE_SECS", 600, 0..=86_400)?,
-            max_offset_steps: parse_in_range(
-                "SOLOPAY_MAX_OFFSET_STEPS",
-                get("SOLOPAY_MAX_OFFSET_STEPS"),
-                99,
-                0..=999,
-            )? as u32,
+            max_offset_steps,
             offset_direction: match get("SOLOPAY_OFFSET_DIRECTION").as_deref() {
                 None | Some("up") => OffsetDirection::Up,
                 Some("down") => OffsetDirection::Down,
@@ -329,6 +344,7 @@ mod tests {
             ("SOLOPAY_MAX_OFFSET_STEPS", "many"),
             ("SOLOPAY_OFFSET_DIRECTION", "sideways"),
             ("SOLOPAY_MAX_AMOUNT", "1.234"),
+            ("SOLOPAY_MAX_AMOUNT", "9999999999.99"),
             ("SOLOPAY_BIND", "nowhere"),
             ("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "perhaps"),
             ("SOLOPAY_ADMIN_TOKEN", "short"),

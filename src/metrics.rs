@@ -1,6 +1,6 @@
 //! Prometheus metrics of one instance (`GET /metrics`): requests, notifications by result,
 //! webhook attempts by outcome and their latency, and, read at scrape time, orders by status,
-//! the webhook queue depth and the connection pool.
+//! the webhook queue depth, the connection pool, the LISTEN connection and waiting long-polls.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -57,6 +57,8 @@ pub struct Metrics {
     orders: Family<StatusLabel, Gauge>,
     webhook_queue_depth: Gauge,
     db_connections: Family<StateLabel, Gauge>,
+    listener_connected: Gauge,
+    long_poll_orders: Gauge,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,8 @@ impl Metrics {
             orders: Family::default(),
             webhook_queue_depth: Gauge::default(),
             db_connections: Family::default(),
+            listener_connected: Gauge::default(),
+            long_poll_orders: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -114,6 +118,16 @@ impl Metrics {
             "db_connections",
             "Database pool connections by state (idle, in_use) and its size (max)",
             metrics.db_connections.clone(),
+        );
+        registry.register(
+            "order_listener_connected",
+            "1 while the LISTEN connection that wakes long-polls and webhook delivery is up",
+            metrics.listener_connected.clone(),
+        );
+        registry.register(
+            "long_poll_orders",
+            "Orders that long-polls are waiting on",
+            metrics.long_poll_orders.clone(),
         );
         Metrics {
             registry,
@@ -160,6 +174,9 @@ impl Metrics {
                 .set(*count);
         }
         self.webhook_queue_depth.set(snapshot.webhook_queue_depth);
+        self.listener_connected
+            .set(i64::from(snapshot.listener_connected));
+        self.long_poll_orders.set(snapshot.long_poll_orders);
         for (state, count) in [
             ("idle", snapshot.pool_idle),
             ("in_use", snapshot.pool_in_use),
@@ -192,4 +209,6 @@ pub struct Snapshot {
     pub pool_idle: i64,
     pub pool_in_use: i64,
     pub pool_max: i64,
+    pub listener_connected: bool,
+    pub long_poll_orders: i64,
 }

@@ -156,8 +156,15 @@ impl AmountInput {
 }
 
 impl<'de> Deserialize<'de> for AmountInput {
+    /// Takes a string or a number as written; any other JSON type is a wrong type.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(AmountInput)
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        match raw.get().trim_start().as_bytes().first() {
+            Some(b'"' | b'-' | b'0'..=b'9') => Ok(AmountInput(raw)),
+            _ => Err(D::Error::custom(
+                "amount must be a decimal string (or a JSON number)",
+            )),
+        }
     }
 }
 
@@ -233,9 +240,10 @@ mod tests {
         assert_eq!(parse("0.30").unwrap(), "0.30");
         assert!(parse("1e2").is_err());
         assert!(parse("1.001").is_err());
-        assert!(parse("true").is_err());
-        assert!(parse("null").is_err());
-        assert!(parse("{}").is_err());
         assert!(parse("\"1\\u0030\"").is_err());
+        // Other JSON types are not amounts at all.
+        for json in ["true", "null", "{}", "[1]"] {
+            assert!(serde_json::from_str::<AmountInput>(json).is_err(), "{json}");
+        }
     }
 }

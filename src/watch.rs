@@ -15,6 +15,20 @@ use tokio_postgres::AsyncMessage;
 use crate::db::events::ORDER_CHANGED_CHANNEL;
 use crate::db::webhooks::DELIVERY_DUE_CHANNEL;
 
+/// How often the LISTEN connection is checked.
+const LISTENER_PING: Duration = Duration::from_secs(30);
+
+/// Why the LISTEN connection was given up (and is opened again).
+#[derive(Debug, thiserror::Error)]
+enum ListenError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the connection did not answer a ping")]
+    Unresponsive,
+    #[error("the connection closed")]
+    Closed,
+}
+
 /// The registry of waiting requests, by order id.
 #[derive(Clone, Default)]
 pub struct OrderWatch {
@@ -87,7 +101,7 @@ impl OrderWatch {
         self.inner.listening.load(Ordering::Acquire)
     }
 
-    /// How many orders have waiting requests (for metrics and tests).
+    /// How many orders have waiting requests.
     pub fn watched_orders(&self) -> usize {
         self.waiters().len()
     }
@@ -126,7 +140,7 @@ impl OrderWatch {
         &self,
         database_url: &str,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<(), ListenError> {
         let (client, mut connection) =
             tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
         let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
@@ -158,8 +172,18 @@ impl OrderWatch {
         self.inner.deliveries_due.notify_one();
         tracing::debug!("listening for order changes");
 
+        // A connection can die without a word (a half-open TCP connection): ask it regularly.
+        let mut ping = tokio::time::interval(LISTENER_PING);
+        ping.tick().await;
         let outcome = loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    match tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1")).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => break Err(ListenError::Postgres(error)),
+                        Err(_) => break Err(ListenError::Unresponsive),
+                    }
+                }
                 change = changes.recv() => match change {
                     Some((channel, payload)) => {
                         if channel == ORDER_CHANGED_CHANNEL {
@@ -168,7 +192,10 @@ impl OrderWatch {
                         // notify_one keeps the signal if the worker is busy: none is lost.
                         self.inner.deliveries_due.notify_one();
                     }
-                    None => break driver.await.unwrap_or(Ok(())),
+                    None => break match driver.await {
+                        Ok(Ok(())) | Err(_) => Err(ListenError::Closed),
+                        Ok(Err(error)) => Err(ListenError::Postgres(error)),
+                    },
                 },
                 _ = shutdown.changed() => break Ok(()),
             }

@@ -101,6 +101,7 @@ CREATE INDEX orders_payee_reserved_idx ON orders (payee_id, reserved_until) INCL
 CREATE INDEX orders_pending_expiry_idx ON orders (expires_at) WHERE status = 'pending';
 
 -- Every POST /notify as it arrived, authenticated or not, stored before anything else happens.
+-- received_at is the moment the payment counts as reported: matching is decided as of then.
 CREATE TABLE notifications (
     id           bigserial PRIMARY KEY,
     received_at  timestamptz NOT NULL DEFAULT now(),
@@ -109,7 +110,11 @@ CREATE TABLE notifications (
     auth_result  text NOT NULL CHECK (auth_result IN ('ok', 'missing_credentials',
                      'unknown_device', 'bad_signature', 'stale_timestamp', 'device_disabled')),
     auth_headers jsonb NOT NULL,
+    -- The whole body when authenticated; of a refused request only its first 1 KiB (with the
+    -- length and digest of the whole), so anonymous requests cannot fill the storage.
     body         bytea NOT NULL,
+    body_length  integer NOT NULL,
+    body_sha256  bytea NOT NULL,
     remote_addr  text,
     payment_id   text,                        -- the payment this notification produced, once processed
     rejection    text                         -- why an authenticated body was refused (never a payment)
@@ -193,6 +198,10 @@ $$;
 --    each would give (read without locks), then fixed-amount code first, then least recently used.
 -- 2. Take the lock of the best payee not being allocated right now among those tied for the
 --    smallest offset (SKIP LOCKED); if all are busy, wait for each payee's lock in rank order.
+--    The lock is FOR NO KEY UPDATE: it serializes allocations on the payee exactly like FOR
+--    UPDATE, but does not conflict with the key-share lock that inserting a payment or an order
+--    referencing the payee takes, so a payment being recorded never blocks an allocation (and
+--    the two can never wait for each other).
 -- 3. Under the lock, a new statement (a fresh snapshot in READ COMMITTED) recomputes the free
 --    offset and inserts the order. The exclusion constraint on orders backs this up.
 --
@@ -244,12 +253,12 @@ BEGIN
             EXIT WHEN pass = 1 AND (best_k IS NULL OR ranked_ks[i] IS DISTINCT FROM best_k);
             -- Each attempt is a subtransaction: when the payee turns out to have no free amount,
             -- rolling it back releases the payee's lock before the next payee is waited for, so
-            -- an allocation never waits while holding a payee lock (no deadlocks).
+            -- an allocation never waits for a payee while holding another.
             BEGIN
                 IF pass = 1 THEN
-                    PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR UPDATE SKIP LOCKED;
+                    PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR NO KEY UPDATE SKIP LOCKED;
                 ELSE
-                    PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR UPDATE;
+                    PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR NO KEY UPDATE;
                 END IF;
                 CONTINUE WHEN NOT FOUND;
 

@@ -8,8 +8,10 @@ use utoipa::ToSchema;
 
 use crate::api::extract::device_credentials;
 use crate::api::{AppState, read_body};
-use crate::core::devices::{Heartbeat, record_heartbeat};
-use crate::core::notifications::{self, NotifyBody, NotifyResult, refusal};
+use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
+use crate::core::notifications::{NotifyBody, receive_notification};
+use crate::db::payments::Payment;
+use crate::domain::PaymentResult;
 use crate::error::{ApiError, Problem};
 
 /// The body of `POST /heartbeat` (`{}` or empty is fine).
@@ -52,6 +54,14 @@ pub async fn heartbeat(
 ) -> Result<web::Json<HeartbeatResponse>, ApiError> {
     let body = read_body(payload).await?;
     let credentials = device_credentials(&req);
+    // Authenticated before the body is read: a stranger learns nothing from a bad body.
+    let device = {
+        let body = body.clone();
+        state
+            .db
+            .run(move |conn| authenticate(conn, &credentials, &body))
+            .await?
+    };
     let request: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
         HeartbeatRequest::default()
     } else {
@@ -72,13 +82,34 @@ pub async fn heartbeat(
     };
     let device = state
         .db
-        .run(move |conn| record_heartbeat(conn, &credentials, &body, &heartbeat))
+        .run(move |conn| record_heartbeat(conn, &device.id, &heartbeat))
         .await?;
     Ok(web::Json(HeartbeatResponse {
         device_id: device.id,
         online: true,
         last_seen_at: device.last_seen_at,
     }))
+}
+
+/// The answer to a notification: what became of the payment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NotifyResult {
+    pub result: PaymentResult,
+    #[schema(example = "pay_5d1f0e2c3b4a59687766554433221100")]
+    pub payment_id: String,
+    /// The order the payment paid, when `result` is `matched`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+impl From<&Payment> for NotifyResult {
+    fn from(payment: &Payment) -> Self {
+        NotifyResult {
+            result: payment.result,
+            payment_id: payment.id.clone(),
+            order_id: payment.order_id.clone(),
+        }
+    }
 }
 
 /// Report a payment the listener saw.
@@ -113,10 +144,7 @@ pub async fn notify(
     let outcome = state
         .db
         .run(move |conn| {
-            let stored =
-                notifications::store_raw(conn, "notify", &credentials, &body, remote.as_deref())?;
-            let device = stored.device.map_err(refusal)?;
-            notifications::process_stored(conn, &device.id, stored.raw_id, &body)
+            receive_notification(conn, "notify", &credentials, &body, remote.as_deref())
         })
         .await;
     let result = match &outcome {

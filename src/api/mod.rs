@@ -11,7 +11,7 @@ pub mod orders;
 
 use std::sync::Arc;
 
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::web;
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -139,27 +139,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .1
 }
 
-/// JSON bodies: at most 64 KiB, any or no content type, and every failure as problem+json.
-pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_BODY_BYTES)
-        .content_type_required(false)
-        .error_handler(|error, _| json_error(error).into())
-}
-
-fn json_error(error: JsonPayloadError) -> ApiError {
-    match error {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-        }
-        JsonPayloadError::ContentType => ApiError::InvalidRequest(
-            "the body must be JSON (Content-Type: application/json)".into(),
-        ),
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
-        }
-        other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
-    }
+/// Reads a JSON body of at most 64 KiB (any or no content type). Handlers call this after
+/// their credentials checked out, so a caller without them learns nothing about the body rules.
+pub async fn parse_json<T: serde::de::DeserializeOwned>(
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read_body(payload).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
 
 pub fn query_config() -> web::QueryConfig {

@@ -83,6 +83,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         pool_idle: i64::from(pool.idle_connections),
         pool_in_use: i64::from(pool.connections - pool.idle_connections),
         pool_max: max,
+        listener_connected: state.watch.is_listening(),
+        long_poll_orders: i64::try_from(state.watch.watched_orders()).unwrap_or(i64::MAX),
     });
     let text = state.metrics.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::MerchantAuth;
-use crate::api::{AppState, check_text, check_url};
+use crate::api::{AppState, check_text, check_url, parse_json};
 use crate::core::orders::{self as order_rules, Creation, OrderRequest};
 use crate::domain::{Channel, OrderStatus};
 use crate::error::{ApiError, Problem};
@@ -126,9 +126,11 @@ impl CreateOrderRequest {
 pub async fn create_order(
     state: web::Data<AppState>,
     MerchantAuth(merchant): MerchantAuth,
-    body: web::Json<CreateOrderRequest>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner().validate(&state)?;
+    let request = parse_json::<CreateOrderRequest>(payload)
+        .await?
+        .validate(&state)?;
     let rules = state.rules.clone();
     let creation = state
         .db
@@ -208,16 +210,18 @@ async fn wait_for_change(
         if order.status != OrderStatus::Pending || now >= deadline || *shutdown.borrow() {
             return Ok(order);
         }
-        // Wake at the expiry to report it (the read expires the order), and poll every second
-        // while changes cannot be heard.
+        // Wake at the expiry to report it (the read expires the order); read again every 5 s
+        // anyway, and every second while changes cannot be heard.
         let until_expiry = (order.expires_at - chrono::Utc::now())
             .to_std()
             .unwrap_or_default()
             .max(Duration::from_millis(200));
-        let mut slice = (deadline - now).min(until_expiry);
-        if !state.watch.is_listening() {
-            slice = slice.min(Duration::from_secs(1));
-        }
+        let fallback = if state.watch.is_listening() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_secs(1)
+        };
+        let slice = (deadline - now).min(until_expiry).min(fallback);
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(slice) => {}

@@ -1,5 +1,6 @@
-//! Payment notifications from listener devices: authenticating the request, storing it raw before
-//! anything else, reading the reported payment, and matching it to the one order it pays.
+//! Payment notifications from listener devices: storing each one raw before anything else,
+//! authenticating it, reading the reported payment, and matching it to the one order it pays,
+//! as of the moment it arrived.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::core::orders::pay_locked;
-use crate::core::secrets::new_id;
+use crate::core::secrets::{new_id, sha256};
 use crate::core::signing::{timestamp_within_window, verify_device_signature};
 use crate::db::devices::{self as device_rows, Device};
 use crate::db::notifications::{self as raw_rows, NewRawNotification};
@@ -74,35 +75,21 @@ pub fn refusal(result: AuthResult) -> ApiError {
     }
 }
 
-/// Authenticates a listener request that is not stored (heartbeats).
-pub fn authenticate(
-    conn: &mut PgConnection,
-    credentials: &DeviceCredentials,
-    body: &[u8],
-) -> Result<Device, ApiError> {
-    let Some(device_id) = credentials.device_id.as_deref() else {
-        return Err(refusal(AuthResult::MissingCredentials));
-    };
-    let (device, now) = device_rows::find_with_clock(conn, device_id)?;
-    match check_credentials(device.as_ref(), credentials, body, now) {
-        AuthResult::Ok => {
-            device.ok_or_else(|| ApiError::internal("authenticated a missing device"))
-        }
-        refused => Err(refusal(refused)),
-    }
-}
+/// How much of a refused request's body is kept (with the length and digest of the whole).
+const REFUSED_BODY_BYTES: usize = 1024;
 
-/// A notification request as received, stored before anything else is done with it.
+/// A notification request as stored, before anything else is done with it.
 #[derive(Debug)]
-pub struct Stored {
-    pub raw_id: i64,
+struct Stored {
+    raw_id: i64,
+    received_at: DateTime<Utc>,
     /// The authenticated device, or why the request was refused.
-    pub device: Result<Device, AuthResult>,
+    device: Result<Device, AuthResult>,
 }
 
-/// Authenticates a notification request and stores it raw, whatever the outcome, in one
+/// Authenticates a notification request and stores it, whatever the outcome, in one
 /// transaction; an authenticated request also marks its device as seen.
-pub fn store_raw(
+fn store_raw(
     conn: &mut PgConnection,
     source: &str,
     credentials: &DeviceCredentials,
@@ -110,6 +97,8 @@ pub fn store_raw(
     remote_addr: Option<&str>,
 ) -> Result<Stored, ApiError> {
     let headers = serde_json::to_value(credentials).map_err(ApiError::internal)?;
+    let digest = sha256(body);
+    let length = i32::try_from(body.len()).unwrap_or(i32::MAX);
     transaction_with_retry(conn, |conn| {
         let (device, auth) = match credentials.device_id.as_deref() {
             Some(id) => {
@@ -119,14 +108,21 @@ pub fn store_raw(
             }
             None => (None, AuthResult::MissingCredentials),
         };
-        let raw_id = raw_rows::insert(
+        let kept = if auth == AuthResult::Ok {
+            body
+        } else {
+            &body[..body.len().min(REFUSED_BODY_BYTES)]
+        };
+        let (raw_id, received_at) = raw_rows::insert(
             conn,
             &NewRawNotification {
                 source,
                 device_id: credentials.device_id.as_deref(),
                 auth_result: auth,
                 auth_headers: &headers,
-                body,
+                body: kept,
+                body_length: length,
+                body_sha256: &digest,
                 remote_addr,
             },
         )?;
@@ -137,11 +133,29 @@ pub fn store_raw(
             }
             (refused, _) => Err(refused),
         };
-        Ok(Stored { raw_id, device })
+        Ok(Stored {
+            raw_id,
+            received_at,
+            device,
+        })
     })
 }
 
-/// The body of `POST /notify`.
+/// Receives a notification request: stores it raw, refuses it if its credentials do not check
+/// out, otherwise reads and matches the payment it reports.
+pub fn receive_notification(
+    conn: &mut PgConnection,
+    source: &str,
+    credentials: &DeviceCredentials,
+    body: &[u8],
+    remote_addr: Option<&str>,
+) -> Result<Payment, ApiError> {
+    let stored = store_raw(conn, source, credentials, body, remote_addr)?;
+    let device = stored.device.map_err(refusal)?;
+    process_stored(conn, &device.id, stored.raw_id, stored.received_at, body)
+}
+
+/// The body of `POST /notify`, as stored and re-read by the sweep.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyBody {
@@ -193,12 +207,16 @@ pub fn read_body(body: &[u8]) -> Result<ReportedPayment, ApiError> {
         ("title", &parsed.title),
         ("text", &parsed.text),
     ] {
-        if value
-            .as_ref()
-            .is_some_and(|v| v.chars().count() > MAX_TEXT_CHARS)
-        {
+        let Some(value) = value else { continue };
+        if value.chars().count() > MAX_TEXT_CHARS {
             return Err(ApiError::InvalidRequest(format!(
                 "{name} must be at most {MAX_TEXT_CHARS} characters"
+            )));
+        }
+        // Postgres text cannot hold U+0000.
+        if value.contains('\0') {
+            return Err(ApiError::InvalidRequest(format!(
+                "{name} must not contain NUL characters"
             )));
         }
     }
@@ -223,13 +241,14 @@ pub fn read_body(body: &[u8]) -> Result<ReportedPayment, ApiError> {
 }
 
 /// Records a reported payment and matches it, in one transaction: it pays the order of the
-/// device's payee for the channel whose payable amount it is, if that order is pending or
-/// expired within the grace; otherwise it is kept unmatched for the operator. A notification id
-/// the device reported before returns the first payment, unchanged.
-pub fn record_payment(
+/// device's payee for the channel that held this payable amount when the notification arrived,
+/// if that order is still pending or expired; otherwise it is kept unmatched for the operator.
+/// A notification id the device reported before returns the first payment, unchanged.
+fn record_payment(
     conn: &mut PgConnection,
     device_id: &str,
     raw_id: i64,
+    received_at: DateTime<Utc>,
     reported: &ReportedPayment,
 ) -> Result<Payment, ApiError> {
     transaction_with_retry(conn, |conn| {
@@ -262,26 +281,27 @@ pub fn record_payment(
         let Some(payee) = payee else {
             return Ok(payment);
         };
-        let Some((order, late)) =
-            order_rows::lock_payable(conn, &payee.id, reported.amount.as_decimal())?
-        else {
+        let payable =
+            order_rows::lock_payable(conn, &payee.id, reported.amount.as_decimal(), received_at)?;
+        let Some((order, overdue)) = payable else {
             return Ok(payment);
         };
-        let paid = pay_locked(conn, &order, late)?;
+        let paid = pay_locked(conn, &order, overdue)?;
         Ok(payment_rows::set_matched(conn, &payment.id, &paid.id)?)
     })
 }
 
 /// Turns a stored, authenticated notification into a payment, or records why its body was
 /// refused. Used by the request itself and by the sweep for requests that died half-way.
-pub fn process_stored(
+fn process_stored(
     conn: &mut PgConnection,
     device_id: &str,
     raw_id: i64,
+    received_at: DateTime<Utc>,
     body: &[u8],
 ) -> Result<Payment, ApiError> {
     match read_body(body) {
-        Ok(reported) => record_payment(conn, device_id, raw_id, &reported),
+        Ok(reported) => record_payment(conn, device_id, raw_id, received_at, &reported),
         Err(refused) => {
             raw_rows::set_rejection(conn, raw_id, &format!("{}: {refused}", refused.code()))?;
             Err(refused)
@@ -290,9 +310,11 @@ pub fn process_stored(
 }
 
 /// Finishes authenticated notifications whose request died between storing and matching
-/// (older than `age`, so that live requests finish their own). Two instances finishing the same
-/// one is harmless: the payment's unique notification id makes the second a replay.
-/// Returns how many were finished.
+/// (older than `age`, so that live requests finish their own), matching each as of its arrival.
+/// Two instances finishing the same one is harmless: the payment's unique notification id makes
+/// the second a replay. A notification that cannot be processed is marked with the error, so
+/// that it goes to the operator instead of stalling the ones behind it. Returns how many were
+/// finished; stops early only when the database is unavailable.
 pub fn finish_stranded(
     conn: &mut PgConnection,
     age: Duration,
@@ -303,34 +325,15 @@ pub fn finish_stranded(
         let Some(device_id) = raw.device_id.as_deref() else {
             continue;
         };
-        match process_stored(conn, device_id, raw.id, &raw.body) {
-            Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::Aborted(_))) => {
-                return Err(e);
+        match process_stored(conn, device_id, raw.id, raw.received_at, &raw.body) {
+            Err(e @ (ApiError::Unavailable(_) | ApiError::Aborted(_))) => return Err(e),
+            Err(ApiError::Internal(error)) => {
+                tracing::error!(notification = raw.id, %error, "cannot finish a stored notification");
+                raw_rows::set_rejection(conn, raw.id, &format!("internal_error: {error}"))?;
             }
-            // A refused body has been recorded as such: finished too.
+            // A refused body has been recorded as such.
             Ok(_) | Err(_) => finished += 1,
         }
     }
     Ok(finished)
-}
-
-/// The answer to a notification: what became of the payment.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct NotifyResult {
-    pub result: PaymentResult,
-    #[schema(example = "pay_5d1f0e2c3b4a59687766554433221100")]
-    pub payment_id: String,
-    /// The order the payment paid, when `result` is `matched`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<String>,
-}
-
-impl From<&Payment> for NotifyResult {
-    fn from(payment: &Payment) -> Self {
-        NotifyResult {
-            result: payment.result,
-            payment_id: payment.id.clone(),
-            order_id: payment.order_id.clone(),
-        }
-    }
 }

@@ -159,7 +159,9 @@ pub fn create_order(
             )?
             .ok_or_else(|| ApiError::internal("duplicate order not found"))?;
             if existing.request_fingerprint == fingerprint {
-                Ok(Creation::Repeated(existing))
+                // As it is now (an order past its expiry reads as expired).
+                let current = read_order(conn, &existing.id)?.unwrap_or(existing);
+                Ok(Creation::Repeated(current))
             } else {
                 Err(ApiError::IdempotencyConflict(format!(
                     "merchant_order_id {:?} was already used with different parameters",
@@ -176,8 +178,8 @@ fn secs_i32(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
 }
 
-/// Reads an order, expiring it first when it is pending past its expiry, so that a reader never
-/// sees a stale `pending`.
+/// Reads an order, expiring it first when it is pending past its expiry (unless a payment holds
+/// it this very moment), so that a reader does not see a stale `pending`.
 pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, ApiError> {
     match order_rows::find_with_overdue(conn, id)? {
         Some((_, true)) => {
@@ -236,13 +238,20 @@ pub fn close_order(
     })?
 }
 
-/// Pays an order the caller has locked (see `orders::lock_payable`): a pending order past its
-/// expiry is first expired, so that its events follow the state machine; then it is paid,
-/// `paid_late` when past its expiry.
-pub fn pay_locked(conn: &mut PgConnection, order: &Order, late: bool) -> Result<Order, ApiError> {
-    if order.status == OrderStatus::Pending && late {
-        expire_locked(conn, order)?;
-    }
+/// Pays an order the caller has locked (see `orders::lock_payable`). A pending order past its
+/// expiry is expired first, so that its events follow the state machine; an order paid from
+/// `expired` is `paid_late`.
+pub fn pay_locked(
+    conn: &mut PgConnection,
+    order: &Order,
+    overdue: bool,
+) -> Result<Order, ApiError> {
+    let status = if order.status == OrderStatus::Pending && overdue {
+        expire_locked(conn, order)?.status
+    } else {
+        order.status
+    };
+    let late = status == OrderStatus::Expired;
     let paid = order_rows::mark_paid(conn, &order.id, late)?;
     record_transitions(conn, EventType::OrderPaid, std::slice::from_ref(&paid))?;
     Ok(paid)

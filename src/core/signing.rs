@@ -44,7 +44,7 @@ pub fn verify_device_signature(secret: &str, timestamp: &str, body: &[u8], heade
 pub fn timestamp_within_window(timestamp: &str, now_unix: i64) -> bool {
     timestamp
         .parse::<i64>()
-        .is_ok_and(|ts| (now_unix - ts).abs() <= SIGNATURE_WINDOW_SECS)
+        .is_ok_and(|ts| now_unix.abs_diff(ts) <= SIGNATURE_WINDOW_SECS.unsigned_abs())
 }
 
 #[cfg(test)]
@@ -107,5 +107,6 @@ mod tests {
         assert!(!timestamp_within_window("1301", 1000));
         assert!(!timestamp_within_window("1e3", 1000));
         assert!(!timestamp_within_window("", 1000));
+        assert!(!timestamp_within_window(&i64::MIN.to_string(), i64::MAX));
     }
 }

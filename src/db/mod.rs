@@ -48,12 +48,17 @@ pub enum StartupError {
 pub fn connect_creating_database(url: &str) -> Result<PgConnection, StartupError> {
     match PgConnection::establish(url) {
         Ok(conn) => Ok(conn),
-        Err(error) if error.to_string().contains("does not exist") => {
+        Err(error) if is_missing_database(&error.to_string()) => {
             create_database(url)?;
             PgConnection::establish(url).map_err(|e| StartupError::Connect(e.to_string()))
         }
         Err(error) => Err(StartupError::Connect(error.to_string())),
     }
+}
+
+/// `FATAL: database "x" does not exist` (not a missing role).
+fn is_missing_database(message: &str) -> bool {
+    message.contains("database \"") && message.contains("\" does not exist")
 }
 
 fn create_database(url: &str) -> Result<(), StartupError> {
@@ -106,6 +111,24 @@ pub fn migrations_applied(conn: &mut PgConnection) -> Result<bool, ApiError> {
         .map_err(|e| ApiError::Unavailable(format!("cannot read the migration state: {e}")))
 }
 
+/// Whether the server answers in English on pooled connections (needed to recognise deadlocks
+/// and timeouts); returns the setting when it does not.
+pub fn messages_are_english(conn: &mut PgConnection) -> QueryResult<Result<(), String>> {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        lc_messages: String,
+    }
+    let setting: Setting = diesel::sql_query("SHOW lc_messages").get_result(conn)?;
+    let value = setting.lc_messages;
+    let english = value.is_empty()
+        || value == "C"
+        || value == "POSIX"
+        || value.starts_with("C.")
+        || value.starts_with("en");
+    Ok(if english { Ok(()) } else { Err(value) })
+}
+
 /// Session settings every pooled connection gets: UTC, and bounded statement and lock waits so
 /// that no request hangs on the database.
 #[derive(Debug)]
@@ -115,6 +138,9 @@ struct SessionSettings {
 
 impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        // Deadlocks and timeouts are recognised by their (English) messages, as diesel does not
+        // expose SQLSTATE codes. Only roles allowed to set it can; see `messages_are_english`.
+        let _ = conn.batch_execute("SET lc_messages TO 'C'");
         let ms = self.statement_timeout.as_millis();
         conn.batch_execute(&format!(
             "SET TIME ZONE 'UTC'; SET statement_timeout = {ms}; SET lock_timeout = {ms}; \

@@ -22,6 +22,8 @@ pub struct RawNotification {
     pub auth_result: AuthResult,
     pub auth_headers: serde_json::Value,
     pub body: Vec<u8>,
+    pub body_length: i32,
+    pub body_sha256: Vec<u8>,
     pub remote_addr: Option<String>,
     pub payment_id: Option<String>,
     pub rejection: Option<String>,
@@ -35,13 +37,19 @@ pub struct NewRawNotification<'a> {
     pub auth_result: AuthResult,
     pub auth_headers: &'a serde_json::Value,
     pub body: &'a [u8],
+    pub body_length: i32,
+    pub body_sha256: &'a [u8],
     pub remote_addr: Option<&'a str>,
 }
 
-pub fn insert(conn: &mut PgConnection, new: &NewRawNotification<'_>) -> QueryResult<i64> {
+/// Stores a notification; returns its row id and the moment it counts as received.
+pub fn insert(
+    conn: &mut PgConnection,
+    new: &NewRawNotification<'_>,
+) -> QueryResult<(i64, DateTime<Utc>)> {
     diesel::insert_into(notifications::table)
         .values(new)
-        .returning(notifications::id)
+        .returning((notifications::id, notifications::received_at))
         .get_result(conn)
 }
 

@@ -155,26 +155,28 @@ pub fn lock_for_merchant(
         .optional()
 }
 
-/// Locks the order a payment of `amount` to `payee_id` pays, if any: `pending`, or `expired`
-/// within the grace. With whether the payment is late (past `expires_at`).
+/// Locks the order a payment of `amount` to `payee_id`, received at `received_at`, pays, if
+/// any: the order that held the amount reserved at that moment and is still `pending` or
+/// `expired` (not paid or closed since). With whether it is pending past its expiry now.
 ///
-/// Because the amount is reserved during exactly that period, the exclusion constraint allows at
-/// most one such order. A concurrent payment of the same order waits here for the row lock and
-/// then no longer sees the order as payable.
+/// Deciding as of the arrival, not of the processing, keeps a notification finished late (after
+/// a crash) from paying an order created after the payment was made. Reservation periods of one
+/// payee and amount never overlap (the exclusion constraint), so at most one order qualifies. A
+/// concurrent payment of the same order waits here for the row lock and then no longer sees the
+/// order as payable.
 pub fn lock_payable(
     conn: &mut PgConnection,
     payee_id: &str,
     amount: Decimal,
+    received_at: DateTime<Utc>,
 ) -> QueryResult<Option<(Order, bool)>> {
     orders::table
         .filter(orders::payee_id.eq(payee_id))
         .filter(orders::payable_amount.eq(amount))
         .filter(orders::status.eq_any([OrderStatus::Pending, OrderStatus::Expired]))
-        .filter(sql::<Bool>("orders.reserved_until > now()"))
-        .select((
-            Order::as_select(),
-            sql::<Bool>("orders.expires_at <= now()"),
-        ))
+        .filter(orders::created_at.le(received_at))
+        .filter(orders::reserved_until.gt(received_at))
+        .select((Order::as_select(), overdue()))
         .order(orders::created_at)
         .for_update()
         .first(conn)
@@ -226,14 +228,17 @@ pub fn expire_overdue(
     .load(conn)
 }
 
-/// `pending`/`expired` → `paid`; the amount is released at once.
+/// `pending`/`expired` → `paid`; the amount is released at once. A reservation only ever
+/// shrinks: one that already ended (a payment finished late) stays where it ended.
 pub fn mark_paid(conn: &mut PgConnection, id: &str, late: bool) -> QueryResult<Order> {
     diesel::update(orders::table.find(id))
         .set((
             orders::status.eq(OrderStatus::Paid),
             orders::paid_at.eq(sql::<Nullable<Timestamptz>>("now()")),
             orders::paid_late.eq(late),
-            orders::reserved_until.eq(sql::<Timestamptz>("greatest(now(), orders.created_at)")),
+            orders::reserved_until.eq(sql::<Timestamptz>(
+                "greatest(least(orders.reserved_until, now()), orders.created_at)",
+            )),
         ))
         .returning(Order::as_returning())
         .get_result(conn)

@@ -77,14 +77,6 @@ pub fn list_with_codes(conn: &mut PgConnection) -> QueryResult<Vec<(Payee, Vec<F
     Ok(all.into_iter().zip(codes).collect())
 }
 
-pub fn fixed_codes_of(conn: &mut PgConnection, payee_id: &str) -> QueryResult<Vec<FixedCode>> {
-    payee_fixed_codes::table
-        .filter(payee_fixed_codes::payee_id.eq(payee_id))
-        .order(payee_fixed_codes::amount)
-        .select(FixedCode::as_select())
-        .load(conn)
-}
-
 impl FixedCode {
     /// The codes of each payee, in the payees' order.
     fn belonging_to_payees(

@@ -50,6 +50,8 @@ diesel::table! {
         auth_result -> Text,
         auth_headers -> Jsonb,
         body -> Bytea,
+        body_length -> Int4,
+        body_sha256 -> Bytea,
         remote_addr -> Nullable<Text>,
         payment_id -> Nullable<Text>,
         rejection -> Nullable<Text>,

@@ -151,6 +151,7 @@ async fn a_long_poll_reports_the_expiry_when_it_happens() {
     // Expires in about a second.
     age_order(&db, &id, 299).await;
 
+    let started = std::time::Instant::now();
     let answer: serde_json::Value = app
         .client
         .get(app.url(&format!("/orders/{id}?wait=10")))
@@ -161,6 +162,12 @@ async fn a_long_poll_reports_the_expiry_when_it_happens() {
         .await
         .unwrap();
     assert_eq!(answer["status"], "expired");
+    // At the expiry, not at the end of the wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

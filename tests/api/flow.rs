@@ -119,6 +119,22 @@ async fn a_long_poll_wakes_when_another_instance_records_the_payment() {
         wake < Duration::from_secs(1),
         "long-poll answered {wake:?} after the notify"
     );
+    // Woken through LISTEN, not by the once-a-second fallback of a broken listener.
+    for app in [&first, &second] {
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("solopay_order_listener_connected 1"),
+            "{metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,7 +103,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
     settings
 }
 
-/// One running instance of the service.
+/// One running instance of the service (cheap to clone into spawned requests).
+#[derive(Clone)]
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -135,6 +136,10 @@ pub async fn spawn_instance(db: &TestDb, configure: impl FnOnce(&mut Settings)) 
 }
 
 pub async fn start(settings: Settings) -> TestApp {
+    // SOLOPAY_TEST_LOG=1 shows the service's logs (with --nocapture).
+    if std::env::var_os("SOLOPAY_TEST_LOG").is_some() {
+        solopay::telemetry::init(solopay::config::LogFormat::Text);
+    }
     let app = Application::build(settings)
         .await
         .expect("build the application");

@@ -12,4 +12,5 @@ mod notify;
 mod openapi;
 mod ops;
 mod receiver;
+mod recovery;
 mod webhooks;

@@ -201,29 +201,12 @@ async fn racing_payments_of_one_order_credit_it_once() {
 
     // Ten different payments of the same amount at once (two payers, retries, …).
     let racers = (0..10).map(|i| {
-        let (client, url, device) = (
-            app.client.clone(),
-            app.url("/notify"),
-            listener.device.clone(),
-        );
-        let body = payment(&format!("race-{i}"), "10.00").to_string();
+        let (app, device) = (app.clone(), listener.device.clone());
         tokio::spawn(async move {
-            let timestamp = now_unix().to_string();
-            client
-                .post(url)
-                .header("X-Solopay-Device", &device.id)
-                .header("X-Solopay-Timestamp", &timestamp)
-                .header(
-                    "X-Solopay-Signature",
-                    device_signature(&device.secret, &timestamp, body.as_bytes()),
-                )
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
+            let response = app
+                .notify(&device, &payment(&format!("race-{i}"), "10.00"))
+                .await;
+            response.json::<Value>().await.unwrap()
         })
     });
     let results: Vec<Value> = futures_util::future::join_all(racers)
@@ -262,32 +245,12 @@ async fn racing_payments_of_one_order_credit_it_once() {
 async fn concurrent_repeats_of_one_notification_make_one_payment() {
     let TestEnv { app, db } = spawn_app().await;
     let (_, listener, _) = pending_order(&app, "10.00").await;
-    let body = payment("dup", "10.00").to_string();
 
     let repeats = (0..10).map(|_| {
-        let (client, url, device, body) = (
-            app.client.clone(),
-            app.url("/notify"),
-            listener.device.clone(),
-            body.clone(),
-        );
+        let (app, device) = (app.clone(), listener.device.clone());
         tokio::spawn(async move {
-            let timestamp = now_unix().to_string();
-            client
-                .post(url)
-                .header("X-Solopay-Device", &device.id)
-                .header("X-Solopay-Timestamp", &timestamp)
-                .header(
-                    "X-Solopay-Signature",
-                    device_signature(&device.secret, &timestamp, body.as_bytes()),
-                )
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
+            let response = app.notify(&device, &payment("dup", "10.00")).await;
+            response.json::<Value>().await.unwrap()
         })
     });
     let results: Vec<Value> = futures_util::future::join_all(repeats)
@@ -321,7 +284,7 @@ async fn a_notification_without_a_usable_amount_is_stored_and_refused() {
     .await;
 
     // Amounts as raw JSON text: exponent forms only exist as written.
-    for (i, amount) in [r#""0""#, r#""-1""#, r#""1.001""#, r#""1e2""#, "1e2", "true"]
+    for (i, amount) in [r#""0""#, r#""-1""#, r#""1.001""#, r#""1e2""#, "1e2"]
         .into_iter()
         .enumerate()
     {
@@ -337,6 +300,7 @@ async fn a_notification_without_a_usable_amount_is_stored_and_refused() {
         json!({"notification_id": "x".repeat(129), "channel": "wechat", "amount": "10.00"}),
         json!({"notification_id": "u-1", "channel": "paypal", "amount": "10.00"}),
         json!({"notification_id": "u-2", "channel": "wechat", "amount": "10.00", "extra": 1}),
+        json!({"notification_id": "u-3", "channel": "wechat", "amount": true}),
         json!(["not", "an", "object"]),
     ] {
         let response = app.notify(&listener.device, &body).await;
@@ -372,8 +336,8 @@ async fn a_notification_without_a_usable_amount_is_stored_and_refused() {
         }
     };
     assert_eq!(refused("unparseable_notification").await, 1);
-    assert_eq!(refused("invalid_amount").await, 6);
-    assert_eq!(refused("invalid_request").await, 6);
+    assert_eq!(refused("invalid_amount").await, 5);
+    assert_eq!(refused("invalid_request").await, 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,3 +124,42 @@ async fn migrate_prepares_the_database_and_a_bad_setting_names_its_variable() {
     assert_eq!(printed["info"]["title"], "solopay");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_waiting_long_polls_answer_at_once_and_the_process_exits() {
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    let port = free_port();
+    let child = solopay(&db, &dir, port)
+        .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    wait_until_up(port).await;
+    let app = TestApp::at_port(port);
+    let merchant = app.create_merchant("shop").await;
+    app.online_listener("wechat").await;
+    let order = app.order(&merchant, "1.00", "wechat").await;
+
+    let long_poll = {
+        let url = app.url(&format!(
+            "/orders/{}?wait=30",
+            order["id"].as_str().unwrap()
+        ));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let answer: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (status, _) = terminate(child).await;
+    assert!(status.success());
+    let (answer, waited) = long_poll.await.unwrap();
+    assert_eq!(answer["status"], "pending");
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "the long-poll held the shutdown for {waited:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

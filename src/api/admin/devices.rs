@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text};
+use crate::api::{AppState, check_text, parse_json};
 use crate::core::devices::create_device as create;
 use crate::db::devices::{self as device_rows, Device as DeviceRow};
 use crate::error::{ApiError, Problem};
@@ -79,9 +79,9 @@ fn device(row: &DeviceRow, online: bool) -> Device {
 pub async fn create_device(
     state: web::Data<AppState>,
     _operator: OperatorAuth,
-    body: web::Json<CreateDeviceRequest>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner();
+    let request = parse_json::<CreateDeviceRequest>(payload).await?;
     check_text("name", &request.name, 128)?;
     let row = state
         .db

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text, check_url};
+use crate::api::{AppState, check_text, check_url, parse_json};
 use crate::core::merchants::{CreatedMerchant, create_merchant as create};
 use crate::core::secrets::new_webhook_secret;
 use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow};
@@ -79,9 +79,9 @@ impl From<&MerchantRow> for Merchant {
 pub async fn create_merchant(
     state: web::Data<AppState>,
     _operator: OperatorAuth,
-    body: web::Json<CreateMerchantRequest>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner();
+    let request = parse_json::<CreateMerchantRequest>(payload).await?;
     check_text("name", &request.name, 128)?;
     if let Some(url) = &request.notify_url {
         check_url("notify_url", url)?;

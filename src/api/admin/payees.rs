@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text};
+use crate::api::{AppState, check_text, parse_json};
 use crate::core::payees::{PayeeRequest, create_payee as create};
 use crate::db::payees::{self as payee_rows, FixedCode, Payee as PayeeRow};
 use crate::domain::Channel;
@@ -140,9 +140,11 @@ impl CreatePayeeRequest {
 pub async fn create_payee(
     state: web::Data<AppState>,
     _operator: OperatorAuth,
-    body: web::Json<CreatePayeeRequest>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner().validate()?;
+    let request = parse_json::<CreatePayeeRequest>(payload)
+        .await?
+        .validate()?;
     let (row, codes) = state.db.run(move |conn| create(conn, &request)).await?;
     Ok(HttpResponse::Created().json(payee(&row, &codes)))
 }

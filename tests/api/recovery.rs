@@ -1,0 +1,236 @@
+//! Notifications whose request died after storing them (a crash, a lost connection) are
+//! finished by the background sweep, decided as of their arrival; a notification that cannot be
+//! processed never holds up the others. Payments and allocations never deadlock.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Stores a notification as the request would have before dying, `age_secs` ago.
+async fn store_stranded(db: &TestDb, device_id: &str, body: &Value, age_secs: i64) {
+    let body = body.to_string().replace('\'', "''");
+    db.execute(&format!(
+        "INSERT INTO notifications (received_at, source, device_id, auth_result, auth_headers, \
+                                    body, body_length, body_sha256) \
+         VALUES (now() - interval '{age_secs} seconds', 'notify', '{device_id}', 'ok', '{{}}', \
+                 convert_to('{body}', 'UTF8'), octet_length(convert_to('{body}', 'UTF8')), \
+                 sha256(convert_to('{body}', 'UTF8')))"
+    ))
+    .await;
+}
+
+async fn status_of(db: &TestDb, id: &str) -> String {
+    db.text(&format!("SELECT status FROM orders WHERE id = '{id}'"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived() {
+    let TestEnv { app, db } = spawn_app_with(|s| {
+        s.late_payment_grace = Duration::from_secs(60);
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+
+    // An order created 500 s ago, expired 200 s ago, its grace over 140 s ago.
+    let old = app.order(&merchant, "5.00", "wechat").await;
+    let old_id = old["id"].as_str().unwrap().to_string();
+    age_order(&db, &old_id, 500).await;
+    // Its payment arrived 400 s ago, while it was pending, but the request died before matching.
+    store_stranded(
+        &db,
+        &listener.device.id,
+        &json!({"notification_id": "stranded-1", "channel": "wechat", "amount": "5.00"}),
+        400,
+    )
+    .await;
+    // Since then the amount went to a new order (the sweep may run any moment now).
+    let new = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "5.00");
+    let new_id = new["id"].as_str().unwrap().to_string();
+
+    let finished = eventually(Duration::from_secs(5), || {
+        let db = &db;
+        async move { db.count("SELECT count(*) FROM payments").await == 1 }
+    })
+    .await;
+    assert!(
+        finished,
+        "the sweep did not finish the stranded notification"
+    );
+    assert_eq!(status_of(&db, &old_id).await, "paid");
+    assert_eq!(app.get_order(&old_id).await["paid_late"], true);
+    assert_eq!(
+        status_of(&db, &new_id).await,
+        "pending",
+        "a later customer's order was credited"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM payments WHERE order_id = '{old_id}' AND notification_id = 'stranded-1'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM notifications WHERE payment_id IS NULL")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_that_cannot_be_processed_does_not_hold_up_the_others() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "8.00", "wechat").await;
+    // Created two minutes ago (still pending): older than the notifications below.
+    age_order(&db, order["id"].as_str().unwrap(), 120).await;
+
+    // A poisoned one first (a NUL character Postgres text cannot hold), a genuine one behind it.
+    store_stranded(
+        &db,
+        &listener.device.id,
+        &json!({"notification_id": "poison", "channel": "wechat", "amount": "1.00", "title": "a\u{0}b"}),
+        60,
+    )
+    .await;
+    store_stranded(
+        &db,
+        &listener.device.id,
+        &json!({"notification_id": "genuine", "channel": "wechat", "amount": "8.00"}),
+        50,
+    )
+    .await;
+
+    let paid = eventually(Duration::from_secs(5), || {
+        let (db, id) = (&db, order["id"].as_str().unwrap());
+        async move { status_of(db, id).await == "paid" }
+    })
+    .await;
+    assert!(
+        paid,
+        "the genuine notification behind the poisoned one was not finished"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM notifications WHERE rejection LIKE 'invalid_request:%'")
+            .await,
+        1
+    );
+
+    // Sent live, the same body is refused with 400, stored and never retried.
+    let live = app
+        .notify(
+            &listener.device,
+            &json!({"notification_id": "poison-2", "channel": "wechat", "amount": "1.00", "text": "x\u{0}"}),
+        )
+        .await;
+    assert_problem(live, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_late_payments_and_new_orders_on_one_payee_never_deadlock() {
+    // No sweep: the overdue orders are expired by the allocations and payments themselves.
+    let TestEnv { app, db } = spawn_app_with(|s| s.sweep_interval = Duration::from_secs(60)).await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    const N: usize = 24;
+    for i in 1..=N {
+        let order = app.order(&merchant, &format!("{i}.00"), "wechat").await;
+        age_order(&db, order["id"].as_str().unwrap(), 301).await;
+    }
+
+    let payments = (1..=N).map(|i| {
+        let (app, device) = (app.clone(), listener.device.clone());
+        tokio::spawn(async move {
+            let body = json!({"notification_id": format!("late-{i}"), "channel": "wechat",
+                              "amount": format!("{i}.00")});
+            app.notify(&device, &body).await.status()
+        })
+    });
+    let creations = (1..=N).map(|i| {
+        let (app, merchant) = (app.clone(), merchant.clone());
+        tokio::spawn(async move {
+            let body = json!({"merchant_order_id": format!("new-{i}"), "amount": "50.00",
+                              "channel": "wechat"});
+            app.create_order(&merchant, &body).await.status()
+        })
+    });
+    let payments = futures_util::future::join_all(payments).await;
+    let creations = futures_util::future::join_all(creations).await;
+    assert!(
+        payments
+            .iter()
+            .all(|s| *s.as_ref().unwrap() == StatusCode::OK)
+    );
+    assert!(
+        creations
+            .iter()
+            .all(|s| *s.as_ref().unwrap() == StatusCode::CREATED)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders WHERE status = 'paid' AND paid_late")
+            .await,
+        N as i64
+    );
+
+    // Backends flush their statistics when they exit: end them, then read the deadlock count.
+    let deadlocks = db
+        .count(
+            "WITH ended AS (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                            WHERE datname = current_database() AND pid <> pg_backend_pid()) \
+             SELECT count(*) FROM ended",
+        )
+        .await;
+    let _ = deadlocks;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        db.count("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            .await,
+        0,
+        "Postgres detected a deadlock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_being_recorded_never_blocks_an_order_on_its_payee() {
+    // Any wait for the payee's lock would end in a 503 after 2 s.
+    let TestEnv { app, db } =
+        spawn_app_with(|s| s.statement_timeout = Duration::from_secs(2)).await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+
+    // Recording a payment references the payee, which takes this lock on its row until commit.
+    let client = db.client().await;
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            &format!(
+                "SELECT 1 FROM payees WHERE id = '{}' FOR KEY SHARE",
+                listener.payee_id
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let response = app
+        .create_order(
+            &merchant,
+            &json!({"merchant_order_id": "during", "amount": "3.00", "channel": "wechat"}),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text().await
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+}
