@@ -46,6 +46,27 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// How often the delivery worker looks for due retries when nothing woke it.
     pub webhook_poll_interval: Duration,
+    /// The compatibility protocols served; the others answer 404.
+    pub compat: Vec<Protocol>,
+    /// How far a forwarder's timestamp may be from the server clock.
+    pub forwarder_window: Duration,
+}
+
+impl Settings {
+    pub fn serves(&self, protocol: Protocol) -> bool {
+        self.compat.contains(&protocol)
+    }
+}
+
+/// The older protocols existing clients speak, served beside the native API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// V免签's listener app and merchant API.
+    Vmq,
+    /// 易支付's merchant API.
+    Epay,
+    /// Generic notification forwarders (SmsForwarder and the like).
+    Forwarder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +212,9 @@ impl Settings {
                 1000,
                 20..=60_000,
             )?),
+            // Unset means every protocol; set but empty means none.
+            compat: parse_compat(lookup("SOLOPAY_COMPAT"))?,
+            forwarder_window: secs("SOLOPAY_FORWARDER_WINDOW_SECS", 120, 10..=3600)?,
             log_format: match get("SOLOPAY_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -277,6 +301,27 @@ fn parse_schedule(
     Ok(waits)
 }
 
+fn parse_compat(value: Option<String>) -> Result<Vec<Protocol>, SettingsError> {
+    let Some(value) = value else {
+        return Ok(vec![Protocol::Vmq, Protocol::Epay, Protocol::Forwarder]);
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| match name {
+            "vmq" => Ok(Protocol::Vmq),
+            "epay" => Ok(Protocol::Epay),
+            "forwarder" => Ok(Protocol::Forwarder),
+            other => Err(SettingsError {
+                variable: "SOLOPAY_COMPAT",
+                value: value.clone(),
+                reason: format!("{other:?} is not one of vmq, epay, forwarder"),
+            }),
+        })
+        .collect()
+}
+
 fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, SettingsError> {
     match value.as_deref().map(str::trim) {
         None => Ok(false),
@@ -318,12 +363,26 @@ mod tests {
         assert!(!s.allow_private_webhooks);
         assert!(s.admin_token.is_none());
         assert_eq!(s.webhook_timeout, Duration::from_secs(10));
+        assert_eq!(
+            s.compat,
+            [Protocol::Vmq, Protocol::Epay, Protocol::Forwarder]
+        );
         let schedule: Vec<u64> = s
             .webhook_retry_schedule
             .iter()
             .map(Duration::as_secs)
             .collect();
         assert_eq!(schedule, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+    }
+
+    #[test]
+    fn compatibility_protocols_can_be_chosen_or_all_switched_off() {
+        let s = settings(&[("SOLOPAY_COMPAT", "epay")]).unwrap();
+        assert_eq!(s.compat, [Protocol::Epay]);
+        assert!(!s.serves(Protocol::Forwarder));
+        let s = settings(&[("SOLOPAY_COMPAT", "")]).unwrap();
+        assert!(s.compat.is_empty());
+        assert!(settings(&[("SOLOPAY_COMPAT", "vmq,paypal")]).is_err());
     }
 
     #[test]

@@ -85,6 +85,14 @@ text_enum! {
         Matched => "matched",
         /// No order was waiting for this amount; kept for the operator.
         Unmatched => "unmatched",
+        /// No single amount could be read from it; kept for the operator.
+        Unparsed => "unparsed",
+        /// From an app this device may not report payments for (an SMS saying "收款"); never
+        /// matched.
+        Untrusted => "untrusted",
+        /// Its parts disagree (the amount and the text, the channel and the app, two amounts);
+        /// kept for the operator.
+        Ambiguous => "ambiguous",
     }
 }
 
@@ -106,6 +114,8 @@ text_enum! {
         BadSignature => "bad_signature",
         StaleTimestamp => "stale_timestamp",
         DeviceDisabled => "device_disabled",
+        /// A forwarder's (timestamp, sign) used before for another body.
+        Replayed => "replayed",
     }
 }
 

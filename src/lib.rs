@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod compat;
 pub mod config;
 pub mod core;
 pub mod db;

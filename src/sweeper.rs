@@ -1,5 +1,6 @@
-//! The background sweep: expires overdue pending orders whether or not anyone asks, and finishes
-//! notifications whose request died between being stored and being matched.
+//! The background sweep: expires overdue pending orders whether or not anyone asks, finishes
+//! notifications whose request died between being stored and being matched, and forgets
+//! forwarder signatures too old to be presented again.
 
 use std::time::Duration;
 
@@ -8,11 +9,13 @@ use tokio::task::JoinHandle;
 
 use crate::core::notifications::finish_stranded;
 use crate::core::orders::expire_overdue_batch;
-use crate::db::Db;
+use crate::db::{Db, forwarder_signatures};
 
 const EXPIRY_BATCH: i64 = 500;
 /// A live request finishes its own notification well within this time.
 const STRANDED_AFTER: Duration = Duration::from_secs(30);
+/// Longer than the largest forwarder window (`SOLOPAY_FORWARDER_WINDOW_SECS` is at most 3600).
+const FORGET_SIGNATURES_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -34,6 +37,8 @@ pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) ->
                         }
                     }
                     let finished = finish_stranded(conn, STRANDED_AFTER, 100)?;
+                    // Signatures older than any window can never be presented again.
+                    forwarder_signatures::delete_older_than(conn, FORGET_SIGNATURES_AFTER)?;
                     Ok((expired, finished))
                 })
                 .await;

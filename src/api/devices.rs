@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use crate::api::extract::device_credentials;
 use crate::api::{AppState, read_body};
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
-use crate::core::notifications::{NotifyBody, receive_notification};
+use crate::core::notifications::{
+    Credentials, Notification, NotifyBody, answer, read_notify_body, receive_notification,
+};
 use crate::db::payments::Payment;
 use crate::domain::PaymentResult;
 use crate::error::{ApiError, Problem};
@@ -114,11 +116,13 @@ impl From<&Payment> for NotifyResult {
 
 /// Report a payment the listener saw.
 ///
-/// The request is stored as received before anything else, whatever its outcome. A payment pays
-/// the order of this device's payee for the channel whose `payable_amount` it is, if that order is
-/// `pending` (or `expired` within the grace, then `paid_late`); otherwise it is kept `unmatched`
-/// for the operator. A repeated `notification_id` is answered like the first time and changes
-/// nothing.
+/// The request is stored as received before anything else, whatever its outcome. Without
+/// `amount`, the amount is read from `title` and `text`; a text that contradicts `amount`, an
+/// app this device may not report for, or a text without one amount is kept for the operator
+/// (`ambiguous`, `untrusted`, `unparsed`). A payment pays the order of this device's payee for
+/// the channel that held its amount when it arrived, if that order is still `pending` (or
+/// `expired`, then `paid_late`); otherwise it is kept `unmatched`. A repeated `notification_id`
+/// is answered like the first time and changes nothing.
 #[utoipa::path(
     tag = "listener",
     request_body = NotifyBody,
@@ -140,17 +144,34 @@ pub async fn notify(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload).await?;
     let credentials = device_credentials(&req);
+    receive(&state, &req, "notify", credentials, body, read_notify_body).await
+}
+
+/// Receives a notification (stored, authenticated, read, matched by the core) and answers with
+/// what became of its payment; shared by every notification endpoint.
+pub async fn receive<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    source: &'static str,
+    credentials: Credentials,
+    body: web::Bytes,
+    read: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: Fn(&[u8]) -> Result<Notification, ApiError> + Send + 'static,
+{
     let remote = req.peer_addr().map(|a| a.ip().to_string());
     let outcome = state
         .db
         .run(move |conn| {
-            receive_notification(conn, "notify", &credentials, &body, remote.as_deref())
+            let payment =
+                receive_notification(conn, source, &credentials, &body, remote.as_deref(), read)?;
+            answer(payment)
         })
         .await;
-    let result = match &outcome {
+    state.metrics.record_notification(match &outcome {
         Ok(payment) => payment.result.as_str(),
         Err(error) => error.code(),
-    };
-    state.metrics.record_notification(result);
+    });
     Ok(HttpResponse::Ok().json(NotifyResult::from(&outcome?)))
 }

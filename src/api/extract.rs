@@ -9,7 +9,7 @@ use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 
 use crate::api::AppState;
-use crate::core::notifications::DeviceCredentials;
+use crate::core::notifications::Credentials;
 use crate::core::{merchants, operators};
 use crate::db::merchants::Merchant;
 use crate::error::ApiError;
@@ -84,7 +84,7 @@ impl FromRequest for OperatorAuth {
 }
 
 /// The signed-request headers of a listener device, as received.
-pub fn device_credentials(req: &HttpRequest) -> DeviceCredentials {
+pub fn device_credentials(req: &HttpRequest) -> Credentials {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -92,7 +92,7 @@ pub fn device_credentials(req: &HttpRequest) -> DeviceCredentials {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    DeviceCredentials {
+    Credentials::Signed {
         device_id: header("x-solopay-device"),
         timestamp: header("x-solopay-timestamp"),
         signature: header("x-solopay-signature"),

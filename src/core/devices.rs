@@ -2,9 +2,10 @@
 
 use diesel::PgConnection;
 
-use crate::core::notifications::{DeviceCredentials, check_credentials, refusal};
+use crate::core::notifications::{Credentials, check_signed, refusal};
 use crate::core::secrets::{new_device_secret, new_id};
 use crate::db::devices::{self as device_rows, Device, NewDevice};
+use crate::domain::AuthResult;
 use crate::error::ApiError;
 
 pub fn create_device(conn: &mut PgConnection, name: &str) -> Result<Device, ApiError> {
@@ -18,22 +19,36 @@ pub fn create_device(conn: &mut PgConnection, name: &str) -> Result<Device, ApiE
     )?)
 }
 
-/// Authenticates a listener request (its exact body bytes) against the device's secret and the
-/// database clock.
+/// Authenticates a signed listener request (its exact body bytes) against the device's secret
+/// and the database clock.
 pub fn authenticate(
     conn: &mut PgConnection,
-    credentials: &DeviceCredentials,
+    credentials: &Credentials,
     body: &[u8],
 ) -> Result<Device, ApiError> {
-    let Some(device_id) = credentials.device_id.as_deref() else {
-        return Err(refusal(crate::domain::AuthResult::MissingCredentials));
+    let Credentials::Signed {
+        device_id,
+        timestamp,
+        signature,
+    } = credentials
+    else {
+        return Err(refusal(AuthResult::MissingCredentials));
     };
-    let (device, now) = device_rows::find_with_clock(conn, device_id)?;
-    match check_credentials(device.as_ref(), credentials, body, now) {
-        crate::domain::AuthResult::Ok => {
-            device.ok_or_else(|| ApiError::internal("authenticated a missing device"))
-        }
-        refused => Err(refusal(refused)),
+    let Some(id) = device_id.as_deref() else {
+        return Err(refusal(AuthResult::MissingCredentials));
+    };
+    let (device, now) = device_rows::find_with_clock(conn, id)?;
+    let auth = check_signed(
+        device.as_ref(),
+        Some(id),
+        timestamp.as_deref(),
+        signature.as_deref(),
+        body,
+        now,
+    );
+    match (auth, device) {
+        (AuthResult::Ok, Some(device)) => Ok(device),
+        (refused, _) => Err(refusal(refused)),
     }
 }
 

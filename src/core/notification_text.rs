@@ -299,7 +299,7 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
         .iter()
         .filter(|c| c.wording.channel == channel && c.wording.packages.contains(&package))
     {
-        let text_start = match sender_check(compiled.wording, fields[0], fields[1]) {
+        let text_start = match sender_check(compiled, fields[0], fields[1]) {
             Ok(start) => start,
             Err(sender) => {
                 refused_sender.get_or_insert(sender);
@@ -371,8 +371,8 @@ fn money(spelled: &Spelled) -> Option<Amount> {
 
 /// Checks who posted the notification for a wording limited to known senders; on success, where
 /// the message itself starts in the text (after `[N条]sender: `).
-fn sender_check(wording: &Wording, title: &str, text: &str) -> Result<usize, String> {
-    let Some(senders) = wording.senders else {
+fn sender_check(compiled: &CompiledWording, title: &str, text: &str) -> Result<usize, String> {
+    let Some(senders) = compiled.wording.senders else {
         return Ok(0);
     };
     let title = title.trim();
@@ -383,6 +383,11 @@ fn sender_check(wording: &Wording, title: &str, text: &str) -> Result<usize, Str
         return Ok(0);
     };
     if let Some(sender) = prefix.name("sender") {
+        // Text before a later colon (`…收款1.00元(朋友到店) 时间:12:30`) that already holds the
+        // payment wording is the message itself, not a sender naming itself.
+        if compiled.pattern.is_match(sender.as_str()) {
+            return Ok(0);
+        }
         let sender = sender.as_str().trim();
         if !senders.contains(&sender) {
             return Err(sender.to_owned());

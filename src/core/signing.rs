@@ -1,6 +1,8 @@
 //! Signatures of listener requests: `X-Solopay-Signature: v1=<hex HMAC-SHA256(device secret,
 //! "<timestamp>.<raw body>")>`, checked in constant time, within a window around the database clock.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -45,6 +47,39 @@ pub fn timestamp_within_window(timestamp: &str, now_unix: i64) -> bool {
     timestamp
         .parse::<i64>()
         .is_ok_and(|ts| now_unix.abs_diff(ts) <= SIGNATURE_WINDOW_SECS.unsigned_abs())
+}
+
+/// A generic forwarder's sign (SmsForwarder's "DingTalk" scheme): the URL-encoded base64 of
+/// HMAC-SHA256(secret, "<timestamp>\n<secret>"). It covers only the timestamp, never the message.
+pub fn forwarder_sign(secret: &str, timestamp: &str) -> String {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(format!("{timestamp}\n{secret}").as_bytes());
+    let encoded = BASE64.encode(mac.finalize().into_bytes());
+    url::form_urlencoded::byte_serialize(encoded.as_bytes()).collect()
+}
+
+/// Whether `sign` is the forwarder sign of `timestamp` under `secret`, checked in constant time.
+/// Accepts the value still URL-encoded or already decoded, and a `+` a form decoder turned into
+/// a space.
+pub fn verify_forwarder_sign(secret: &str, timestamp: &str, sign: &str) -> bool {
+    let sign = sign.trim().replace(' ', "+");
+    let decoded: String = if sign.contains('%') {
+        // Decode %XX only: a literal '+' is base64, not a space.
+        url::form_urlencoded::parse(format!("v={}", sign.replace('+', "%2B")).as_bytes())
+            .map(|(_, value)| value.into_owned())
+            .next()
+            .unwrap_or_default()
+    } else {
+        sign
+    };
+    let Ok(signature) = BASE64.decode(decoded.as_bytes()) else {
+        return false;
+    };
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(format!("{timestamp}\n{secret}").as_bytes());
+    mac.verify_slice(&signature).is_ok()
 }
 
 #[cfg(test)]
@@ -108,5 +143,29 @@ mod tests {
         assert!(!timestamp_within_window("1e3", 1000));
         assert!(!timestamp_within_window("", 1000));
         assert!(!timestamp_within_window(&i64::MIN.to_string(), i64::MAX));
+    }
+
+    #[test]
+    fn a_forwarder_sign_verifies_encoded_or_decoded_and_only_for_its_secret_and_time() {
+        let encoded = forwarder_sign("s3cret", "1732560000123");
+        assert!(verify_forwarder_sign("s3cret", "1732560000123", &encoded));
+        let decoded: String = url::form_urlencoded::parse(format!("v={encoded}").as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .next()
+            .unwrap_or_default();
+        assert!(verify_forwarder_sign("s3cret", "1732560000123", &decoded));
+        // A form decoder turns an unencoded '+' into a space.
+        assert!(verify_forwarder_sign(
+            "s3cret",
+            "1732560000123",
+            &decoded.replace('+', " ")
+        ));
+        assert!(!verify_forwarder_sign("other", "1732560000123", &encoded));
+        assert!(!verify_forwarder_sign("s3cret", "1732560000124", &encoded));
+        assert!(!verify_forwarder_sign(
+            "s3cret",
+            "1732560000123",
+            "not base64!"
+        ));
     }
 }

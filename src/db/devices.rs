@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
 
 use super::interval;
-use super::schema::devices;
+use super::schema::{devices, payees};
+use crate::domain::Channel;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = devices, check_for_backend(diesel::pg::Pg))]
@@ -23,6 +24,17 @@ pub struct Device {
     pub app_version: Option<String>,
     pub battery: Option<i16>,
     pub created_at: DateTime<Utc>,
+    pub allowed_packages: Option<Vec<Option<String>>>,
+    pub trust_unlabelled: bool,
+}
+
+impl Device {
+    /// The packages the operator listed for this device, if any.
+    pub fn listed_packages(&self) -> Option<Vec<String>> {
+        self.allowed_packages
+            .as_ref()
+            .map(|list| list.iter().flatten().cloned().collect())
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -75,6 +87,24 @@ pub fn list_with_online(
         .load(conn)
 }
 
+/// One device with whether it counts as online right now.
+pub fn find_with_online(
+    conn: &mut PgConnection,
+    id: &str,
+    offline_after: Duration,
+) -> QueryResult<Option<(Device, bool)>> {
+    devices::table
+        .find(id)
+        .select((
+            Device::as_select(),
+            sql::<Bool>("coalesce(devices.last_seen_at > now() - ")
+                .bind::<Interval, _>(interval(offline_after))
+                .sql(", false)"),
+        ))
+        .first(conn)
+        .optional()
+}
+
 /// What a heartbeat may update; a detail it does not report keeps its earlier value.
 #[derive(AsChangeset)]
 #[diesel(table_name = devices)]
@@ -111,4 +141,35 @@ pub fn record_notification(conn: &mut PgConnection, id: &str) -> QueryResult<usi
             devices::last_notification_at.eq(now),
         ))
         .execute(conn)
+}
+
+/// The channels of the payees a device listens for.
+pub fn payee_channels(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<Channel>> {
+    payees::table
+        .filter(payees::device_id.eq(id))
+        .select(payees::channel)
+        .load(conn)
+}
+
+/// What an operator may change on a device; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = devices)]
+pub struct DeviceChanges<'a> {
+    pub name: Option<&'a str>,
+    pub enabled: Option<bool>,
+    /// `Some(None)` goes back to the default packages.
+    pub allowed_packages: Option<Option<Vec<Option<String>>>>,
+    pub trust_unlabelled: Option<bool>,
+}
+
+pub fn update(
+    conn: &mut PgConnection,
+    id: &str,
+    changes: &DeviceChanges<'_>,
+) -> QueryResult<Option<Device>> {
+    diesel::update(devices::table.find(id))
+        .set(changes)
+        .returning(Device::as_returning())
+        .get_result(conn)
+        .optional()
 }

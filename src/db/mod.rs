@@ -4,6 +4,7 @@
 
 pub mod devices;
 pub mod events;
+pub mod forwarder_signatures;
 pub mod merchants;
 pub mod notifications;
 pub mod operator_tokens;

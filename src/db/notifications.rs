@@ -27,6 +27,7 @@ pub struct RawNotification {
     pub remote_addr: Option<String>,
     pub payment_id: Option<String>,
     pub rejection: Option<String>,
+    pub reading: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Insertable)]
@@ -40,6 +41,8 @@ pub struct NewRawNotification<'a> {
     pub body_length: i32,
     pub body_sha256: &'a [u8],
     pub remote_addr: Option<&'a str>,
+    pub reading: Option<&'a serde_json::Value>,
+    pub rejection: Option<&'a str>,
 }
 
 /// Stores a notification; returns its row id and the moment it counts as received.

@@ -13,7 +13,7 @@ pub struct Payment {
     pub id: String,
     pub device_id: String,
     pub notification_id: String,
-    pub channel: Channel,
+    pub channel: Option<Channel>,
     pub amount: Option<Decimal>,
     pub package: Option<String>,
     pub title: Option<String>,
@@ -24,6 +24,7 @@ pub struct Payment {
     pub order_id: Option<String>,
     pub notification_row: i64,
     pub created_at: DateTime<Utc>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -32,7 +33,7 @@ pub struct NewPayment<'a> {
     pub id: &'a str,
     pub device_id: &'a str,
     pub notification_id: &'a str,
-    pub channel: Channel,
+    pub channel: Option<Channel>,
     pub amount: Option<Decimal>,
     pub package: Option<&'a str>,
     pub title: Option<&'a str>,
@@ -41,6 +42,7 @@ pub struct NewPayment<'a> {
     pub payee_id: Option<&'a str>,
     pub result: PaymentResult,
     pub notification_row: i64,
+    pub reason: Option<&'a str>,
 }
 
 /// Inserts the payment unless the device already reported this notification id; `None` then.

@@ -12,6 +12,8 @@ diesel::table! {
         app_version -> Nullable<Text>,
         battery -> Nullable<Int2>,
         created_at -> Timestamptz,
+        allowed_packages -> Nullable<Array<Nullable<Text>>>,
+        trust_unlabelled -> Bool,
     }
 }
 
@@ -23,6 +25,16 @@ diesel::table! {
         order_id -> Text,
         merchant_id -> Text,
         data -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    forwarder_signatures (device_id, timestamp_ms, sign) {
+        device_id -> Text,
+        timestamp_ms -> Int8,
+        sign -> Text,
+        body_sha256 -> Bytea,
         created_at -> Timestamptz,
     }
 }
@@ -55,6 +67,7 @@ diesel::table! {
         remote_addr -> Nullable<Text>,
         payment_id -> Nullable<Text>,
         rejection -> Nullable<Text>,
+        reading -> Nullable<Jsonb>,
     }
 }
 
@@ -118,7 +131,7 @@ diesel::table! {
         id -> Text,
         device_id -> Text,
         notification_id -> Text,
-        channel -> Text,
+        channel -> Nullable<Text>,
         amount -> Nullable<Numeric>,
         package -> Nullable<Text>,
         title -> Nullable<Text>,
@@ -129,6 +142,7 @@ diesel::table! {
         order_id -> Nullable<Text>,
         notification_row -> Int8,
         created_at -> Timestamptz,
+        reason -> Nullable<Text>,
     }
 }
 
@@ -167,6 +181,7 @@ diesel::table! {
 
 diesel::joinable!(events -> merchants (merchant_id));
 diesel::joinable!(events -> orders (order_id));
+diesel::joinable!(forwarder_signatures -> devices (device_id));
 diesel::joinable!(orders -> merchants (merchant_id));
 diesel::joinable!(orders -> payees (payee_id));
 diesel::joinable!(payee_fixed_codes -> payees (payee_id));
@@ -183,6 +198,7 @@ diesel::joinable!(webhook_deliveries -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(
     devices,
     events,
+    forwarder_signatures,
     merchants,
     notifications,
     operator_tokens,

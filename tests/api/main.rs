@@ -11,6 +11,7 @@ mod isolation;
 mod notify;
 mod openapi;
 mod ops;
+mod reading;
 mod receiver;
 mod recovery;
 mod webhooks;

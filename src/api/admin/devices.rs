@@ -1,6 +1,6 @@
 //! `/admin/devices`: the listener phones.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 use crate::api::extract::OperatorAuth;
 use crate::api::{AppState, check_text, parse_json};
 use crate::core::devices::create_device as create;
-use crate::db::devices::{self as device_rows, Device as DeviceRow};
+use crate::core::notifications::Trust;
+use crate::db::devices::{self as device_rows, Device as DeviceRow, DeviceChanges};
 use crate::error::{ApiError, Problem};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,6 +33,13 @@ pub struct Device {
     pub app_version: Option<String>,
     pub battery: Option<i16>,
     pub created_at: DateTime<Utc>,
+    /// The packages the operator allowed; `null` means the defaults (the official apps of the
+    /// channels of its payees).
+    pub allowed_packages: Option<Vec<String>>,
+    /// The packages whose notifications count as payments from this device, as of now.
+    pub trusted_packages: Vec<String>,
+    /// Whether a forwarder's notification that names no app is trusted.
+    pub trust_unlabelled: bool,
 }
 
 /// A new device with its secret, shown only in this answer.
@@ -49,7 +57,7 @@ pub struct DeviceList {
     pub data: Vec<Device>,
 }
 
-fn device(row: &DeviceRow, online: bool) -> Device {
+fn device(row: &DeviceRow, online: bool, trust: Trust) -> Device {
     Device {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -61,6 +69,9 @@ fn device(row: &DeviceRow, online: bool) -> Device {
         app_version: row.app_version.clone(),
         battery: row.battery,
         created_at: row.created_at,
+        allowed_packages: row.listed_packages(),
+        trusted_packages: trust.packages,
+        trust_unlabelled: trust.unlabelled,
     }
 }
 
@@ -83,13 +94,18 @@ pub async fn create_device(
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_json::<CreateDeviceRequest>(payload).await?;
     check_text("name", &request.name, 128)?;
-    let row = state
+    let (row, trust) = state
         .db
-        .run(move |conn| create(conn, &request.name))
+        .run(move |conn| {
+            let row = create(conn, &request.name)?;
+            let trust = Trust::of_device(conn, &row)?;
+            Ok((row, trust))
+        })
         .await?;
+    let secret = row.secret.clone();
     Ok(HttpResponse::Created().json(CreatedDeviceResponse {
-        device: device(&row, false),
-        secret: row.secret,
+        device: device(&row, false, trust),
+        secret,
     }))
 }
 
@@ -108,14 +124,99 @@ pub async fn list_devices(
     _operator: OperatorAuth,
 ) -> Result<web::Json<DeviceList>, ApiError> {
     let offline_after = state.settings.device_offline_after;
-    let rows = state
+    let data = state
         .db
-        .run(move |conn| Ok(device_rows::list_with_online(conn, offline_after)?))
+        .run(move |conn| {
+            device_rows::list_with_online(conn, offline_after)?
+                .into_iter()
+                .map(|(row, online)| {
+                    let trust = Trust::of_device(conn, &row)?;
+                    Ok(device(&row, online, trust))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()
+        })
         .await?;
-    Ok(web::Json(DeviceList {
-        data: rows
-            .iter()
-            .map(|(row, online)| device(row, *online))
-            .collect(),
-    }))
+    Ok(web::Json(DeviceList { data }))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn explicit<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDeviceRequest {
+    pub name: Option<String>,
+    /// A disabled device's requests are refused (`403`) and its payees are not used.
+    pub enabled: Option<bool>,
+    /// The Android packages whose notifications this device may report as payments; `null`
+    /// restores the defaults (the official apps of the channels of its payees).
+    #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<Vec<String>>, nullable, example = json!(["com.tencent.mm"]))]
+    pub allowed_packages: Option<Option<Vec<String>>>,
+    /// Trust a forwarder's notifications that do not say which app posted them.
+    pub trust_unlabelled: Option<bool>,
+}
+
+/// Change a device: its name, whether it is enabled, and what it is trusted to report.
+#[utoipa::path(
+    tag = "operator",
+    params(("id" = String, Path, description = "The device id (`dev_…`)")),
+    request_body = UpdateDeviceRequest,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The device", body = Device),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/devices/{id}")]
+pub async fn update_device(
+    state: web::Data<AppState>,
+    _operator: OperatorAuth,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<web::Json<Device>, ApiError> {
+    let request = parse_json::<UpdateDeviceRequest>(payload).await?;
+    if let Some(name) = &request.name {
+        check_text("name", name, 128)?;
+    }
+    if let Some(Some(packages)) = &request.allowed_packages {
+        if packages.len() > 50 {
+            return Err(ApiError::InvalidRequest(
+                "at most 50 allowed_packages".into(),
+            ));
+        }
+        for package in packages {
+            check_text("allowed_packages[]", package, 255)?;
+        }
+    }
+    let id = id.into_inner();
+    let offline_after = state.settings.device_offline_after;
+    let updated = state
+        .db
+        .run(move |conn| {
+            let changes = DeviceChanges {
+                name: request.name.as_deref(),
+                enabled: request.enabled,
+                allowed_packages: request
+                    .allowed_packages
+                    .map(|list| list.map(|packages| packages.into_iter().map(Some).collect())),
+                trust_unlabelled: request.trust_unlabelled,
+            };
+            device_rows::update(conn, &id, &changes)?
+                .ok_or_else(|| ApiError::not_found("device"))?;
+            let (row, online) = device_rows::find_with_online(conn, &id, offline_after)?
+                .ok_or_else(|| ApiError::not_found("device"))?;
+            let trust = Trust::of_device(conn, &row)?;
+            Ok(device(&row, online, trust))
+        })
+        .await?;
+    Ok(web::Json(updated))
 }

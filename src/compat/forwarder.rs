@@ -1,0 +1,211 @@
+//! Generic notification forwarders (SmsForwarder and the like): `POST /forward/{device_id}`
+//! with `from`, `title`, `content`/`org_content`, `timestamp` (ms) and `sign` as a form or JSON.
+//!
+//! Weaker than a signed listener: the sign (HMAC-SHA256 of "<timestamp>\n<secret>", the
+//! "DingTalk" scheme) covers only the timestamp, never the message. So each (timestamp, sign) is
+//! accepted once, within a short window, and only for the same body; the message is then read
+//! like any notification (trusted packages, known wordings).
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::api::devices::{NotifyResult, receive};
+use crate::api::{AppState, read_body};
+use crate::compat::require;
+use crate::config::Protocol;
+use crate::core::notifications::{Credentials, Notification, check_notification_fields};
+use crate::core::secrets::sha256;
+use crate::error::{ApiError, Problem};
+
+/// What a forwarder posts (its template decides which fields; others are ignored).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ForwardBody {
+    /// The app that posted the notification (its package name), or an SMS sender.
+    #[schema(example = "com.tencent.mm")]
+    pub from: Option<String>,
+    #[schema(example = "微信支付")]
+    pub title: Option<String>,
+    /// The text (templates differ: `content` or `org_content`, the raw text, preferred).
+    #[schema(example = "微信支付收款10.02元(朋友到店)")]
+    pub content: Option<String>,
+    pub org_content: Option<String>,
+    /// Milliseconds since the epoch, as a string or a number.
+    #[schema(value_type = String, example = "1732560000123")]
+    pub timestamp: Option<String>,
+    /// URL-encoded base64 of HMAC-SHA256(device secret, "<timestamp>\n<device secret>").
+    pub sign: Option<String>,
+}
+
+/// Reads a forwarder's body: a form, or a JSON object (numbers accepted for the timestamp).
+fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
+    if form {
+        let mut parsed = ForwardBody::default();
+        for (key, value) in url::form_urlencoded::parse(body) {
+            let value = Some(value.into_owned());
+            match key.as_ref() {
+                "from" => parsed.from = value,
+                "title" => parsed.title = value,
+                "content" => parsed.content = value,
+                "org_content" => parsed.org_content = value,
+                "timestamp" => parsed.timestamp = value,
+                "sign" => parsed.sign = value,
+                _ => {}
+            }
+        }
+        return Ok(parsed);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::InvalidRequest("the body must be a JSON object".into()))?;
+    let field = |name: &str| match object.get(name) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    Ok(ForwardBody {
+        from: field("from"),
+        title: field("title"),
+        content: field("content"),
+        org_content: field("org_content"),
+        timestamp: field("timestamp"),
+        sign: field("sign"),
+    })
+}
+
+fn is_form(req: &HttpRequest, body: &[u8]) -> bool {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") {
+        return false;
+    }
+    content_type.starts_with("application/x-www-form-urlencoded")
+        || !body.trim_ascii_start().starts_with(b"{")
+}
+
+/// The notification a forwarder's body reports. Forwarders send no message id: it is derived
+/// from the message and its millisecond timestamp, so a retry of the same request is recognised
+/// while two real payments of one amount a minute apart stay two.
+fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
+    let parsed = parse_body(body, form)?;
+    let text = parsed.org_content.or(parsed.content);
+    let timestamp = parsed.timestamp.unwrap_or_default();
+    let digest = sha256(
+        [
+            parsed.from.as_deref().unwrap_or_default(),
+            parsed.title.as_deref().unwrap_or_default(),
+            text.as_deref().unwrap_or_default(),
+            &timestamp,
+        ]
+        .join("\n")
+        .as_bytes(),
+    );
+    let notification_id = format!("fwd_{}", &hex::encode(digest)[..32]);
+    check_notification_fields(
+        &notification_id,
+        [
+            ("from", parsed.from.as_deref()),
+            ("title", parsed.title.as_deref()),
+            ("content", text.as_deref()),
+        ],
+    )?;
+    Ok(Notification {
+        notification_id,
+        channel: None,
+        amount: None,
+        package: parsed.from.filter(|f| !f.trim().is_empty()),
+        title: parsed.title,
+        text,
+        reported_at: timestamp
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::<Utc>::from_timestamp_millis),
+        listener_vouches: false,
+    })
+}
+
+/// Receive a notification from a generic forwarder app (SmsForwarder and the like).
+///
+/// Configure the app's webhook with this URL (one per device), method POST, a form or JSON body
+/// with `from=[from]`, `title=[title]`, `content=[org_content]`, `timestamp=[timestamp]`,
+/// `sign=[sign]`, and the device's secret as the signing secret. Each (timestamp, sign) is
+/// accepted once within `SOLOPAY_FORWARDER_WINDOW_SECS`; every request is stored. Answers like
+/// `POST /notify`.
+#[utoipa::path(
+    tag = "listener",
+    params(("device_id" = String, Path, description = "The device (`dev_…`) whose secret signs")),
+    request_body(content(
+        (ForwardBody = "application/x-www-form-urlencoded"),
+        (ForwardBody = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "What became of the payment", body = NotifyResult),
+        (status = 400, description = "`invalid_request` (stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: bad sign, old timestamp, or a (timestamp, sign) already used for another message (stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: the forwarder protocol is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`unparseable_notification`: no single amount in the text (stored)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/forward/{device_id}")]
+pub async fn forward(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    device_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Forwarder)?;
+    let body = read_body(payload).await?;
+    let form = is_form(&req, &body);
+    // Credentials as received: a body that cannot be read still gets stored, then refused.
+    let fields = parse_body(&body, form).unwrap_or_default();
+    let credentials = Credentials::Forwarder {
+        device_id: device_id.into_inner(),
+        timestamp_ms: fields.timestamp,
+        sign: fields.sign,
+        window: state.settings.forwarder_window,
+    };
+    receive(&state, &req, "forward", credentials, body, move |body| {
+        read_forward(body, form)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn form_and_json_bodies_read_the_same_and_ids_follow_the_timestamp() {
+        let form = b"from=com.tencent.mm&title=%E5%BE%AE%E4%BF%A1%E6%94%AF%E4%BB%98&org_content=%E5%BE%AE%E4%BF%A1%E6%94%AF%E4%BB%98%E6%94%B6%E6%AC%BE1.00%E5%85%83&timestamp=1732560000123&sign=abc%2B";
+        let json = r#"{"from": "com.tencent.mm", "title": "微信支付", "content": "微信支付收款1.00元", "timestamp": 1732560000123, "sign": "abc+", "extra": 1}"#.as_bytes();
+        let a = read_forward(form, true).unwrap();
+        let b = read_forward(json, false).unwrap();
+        assert_eq!(a.notification_id, b.notification_id);
+        assert_eq!(a.text.as_deref(), Some("微信支付收款1.00元"));
+        assert_eq!(a.package.as_deref(), Some("com.tencent.mm"));
+        assert_eq!(
+            parse_body(form, true).unwrap().sign.as_deref(),
+            Some("abc+")
+        );
+        assert_eq!(
+            a.reported_at.map(|t| t.timestamp_millis()),
+            Some(1732560000123)
+        );
+        assert!(!a.listener_vouches);
+
+        let later = r#"{"from": "com.tencent.mm", "title": "微信支付", "content": "微信支付收款1.00元", "timestamp": 1732560060123}"#.as_bytes();
+        assert_ne!(
+            read_forward(later, false).unwrap().notification_id,
+            b.notification_id
+        );
+    }
+}

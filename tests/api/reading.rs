@@ -1,0 +1,395 @@
+//! Reading raw notifications through HTTP: texts without an amount, amounts the text
+//! contradicts, apps a device may not report for, and generic forwarders with their weaker sign.
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn result_of(app: &TestApp, device: &DeviceKeys, body: Value) -> Value {
+    let response = app.notify(device, &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_without_an_amount_is_read_from_its_text() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "12.00", "wechat").await;
+
+    let result = result_of(
+        &app,
+        &listener.device,
+        json!({"notification_id": "t-1", "channel": "wechat", "package": "com.tencent.mm",
+               "title": "微信收款助手", "text": "[4条]微信收款助手: 微信支付收款12.00元(老顾客到店)"}),
+    )
+    .await;
+    assert_eq!(result["result"], "matched");
+    assert_eq!(result["order_id"], order["id"]);
+    assert_eq!(
+        db.text("SELECT amount::text FROM payments WHERE notification_id = 't-1'")
+            .await
+            .unwrap(),
+        "12.00"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_that_disagrees_with_the_amount_is_kept_not_matched() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("alipay").await;
+    let order = app.order(&merchant, "1430.00", "alipay").await;
+
+    // The listener read the amount of a broadcast that restates an earlier payment.
+    let broadcast = result_of(
+        &app,
+        &listener.device,
+        json!({"notification_id": "b-1", "channel": "alipay", "amount": "1430.00",
+               "package": "com.eg.android.AlipayGphone", "title": "收钱提醒",
+               "text": "上一笔播报：支付宝到账 1430.00 元。收钱提醒助手正在为您服务"}),
+    )
+    .await;
+    assert_eq!(broadcast["result"], "ambiguous");
+    // The text says another amount than the listener.
+    let contradicted = result_of(
+        &app,
+        &listener.device,
+        json!({"notification_id": "b-2", "channel": "alipay", "amount": "1430.00",
+               "package": "com.eg.android.AlipayGphone", "title": "支付宝",
+               "text": "你已成功收款1.43元"}),
+    )
+    .await;
+    assert_eq!(contradicted["result"], "ambiguous");
+
+    assert_eq!(
+        app.get_order(order["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE result = 'ambiguous' AND reason IS NOT NULL")
+            .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_without_a_single_amount_is_422_and_kept() {
+    let TestEnv { app, db } = spawn_app().await;
+    let listener = app.online_listener("wechat").await;
+    let body = json!({"notification_id": "u-1", "channel": "wechat", "package": "com.tencent.mm",
+                      "title": "微信支付", "text": "本月累计收款共¥999.99，点击查看详情"});
+    let first = app.notify(&listener.device, &body).await;
+    assert_problem(
+        first,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unparseable_notification",
+    )
+    .await;
+    // Repeated: the same answer, still one payment kept for the operator.
+    let again = app.notify(&listener.device, &body).await;
+    assert_problem(
+        again,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unparseable_notification",
+    )
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE result = 'unparsed' AND amount IS NULL")
+            .await,
+        1
+    );
+    assert_eq!(db.count("SELECT count(*) FROM notifications").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_apps_a_device_may_report_for_are_trusted() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "140.00", "wechat").await;
+
+    let sms = result_of(
+        &app,
+        &listener.device,
+        json!({"notification_id": "s-1", "channel": "wechat", "amount": "140.00",
+               "package": "com.android.mms", "title": "10086", "text": "你已成功收款140.00元"}),
+    )
+    .await;
+    assert_eq!(sms["result"], "untrusted");
+    // A wechat-only device does not report Alipay either.
+    let alipay = result_of(
+        &app,
+        &listener.device,
+        json!({"notification_id": "s-2", "channel": "wechat", "amount": "140.00",
+               "package": "com.eg.android.AlipayGphone", "title": "支付宝", "text": "你已成功收款140.00元"}),
+    )
+    .await;
+    assert_eq!(alipay["result"], "untrusted");
+    assert_eq!(
+        app.get_order(order["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+
+    // The operator can trust another app for this device (e.g. a dedicated listener app).
+    let patched = app
+        .client
+        .patch(app.url(&format!("/admin/devices/{}", listener.device.id)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"allowed_packages": ["com.example.listener"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    let device: Value = patched.json().await.unwrap();
+    assert_eq!(device["trusted_packages"], json!(["com.example.listener"]));
+    let own_app = result_of(
+        &app,
+        &listener.device,
+        json!({"notification_id": "s-3", "channel": "wechat", "amount": "140.00",
+               "package": "com.example.listener"}),
+    )
+    .await;
+    assert_eq!(own_app["result"], "matched");
+
+    // null restores the defaults.
+    let restored: Value = app
+        .client
+        .patch(app.url(&format!("/admin/devices/{}", listener.device.id)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"allowed_packages": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(restored["allowed_packages"].is_null());
+    assert_eq!(
+        restored["trusted_packages"],
+        json!(["com.tencent.mm", "com.tencent.wework"])
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE result = 'untrusted'")
+            .await,
+        2
+    );
+}
+
+/// SmsForwarder's sign, computed here independently: URL-encoded base64 of
+/// HMAC-SHA256(secret, "<timestamp>\n<secret>").
+fn forwarder_sign(secret: &str, timestamp: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}\n{secret}").as_bytes());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    url::form_urlencoded::byte_serialize(encoded.as_bytes()).collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Posts a form the way SmsForwarder's webhook template does.
+async fn forward_form(
+    app: &TestApp,
+    device: &DeviceKeys,
+    fields: &[(&str, String)],
+) -> reqwest::Response {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    app.client
+        .post(app.url(&format!("/forward/{}", device.id)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn wechat_fields(device: &DeviceKeys, timestamp: i64, text: &str) -> Vec<(&'static str, String)> {
+    let timestamp = timestamp.to_string();
+    vec![
+        ("from", "com.tencent.mm".to_string()),
+        ("title", "微信支付".to_string()),
+        ("org_content", text.to_string()),
+        ("sign", forwarder_sign(&device.secret, &timestamp)),
+        ("timestamp", timestamp),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_with_a_valid_sign_pays_an_order_and_each_sign_counts_once() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "2.50", "wechat").await;
+
+    let fields = wechat_fields(&listener.device, now_ms(), "微信支付收款2.50元(新顾客到店)");
+    let first = forward_form(&app, &listener.device, &fields).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["result"], "matched");
+    assert_eq!(first["order_id"], order["id"]);
+
+    // The forwarder retries the same request: the same answer, nothing new.
+    let retry: Value = forward_form(&app, &listener.device, &fields)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(retry, first);
+    // Someone reuses the captured (timestamp, sign) for another message: refused.
+    let mut forged = fields.clone();
+    forged[2].1 = "微信支付收款9999.00元(朋友到店)".into();
+    let replayed = forward_form(&app, &listener.device, &forged).await;
+    assert_problem(replayed, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // An old timestamp, a wrong secret, no sign: refused.
+    let old = wechat_fields(
+        &listener.device,
+        now_ms() - 10 * 60 * 1000,
+        "微信支付收款1.00元",
+    );
+    assert_problem(
+        forward_form(&app, &listener.device, &old).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let stranger = DeviceKeys {
+        id: listener.device.id.clone(),
+        secret: "0".repeat(32),
+    };
+    let wrong = wechat_fields(&stranger, now_ms(), "微信支付收款1.00元");
+    assert_problem(
+        forward_form(&app, &listener.device, &wrong).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let unsigned: Vec<(&str, String)> = fields
+        .iter()
+        .filter(|(k, _)| *k != "sign")
+        .cloned()
+        .collect();
+    assert_problem(
+        forward_form(&app, &listener.device, &unsigned).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM notifications WHERE source = 'forward'")
+            .await,
+        6
+    );
+    for (result, count) in [
+        ("ok", 2),
+        ("replayed", 1),
+        ("stale_timestamp", 1),
+        ("bad_signature", 1),
+        ("missing_credentials", 1),
+    ] {
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM notifications WHERE auth_result = '{result}'"
+            ))
+            .await,
+            count,
+            "{result}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_sms_claiming_a_payment_is_stored_and_never_matched() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "140.00", "wechat").await;
+
+    let timestamp = now_ms().to_string();
+    let sms = json!({"from": "com.android.mms", "title": "10086", "content": "你已成功收款140.00元",
+                     "timestamp": timestamp.parse::<i64>().unwrap(),
+                     "sign": forwarder_sign(&listener.device.secret, &timestamp)});
+    let response = app
+        .client
+        .post(app.url(&format!("/forward/{}", listener.device.id)))
+        .json(&sms)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["result"],
+        "untrusted"
+    );
+    assert_eq!(
+        app.get_order(order["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE result = 'untrusted' AND package = 'com.android.mms'").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_text_forwarded_twice_a_minute_apart_is_two_payments() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let first_order = app.order(&merchant, "5.00", "wechat").await;
+
+    let now = now_ms();
+    let text = "微信支付收款5.00元(朋友到店)";
+    let first: Value = forward_form(
+        &app,
+        &listener.device,
+        &wechat_fields(&listener.device, now - 60_000, text),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(first["result"], "matched");
+    assert_eq!(first["order_id"], first_order["id"]);
+    // A second customer pays the same amount a minute later: a payment of its own.
+    let second_order = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(second_order["payable_amount"], "5.00");
+    let second: Value = forward_form(
+        &app,
+        &listener.device,
+        &wechat_fields(&listener.device, now, text),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_ne!(second["payment_id"], first["payment_id"]);
+    assert_eq!(second["result"], "matched");
+    assert_eq!(second["order_id"], second_order["id"]);
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_switched_off_answers_404() {
+    let TestEnv { app, db: _db } = spawn_app_with(|s| s.compat.clear()).await;
+    let listener = app.online_listener("wechat").await;
+    let response = forward_form(
+        &app,
+        &listener.device,
+        &wechat_fields(&listener.device, now_ms(), "微信支付收款1.00元"),
+    )
+    .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+}
