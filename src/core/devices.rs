@@ -3,20 +3,87 @@
 use diesel::PgConnection;
 
 use crate::core::notifications::{Credentials, check_signed, refusal};
+use crate::core::reconciliation::audit;
 use crate::core::secrets::{new_device_secret, new_id};
-use crate::db::devices::{self as device_rows, Device, NewDevice};
+use crate::db::devices::{self as device_rows, Device, DeviceChanges, NewDevice};
+use crate::db::transaction_with_retry;
 use crate::domain::AuthResult;
 use crate::error::ApiError;
 
-pub fn create_device(conn: &mut PgConnection, name: &str) -> Result<Device, ApiError> {
-    Ok(device_rows::insert(
-        conn,
-        &NewDevice {
-            id: &new_id("dev"),
-            name,
-            secret: &new_device_secret(),
-        },
-    )?)
+pub fn create_device(
+    conn: &mut PgConnection,
+    operator: &str,
+    name: &str,
+) -> Result<Device, ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let device = device_rows::insert(
+            conn,
+            &NewDevice {
+                id: &new_id("dev"),
+                name,
+                secret: &new_device_secret(),
+            },
+        )?;
+        audit(
+            conn,
+            operator,
+            "device.create",
+            ("device", &device.id),
+            None,
+            serde_json::json!({ "name": name }),
+        )?;
+        Ok(device)
+    })
+}
+
+/// Renames a device, enables or disables it, or changes what it is trusted to report.
+pub fn update_device(
+    conn: &mut PgConnection,
+    operator: &str,
+    id: &str,
+    changes: &DeviceChanges<'_>,
+) -> Result<Device, ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let device =
+            device_rows::update(conn, id, changes)?.ok_or_else(|| ApiError::not_found("device"))?;
+        audit(
+            conn,
+            operator,
+            "device.update",
+            ("device", id),
+            None,
+            serde_json::json!({
+                "name": changes.name,
+                "enabled": changes.enabled,
+                "allowed_packages": changes.allowed_packages,
+                "trust_unlabelled": changes.trust_unlabelled,
+            }),
+        )?;
+        Ok(device)
+    })
+}
+
+/// A new secret for a device; requests signed with the old one are refused at once (the
+/// listener app must be given the new one).
+pub fn rotate_secret(
+    conn: &mut PgConnection,
+    operator: &str,
+    id: &str,
+) -> Result<Device, ApiError> {
+    let secret = new_device_secret();
+    transaction_with_retry(conn, |conn| {
+        let device = device_rows::replace_secret(conn, id, &secret)?
+            .ok_or_else(|| ApiError::not_found("device"))?;
+        audit(
+            conn,
+            operator,
+            "device.rotate_secret",
+            ("device", id),
+            None,
+            serde_json::json!({}),
+        )?;
+        Ok(device)
+    })
 }
 
 /// Authenticates a signed listener request (its exact body bytes) against the device's secret

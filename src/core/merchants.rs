@@ -1,10 +1,18 @@
-//! Merchants: creating one with its secrets, and authenticating its API key.
+//! Merchants: creating one with its secrets, authenticating its API key, and the operator's
+//! changes (each recorded in the audit log).
+
+use std::time::Duration;
 
 use diesel::PgConnection;
 
+use crate::core::reconciliation::audit;
 use crate::core::secrets::{new_api_key, new_id, new_webhook_secret, sha256};
-use crate::db::merchants::{self as merchant_rows, Merchant, NewMerchant};
+use crate::db::merchants::{self as merchant_rows, Merchant, MerchantChanges, NewMerchant};
+use crate::db::transaction_with_retry;
 use crate::error::ApiError;
+
+/// How long the previous webhook secret keeps signing after a rotation.
+pub const WEBHOOK_SECRET_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
 /// A new merchant and the API key, which exists in clear only in this answer.
 pub struct CreatedMerchant {
@@ -14,21 +22,35 @@ pub struct CreatedMerchant {
 
 pub fn create_merchant(
     conn: &mut PgConnection,
+    operator: &str,
     name: &str,
     notify_url: Option<&str>,
 ) -> Result<CreatedMerchant, ApiError> {
     let api_key = new_api_key();
-    let merchant = merchant_rows::insert(
-        conn,
-        &NewMerchant {
-            id: &new_id("mch"),
-            name,
-            api_key_hash: &sha256(api_key.as_bytes()),
-            webhook_secret: &new_webhook_secret(),
-            notify_url,
-        },
-    )?;
-    Ok(CreatedMerchant { merchant, api_key })
+    transaction_with_retry(conn, |conn| {
+        let merchant = merchant_rows::insert(
+            conn,
+            &NewMerchant {
+                id: &new_id("mch"),
+                name,
+                api_key_hash: &sha256(api_key.as_bytes()),
+                webhook_secret: &new_webhook_secret(),
+                notify_url,
+            },
+        )?;
+        audit(
+            conn,
+            operator,
+            "merchant.create",
+            ("merchant", &merchant.id),
+            None,
+            serde_json::json!({ "name": name, "notify_url": notify_url }),
+        )?;
+        Ok(CreatedMerchant {
+            merchant,
+            api_key: api_key.clone(),
+        })
+    })
 }
 
 /// The enabled merchant whose API key this is. Keys are stored as SHA-256 digests, so the lookup
@@ -36,4 +58,79 @@ pub fn create_merchant(
 pub fn authenticate(conn: &mut PgConnection, api_key: &str) -> Result<Merchant, ApiError> {
     merchant_rows::find_enabled_by_api_key_hash(conn, &sha256(api_key.as_bytes()))?
         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))
+}
+
+/// Renames, enables or disables a merchant, or changes its default webhook URL. A disabled
+/// merchant's API key is refused.
+pub fn update_merchant(
+    conn: &mut PgConnection,
+    operator: &str,
+    id: &str,
+    changes: &MerchantChanges<'_>,
+) -> Result<Merchant, ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let merchant = merchant_rows::update(conn, id, changes)?
+            .ok_or_else(|| ApiError::not_found("merchant"))?;
+        audit(
+            conn,
+            operator,
+            "merchant.update",
+            ("merchant", id),
+            None,
+            serde_json::json!({
+                "name": changes.name,
+                "enabled": changes.enabled,
+                "notify_url": changes.notify_url,
+            }),
+        )?;
+        Ok(merchant)
+    })
+}
+
+/// A new API key; the old one stops working at once.
+pub fn rotate_api_key(
+    conn: &mut PgConnection,
+    operator: &str,
+    id: &str,
+) -> Result<CreatedMerchant, ApiError> {
+    let api_key = new_api_key();
+    transaction_with_retry(conn, |conn| {
+        let merchant = merchant_rows::replace_api_key(conn, id, &sha256(api_key.as_bytes()))?
+            .ok_or_else(|| ApiError::not_found("merchant"))?;
+        audit(
+            conn,
+            operator,
+            "merchant.rotate_api_key",
+            ("merchant", id),
+            None,
+            serde_json::json!({}),
+        )?;
+        Ok(CreatedMerchant {
+            merchant,
+            api_key: api_key.clone(),
+        })
+    })
+}
+
+/// A new webhook secret; the old one keeps signing alongside for [`WEBHOOK_SECRET_OVERLAP`].
+pub fn rotate_webhook_secret(
+    conn: &mut PgConnection,
+    operator: &str,
+    id: &str,
+) -> Result<Merchant, ApiError> {
+    let secret = new_webhook_secret();
+    transaction_with_retry(conn, |conn| {
+        let merchant =
+            merchant_rows::rotate_webhook_secret(conn, id, &secret, WEBHOOK_SECRET_OVERLAP)?
+                .ok_or_else(|| ApiError::not_found("merchant"))?;
+        audit(
+            conn,
+            operator,
+            "merchant.rotate_webhook_secret",
+            ("merchant", id),
+            None,
+            serde_json::json!({}),
+        )?;
+        Ok(merchant)
+    })
 }

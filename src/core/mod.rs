@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod operators;
 pub mod orders;
 pub mod payees;
+pub mod reconciliation;
 pub mod secrets;
 pub mod signing;
 pub mod webhooks;

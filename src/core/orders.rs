@@ -238,21 +238,18 @@ pub fn close_order(
     })?
 }
 
-/// Pays an order the caller has locked (see `orders::lock_payable`). A pending order past its
-/// expiry is expired first, so that its events follow the state machine; an order paid from
-/// `expired` is `paid_late`.
+/// Pays an order the caller has locked (`pending`, `expired`, or `closed` for the operator). A
+/// pending order past its expiry is expired first, so that its events follow the state machine;
+/// an order paid after its expiry is `paid_late`.
 pub fn pay_locked(
     conn: &mut PgConnection,
     order: &Order,
     overdue: bool,
 ) -> Result<Order, ApiError> {
-    let status = if order.status == OrderStatus::Pending && overdue {
-        expire_locked(conn, order)?.status
-    } else {
-        order.status
-    };
-    let late = status == OrderStatus::Expired;
-    let paid = order_rows::mark_paid(conn, &order.id, late)?;
+    if order.status == OrderStatus::Pending && overdue {
+        expire_locked(conn, order)?;
+    }
+    let paid = order_rows::mark_paid(conn, &order.id)?;
     record_transitions(conn, EventType::OrderPaid, std::slice::from_ref(&paid))?;
     Ok(paid)
 }

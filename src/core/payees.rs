@@ -3,8 +3,9 @@
 use diesel::PgConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use crate::core::reconciliation::audit;
 use crate::core::secrets::new_id;
-use crate::db::payees::{self as payee_rows, FixedCode, NewPayee, Payee};
+use crate::db::payees::{self as payee_rows, FixedCode, NewPayee, Payee, PayeeChanges};
 use crate::db::{devices as device_rows, transaction_with_retry};
 use crate::domain::Channel;
 use crate::error::ApiError;
@@ -23,6 +24,7 @@ pub struct PayeeRequest {
 
 pub fn create_payee(
     conn: &mut PgConnection,
+    operator: &str,
     request: &PayeeRequest,
 ) -> Result<(Payee, Vec<FixedCode>), ApiError> {
     transaction_with_retry(conn, |conn| {
@@ -66,6 +68,60 @@ pub fn create_payee(
         if !codes.is_empty() {
             payee_rows::insert_fixed_codes(conn, &codes)?;
         }
+        audit(
+            conn,
+            operator,
+            "payee.create",
+            ("payee", &payee.id),
+            None,
+            serde_json::json!({
+                "channel": request.channel,
+                "name": request.name,
+                "device_id": request.device_id,
+                "fixed_amount_codes": codes.len(),
+            }),
+        )?;
+        Ok((payee, codes))
+    })
+}
+
+/// Renames a payee, enables or disables it, or changes its QR code or fixed-amount codes (all
+/// replaced). Orders made before keep the code they were given.
+pub fn update_payee(
+    conn: &mut PgConnection,
+    operator: &str,
+    id: &str,
+    changes: &PayeeChanges<'_>,
+    fixed_amount_codes: Option<&[(Amount, String)]>,
+) -> Result<(Payee, Vec<FixedCode>), ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let payee =
+            payee_rows::update(conn, id, changes)?.ok_or_else(|| ApiError::not_found("payee"))?;
+        if let Some(codes) = fixed_amount_codes {
+            let rows: Vec<FixedCode> = codes
+                .iter()
+                .map(|(amount, qr_code)| FixedCode {
+                    payee_id: id.to_string(),
+                    amount: amount.as_decimal(),
+                    qr_code: qr_code.clone(),
+                })
+                .collect();
+            payee_rows::replace_fixed_codes(conn, id, &rows)?;
+        }
+        audit(
+            conn,
+            operator,
+            "payee.update",
+            ("payee", id),
+            None,
+            serde_json::json!({
+                "name": changes.name,
+                "qr_code": changes.qr_code,
+                "enabled": changes.enabled,
+                "fixed_amount_codes": fixed_amount_codes.map(<[_]>::len),
+            }),
+        )?;
+        let codes = payee_rows::fixed_codes(conn, id)?;
         Ok((payee, codes))
     })
 }

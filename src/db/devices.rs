@@ -167,8 +167,33 @@ pub fn update(
     id: &str,
     changes: &DeviceChanges<'_>,
 ) -> QueryResult<Option<Device>> {
+    // An empty change set is not an UPDATE diesel can write: read the row instead.
+    if changes.name.is_none()
+        && changes.enabled.is_none()
+        && changes.allowed_packages.is_none()
+        && changes.trust_unlabelled.is_none()
+    {
+        return devices::table
+            .find(id)
+            .select(Device::as_select())
+            .first(conn)
+            .optional();
+    }
     diesel::update(devices::table.find(id))
         .set(changes)
+        .returning(Device::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// Replaces the device's secret: requests signed with the old one are refused at once.
+pub fn replace_secret(
+    conn: &mut PgConnection,
+    id: &str,
+    secret: &str,
+) -> QueryResult<Option<Device>> {
+    diesel::update(devices::table.find(id))
+        .set(devices::secret.eq(secret))
         .returning(Device::as_returning())
         .get_result(conn)
         .optional()

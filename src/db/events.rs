@@ -10,6 +10,27 @@ use crate::domain::EventType;
 /// The Postgres notification channel carrying the id of each order whose state changed.
 pub const ORDER_CHANGED_CHANNEL: &str = "solopay_order_changed";
 
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
+pub struct Event {
+    pub id: String,
+    #[diesel(column_name = type_)]
+    pub event_type: EventType,
+    pub order_id: String,
+    pub merchant_id: String,
+    pub data: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An order's events, oldest first.
+pub fn of_order(conn: &mut PgConnection, order_id: &str) -> QueryResult<Vec<Event>> {
+    events::table
+        .filter(events::order_id.eq(order_id))
+        .order((events::created_at, events::id))
+        .select(Event::as_select())
+        .load(conn)
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = events)]
 pub struct NewEvent<'a> {

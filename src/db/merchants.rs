@@ -105,3 +105,42 @@ pub fn rotate_webhook_secret(
         .get_result(conn)
         .optional()
 }
+
+/// What an operator may change on a merchant; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = merchants)]
+pub struct MerchantChanges<'a> {
+    pub name: Option<&'a str>,
+    pub enabled: Option<bool>,
+    /// `Some(None)` removes the default webhook URL.
+    pub notify_url: Option<Option<&'a str>>,
+}
+
+pub fn update(
+    conn: &mut PgConnection,
+    id: &str,
+    changes: &MerchantChanges<'_>,
+) -> QueryResult<Option<Merchant>> {
+    // An empty change set is not an UPDATE diesel can write: read the row instead.
+    if changes.name.is_none() && changes.enabled.is_none() && changes.notify_url.is_none() {
+        return find(conn, id);
+    }
+    diesel::update(merchants::table.find(id))
+        .set(changes)
+        .returning(Merchant::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// Replaces the API key's digest: the old key stops working at once.
+pub fn replace_api_key(
+    conn: &mut PgConnection,
+    id: &str,
+    hash: &[u8],
+) -> QueryResult<Option<Merchant>> {
+    diesel::update(merchants::table.find(id))
+        .set(merchants::api_key_hash.eq(hash))
+        .returning(Merchant::as_returning())
+        .get_result(conn)
+        .optional()
+}

@@ -2,6 +2,7 @@
 //! types and queries of each table (one file per table), and [`Db::run`], which runs sync diesel
 //! code on a blocking thread, never on the async executor.
 
+pub mod audit;
 pub mod devices;
 pub mod events;
 pub mod forwarder_signatures;

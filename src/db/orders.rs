@@ -228,14 +228,17 @@ pub fn expire_overdue(
     .load(conn)
 }
 
-/// `pending`/`expired` → `paid`; the amount is released at once. A reservation only ever
+/// → `paid` (from `pending`, `expired`, or `closed` by the operator's hand), `paid_late` when
+/// it had expired or is past its expiry. The amount is released at once; a reservation only ever
 /// shrinks: one that already ended (a payment finished late) stays where it ended.
-pub fn mark_paid(conn: &mut PgConnection, id: &str, late: bool) -> QueryResult<Order> {
+pub fn mark_paid(conn: &mut PgConnection, id: &str) -> QueryResult<Order> {
     diesel::update(orders::table.find(id))
         .set((
             orders::status.eq(OrderStatus::Paid),
             orders::paid_at.eq(sql::<Nullable<Timestamptz>>("now()")),
-            orders::paid_late.eq(late),
+            orders::paid_late.eq(sql::<Bool>(
+                "(orders.status = 'expired' OR orders.expires_at <= now())",
+            )),
             orders::reserved_until.eq(sql::<Timestamptz>(
                 "greatest(least(orders.reserved_until, now()), orders.created_at)",
             )),
@@ -258,4 +261,86 @@ pub fn mark_closed(conn: &mut PgConnection, id: &str, grace: Duration) -> QueryR
         ))
         .returning(Order::as_returning())
         .get_result(conn)
+}
+
+/// Locks any order for an operator's change; with whether it is pending past its expiry.
+pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<(Order, bool)>> {
+    orders::table
+        .find(id)
+        .select((Order::as_select(), overdue()))
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Filters of the operator's order list.
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub merchant_id: Option<String>,
+    pub channel: Option<Channel>,
+    pub payee_id: Option<String>,
+    pub merchant_order_id: Option<String>,
+    pub amount: Option<Decimal>,
+    pub payable_amount: Option<Decimal>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub paid_from: Option<DateTime<Utc>>,
+    pub paid_to: Option<DateTime<Utc>>,
+    /// The last order of the previous page: the next page continues after it.
+    pub starting_after: Option<String>,
+    pub limit: i64,
+}
+
+/// Newest first (creation time, then id), so that pages neither repeat nor skip an order while
+/// new ones arrive: those come before the first page.
+pub fn list(conn: &mut PgConnection, filter: &OrderFilter) -> QueryResult<Vec<Order>> {
+    let mut query = orders::table
+        .select(Order::as_select())
+        .order((orders::created_at.desc(), orders::id.desc()))
+        .limit(filter.limit)
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(orders::status.eq(status));
+    }
+    if let Some(merchant_id) = &filter.merchant_id {
+        query = query.filter(orders::merchant_id.eq(merchant_id.clone()));
+    }
+    if let Some(channel) = filter.channel {
+        query = query.filter(orders::channel.eq(channel));
+    }
+    if let Some(payee_id) = &filter.payee_id {
+        query = query.filter(orders::payee_id.eq(payee_id.clone()));
+    }
+    if let Some(merchant_order_id) = &filter.merchant_order_id {
+        query = query.filter(orders::merchant_order_id.eq(merchant_order_id.clone()));
+    }
+    if let Some(amount) = filter.amount {
+        query = query.filter(orders::amount.eq(amount));
+    }
+    if let Some(amount) = filter.payable_amount {
+        query = query.filter(orders::payable_amount.eq(amount));
+    }
+    if let Some(from) = filter.created_from {
+        query = query.filter(orders::created_at.ge(from));
+    }
+    if let Some(to) = filter.created_to {
+        query = query.filter(orders::created_at.lt(to));
+    }
+    if let Some(from) = filter.paid_from {
+        query = query.filter(orders::paid_at.ge(from));
+    }
+    if let Some(to) = filter.paid_to {
+        query = query.filter(orders::paid_at.lt(to));
+    }
+    if let Some(after) = &filter.starting_after {
+        query = query.filter(
+            sql::<Bool>(
+                "(orders.created_at, orders.id) < (SELECT created_at, id FROM orders WHERE id = ",
+            )
+            .bind::<Text, _>(after.clone())
+            .sql(")"),
+        );
+    }
+    query.load(conn)
 }

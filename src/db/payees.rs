@@ -67,6 +67,62 @@ pub fn find_by_device_and_channel(
         .optional()
 }
 
+pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payee>> {
+    payees::table
+        .find(id)
+        .select(Payee::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// What an operator may change on a payee; `None` leaves a field as it is. A new QR code serves
+/// new orders; existing ones keep theirs.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = payees)]
+pub struct PayeeChanges<'a> {
+    pub name: Option<&'a str>,
+    pub qr_code: Option<&'a str>,
+    pub enabled: Option<bool>,
+}
+
+pub fn update(
+    conn: &mut PgConnection,
+    id: &str,
+    changes: &PayeeChanges<'_>,
+) -> QueryResult<Option<Payee>> {
+    // An empty change set is not an UPDATE diesel can write: read the row instead.
+    if changes.name.is_none() && changes.qr_code.is_none() && changes.enabled.is_none() {
+        return find(conn, id);
+    }
+    diesel::update(payees::table.find(id))
+        .set(changes)
+        .returning(Payee::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// Replaces a payee's fixed-amount codes.
+pub fn replace_fixed_codes(
+    conn: &mut PgConnection,
+    payee_id: &str,
+    codes: &[FixedCode],
+) -> QueryResult<()> {
+    diesel::delete(payee_fixed_codes::table.filter(payee_fixed_codes::payee_id.eq(payee_id)))
+        .execute(conn)?;
+    if !codes.is_empty() {
+        insert_fixed_codes(conn, codes)?;
+    }
+    Ok(())
+}
+
+pub fn fixed_codes(conn: &mut PgConnection, payee_id: &str) -> QueryResult<Vec<FixedCode>> {
+    payee_fixed_codes::table
+        .filter(payee_fixed_codes::payee_id.eq(payee_id))
+        .order(payee_fixed_codes::amount)
+        .select(FixedCode::as_select())
+        .load(conn)
+}
+
 /// Every payee with its fixed-amount codes.
 pub fn list_with_codes(conn: &mut PgConnection) -> QueryResult<Vec<(Payee, Vec<FixedCode>)>> {
     let all = payees::table

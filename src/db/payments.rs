@@ -1,7 +1,9 @@
 //! The `payments` table: one row per distinct payment a device reported, with what became of it.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
 use rust_decimal::Decimal;
 
 use super::schema::payments;
@@ -80,4 +82,93 @@ pub fn set_matched(conn: &mut PgConnection, id: &str, order_id: &str) -> QueryRe
         ))
         .returning(Payment::as_returning())
         .get_result(conn)
+}
+
+pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
+    payments::table
+        .find(id)
+        .select(Payment::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
+    payments::table
+        .find(id)
+        .select(Payment::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// The operator's decision: this payment pays that order.
+pub fn assign(conn: &mut PgConnection, id: &str, order_id: &str) -> QueryResult<Payment> {
+    set_matched(conn, id, order_id)
+}
+
+/// The payment that paid an order, if a payment did.
+pub fn of_order(conn: &mut PgConnection, order_id: &str) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::order_id.eq(order_id))
+        .select(Payment::as_select())
+        .load(conn)
+}
+
+/// Payments that paid nothing, to the same payee and of the same amount: what an operator
+/// looks at to answer "did this person pay?".
+pub fn unmatched_like(
+    conn: &mut PgConnection,
+    payee_id: &str,
+    amount: Decimal,
+) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::payee_id.eq(payee_id))
+        .filter(payments::amount.eq(amount))
+        .filter(payments::result.ne(PaymentResult::Matched))
+        .order(payments::created_at.desc())
+        .limit(20)
+        .select(Payment::as_select())
+        .load(conn)
+}
+
+/// Filters of the operator's payment list.
+#[derive(Debug, Default)]
+pub struct PaymentFilter {
+    pub result: Option<PaymentResult>,
+    pub device_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub starting_after: Option<String>,
+    pub limit: i64,
+}
+
+/// Newest first (receipt, then id).
+pub fn list(conn: &mut PgConnection, filter: &PaymentFilter) -> QueryResult<Vec<Payment>> {
+    let mut query = payments::table
+        .select(Payment::as_select())
+        .order((payments::created_at.desc(), payments::id.desc()))
+        .limit(filter.limit)
+        .into_boxed();
+    if let Some(result) = filter.result {
+        query = query.filter(payments::result.eq(result));
+    }
+    if let Some(device_id) = &filter.device_id {
+        query = query.filter(payments::device_id.eq(device_id.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(payments::created_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(payments::created_at.lt(to));
+    }
+    if let Some(after) = &filter.starting_after {
+        query = query.filter(
+            sql::<Bool>(
+                "(payments.created_at, payments.id) < (SELECT created_at, id FROM payments WHERE id = ",
+            )
+            .bind::<Text, _>(after.clone())
+            .sql(")"),
+        );
+    }
+    query.load(conn)
 }

@@ -1,6 +1,19 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        operator -> Text,
+        action -> Text,
+        target_type -> Text,
+        target_id -> Text,
+        note -> Nullable<Text>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     devices (id) {
         id -> Text,
         name -> Text,
@@ -196,6 +209,7 @@ diesel::joinable!(webhook_deliveries -> merchants (merchant_id));
 diesel::joinable!(webhook_deliveries -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_log,
     devices,
     events,
     forwarder_signatures,

@@ -237,7 +237,7 @@ struct RecordedAttempt {
 }
 
 /// Makes a delivery due again with a fresh retry schedule and wakes the workers.
-pub fn redeliver(conn: &mut PgConnection, id: &str) -> Result<Delivery, ApiError> {
+pub fn redeliver(conn: &mut PgConnection, operator: &str, id: &str) -> Result<Delivery, ApiError> {
     conn.transaction(|conn| {
         let Some(delivery) = delivery_rows::redeliver(conn, id)? else {
             return Err(match delivery_rows::find(conn, id)? {
@@ -248,6 +248,14 @@ pub fn redeliver(conn: &mut PgConnection, id: &str) -> Result<Delivery, ApiError
             });
         };
         delivery_rows::notify_due(conn)?;
+        crate::core::reconciliation::audit(
+            conn,
+            operator,
+            "webhook.redeliver",
+            ("webhook_delivery", id),
+            None,
+            serde_json::json!({ "previous_status": delivery.status }),
+        )?;
         Ok(delivery)
     })
 }

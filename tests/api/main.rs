@@ -10,6 +10,7 @@ mod helpers;
 mod isolation;
 mod notify;
 mod openapi;
+mod operator;
 mod ops;
 mod reading;
 mod receiver;

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
 use crate::api::{AppState, check_text, parse_json};
-use crate::core::devices::create_device as create;
+use crate::core::devices::{create_device as create, rotate_secret, update_device as update};
 use crate::core::notifications::Trust;
 use crate::db::devices::{self as device_rows, Device as DeviceRow, DeviceChanges};
 use crate::error::{ApiError, Problem};
@@ -89,7 +89,7 @@ fn device(row: &DeviceRow, online: bool, trust: Trust) -> Device {
 #[post("/devices")]
 pub async fn create_device(
     state: web::Data<AppState>,
-    _operator: OperatorAuth,
+    operator: OperatorAuth,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_json::<CreateDeviceRequest>(payload).await?;
@@ -97,7 +97,7 @@ pub async fn create_device(
     let (row, trust) = state
         .db
         .run(move |conn| {
-            let row = create(conn, &request.name)?;
+            let row = create(conn, &operator.name, &request.name)?;
             let trust = Trust::of_device(conn, &row)?;
             Ok((row, trust))
         })
@@ -139,15 +139,6 @@ pub async fn list_devices(
     Ok(web::Json(DeviceList { data }))
 }
 
-/// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn explicit<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDeviceRequest {
@@ -156,7 +147,7 @@ pub struct UpdateDeviceRequest {
     pub enabled: Option<bool>,
     /// The Android packages whose notifications this device may report as payments; `null`
     /// restores the defaults (the official apps of the channels of its payees).
-    #[serde(default, deserialize_with = "explicit")]
+    #[serde(default, deserialize_with = "crate::api::admin::explicit_null")]
     #[schema(value_type = Option<Vec<String>>, nullable, example = json!(["com.tencent.mm"]))]
     pub allowed_packages: Option<Option<Vec<String>>>,
     /// Trust a forwarder's notifications that do not say which app posted them.
@@ -179,7 +170,7 @@ pub struct UpdateDeviceRequest {
 #[patch("/devices/{id}")]
 pub async fn update_device(
     state: web::Data<AppState>,
-    _operator: OperatorAuth,
+    operator: OperatorAuth,
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<web::Json<Device>, ApiError> {
@@ -210,8 +201,7 @@ pub async fn update_device(
                     .map(|list| list.map(|packages| packages.into_iter().map(Some).collect())),
                 trust_unlabelled: request.trust_unlabelled,
             };
-            device_rows::update(conn, &id, &changes)?
-                .ok_or_else(|| ApiError::not_found("device"))?;
+            update(conn, &operator.name, &id, &changes)?;
             let (row, online) = device_rows::find_with_online(conn, &id, offline_after)?
                 .ok_or_else(|| ApiError::not_found("device"))?;
             let trust = Trust::of_device(conn, &row)?;
@@ -219,4 +209,40 @@ pub async fn update_device(
         })
         .await?;
     Ok(web::Json(updated))
+}
+
+/// A device's new secret, shown only in this answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedDeviceSecret {
+    pub id: String,
+    /// Give it to the listener app: requests signed with the old secret are refused from now on.
+    pub secret: String,
+}
+
+/// Give a device a new secret (the old one stops working at once).
+#[utoipa::path(
+    tag = "operator",
+    params(("id" = String, Path, description = "The device id (`dev_…`)")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The new secret", body = RotatedDeviceSecret),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/devices/{id}/rotate-secret")]
+pub async fn rotate_device_secret(
+    state: web::Data<AppState>,
+    operator: OperatorAuth,
+    id: web::Path<String>,
+) -> Result<web::Json<RotatedDeviceSecret>, ApiError> {
+    let id = id.into_inner();
+    let device = state
+        .db
+        .run(move |conn| rotate_secret(conn, &operator.name, &id))
+        .await?;
+    Ok(web::Json(RotatedDeviceSecret {
+        id: device.id,
+        secret: device.secret,
+    }))
 }

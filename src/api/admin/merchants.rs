@@ -1,17 +1,17 @@
 //! `/admin/merchants`: shops that may create orders.
 
-use std::time::Duration;
-
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
 use crate::api::{AppState, check_text, check_url, parse_json};
-use crate::core::merchants::{CreatedMerchant, create_merchant as create};
-use crate::core::secrets::new_webhook_secret;
-use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow};
+use crate::core::merchants::{
+    CreatedMerchant, create_merchant as create, rotate_api_key as rotate_key,
+    rotate_webhook_secret as rotate_secret, update_merchant as update,
+};
+use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow, MerchantChanges};
 use crate::error::{ApiError, Problem};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,7 +78,7 @@ impl From<&MerchantRow> for Merchant {
 #[post("/merchants")]
 pub async fn create_merchant(
     state: web::Data<AppState>,
-    _operator: OperatorAuth,
+    operator: OperatorAuth,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_json::<CreateMerchantRequest>(payload).await?;
@@ -88,7 +88,14 @@ pub async fn create_merchant(
     }
     let CreatedMerchant { merchant, api_key } = state
         .db
-        .run(move |conn| create(conn, &request.name, request.notify_url.as_deref()))
+        .run(move |conn| {
+            create(
+                conn,
+                &operator.name,
+                &request.name,
+                request.notify_url.as_deref(),
+            )
+        })
         .await?;
     Ok(HttpResponse::Created().json(CreatedMerchantResponse {
         merchant: Merchant::from(&merchant),
@@ -117,9 +124,6 @@ pub async fn list_merchants(
     }))
 }
 
-/// How long the previous webhook secret keeps signing after a rotation.
-const SECRET_OVERLAP: Duration = Duration::from_secs(24 * 3600);
-
 /// A merchant's new webhook secret, shown only in this answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RotatedWebhookSecret {
@@ -144,20 +148,107 @@ pub struct RotatedWebhookSecret {
 #[post("/merchants/{id}/rotate-webhook-secret")]
 pub async fn rotate_webhook_secret(
     state: web::Data<AppState>,
-    _operator: OperatorAuth,
+    operator: OperatorAuth,
     id: web::Path<String>,
 ) -> Result<web::Json<RotatedWebhookSecret>, ApiError> {
     let id = id.into_inner();
     let merchant = state
         .db
-        .run(move |conn| {
-            merchant_rows::rotate_webhook_secret(conn, &id, &new_webhook_secret(), SECRET_OVERLAP)?
-                .ok_or_else(|| ApiError::not_found("merchant"))
-        })
+        .run(move |conn| rotate_secret(conn, &operator.name, &id))
         .await?;
     Ok(web::Json(RotatedWebhookSecret {
         id: merchant.id,
         webhook_secret: merchant.webhook_secret,
         previous_webhook_secret_expires_at: merchant.previous_webhook_secret_expires_at,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMerchantRequest {
+    pub name: Option<String>,
+    /// A disabled merchant's API key is refused (`401`).
+    pub enabled: Option<bool>,
+    /// The default webhook URL; `null` removes it.
+    #[serde(default, deserialize_with = "crate::api::admin::explicit_null")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub notify_url: Option<Option<String>>,
+}
+
+/// Rename a merchant, enable or disable it, or change its default webhook URL.
+#[utoipa::path(
+    tag = "operator",
+    params(("id" = String, Path, description = "The merchant id (`mch_…`)")),
+    request_body = UpdateMerchantRequest,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The merchant", body = Merchant),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/merchants/{id}")]
+pub async fn update_merchant(
+    state: web::Data<AppState>,
+    operator: OperatorAuth,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<web::Json<Merchant>, ApiError> {
+    let request = parse_json::<UpdateMerchantRequest>(payload).await?;
+    if let Some(name) = &request.name {
+        check_text("name", name, 128)?;
+    }
+    if let Some(Some(url)) = &request.notify_url {
+        check_url("notify_url", url)?;
+    }
+    let id = id.into_inner();
+    let merchant = state
+        .db
+        .run(move |conn| {
+            let changes = MerchantChanges {
+                name: request.name.as_deref(),
+                enabled: request.enabled,
+                notify_url: request.notify_url.as_ref().map(Option::as_deref),
+            };
+            update(conn, &operator.name, &id, &changes)
+        })
+        .await?;
+    Ok(web::Json(Merchant::from(&merchant)))
+}
+
+/// A merchant's new API key, shown only in this answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedApiKey {
+    pub id: String,
+    /// The old key is refused from now on.
+    pub api_key: String,
+}
+
+/// Give a merchant a new API key (the old one stops working at once).
+#[utoipa::path(
+    tag = "operator",
+    params(("id" = String, Path, description = "The merchant id (`mch_…`)")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The new key", body = RotatedApiKey),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/merchants/{id}/rotate-api-key")]
+pub async fn rotate_api_key(
+    state: web::Data<AppState>,
+    operator: OperatorAuth,
+    id: web::Path<String>,
+) -> Result<web::Json<RotatedApiKey>, ApiError> {
+    let id = id.into_inner();
+    let CreatedMerchant { merchant, api_key } = state
+        .db
+        .run(move |conn| rotate_key(conn, &operator.name, &id))
+        .await?;
+    Ok(web::Json(RotatedApiKey {
+        id: merchant.id,
+        api_key,
     }))
 }

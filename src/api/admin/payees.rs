@@ -1,14 +1,14 @@
 //! `/admin/payees`: the owner's collection codes and the device that listens for each.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
 use crate::api::{AppState, check_text, parse_json};
-use crate::core::payees::{PayeeRequest, create_payee as create};
-use crate::db::payees::{self as payee_rows, FixedCode, Payee as PayeeRow};
+use crate::core::payees::{PayeeRequest, create_payee as create, update_payee as update};
+use crate::db::payees::{self as payee_rows, FixedCode, Payee as PayeeRow, PayeeChanges};
 use crate::domain::Channel;
 use crate::error::{ApiError, Problem};
 use crate::money::{Amount, AmountInput};
@@ -93,26 +93,32 @@ fn payee(row: &PayeeRow, codes: &[FixedCode]) -> Payee {
 const MAX_QR_CHARS: usize = 2048;
 const MAX_FIXED_CODES: usize = 1000;
 
+/// Validates fixed-amount codes: valid amounts, each at most once.
+fn fixed_codes(input: &[FixedAmountCodeInput]) -> Result<Vec<(Amount, String)>, ApiError> {
+    if input.len() > MAX_FIXED_CODES {
+        return Err(ApiError::InvalidRequest(format!(
+            "at most {MAX_FIXED_CODES} fixed_amount_codes"
+        )));
+    }
+    let mut codes: Vec<(Amount, String)> = Vec::with_capacity(input.len());
+    for code in input {
+        let amount = code.amount.parse(Amount::storage_limit())?;
+        check_text("fixed_amount_codes[].qr_code", &code.qr_code, MAX_QR_CHARS)?;
+        if codes.iter().any(|(a, _)| *a == amount) {
+            return Err(ApiError::InvalidRequest(format!(
+                "fixed_amount_codes lists {amount} twice"
+            )));
+        }
+        codes.push((amount, code.qr_code.clone()));
+    }
+    Ok(codes)
+}
+
 impl CreatePayeeRequest {
     fn validate(self) -> Result<PayeeRequest, ApiError> {
         check_text("name", &self.name, 128)?;
         check_text("qr_code", &self.qr_code, MAX_QR_CHARS)?;
-        if self.fixed_amount_codes.len() > MAX_FIXED_CODES {
-            return Err(ApiError::InvalidRequest(format!(
-                "at most {MAX_FIXED_CODES} fixed_amount_codes"
-            )));
-        }
-        let mut codes = Vec::with_capacity(self.fixed_amount_codes.len());
-        for code in &self.fixed_amount_codes {
-            let amount = code.amount.parse(Amount::storage_limit())?;
-            check_text("fixed_amount_codes[].qr_code", &code.qr_code, MAX_QR_CHARS)?;
-            if codes.iter().any(|(a, _)| *a == amount) {
-                return Err(ApiError::InvalidRequest(format!(
-                    "fixed_amount_codes lists {amount} twice"
-                )));
-            }
-            codes.push((amount, code.qr_code.clone()));
-        }
+        let codes = fixed_codes(&self.fixed_amount_codes)?;
         Ok(PayeeRequest {
             channel: self.channel,
             name: self.name,
@@ -139,13 +145,16 @@ impl CreatePayeeRequest {
 #[post("/payees")]
 pub async fn create_payee(
     state: web::Data<AppState>,
-    _operator: OperatorAuth,
+    operator: OperatorAuth,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_json::<CreatePayeeRequest>(payload)
         .await?
         .validate()?;
-    let (row, codes) = state.db.run(move |conn| create(conn, &request)).await?;
+    let (row, codes) = state
+        .db
+        .run(move |conn| create(conn, &operator.name, &request))
+        .await?;
     Ok(HttpResponse::Created().json(payee(&row, &codes)))
 }
 
@@ -170,4 +179,63 @@ pub async fn list_payees(
     Ok(web::Json(PayeeList {
         data: rows.iter().map(|(row, codes)| payee(row, codes)).collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePayeeRequest {
+    pub name: Option<String>,
+    /// A new collection code for new orders (existing orders keep theirs).
+    pub qr_code: Option<String>,
+    /// A disabled payee gets no new orders; its pending ones can still be paid.
+    pub enabled: Option<bool>,
+    /// Replaces every fixed-amount code.
+    pub fixed_amount_codes: Option<Vec<FixedAmountCodeInput>>,
+}
+
+/// Rename a payee, enable or disable it, or change its QR code or fixed-amount codes.
+#[utoipa::path(
+    tag = "operator",
+    params(("id" = String, Path, description = "The payee id (`pye_…`)")),
+    request_body = UpdatePayeeRequest,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The payee", body = Payee),
+        (status = 400, description = "`invalid_request` or `invalid_amount`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/payees/{id}")]
+pub async fn update_payee(
+    state: web::Data<AppState>,
+    operator: OperatorAuth,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<web::Json<Payee>, ApiError> {
+    let request = parse_json::<UpdatePayeeRequest>(payload).await?;
+    if let Some(name) = &request.name {
+        check_text("name", name, 128)?;
+    }
+    if let Some(qr_code) = &request.qr_code {
+        check_text("qr_code", qr_code, MAX_QR_CHARS)?;
+    }
+    let codes = request
+        .fixed_amount_codes
+        .as_deref()
+        .map(fixed_codes)
+        .transpose()?;
+    let id = id.into_inner();
+    let (row, codes) = state
+        .db
+        .run(move |conn| {
+            let changes = PayeeChanges {
+                name: request.name.as_deref(),
+                qr_code: request.qr_code.as_deref(),
+                enabled: request.enabled,
+            };
+            update(conn, &operator.name, &id, &changes, codes.as_deref())
+        })
+        .await?;
+    Ok(web::Json(payee(&row, &codes)))
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
+use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
 use crate::db::webhooks::{self as delivery_rows, Attempt, Delivery, DeliveryFilter};
 use crate::domain::{DeliveryStatus, EventType};
@@ -57,7 +58,7 @@ pub struct WebhookDeliveryList {
     pub has_more: bool,
 }
 
-fn delivery(row: &Delivery, event_type: EventType) -> WebhookDelivery {
+pub fn delivery(row: &Delivery, event_type: EventType) -> WebhookDelivery {
     WebhookDelivery {
         id: row.id.clone(),
         event_id: row.event_id.clone(),
@@ -117,15 +118,7 @@ pub async fn list_deliveries(
     query: web::Query<DeliveryQuery>,
 ) -> Result<web::Json<WebhookDeliveryList>, ApiError> {
     let query = query.into_inner();
-    let limit = match query.limit {
-        None => 50,
-        Some(n @ 1..=100) => n,
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "limit must be from 1 to 100".into(),
-            ));
-        }
-    };
+    let limit = page_size(query.limit)?;
     let filter = DeliveryFilter {
         status: query.status,
         order_id: query.order_id,
@@ -133,12 +126,11 @@ pub async fn list_deliveries(
         starting_after: query.starting_after,
         limit: limit + 1,
     };
-    let mut rows = state
+    let rows = state
         .db
         .run(move |conn| Ok(delivery_rows::list(conn, &filter)?))
         .await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
+    let (rows, has_more) = into_page(rows, limit);
     Ok(web::Json(WebhookDeliveryList {
         data: rows
             .iter()
@@ -197,14 +189,14 @@ pub async fn get_delivery(
 #[post("/webhooks/{id}/redeliver")]
 pub async fn redeliver(
     state: web::Data<AppState>,
-    _operator: OperatorAuth,
+    operator: OperatorAuth,
     id: web::Path<String>,
 ) -> Result<web::Json<WebhookDelivery>, ApiError> {
     let id = id.into_inner();
     let (row, kind) = state
         .db
         .run(move |conn| {
-            let row = crate::webhooks::redeliver(conn, &id)?;
+            let row = crate::webhooks::redeliver(conn, &operator.name, &id)?;
             let (_, kind) = delivery_rows::find(conn, &id)?
                 .ok_or_else(|| ApiError::not_found("webhook delivery"))?;
             Ok((row, kind))

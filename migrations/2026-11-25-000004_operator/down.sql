@@ -1,0 +1,10 @@
+DROP INDEX IF EXISTS payments_payee_amount_idx;
+DROP INDEX IF EXISTS payments_created_idx;
+DROP INDEX IF EXISTS orders_merchant_created_idx;
+DROP INDEX IF EXISTS orders_paid_at_idx;
+DROP INDEX IF EXISTS orders_created_idx;
+ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_closed_at_check;
+ALTER TABLE orders ADD CONSTRAINT orders_check2 CHECK ((status = 'closed') = (closed_at IS NOT NULL));
+DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log;
+DROP FUNCTION IF EXISTS solopay_audit_log_is_append_only();
+DROP TABLE IF EXISTS audit_log;

@@ -1,0 +1,219 @@
+//! The operator's answers to "did this person pay?": paying an order by hand, assigning a kept
+//! payment to an order, the daily summary, and the audit record every operator action leaves.
+
+use chrono::NaiveDate;
+use diesel::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Date, Nullable, Numeric, Text};
+use rust_decimal::Decimal;
+
+use crate::core::orders::pay_locked;
+use crate::db::audit::{self as audit_rows, NewAuditEntry};
+use crate::db::orders::{self as order_rows, Order};
+use crate::db::payments::{self as payment_rows, Payment};
+use crate::db::transaction_with_retry;
+use crate::domain::OrderStatus;
+use crate::error::ApiError;
+
+/// Records an operator action; part of the action's transaction.
+pub fn audit(
+    conn: &mut PgConnection,
+    operator: &str,
+    action: &str,
+    target: (&str, &str),
+    note: Option<&str>,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    audit_rows::insert(
+        conn,
+        &NewAuditEntry {
+            operator,
+            action,
+            target_type: target.0,
+            target_id: target.1,
+            note,
+            details,
+        },
+    )?;
+    Ok(())
+}
+
+/// Pays an order by the operator's hand (the payer proved payment some other way): a pending,
+/// expired or closed order becomes paid and emits `order.paid` like an automatic payment.
+pub fn mark_paid(
+    conn: &mut PgConnection,
+    operator: &str,
+    order_id: &str,
+    note: &str,
+) -> Result<Order, ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let (order, overdue) =
+            order_rows::lock(conn, order_id)?.ok_or_else(|| ApiError::not_found("order"))?;
+        if order.status == OrderStatus::Paid {
+            return Err(ApiError::InvalidState("the order is already paid".into()));
+        }
+        let paid = pay_locked(conn, &order, overdue)?;
+        audit(
+            conn,
+            operator,
+            "order.mark_paid",
+            ("order", order_id),
+            Some(note),
+            serde_json::json!({ "previous_status": order.status }),
+        )?;
+        Ok(paid)
+    })
+}
+
+/// Pays an order (pending, expired or closed) with a payment that paid nothing: a payer who sent
+/// the wrong amount, paid after the grace, or while the listener was offline. Once, in one
+/// transaction: a payment pays at most one order and an order is paid at most once.
+pub fn assign_payment(
+    conn: &mut PgConnection,
+    operator: &str,
+    payment_id: &str,
+    order_id: &str,
+    note: Option<&str>,
+) -> Result<(Payment, Order), ApiError> {
+    transaction_with_retry(conn, |conn| {
+        let payment =
+            payment_rows::lock(conn, payment_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
+        if let Some(paid) = &payment.order_id {
+            return Err(ApiError::InvalidState(format!(
+                "the payment already pays order {paid}"
+            )));
+        }
+        let (order, overdue) =
+            order_rows::lock(conn, order_id)?.ok_or_else(|| ApiError::not_found("order"))?;
+        if order.status == OrderStatus::Paid {
+            return Err(ApiError::InvalidState("the order is already paid".into()));
+        }
+        let paid = pay_locked(conn, &order, overdue)?;
+        let assigned = payment_rows::assign(conn, payment_id, order_id)?;
+        audit(
+            conn,
+            operator,
+            "payment.assign",
+            ("payment", payment_id),
+            note,
+            serde_json::json!({
+                "order_id": order_id,
+                "previous_result": payment.result,
+                "payment_amount": payment.amount.map(|a| a.to_string()),
+                "payable_amount": order.payable_amount.to_string(),
+                "previous_order_status": order.status,
+            }),
+        )?;
+        Ok((assigned, paid))
+    })
+}
+
+/// One day and channel of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    pub date: NaiveDate,
+    pub channel: Option<String>,
+    pub orders_created: i64,
+    pub orders_paid: i64,
+    pub orders_expired: i64,
+    pub amount_paid: Decimal,
+    pub payments_unmatched: i64,
+    pub payments_unparsed: i64,
+    pub payments_ambiguous: i64,
+    pub payments_untrusted: i64,
+}
+
+#[derive(QueryableByName)]
+struct MetricRow {
+    #[diesel(sql_type = Text)]
+    metric: String,
+    #[diesel(sql_type = Date)]
+    day: NaiveDate,
+    #[diesel(sql_type = Nullable<Text>)]
+    channel: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    n: i64,
+    #[diesel(sql_type = Nullable<Numeric>)]
+    total: Option<Decimal>,
+}
+
+/// Per day (in `timezone`) and channel, from `from` to `to` inclusive: orders created, paid and
+/// expired (an order paid late counts as expired too), the amount paid, and the payments that
+/// paid nothing by result. Days without activity are left out.
+pub fn daily_summary(
+    conn: &mut PgConnection,
+    from: NaiveDate,
+    to: NaiveDate,
+    timezone: &str,
+) -> Result<Vec<DayTotals>, ApiError> {
+    #[derive(QueryableByName)]
+    struct Known {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        known: bool,
+    }
+    let zone: Known = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1) AS known",
+    )
+    .bind::<Text, _>(timezone)
+    .get_result(conn)?;
+    if !zone.known {
+        return Err(ApiError::InvalidRequest(format!(
+            "unknown time zone {timezone:?}"
+        )));
+    }
+    let range = "BETWEEN ($1::date::timestamp AT TIME ZONE $3) \
+                 AND (($2::date + 1)::timestamp AT TIME ZONE $3) - interval '1 microsecond'";
+    let rows: Vec<MetricRow> = diesel::sql_query(format!(
+        "SELECT 'created' AS metric, (created_at AT TIME ZONE $3)::date AS day, channel, \
+                count(*) AS n, NULL::numeric AS total \
+           FROM orders WHERE created_at {range} GROUP BY 2, 3 \
+         UNION ALL \
+         SELECT 'paid', (paid_at AT TIME ZONE $3)::date, channel, count(*), sum(payable_amount) \
+           FROM orders WHERE paid_at {range} GROUP BY 2, 3 \
+         UNION ALL \
+         SELECT 'expired', (expires_at AT TIME ZONE $3)::date, channel, count(*), NULL \
+           FROM orders WHERE (status = 'expired' OR paid_late) AND expires_at {range} \
+          GROUP BY 2, 3 \
+         UNION ALL \
+         SELECT 'payments_' || result, (created_at AT TIME ZONE $3)::date, channel, count(*), NULL \
+           FROM payments WHERE result <> 'matched' AND created_at {range} GROUP BY 1, 2, 3"
+    ))
+    .bind::<Date, _>(from)
+    .bind::<Date, _>(to)
+    .bind::<Text, _>(timezone)
+    .load(conn)?;
+
+    let mut days: Vec<DayTotals> = Vec::new();
+    for row in rows {
+        let index = match days
+            .iter()
+            .position(|d| d.date == row.day && d.channel == row.channel)
+        {
+            Some(index) => index,
+            None => {
+                days.push(DayTotals {
+                    date: row.day,
+                    channel: row.channel.clone(),
+                    ..DayTotals::default()
+                });
+                days.len() - 1
+            }
+        };
+        let day = &mut days[index];
+        match row.metric.as_str() {
+            "created" => day.orders_created = row.n,
+            "paid" => {
+                day.orders_paid = row.n;
+                day.amount_paid = row.total.unwrap_or_default();
+            }
+            "expired" => day.orders_expired = row.n,
+            "payments_unmatched" => day.payments_unmatched = row.n,
+            "payments_unparsed" => day.payments_unparsed = row.n,
+            "payments_ambiguous" => day.payments_ambiguous = row.n,
+            "payments_untrusted" => day.payments_untrusted = row.n,
+            _ => {}
+        }
+    }
+    days.sort_by(|a, b| (a.date, &a.channel).cmp(&(b.date, &b.channel)));
+    Ok(days)
+}
