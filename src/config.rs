@@ -48,8 +48,13 @@ pub struct Settings {
     pub webhook_poll_interval: Duration,
     /// The compatibility protocols served; the others answer 404.
     pub compat: Vec<Protocol>,
-    /// How far a forwarder's timestamp may be from the server clock.
-    pub forwarder_window: Duration,
+    /// How far an old client's timestamp (forwarders, the V免签 app) may be from the server clock.
+    pub compat_window: Duration,
+    /// The merchant V免签's merchant endpoints act for (its md5 key is V免签's `key`).
+    pub vmq_merchant: Option<String>,
+    /// Where the service is reached from outside (for links to the payment page); by default the
+    /// scheme and host of each request.
+    pub public_url: Option<String>,
 }
 
 impl Settings {
@@ -214,7 +219,23 @@ impl Settings {
             )?),
             // Unset means every protocol; set but empty means none.
             compat: parse_compat(lookup("SOLOPAY_COMPAT"))?,
-            forwarder_window: secs("SOLOPAY_FORWARDER_WINDOW_SECS", 120, 10..=3600)?,
+            compat_window: secs("SOLOPAY_COMPAT_WINDOW_SECS", 120, 10..=3600)?,
+            vmq_merchant: get("SOLOPAY_VMQ_MERCHANT"),
+            public_url: match get("SOLOPAY_PUBLIC_URL") {
+                None => None,
+                Some(url) => match url::Url::parse(&url) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                        Some(url.trim_end_matches('/').to_string())
+                    }
+                    _ => {
+                        return Err(SettingsError {
+                            variable: "SOLOPAY_PUBLIC_URL",
+                            value: url,
+                            reason: "must be an absolute http(s) URL".into(),
+                        });
+                    }
+                },
+            },
             log_format: match get("SOLOPAY_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,

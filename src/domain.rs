@@ -130,3 +130,27 @@ text_enum! {
         Failed => "failed",
     }
 }
+
+text_enum! {
+    /// The protocol an order was created through; its callbacks speak the same one.
+    OrderProtocol {
+        /// solopay's own API; Standard Webhooks for every event.
+        Native => "native",
+        /// V免签's merchant API; a V免签 callback when paid.
+        Vmq => "vmq",
+        /// 易支付's merchant API; a 易支付 notify when paid.
+        Epay => "epay",
+    }
+}
+
+text_enum! {
+    /// How a webhook delivery is sent.
+    DeliveryKind {
+        /// A signed Standard Webhooks POST.
+        Standard => "standard",
+        /// V免签's callback: GET with an md5 sign; success is the body `success`.
+        Vmq => "vmq",
+        /// 易支付's notify: GET with a sorted md5 sign; success is a body containing `success`.
+        Epay => "epay",
+    }
+}

@@ -50,6 +50,18 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(devices::heartbeat)
         .service(devices::notify)
         .service(crate::compat::forwarder::forward)
+        .service(crate::compat::page::pay_page)
+        .service(crate::compat::page::pay_return)
+        .service(crate::compat::vmq::app_heart)
+        .service(crate::compat::vmq::app_push)
+        .service(crate::compat::vmq::create_order)
+        .service(crate::compat::vmq::get_order)
+        .service(crate::compat::vmq::check_order)
+        .service(crate::compat::vmq::close_order)
+        .service(crate::compat::vmq::get_state)
+        .service(crate::compat::epay::submit)
+        .service(crate::compat::epay::mapi)
+        .service(crate::compat::epay::api)
         .service(
             utoipa_actix_web::scope("/admin")
                 .service(admin::merchants::create_merchant)
@@ -96,6 +108,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         (name = "listener", description = "Listener apps on the payee's phone report heartbeats and payments."),
         (name = "operator", description = "The owner of the payee accounts sets up merchants, devices and payees."),
         (name = "operations", description = "Health and readiness."),
+        (name = "compat: V免签", description = "The V免签 listener app and merchant API, at the service root."),
+        (name = "compat: 易支付", description = "The 易支付 merchant API."),
     )
 )]
 struct ApiDoc;

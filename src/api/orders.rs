@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::extract::MerchantAuth;
 use crate::api::{AppState, check_text, check_url, parse_json};
 use crate::core::orders::{self as order_rules, Creation, OrderRequest};
-use crate::domain::{Channel, OrderStatus};
+use crate::domain::{Channel, OrderProtocol, OrderStatus};
 use crate::error::{ApiError, Problem};
 use crate::money::AmountInput;
 use crate::views::{Order, PublicOrder};
@@ -99,6 +99,8 @@ impl CreateOrderRequest {
             return_url: self.return_url,
             expires_in: self.expires_in,
             metadata,
+            protocol: OrderProtocol::Native,
+            compat: None,
         })
     }
 }

@@ -136,7 +136,7 @@ fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
 /// Configure the app's webhook with this URL (one per device), method POST, a form or JSON body
 /// with `from=[from]`, `title=[title]`, `content=[org_content]`, `timestamp=[timestamp]`,
 /// `sign=[sign]`, and the device's secret as the signing secret. Each (timestamp, sign) is
-/// accepted once within `SOLOPAY_FORWARDER_WINDOW_SECS`; every request is stored. Answers like
+/// accepted once within `SOLOPAY_COMPAT_WINDOW_SECS`; every request is stored. Answers like
 /// `POST /notify`.
 #[utoipa::path(
     tag = "listener",
@@ -170,7 +170,7 @@ pub async fn forward(
         device_id: device_id.into_inner(),
         timestamp_ms: fields.timestamp,
         sign: fields.sign,
-        window: state.settings.forwarder_window,
+        window: state.settings.compat_window,
     };
     receive(&state, &req, "forward", credentials, body, move |body| {
         read_forward(body, form)

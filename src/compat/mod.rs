@@ -1,9 +1,19 @@
 //! The older protocols existing clients speak, each a translation to the same core calls (orders,
-//! allocation, matching, the webhook outbox) and back. Each can be switched off with
-//! `SOLOPAY_COMPAT`; a protocol that is off answers 404.
+//! allocation, matching, the webhook outbox) and back: V免签 ([`vmq`]), 易支付 ([`epay`]),
+//! generic notification forwarders ([`forwarder`]), and the payment page ([`page`]) the first two
+//! send payers to. Each protocol can be switched off with `SOLOPAY_COMPAT`; a protocol that is
+//! off answers 404.
 
+pub mod epay;
 pub mod forwarder;
+pub mod page;
+pub mod vmq;
 
+use actix_web::HttpRequest;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web;
+
+use crate::api::read_body;
 use crate::config::{Protocol, Settings};
 use crate::error::ApiError;
 
@@ -13,5 +23,85 @@ pub fn require(settings: &Settings, protocol: Protocol) -> Result<(), ApiError> 
         Ok(())
     } else {
         Err(ApiError::NotFound("no such endpoint".into()))
+    }
+}
+
+/// An old client's fields: its query string and, for a POST, its form (or JSON object) body,
+/// exactly as sent; the raw text is kept for storage.
+#[derive(Debug, Default)]
+pub struct Fields {
+    pairs: Vec<(String, String)>,
+    pub raw: Vec<u8>,
+}
+
+impl Fields {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The field, or the empty string when absent (how these protocols sign a missing field).
+    pub fn text(&self, name: &str) -> &str {
+        self.get(name).unwrap_or_default()
+    }
+
+    /// An optional URL field: absent or blank is `None`, otherwise an absolute http(s) URL.
+    pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.get(name).map(str::trim).filter(|u| !u.is_empty()) {
+            None => Ok(None),
+            Some(url) => crate::api::check_url(name, url).map(|()| Some(url.to_string())),
+        }
+    }
+
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+pub async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
+    let body = read_body(payload).await?;
+    let query = req.query_string();
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if is_json {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+        for (key, value) in value.as_object().into_iter().flatten() {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            pairs.push((key.clone(), text));
+        }
+    } else {
+        pairs.extend(
+            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+    }
+    let mut raw = query.as_bytes().to_vec();
+    if !body.is_empty() {
+        raw.push(b'\n');
+        raw.extend_from_slice(&body);
+    }
+    Ok(Fields { pairs, raw })
+}
+
+/// The base URL payers reach the service at: `SOLOPAY_PUBLIC_URL`, or this request's scheme and
+/// host.
+pub fn public_base(settings: &Settings, req: &HttpRequest) -> String {
+    match &settings.public_url {
+        Some(url) => url.clone(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
     }
 }

@@ -2,8 +2,9 @@
 
 use diesel::PgConnection;
 
-use crate::core::notifications::{Credentials, check_signed, refusal};
+use crate::core::notifications::{Credentials, check_credentials, refusal};
 use crate::core::reconciliation::audit;
+use crate::core::secrets::sha256;
 use crate::core::secrets::{new_device_secret, new_id};
 use crate::db::devices::{self as device_rows, Device, DeviceChanges, NewDevice};
 use crate::db::transaction_with_retry;
@@ -86,36 +87,16 @@ pub fn rotate_secret(
     })
 }
 
-/// Authenticates a signed listener request (its exact body bytes) against the device's secret
-/// and the database clock.
+/// Authenticates a listener's request that is not stored (a heartbeat): signed, or the V免签
+/// app's md5 scheme.
 pub fn authenticate(
     conn: &mut PgConnection,
     credentials: &Credentials,
     body: &[u8],
 ) -> Result<Device, ApiError> {
-    let Credentials::Signed {
-        device_id,
-        timestamp,
-        signature,
-    } = credentials
-    else {
-        return Err(refusal(AuthResult::MissingCredentials));
-    };
-    let Some(id) = device_id.as_deref() else {
-        return Err(refusal(AuthResult::MissingCredentials));
-    };
-    let (device, now) = device_rows::find_with_clock(conn, id)?;
-    let auth = check_signed(
-        device.as_ref(),
-        Some(id),
-        timestamp.as_deref(),
-        signature.as_deref(),
-        body,
-        now,
-    );
-    match (auth, device) {
-        (AuthResult::Ok, Some(device)) => Ok(device),
-        (refused, _) => Err(refusal(refused)),
+    match check_credentials(conn, credentials, body, &sha256(body))? {
+        (Some(device), AuthResult::Ok) => Ok(device),
+        (_, refused) => Err(refusal(refused)),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use diesel::PgConnection;
 
 use crate::core::reconciliation::audit;
-use crate::core::secrets::{new_api_key, new_id, new_webhook_secret, sha256};
+use crate::core::secrets::{new_api_key, new_id, new_md5_key, new_webhook_secret, sha256};
 use crate::db::merchants::{self as merchant_rows, Merchant, MerchantChanges, NewMerchant};
 use crate::db::transaction_with_retry;
 use crate::error::ApiError;
@@ -36,6 +36,7 @@ pub fn create_merchant(
                 api_key_hash: &sha256(api_key.as_bytes()),
                 webhook_secret: &new_webhook_secret(),
                 notify_url,
+                md5_key: &new_md5_key(),
             },
         )?;
         audit(

@@ -1,6 +1,7 @@
 //! The rules of the payment domain, as plain functions. Where a rule needs the database it takes
 //! a `&mut PgConnection` and opens (or joins) the transaction it needs.
 
+pub mod compat;
 pub mod devices;
 pub mod merchants;
 pub mod notification_text;

@@ -13,7 +13,7 @@ use crate::core::notification_text::{self, Refusal, channel_of_package, official
 use crate::core::orders::pay_locked;
 use crate::core::secrets::{new_id, sha256};
 use crate::core::signing::{
-    timestamp_within_window, verify_device_signature, verify_forwarder_sign,
+    timestamp_within_window, verify_device_signature, verify_forwarder_sign, verify_md5_sign,
 };
 use crate::db::devices::{self as device_rows, Device};
 use crate::db::forwarder_signatures::{self as forwarder_rows, Use};
@@ -43,6 +43,15 @@ pub enum Credentials {
         #[serde(skip)]
         window: Duration,
     },
+    /// The V免签 app: no device id; `sign` is md5(`message` + the device's secret), so the
+    /// device is the one whose secret makes it match; `timestamp_ms` must be within `window`.
+    Md5 {
+        message: String,
+        timestamp_ms: Option<String>,
+        sign: Option<String>,
+        #[serde(skip)]
+        window: Duration,
+    },
 }
 
 impl Credentials {
@@ -50,6 +59,7 @@ impl Credentials {
         match self {
             Credentials::Signed { device_id, .. } => device_id.as_deref(),
             Credentials::Forwarder { device_id, .. } => Some(device_id),
+            Credentials::Md5 { .. } => None,
         }
     }
 }
@@ -102,13 +112,48 @@ pub fn refusal(result: AuthResult) -> ApiError {
     }
 }
 
-/// Checks a request's credentials; a forwarder's (timestamp, sign) is recorded as used.
-fn check_credentials(
+/// Whether a millisecond timestamp lies within `window` of `now`.
+fn millis_within(timestamp_ms: &str, now: DateTime<Utc>, window: Duration) -> bool {
+    timestamp_ms
+        .parse::<i64>()
+        .is_ok_and(|ms| u128::from(now.timestamp_millis().abs_diff(ms)) <= window.as_millis())
+}
+
+/// Checks a request's credentials; a forwarder's (timestamp, sign) is recorded as used. Returns
+/// the device they name or prove, and the verdict.
+pub fn check_credentials(
     conn: &mut PgConnection,
     credentials: &Credentials,
     body: &[u8],
     body_sha256: &[u8],
 ) -> Result<(Option<Device>, AuthResult), ApiError> {
+    if let Credentials::Md5 {
+        message,
+        timestamp_ms,
+        sign,
+        window,
+    } = credentials
+    {
+        let (Some(timestamp), Some(sign)) = (timestamp_ms, sign) else {
+            return Ok((None, AuthResult::MissingCredentials));
+        };
+        let (devices, now) = device_rows::all_with_clock(conn)?;
+        // Every secret is tried, each compared in constant time.
+        let Some(device) = devices
+            .into_iter()
+            .find(|d| verify_md5_sign(message, &d.secret, sign))
+        else {
+            return Ok((None, AuthResult::BadSignature));
+        };
+        let auth = if !millis_within(timestamp, now, *window) {
+            AuthResult::StaleTimestamp
+        } else if !device.enabled {
+            AuthResult::DeviceDisabled
+        } else {
+            AuthResult::Ok
+        };
+        return Ok((Some(device), auth));
+    }
     let Some(device_id) = credentials.device_id() else {
         return Ok((None, AuthResult::MissingCredentials));
     };
@@ -135,17 +180,14 @@ fn check_credentials(
             (_, None, _) | (_, _, None) => AuthResult::MissingCredentials,
             (None, _, _) => AuthResult::UnknownDevice,
             (Some(device), Some(timestamp), Some(sign)) => {
-                let millis = timestamp.parse::<i64>().ok();
                 if !verify_forwarder_sign(&device.secret, timestamp, sign) {
                     AuthResult::BadSignature
-                } else if !millis.is_some_and(|ms| {
-                    (now.timestamp_millis().abs_diff(ms) as u128) <= window.as_millis()
-                }) {
+                } else if !millis_within(timestamp, now, *window) {
                     AuthResult::StaleTimestamp
                 } else if !device.enabled {
                     AuthResult::DeviceDisabled
                 } else {
-                    let ms = millis.unwrap_or_default();
+                    let ms = timestamp.parse::<i64>().unwrap_or_default();
                     match forwarder_rows::record_use(conn, &device.id, ms, sign, body_sha256)? {
                         Use::First | Use::SameBody => AuthResult::Ok,
                         Use::OtherBody => AuthResult::Replayed,
@@ -153,6 +195,7 @@ fn check_credentials(
                 }
             }
         },
+        Credentials::Md5 { .. } => AuthResult::MissingCredentials,
     };
     Ok((device, auth))
 }
@@ -447,11 +490,12 @@ pub fn receive_notification(
     let (raw_id, received_at, device) = transaction_with_retry(conn, |conn| {
         let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
         let ok = auth == AuthResult::Ok;
+        let device_id = device.as_ref().map(|d| d.id.as_str());
         let (raw_id, received_at) = raw_rows::insert(
             conn,
             &NewRawNotification {
                 source,
-                device_id: credentials.device_id(),
+                device_id: credentials.device_id().or(device_id),
                 auth_result: auth,
                 auth_headers: &headers,
                 body: if ok {

@@ -11,7 +11,7 @@ use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
 use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
 use crate::db::{events, transaction_with_retry, webhooks};
-use crate::domain::{Channel, EventType, OrderStatus};
+use crate::domain::{Channel, EventType, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::money::Amount;
 use crate::views;
@@ -50,6 +50,9 @@ pub struct OrderRequest {
     /// As the request gave it; `None` means the default TTL.
     pub expires_in: Option<u32>,
     pub metadata: Option<serde_json::Value>,
+    /// The protocol the order comes through, and that protocol's own fields.
+    pub protocol: OrderProtocol,
+    pub compat: Option<serde_json::Value>,
 }
 
 impl OrderRequest {
@@ -65,6 +68,8 @@ impl OrderRequest {
             "return_url": self.return_url,
             "expires_in": self.expires_in,
             "metadata": self.metadata.as_ref().map(canonical_json),
+            "protocol": self.protocol.as_str(),
+            "compat": self.compat.as_ref().map(canonical_json),
         });
         Sha256::digest(canonical_json(&canonical).to_string().as_bytes()).to_vec()
     }
@@ -143,6 +148,8 @@ pub fn create_order(
                 max_offset_steps: i32::try_from(rules.max_offset_steps).unwrap_or(i32::MAX),
                 step,
                 offline_after_secs: secs_i32(rules.device_offline_after),
+                protocol: request.protocol,
+                compat: request.compat.as_ref(),
             },
         )?)
     })?;

@@ -34,6 +34,12 @@ pub fn new_device_secret() -> String {
     hex::encode(random_bytes::<16>())
 }
 
+/// The key of the old protocols' md5 signatures (易支付, V免签): 32 characters of [0-9a-z]
+/// (128 random bits), which every plugin accepts.
+pub fn new_md5_key() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
 /// An operator token (192 random bits).
 pub fn new_operator_token() -> String {
     format!("sop_{}", hex::encode(random_bytes::<24>()))

@@ -82,6 +82,34 @@ pub fn verify_forwarder_sign(secret: &str, timestamp: &str, sign: &str) -> bool 
     mac.verify_slice(&signature).is_ok()
 }
 
+/// Lowercase hex MD5 of `text`: the digest the old protocols sign with.
+pub fn md5_hex(text: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// Whether `sign` is `md5_hex(message + key)`, compared in constant time (V免签's scheme: the
+/// fields concatenated as sent, then the key).
+pub fn verify_md5_sign(message: &str, key: &str, sign: &str) -> bool {
+    let expected = md5_hex(&format!("{message}{key}"));
+    crate::core::secrets::constant_time_eq(
+        expected.as_bytes(),
+        sign.trim().to_ascii_lowercase().as_bytes(),
+    )
+}
+
+/// 易支付's sign: every field but `sign`, `sign_type` and empty ones, sorted by name (byte
+/// order), joined as `k=v&k=v` without URL-encoding, the key appended, MD5 in lowercase hex.
+pub fn epay_sign<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> String {
+    let mut kept: Vec<(&str, &str)> = fields
+        .into_iter()
+        .filter(|(name, value)| !value.is_empty() && *name != "sign" && *name != "sign_type")
+        .collect();
+    kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let joined: Vec<String> = kept.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    md5_hex(&format!("{}{key}", joined.join("&")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +171,31 @@ mod tests {
         assert!(!timestamp_within_window("1e3", 1000));
         assert!(!timestamp_within_window("", 1000));
         assert!(!timestamp_within_window(&i64::MIN.to_string(), i64::MAX));
+    }
+
+    #[test]
+    fn the_old_protocols_sign_with_md5_as_documented() {
+        assert_eq!(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert!(verify_md5_sign("1", "key", &md5_hex("1key")));
+        assert!(verify_md5_sign("1", "key", &md5_hex("1key").to_uppercase()));
+        assert!(!verify_md5_sign("1", "key", &md5_hex("2key")));
+        // Sorted by name, empty values and sign/sign_type dropped, no URL-encoding, key appended.
+        let sign = epay_sign(
+            [
+                ("pid", "1001"),
+                ("type", "alipay"),
+                ("name", "a b&c"),
+                ("param", ""),
+                ("sign", "x"),
+                ("sign_type", "MD5"),
+                ("money", "1.00"),
+            ],
+            "KEY",
+        );
+        assert_eq!(
+            sign,
+            md5_hex("money=1.00&name=a b&c&pid=1001&type=alipayKEY")
+        );
     }
 
     #[test]

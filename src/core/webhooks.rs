@@ -11,7 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::domain::EventType;
+use crate::domain::{DeliveryKind, EventType};
 use crate::views;
 
 /// The body of a webhook: `{"id", "type", "created_at", "data"}`.
@@ -77,6 +77,21 @@ pub fn signature_header(
         .map(|secret| sign(secret, id, timestamp, body))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(signatures.join(" "))
+}
+
+/// Whether a receiver accepted a delivery: any 2xx for Standard Webhooks; the old protocols'
+/// merchants answer a body instead (V免签: exactly `success` once whitespace and a UTF-8 BOM are
+/// trimmed; 易支付: `success` anywhere, in any case).
+pub fn accepted(kind: DeliveryKind, status: Option<u16>, body: Option<&str>) -> bool {
+    let Some(status) = status else {
+        return false;
+    };
+    let body = body.unwrap_or_default();
+    match kind {
+        DeliveryKind::Standard => (200..300).contains(&status),
+        DeliveryKind::Vmq => body.trim_start_matches('\u{feff}').trim() == "success",
+        DeliveryKind::Epay => body.to_ascii_lowercase().contains("success"),
+    }
 }
 
 /// What an attempt's answer means for the delivery.
@@ -216,6 +231,19 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert!(parts[1].starts_with("v1,"));
+    }
+
+    #[test]
+    fn each_kind_of_receiver_accepts_in_its_own_way() {
+        use DeliveryKind::*;
+        assert!(accepted(Standard, Some(204), None));
+        assert!(!accepted(Standard, Some(302), Some("success")));
+        assert!(!accepted(Standard, None, None));
+        assert!(accepted(Vmq, Some(200), Some("\u{feff} success\r\n")));
+        assert!(!accepted(Vmq, Some(200), Some("success!")));
+        assert!(!accepted(Vmq, Some(200), Some("fail")));
+        assert!(accepted(Epay, Some(200), Some("<html>SUCCESS</html>")));
+        assert!(!accepted(Epay, Some(200), Some("fail")));
     }
 
     #[test]

@@ -67,6 +67,13 @@ pub fn find_with_clock(
     Ok((device, now))
 }
 
+/// Every device and the database clock (for protocols that name no device).
+pub fn all_with_clock(conn: &mut PgConnection) -> QueryResult<(Vec<Device>, DateTime<Utc>)> {
+    let now: DateTime<Utc> = diesel::select(sql::<Timestamptz>("now()")).get_result(conn)?;
+    let all = devices::table.select(Device::as_select()).load(conn)?;
+    Ok((all, now))
+}
+
 pub fn exists(conn: &mut PgConnection, id: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(devices::table.find(id))).get_result(conn)
 }

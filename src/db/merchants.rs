@@ -22,6 +22,10 @@ pub struct Merchant {
     pub created_at: DateTime<Utc>,
     pub previous_webhook_secret: Option<String>,
     pub previous_webhook_secret_expires_at: Option<DateTime<Utc>>,
+    /// The numeric merchant id of the old protocols (易支付's `pid`).
+    pub pid: i64,
+    /// The key of the old protocols' md5 signatures.
+    pub md5_key: String,
 }
 
 #[derive(Debug, Insertable)]
@@ -32,6 +36,7 @@ pub struct NewMerchant<'a> {
     pub api_key_hash: &'a [u8],
     pub webhook_secret: &'a str,
     pub notify_url: Option<&'a str>,
+    pub md5_key: &'a str,
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewMerchant<'_>) -> QueryResult<Merchant> {
@@ -142,5 +147,13 @@ pub fn replace_api_key(
         .set(merchants::api_key_hash.eq(hash))
         .returning(Merchant::as_returning())
         .get_result(conn)
+        .optional()
+}
+
+pub fn find_by_pid(conn: &mut PgConnection, pid: i64) -> QueryResult<Option<Merchant>> {
+    merchants::table
+        .filter(merchants::pid.eq(pid))
+        .select(Merchant::as_select())
+        .first(conn)
         .optional()
 }

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 use super::interval;
 use super::schema::orders;
-use crate::domain::{Channel, OrderStatus};
+use crate::domain::{Channel, OrderProtocol, OrderStatus};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
@@ -37,6 +37,8 @@ pub struct Order {
     pub paid_at: Option<DateTime<Utc>>,
     pub paid_late: bool,
     pub closed_at: Option<DateTime<Utc>>,
+    pub protocol: OrderProtocol,
+    pub compat: Option<serde_json::Value>,
 }
 
 /// Everything `solopay_allocate_order` needs to reserve a payable amount and insert the order.
@@ -58,6 +60,8 @@ pub struct AllocationRequest<'a> {
     /// `0.01` (offsets up) or `-0.01` (down).
     pub step: Decimal,
     pub offline_after_secs: i32,
+    pub protocol: OrderProtocol,
+    pub compat: Option<&'a serde_json::Value>,
 }
 
 /// What `solopay_allocate_order` did.
@@ -84,7 +88,7 @@ struct AllocationRow {
 pub fn allocate(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
     let row: AllocationRow = diesel::sql_query(
         "SELECT outcome, order_id FROM solopay_allocate_order(\
-         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind::<Text, _>(req.order_id)
     .bind::<Text, _>(req.merchant_id)
@@ -101,6 +105,8 @@ pub fn allocate(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryRe
     .bind::<Int4, _>(req.max_offset_steps)
     .bind::<Numeric, _>(req.step)
     .bind::<Int4, _>(req.offline_after_secs)
+    .bind::<Text, _>(req.protocol)
+    .bind::<Nullable<Jsonb>, _>(req.compat)
     .get_result(conn)?;
     Ok(match (row.outcome.as_str(), row.order_id) {
         ("created", Some(id)) => Allocation::Created(id),

@@ -172,3 +172,14 @@ pub fn list(conn: &mut PgConnection, filter: &PaymentFilter) -> QueryResult<Vec<
     }
     query.load(conn)
 }
+
+/// When the last payment with this result was received.
+pub fn latest_received(
+    conn: &mut PgConnection,
+    result: PaymentResult,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    payments::table
+        .filter(payments::result.eq(result))
+        .select(diesel::dsl::max(payments::created_at))
+        .first(conn)
+}

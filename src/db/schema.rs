@@ -63,6 +63,8 @@ diesel::table! {
         created_at -> Timestamptz,
         previous_webhook_secret -> Nullable<Text>,
         previous_webhook_secret_expires_at -> Nullable<Timestamptz>,
+        pid -> Int8,
+        md5_key -> Text,
     }
 }
 
@@ -115,6 +117,8 @@ diesel::table! {
         paid_at -> Nullable<Timestamptz>,
         paid_late -> Bool,
         closed_at -> Nullable<Timestamptz>,
+        protocol -> Text,
+        compat -> Nullable<Jsonb>,
     }
 }
 
@@ -189,6 +193,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+        kind -> Text,
     }
 }
 

@@ -10,7 +10,7 @@ use diesel::sql_types::{Array, Bool, Int8, Interval, Nullable, Text, Timestamptz
 
 use super::interval;
 use super::schema::{events, webhook_attempts, webhook_deliveries};
-use crate::domain::{DeliveryStatus, EventType};
+use crate::domain::{DeliveryKind, DeliveryStatus, EventType};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
@@ -30,6 +30,7 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub kind: DeliveryKind,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -61,16 +62,20 @@ pub struct NewAttempt<'a> {
 pub const DELIVERY_DUE_CHANNEL: &str = "solopay_webhook_due";
 
 /// Creates the deliveries of these events, to the order's `notify_url` or else the merchant's;
-/// an event with neither has none. Part of the transaction that writes the events.
+/// an event with neither has none. An order made through an old protocol gets that protocol's
+/// callback, and only when it is paid (all its clients expect). Part of the transaction that
+/// writes the events.
 pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryResult<usize> {
     diesel::sql_query(
-        "INSERT INTO webhook_deliveries (id, event_id, merchant_id, order_id, url) \
+        "INSERT INTO webhook_deliveries (id, event_id, merchant_id, order_id, url, kind) \
          SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, e.merchant_id, \
-                e.order_id, coalesce(o.notify_url, m.notify_url) \
+                e.order_id, coalesce(o.notify_url, m.notify_url), \
+                CASE o.protocol WHEN 'native' THEN 'standard' ELSE o.protocol END \
          FROM events e \
          JOIN orders o ON o.id = e.order_id \
          JOIN merchants m ON m.id = e.merchant_id \
-         WHERE e.id = ANY($1) AND coalesce(o.notify_url, m.notify_url) IS NOT NULL",
+         WHERE e.id = ANY($1) AND coalesce(o.notify_url, m.notify_url) IS NOT NULL \
+           AND (o.protocol = 'native' OR e.type = 'order.paid')",
     )
     .bind::<Array<Text>, _>(event_ids)
     .execute(conn)

@@ -14,11 +14,14 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::core::webhooks::{Next, Payload, after_failure, signature_header};
+use crate::core::compat::{epay_notify_fields, vmq_callback_fields, with_query};
+use crate::core::webhooks::{Next, Payload, accepted, after_failure, signature_header};
+use crate::db::merchants::Merchant;
+use crate::db::orders::{self as order_rows, Order};
 use crate::db::schema::events;
 use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
 use crate::db::{Db, merchants as merchant_rows};
-use crate::domain::EventType;
+use crate::domain::{DeliveryKind, EventType};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use sender::{Request, Sender};
@@ -30,6 +33,8 @@ struct Job {
     event_created_at: chrono::DateTime<Utc>,
     data: serde_json::Value,
     secrets: Vec<String>,
+    /// For the old protocols' callbacks: the order and its merchant (pid, md5 key).
+    compat: Option<(Order, Merchant)>,
 }
 
 #[derive(Clone)]
@@ -103,6 +108,48 @@ pub fn spawn(
 }
 
 impl Worker {
+    /// The request a delivery's kind calls for: a signed Standard Webhooks POST, or an old
+    /// protocol's signed GET.
+    fn request(&self, job: &Job, timestamp: i64) -> Result<Request, String> {
+        let delivery = &job.delivery;
+        let get = |fields: Vec<(&'static str, String)>| Request {
+            method: reqwest::Method::GET,
+            url: with_query(&delivery.url, &fields),
+            body: Vec::new(),
+            headers: Vec::new(),
+        };
+        match (delivery.kind, &job.compat) {
+            (DeliveryKind::Standard, _) => {
+                let body = Payload::body(
+                    &delivery.event_id,
+                    job.event_type,
+                    job.event_created_at,
+                    &job.data,
+                );
+                let secrets: Vec<&str> = job.secrets.iter().map(String::as_str).collect();
+                let signature = signature_header(&secrets, &delivery.event_id, timestamp, &body)
+                    .map_err(|e| e.to_string())?;
+                Ok(Request {
+                    method: reqwest::Method::POST,
+                    url: delivery.url.clone(),
+                    body,
+                    headers: vec![
+                        ("webhook-id", delivery.event_id.clone()),
+                        ("webhook-timestamp", timestamp.to_string()),
+                        ("webhook-signature", signature),
+                    ],
+                })
+            }
+            (DeliveryKind::Vmq, Some((order, merchant))) => {
+                Ok(get(vmq_callback_fields(order, merchant)))
+            }
+            (DeliveryKind::Epay, Some((order, merchant))) => {
+                Ok(get(epay_notify_fields(order, merchant)))
+            }
+            (_, None) => Err("the order or merchant of this callback is gone".into()),
+        }
+    }
+
     async fn claim(&self, limit: usize) -> Result<Vec<Job>, ApiError> {
         let lease = self.lease;
         self.db
@@ -116,12 +163,20 @@ impl Worker {
                         .select((events::type_, events::created_at, events::data))
                         .first::<(EventType, chrono::DateTime<Utc>, serde_json::Value)>(conn)?;
                     let secrets = merchant_rows::signing_secrets(conn, &delivery.merchant_id)?;
+                    let compat = if delivery.kind == DeliveryKind::Standard {
+                        None
+                    } else {
+                        let order = order_rows::find(conn, &delivery.order_id)?;
+                        let merchant = merchant_rows::find(conn, &delivery.merchant_id)?;
+                        order.zip(merchant)
+                    };
                     jobs.push(Job {
                         delivery,
                         event_type,
                         event_created_at,
                         data,
                         secrets,
+                        compat,
                     });
                 }
                 Ok(jobs)
@@ -132,38 +187,18 @@ impl Worker {
     async fn attempt(&self, job: Job) {
         let delivery = &job.delivery;
         let started_at = Utc::now();
-        let timestamp = started_at.timestamp();
-        let body = Payload::body(
-            &delivery.event_id,
-            job.event_type,
-            job.event_created_at,
-            &job.data,
-        );
-        let secrets: Vec<&str> = job.secrets.iter().map(String::as_str).collect();
-        let response = match signature_header(&secrets, &delivery.event_id, timestamp, &body) {
-            Ok(signature) => {
-                self.sender
-                    .post(Request {
-                        url: &delivery.url,
-                        body,
-                        headers: vec![
-                            ("webhook-id", delivery.event_id.clone()),
-                            ("webhook-timestamp", timestamp.to_string()),
-                            ("webhook-signature", signature),
-                        ],
-                    })
-                    .await
-            }
+        let response = match self.request(&job, started_at.timestamp()) {
+            Ok(request) => self.sender.send(request).await,
             Err(error) => sender::Response {
                 status: None,
                 excerpt: None,
-                error: Some(error.to_string()),
+                error: Some(error),
                 retry_after: None,
                 latency: Duration::ZERO,
             },
         };
 
-        let settled = if response.succeeded() {
+        let settled = if accepted(delivery.kind, response.status, response.excerpt.as_deref()) {
             Settled::Succeeded
         } else {
             let step = usize::try_from(delivery.retry_step).unwrap_or(usize::MAX);

@@ -24,15 +24,10 @@ pub struct Response {
     pub latency: Duration,
 }
 
-impl Response {
-    pub fn succeeded(&self) -> bool {
-        self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-}
-
-/// A request to send.
-pub struct Request<'a> {
-    pub url: &'a str,
+/// A request to send: a POST with a body, or a GET (the old protocols' callbacks).
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: String,
     pub body: Vec<u8>,
     /// Extra headers (the Standard Webhooks ones).
     pub headers: Vec<(&'static str, String)>,
@@ -89,8 +84,8 @@ impl Sender {
         })
     }
 
-    /// Sends one POST; never fails, the outcome says what happened.
-    pub async fn post(&self, request: Request<'_>) -> Response {
+    /// Sends one request; never fails, the outcome says what happened.
+    pub async fn send(&self, request: Request) -> Response {
         let started = Instant::now();
         let refused = |error: String| Response {
             status: None,
@@ -99,7 +94,7 @@ impl Sender {
             retry_after: None,
             latency: started.elapsed(),
         };
-        let url = match reqwest::Url::parse(request.url) {
+        let url = match reqwest::Url::parse(&request.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => url,
             _ => return refused("refused: the URL is not an absolute http(s) URL".into()),
         };
@@ -118,11 +113,14 @@ impl Sender {
             ));
         }
 
+        let is_post = request.method == reqwest::Method::POST;
         let mut builder = self
             .client
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
+            .request(request.method, url)
             .header(USER_AGENT, concat!("solopay/", env!("CARGO_PKG_VERSION")));
+        if is_post {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
         for (name, value) in request.headers {
             builder = builder.header(name, value);
         }

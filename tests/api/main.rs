@@ -4,6 +4,7 @@
 
 mod allocation;
 mod bad_input;
+mod compat;
 mod expiry;
 mod flow;
 mod helpers;

@@ -11,6 +11,9 @@ use tokio::sync::Notify;
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Path and query, as requested.
+    pub uri: String,
+    pub method: String,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
     pub at: Instant,
@@ -22,6 +25,14 @@ impl Received {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
+    }
+
+    /// The query's fields, decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let query = self.uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -80,6 +91,8 @@ async fn receive(
         .pop_front()
         .unwrap_or_else(|| Answer::status(200));
     shared.received.lock().unwrap().push(Received {
+        uri: req.uri().to_string(),
+        method: req.method().to_string(),
         headers,
         body: body.to_vec(),
         at: Instant::now(),

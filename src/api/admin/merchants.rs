@@ -32,6 +32,9 @@ pub struct Merchant {
     pub notify_url: Option<String>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The merchant's number in the old protocols (易支付's `pid`).
+    #[schema(example = 1001)]
+    pub pid: i64,
 }
 
 /// A new merchant with its secrets, shown only in this answer.
@@ -45,6 +48,9 @@ pub struct CreatedMerchantResponse {
     /// The Standard Webhooks secret that signs this merchant's webhooks.
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub webhook_secret: String,
+    /// The key of the old protocols' md5 signatures (易支付's merchant key, V免签's `key`).
+    #[schema(example = "5d41402abc4b2a76b9719d911017c592")]
+    pub md5_key: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -60,6 +66,7 @@ impl From<&MerchantRow> for Merchant {
             notify_url: row.notify_url.clone(),
             enabled: row.enabled,
             created_at: row.created_at,
+            pid: row.pid,
         }
     }
 }
@@ -100,7 +107,8 @@ pub async fn create_merchant(
     Ok(HttpResponse::Created().json(CreatedMerchantResponse {
         merchant: Merchant::from(&merchant),
         api_key,
-        webhook_secret: merchant.webhook_secret,
+        webhook_secret: merchant.webhook_secret.clone(),
+        md5_key: merchant.md5_key,
     }))
 }
 

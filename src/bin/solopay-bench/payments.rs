@@ -1,0 +1,496 @@
+//! Paying orders: notify at a fixed rate and flat out, payment-to-webhook and long-poll wake-up
+//! latency with a local webhook receiver, and memory while many long-polls are open.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::client::{Api, Device, Merchant, Outcome};
+use crate::measure::{Latency, Probe, ResourceUse};
+use crate::orders::{create_orders, random_price};
+use crate::report::{MemoryReport, NotifyRun};
+use crate::service::{Memory, Service};
+use crate::{Args, Result};
+
+/// A pending order and the listener that will report its payment.
+#[derive(Debug, Clone)]
+pub struct Payable {
+    pub order_id: String,
+    pub amount: String,
+    pub device: Device,
+}
+
+/// Creates `count` orders over the online WeChat payees and pairs each with its payee's device.
+pub async fn payable_orders(
+    api: &Api,
+    merchant: &Merchant,
+    db: &tokio_postgres::Client,
+    devices: &HashMap<String, Device>,
+    tag: &str,
+    count: usize,
+) -> Result<Vec<Payable>> {
+    let batch = create_orders(api, merchant, "wechat", tag, count, 32, |_| random_price()).await?;
+    if !batch.errors.is_empty() {
+        return Err(format!("creating orders to pay failed: {:?}", batch.errors).into());
+    }
+    let ids: Vec<String> = batch.created.iter().map(|o| o.id.clone()).collect();
+    let device_of: HashMap<String, String> = db
+        .query(
+            "SELECT o.id, p.device_id FROM orders o JOIN payees p ON p.id = o.payee_id \
+              WHERE o.id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    batch
+        .created
+        .into_iter()
+        .map(|order| {
+            let device = device_of
+                .get(&order.id)
+                .and_then(|id| devices.get(id))
+                .ok_or_else(|| format!("no listener for order {}", order.id))?;
+            Ok(Payable {
+                order_id: order.id,
+                amount: order.payable_amount,
+                device: device.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What one notification came to.
+pub struct Paid {
+    pub sent: Instant,
+    pub latency: Duration,
+    pub answer: Outcome,
+    pub expected_order: String,
+}
+
+impl Paid {
+    pub fn matched_as_expected(&self) -> bool {
+        matches!(&self.answer, Ok(answer)
+            if answer["result"] == "matched"
+                && answer["order_id"].as_str() == Some(self.expected_order.as_str()))
+    }
+}
+
+pub async fn pay(api: &Api, payable: &Payable) -> Paid {
+    let sent = Instant::now();
+    let answer = match api.notify(&payable.device, &payable.amount).await {
+        Ok(answer) => answer,
+        Err(error) => Err(format!("transport: {error}")),
+    };
+    Paid {
+        sent,
+        latency: sent.elapsed(),
+        answer,
+        expected_order: payable.order_id.clone(),
+    }
+}
+
+/// Pays every order, `concurrency` notifications in flight.
+pub async fn pay_all(api: &Api, payables: Vec<Payable>, concurrency: usize) -> Result<Vec<Paid>> {
+    let payables = Arc::new(payables);
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (api, payables, next) = (api.clone(), payables.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(payable) = payables.get(i) else {
+                        return answers;
+                    };
+                    answers.push(pay(&api, payable).await);
+                }
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(payables.len());
+    for worker in workers {
+        answers.extend(worker.await?);
+    }
+    Ok(answers)
+}
+
+pub async fn notify_runs(
+    args: &Args,
+    api: &Api,
+    shop: &Merchant,
+    db: &Arc<tokio_postgres::Client>,
+    service: &Service,
+    devices: &HashMap<String, Device>,
+) -> Result<Vec<NotifyRun>> {
+    let fixed_count = (args.notify_rate * args.notify_secs) as usize;
+    println!(
+        "notify: creating {} orders to pay ...",
+        fixed_count + args.notify_fast
+    );
+    let mut payables = payable_orders(
+        api,
+        shop,
+        db,
+        devices,
+        "to-pay",
+        fixed_count + args.notify_fast,
+    )
+    .await?;
+    let fast = payables.split_off(fixed_count);
+    let fixed = payables;
+
+    println!(
+        "notify at {}/s for {} s ...",
+        args.notify_rate, args.notify_secs
+    );
+    let probe = Probe::start(service.pid, db, &service.database);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.notify_rate));
+    let started = Instant::now();
+    let mut in_flight = Vec::with_capacity(fixed.len());
+    for (i, payable) in fixed.into_iter().enumerate() {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let api = api.clone();
+        in_flight.push(tokio::spawn(async move {
+            let mut paid = pay(&api, &payable).await;
+            // From when it was due, so that a slow answer cannot hide itself by delaying the
+            // next send (coordinated omission).
+            paid.latency = due.elapsed();
+            paid
+        }));
+    }
+    let mut answers = Vec::with_capacity(in_flight.len());
+    for paid in in_flight {
+        answers.push(paid.await?);
+    }
+    let elapsed = started.elapsed();
+    let resources = probe.finish().await;
+    let case = format!("fixed rate {}/s", args.notify_rate);
+    let fixed_run = notify_run(case, answers, elapsed, resources, db).await?;
+
+    println!(
+        "notify as fast as it goes (c={}) ...",
+        args.notify_concurrency
+    );
+    let probe = Probe::start(service.pid, db, &service.database);
+    let started = Instant::now();
+    let answers = pay_all(api, fast, args.notify_concurrency).await?;
+    let elapsed = started.elapsed();
+    let resources = probe.finish().await;
+    let case = format!("as fast as it goes, c={}", args.notify_concurrency);
+    let fast_run = notify_run(case, answers, elapsed, resources, db).await?;
+    Ok(vec![fixed_run, fast_run])
+}
+
+pub async fn notify_run(
+    case: String,
+    answers: Vec<Paid>,
+    elapsed: Duration,
+    resources: ResourceUse,
+    db: &tokio_postgres::Client,
+) -> Result<NotifyRun> {
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut matched_as_expected = 0;
+    let mut order_ids = Vec::with_capacity(answers.len());
+    let mut latencies = Vec::with_capacity(answers.len());
+    for paid in answers {
+        latencies.push(paid.latency);
+        if paid.matched_as_expected() {
+            matched_as_expected += 1;
+        } else {
+            let error = match &paid.answer {
+                Ok(answer) => format!("answered {} for another order", answer["result"]),
+                Err(problem) => problem.clone(),
+            };
+            *errors.entry(error).or_default() += 1;
+        }
+        order_ids.push(paid.expected_order);
+    }
+    let paid = db
+        .query_one(
+            "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'paid'",
+            &[&order_ids],
+        )
+        .await?;
+    let payments = db
+        .query_one(
+            "SELECT count(*), count(DISTINCT order_id) FROM payments \
+              WHERE order_id = ANY($1) AND result = 'matched'",
+            &[&order_ids],
+        )
+        .await?;
+    let seconds = elapsed.as_secs_f64();
+    Ok(NotifyRun {
+        case,
+        notifications: order_ids.len(),
+        seconds,
+        notifications_per_second: order_ids.len() as f64 / seconds,
+        latency: Latency::of(latencies),
+        matched_as_expected,
+        errors,
+        orders_paid: paid.get(0),
+        matched_payments: payments.get(0),
+        distinct_orders_matched: payments.get(1),
+        resources,
+    })
+}
+
+/// A merchant's webhook endpoint on 127.0.0.1 that notes when each order's `order.paid` arrived.
+pub struct WebhookReceiver {
+    pub port: u16,
+    pub arrivals: Arc<Arrivals>,
+}
+
+#[derive(Default)]
+pub struct Arrivals {
+    pub paid: Mutex<HashMap<String, Instant>>,
+    pub arrived: Notify,
+}
+
+pub async fn receive_webhook(body: web::Bytes, arrivals: web::Data<Arc<Arrivals>>) -> HttpResponse {
+    let at = Instant::now();
+    if let Ok(event) = serde_json::from_slice::<Value>(&body)
+        && event["type"] == "order.paid"
+        && let Some(order_id) = event["data"]["id"].as_str()
+    {
+        // A redelivery keeps the first arrival.
+        arrivals
+            .paid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(order_id.to_string())
+            .or_insert(at);
+        arrivals.arrived.notify_waiters();
+    }
+    HttpResponse::Ok().body("ok")
+}
+
+impl WebhookReceiver {
+    pub fn start() -> Result<WebhookReceiver> {
+        let arrivals = Arc::new(Arrivals::default());
+        let data = web::Data::new(arrivals.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(receive_webhook))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))?;
+        let port = server
+            .addrs()
+            .first()
+            .ok_or("the receiver has no address")?
+            .port();
+        tokio::spawn(server.run());
+        Ok(WebhookReceiver { port, arrivals })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// When each of these orders' `order.paid` arrived, waiting up to `timeout` for all.
+    pub async fn wait_for(&self, order_ids: &[String], timeout: Duration) -> HashMap<String, Instant> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.arrivals.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let paid = self
+                .arrivals
+                .paid
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let all = order_ids.iter().all(|id| paid.contains_key(id));
+            if all || tokio::time::Instant::now() >= deadline {
+                return paid;
+            }
+            let _ = tokio::time::timeout_at(deadline, arrived).await;
+        }
+    }
+}
+
+/// A long-poll's answer and when it came.
+pub struct Woken {
+    pub order_id: String,
+    pub at: Instant,
+    pub status: Option<String>,
+}
+
+/// Opens `GET /orders/{id}?wait=30` for each order; `answered` counts those that came back.
+pub fn open_long_polls(
+    api: &Api,
+    order_ids: Vec<String>,
+    answered: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Woken>> {
+    order_ids
+        .into_iter()
+        .map(|order_id| {
+            let (api, answered) = (api.clone(), answered.clone());
+            tokio::spawn(async move {
+                let answer = api.long_poll(&order_id).await;
+                let at = Instant::now();
+                answered.fetch_add(1, Ordering::Relaxed);
+                let status = match answer {
+                    Ok(Ok(order)) => order["status"].as_str().map(str::to_string),
+                    _ => None,
+                };
+                Woken {
+                    order_id,
+                    at,
+                    status,
+                }
+            })
+        })
+        .collect()
+}
+
+pub struct PacedLatencies {
+    pub webhook: Latency,
+    pub long_poll: Latency,
+    pub notify: Latency,
+    pub failures: BTreeMap<String, usize>,
+}
+
+/// Pays orders one every 50 ms while each is long-polled, and times from sending the
+/// notification to the long-poll's answer and to the webhook's arrival at the receiver.
+pub async fn paced_payments(
+    args: &Args,
+    api: &Api,
+    webhook_shop: &Merchant,
+    db: &tokio_postgres::Client,
+    devices: &HashMap<String, Device>,
+    receiver: &WebhookReceiver,
+) -> Result<PacedLatencies> {
+    let payables = payable_orders(
+        api,
+        webhook_shop,
+        db,
+        devices,
+        "paced",
+        args.latency_samples,
+    )
+    .await?;
+    let order_ids: Vec<String> = payables.iter().map(|p| p.order_id.clone()).collect();
+    let long_polls = open_long_polls(api, order_ids.clone(), Arc::new(AtomicUsize::new(0)));
+    // Every long-poll is waiting before the first payment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut sent_at = HashMap::new();
+    let mut notify_latencies = Vec::new();
+    let started = Instant::now();
+    for (i, payable) in payables.iter().enumerate() {
+        let paid = pay(api, payable).await;
+        if !paid.matched_as_expected() {
+            *failures.entry("notify not matched".into()).or_default() += 1;
+        }
+        sent_at.insert(payable.order_id.clone(), paid.sent);
+        notify_latencies.push(paid.latency);
+        tokio::time::sleep_until((started + Duration::from_millis(50 * (i as u64 + 1))).into())
+            .await;
+    }
+
+    let mut long_poll_latencies = Vec::new();
+    for long_poll in long_polls {
+        let woken = long_poll.await?;
+        match (woken.status.as_deref(), sent_at.get(&woken.order_id)) {
+            (Some("paid"), Some(sent)) => long_poll_latencies.push(woken.at.duration_since(*sent)),
+            _ => {
+                *failures
+                    .entry("long-poll did not answer paid".into())
+                    .or_default() += 1
+            }
+        }
+    }
+    let arrivals = receiver.wait_for(&order_ids, Duration::from_secs(30)).await;
+    let mut webhook_latencies = Vec::new();
+    for id in &order_ids {
+        match (arrivals.get(id), sent_at.get(id)) {
+            (Some(arrived), Some(sent)) => webhook_latencies.push(arrived.duration_since(*sent)),
+            _ => *failures.entry("no order.paid webhook".into()).or_default() += 1,
+        }
+    }
+    Ok(PacedLatencies {
+        webhook: Latency::of(webhook_latencies),
+        long_poll: Latency::of(long_poll_latencies),
+        notify: Latency::of(notify_latencies),
+        failures,
+    })
+}
+
+/// Holds `long_polls` long-polls open and samples the service's memory meanwhile, then pays all
+/// their orders at once and times the wake-ups.
+pub async fn memory_with_long_polls(
+    args: &Args,
+    api: &Api,
+    shop: &Merchant,
+    db: &tokio_postgres::Client,
+    devices: &HashMap<String, Device>,
+    service: &Service,
+    after_setup: Memory,
+) -> Result<MemoryReport> {
+    let payables = payable_orders(api, shop, db, devices, "held", args.long_polls).await?;
+    let order_ids: Vec<String> = payables.iter().map(|p| p.order_id.clone()).collect();
+
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (pid, sampling) = (service.pid, sampling.clone());
+        tokio::spawn(async move {
+            let mut highest = Memory::default();
+            while sampling.load(Ordering::Relaxed) {
+                let now = Memory::of(pid);
+                if now.rss_mb >= highest.rss_mb {
+                    highest = now;
+                }
+                highest.threads = highest.threads.max(now.threads);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            highest
+        })
+    };
+    let answered = Arc::new(AtomicUsize::new(0));
+    let long_polls = open_long_polls(api, order_ids, answered.clone());
+    // Enough for a thousand connections to be accepted and their first read done, and for
+    // the memory to settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sampling.store(false, Ordering::Relaxed);
+    let with_long_polls = sampler.await?;
+    let answered_early = answered.load(Ordering::Relaxed);
+
+    let paid = pay_all(api, payables, 32).await?;
+    let sent_at: HashMap<String, Instant> = paid
+        .iter()
+        .map(|p| (p.expected_order.clone(), p.sent))
+        .collect();
+    let mut wake_ups = Vec::new();
+    let mut answered_paid = 0;
+    for long_poll in long_polls {
+        let woken = long_poll.await?;
+        if woken.status.as_deref() == Some("paid") {
+            answered_paid += 1;
+            if let Some(sent) = sent_at.get(&woken.order_id) {
+                wake_ups.push(woken.at.saturating_duration_since(*sent));
+            }
+        }
+    }
+    Ok(MemoryReport {
+        after_setup,
+        with_long_polls,
+        long_polls: args.long_polls,
+        long_polls_answered_early: answered_early,
+        burst_wake_up: Latency::of(wake_ups),
+        long_polls_answered_paid: answered_paid,
+        at_end: service.memory(),
+    })
+}

@@ -1,0 +1,405 @@
+//! The report: what each run measured, the pgbench comparison, the targets of issue 7, and the
+//! printed table.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::measure::{Latency, ResourceUse};
+use crate::orders::{ONE_PAYEE, SPREAD};
+use crate::payments::PacedLatencies;
+use crate::service::Memory;
+use crate::{Args, MAX_OFFSET_STEPS};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub command: String,
+    pub started_at: String,
+    pub machine: MachineInfo,
+    pub create_order: Vec<CreateOrderRun>,
+    pub notify: Vec<NotifyRun>,
+    pub payment_to_webhook: Latency,
+    pub long_poll_wake_up: Latency,
+    /// The notify request's own latency in the paced webhook/long-poll run.
+    pub paced_notify: Latency,
+    pub paced_failures: BTreeMap<String, usize>,
+    pub memory: MemoryReport,
+    pub pgbench: Option<PgbenchFigures>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MachineInfo {
+    pub cores: usize,
+    /// `/proc/loadavg` when the run started: anything well above 0 means another load shared
+    /// the machine (see `other_cpu_cores` of each run).
+    pub load_average_at_start: String,
+    pub postgres: String,
+    pub service_settings: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateOrderRun {
+    pub case: &'static str,
+    pub concurrency: usize,
+    pub requests: usize,
+    pub created: usize,
+    pub errors: BTreeMap<String, usize>,
+    pub seconds: f64,
+    pub orders_per_second: f64,
+    pub latency: Latency,
+    /// Pairs of orders of one payee with overlapping reservations and the same payable amount,
+    /// over the whole orders table after the run; must be 0.
+    pub invariant_violations: i64,
+    pub resources: ResourceUse,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotifyRun {
+    pub case: String,
+    pub notifications: usize,
+    pub seconds: f64,
+    pub notifications_per_second: f64,
+    /// From the moment each notification was due (fixed rate) or sent (flat out) to its answer.
+    pub latency: Latency,
+    /// Answered `matched` with the order it was sent for.
+    pub matched_as_expected: usize,
+    pub errors: BTreeMap<String, usize>,
+    /// Checked in SQL: the orders paid, and the matched payments naming them (one each).
+    pub orders_paid: i64,
+    pub matched_payments: i64,
+    pub distinct_orders_matched: i64,
+    pub resources: ResourceUse,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryReport {
+    /// Right after start-up and set-up.
+    pub after_setup: Memory,
+    /// Highest RSS sampled while `long_polls` long-polls were open.
+    pub with_long_polls: Memory,
+    pub long_polls: usize,
+    /// Long-polls that had answered before the payments (should be 0).
+    pub long_polls_answered_early: usize,
+    /// Wake-up of all of them when their orders were paid at once.
+    pub burst_wake_up: Latency,
+    pub long_polls_answered_paid: usize,
+    /// At the end of the run (peak_rss_mb is the peak of the whole run).
+    pub at_end: Memory,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PgbenchFigures {
+    pub clients: Option<usize>,
+    pub tpcb_tps: Option<f64>,
+    pub allocation_one_payee_tps: Option<f64>,
+    pub allocation_16_payees_tps: Option<f64>,
+    /// Service one-payee create-order at the pgbench client count / its own SQL in pgbench.
+    pub one_payee_ratio: Option<f64>,
+    /// Service 16-payee create-order at the pgbench client count / TPC-B.
+    pub spread_vs_tpcb_ratio: Option<f64>,
+    /// Service 16-payee create-order / its own SQL over 16 payees in pgbench.
+    pub spread_ratio: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: &'static str,
+    pub target: &'static str,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+pub fn pgbench_figures(args: &Args, runs: &[CreateOrderRun]) -> Option<PgbenchFigures> {
+    if args.pgbench_tpcb_tps.is_none()
+        && args.pgbench_allocation_tps.is_none()
+        && args.pgbench_allocation_spread_tps.is_none()
+    {
+        return None;
+    }
+    let clients = args.pgbench_clients.unwrap_or(32);
+    let service_tps = |case: &str| {
+        runs.iter()
+            .find(|r| r.case == case && r.concurrency == clients)
+            .map(|r| r.orders_per_second)
+    };
+    let ratio = |service: Option<f64>, pgbench: Option<f64>| match (service, pgbench) {
+        (Some(s), Some(p)) if p > 0.0 => Some(s / p),
+        _ => None,
+    };
+    Some(PgbenchFigures {
+        clients: Some(clients),
+        tpcb_tps: args.pgbench_tpcb_tps,
+        allocation_one_payee_tps: args.pgbench_allocation_tps,
+        allocation_16_payees_tps: args.pgbench_allocation_spread_tps,
+        one_payee_ratio: ratio(service_tps(ONE_PAYEE), args.pgbench_allocation_tps),
+        spread_vs_tpcb_ratio: ratio(service_tps(SPREAD), args.pgbench_tpcb_tps),
+        spread_ratio: ratio(service_tps(SPREAD), args.pgbench_allocation_spread_tps),
+    })
+}
+
+pub fn targets(
+    create_order: &[CreateOrderRun],
+    notify: &[NotifyRun],
+    paced: &PacedLatencies,
+    memory: &MemoryReport,
+    pgbench: Option<&PgbenchFigures>,
+) -> Vec<Target> {
+    let ratio_target = |what, target, ratio: Option<f64>, floor: f64| Target {
+        what,
+        target,
+        measured: ratio.map_or("not measured (run bench/run.sh)".into(), |r| {
+            format!("{:.0} %", r * 100.0)
+        }),
+        met: ratio.map(|r| r >= floor),
+    };
+    let violations: i64 = create_order.iter().map(|r| r.invariant_violations).sum();
+    let fixed_rate = notify.first();
+    let every_payment_once = notify.iter().all(|n| {
+        n.matched_as_expected == n.notifications
+            && n.orders_paid as usize == n.notifications
+            && n.matched_payments == n.distinct_orders_matched
+            && n.matched_payments as usize == n.notifications
+    });
+    vec![
+        ratio_target(
+            "create-order, one payee, c=32 / its own SQL in pgbench",
+            ">= 75 %",
+            pgbench.and_then(|p| p.one_payee_ratio),
+            0.75,
+        ),
+        Target {
+            what: "invariant violations, all create-order runs",
+            target: "0",
+            measured: violations.to_string(),
+            met: Some(violations == 0),
+        },
+        ratio_target(
+            "create-order, 16 payees, c=32 / pgbench TPC-B",
+            ">= 50 %",
+            pgbench.and_then(|p| p.spread_vs_tpcb_ratio),
+            0.50,
+        ),
+        Target {
+            what: "notify p99 at the fixed rate",
+            target: "< 20 ms",
+            measured: fixed_rate.map_or("-".into(), |n| {
+                format!("{:.1} ms ({})", n.latency.p99_ms, n.case)
+            }),
+            met: fixed_rate.map(|n| n.latency.p99_ms < 20.0),
+        },
+        Target {
+            what: "every payment matched exactly once",
+            target: "all",
+            measured: notify
+                .iter()
+                .map(|n| format!("{}/{}", n.matched_as_expected, n.notifications))
+                .collect::<Vec<_>>()
+                .join(", "),
+            met: Some(every_payment_once),
+        },
+        Target {
+            what: "payment-to-webhook median",
+            target: "< 100 ms",
+            measured: format!("{:.1} ms", paced.webhook.p50_ms),
+            met: Some(paced.webhook.samples > 0 && paced.webhook.p50_ms < 100.0),
+        },
+        Target {
+            what: "long-poll wake-up median",
+            target: "< 50 ms",
+            measured: format!("{:.1} ms", paced.long_poll.p50_ms),
+            met: Some(paced.long_poll.samples > 0 && paced.long_poll.p50_ms < 50.0),
+        },
+        Target {
+            what: "service RSS with 1,000 open long-polls",
+            target: "< 60 MB",
+            measured: format!(
+                "{:.1} MB ({} long-polls, {} threads)",
+                memory.with_long_polls.rss_mb, memory.long_polls, memory.with_long_polls.threads
+            ),
+            met: Some(memory.long_polls >= 1000 && memory.with_long_polls.rss_mb < 60.0),
+        },
+    ]
+}
+
+pub fn print_report(report: &Report) {
+    println!();
+    println!("solopay-bench  {}", report.started_at);
+    println!(
+        "machine: {} cores, load average at start {}; PostgreSQL {}",
+        report.machine.cores, report.machine.load_average_at_start, report.machine.postgres
+    );
+    println!(
+        "service: SOLOPAY_MAX_OFFSET_STEPS={MAX_OFFSET_STEPS}, pool 16 and workers = cores (defaults)"
+    );
+    println!("command: {}", report.command);
+
+    println!("\ncreate-order (closed loop: each client sends its next request when answered)");
+    println!(
+        "{:<24} {:>4} {:>8} {:>8} {:>9} {:>8} {:>8} {:>5}  {:<19} {:>12}  errors",
+        "case",
+        "c",
+        "requests",
+        "created",
+        "orders/s",
+        "p50 ms",
+        "p99 ms",
+        "viol",
+        "CPU svc/pg/gen/oth",
+        "db act/lock"
+    );
+    for run in &report.create_order {
+        println!(
+            "{:<24} {:>4} {:>8} {:>8} {:>9.1} {:>8.1} {:>8.1} {:>5}  {:<19} {:>5.1}/{:<6.1}  {}",
+            run.case,
+            run.concurrency,
+            run.requests,
+            run.created,
+            run.orders_per_second,
+            run.latency.p50_ms,
+            run.latency.p99_ms,
+            run.invariant_violations,
+            cpu_split(&run.resources),
+            run.resources.db_sessions_active,
+            run.resources.db_sessions_waiting_for_lock,
+            errors_text(&run.errors),
+        );
+    }
+
+    println!("\nnotify (each pays a distinct pending order over 16 payees)");
+    println!(
+        "{:<28} {:>6} {:>9} {:>8} {:>8} {:>20}  {:<19}  errors",
+        "case", "sent", "notify/s", "p50 ms", "p99 ms", "matched once", "CPU svc/pg/gen/oth"
+    );
+    for run in &report.notify {
+        println!(
+            "{:<28} {:>6} {:>9.1} {:>8.1} {:>8.1} {:>20}  {:<19}  {}",
+            run.case,
+            run.notifications,
+            run.notifications_per_second,
+            run.latency.p50_ms,
+            run.latency.p99_ms,
+            format!(
+                "{}/{} (sql {})",
+                run.matched_as_expected, run.notifications, run.distinct_orders_matched
+            ),
+            cpu_split(&run.resources),
+            errors_text(&run.errors),
+        );
+    }
+
+    println!("\nlatency (from sending the payment notification; one payment every 50 ms)");
+    println!(
+        "{:<28} {:>7} {:>8} {:>8} {:>8}",
+        "", "samples", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, latency) in [
+        ("payment -> webhook", &report.payment_to_webhook),
+        ("payment -> long-poll answer", &report.long_poll_wake_up),
+        ("notify request itself", &report.paced_notify),
+    ] {
+        println!(
+            "{:<28} {:>7} {:>8.1} {:>8.1} {:>8.1}",
+            name, latency.samples, latency.p50_ms, latency.p99_ms, latency.max_ms
+        );
+    }
+    if !report.paced_failures.is_empty() {
+        println!("failures: {}", errors_text(&report.paced_failures));
+    }
+
+    let m = &report.memory;
+    println!("\nservice memory");
+    println!(
+        "after set-up: RSS {:.1} MB, {} threads",
+        m.after_setup.rss_mb, m.after_setup.threads
+    );
+    println!(
+        "with {} open long-polls: RSS {:.1} MB, {} threads ({} answered early)",
+        m.long_polls,
+        m.with_long_polls.rss_mb,
+        m.with_long_polls.threads,
+        m.long_polls_answered_early
+    );
+    println!(
+        "all {} paid at once: {} answered paid, wake-up p50 {:.1} ms, p99 {:.1} ms",
+        m.long_polls, m.long_polls_answered_paid, m.burst_wake_up.p50_ms, m.burst_wake_up.p99_ms
+    );
+    println!(
+        "at the end: RSS {:.1} MB; peak RSS of the whole run (VmHWM) {:.1} MB",
+        m.at_end.rss_mb, m.at_end.peak_rss_mb
+    );
+
+    if let Some(p) = &report.pgbench {
+        let clients = p.clients.unwrap_or(32);
+        let service = |case: &str| {
+            report
+                .create_order
+                .iter()
+                .find(|r| r.case == case && r.concurrency == clients)
+                .map(|r| r.orders_per_second)
+        };
+        let tps = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));
+        println!("\nside by side, c={clients}, same machine, same run (tps)");
+        println!(
+            "{:<34} {:>10} {:>26} {:>10} {:>8}",
+            "", "pgbench", "", "service", "ratio"
+        );
+        println!(
+            "{:<34} {:>10} {:>26} {:>10} {:>8}",
+            "one payee, same amount",
+            tps(p.allocation_one_payee_tps),
+            "(its own allocation SQL)",
+            tps(service(ONE_PAYEE)),
+            pct(p.one_payee_ratio)
+        );
+        println!(
+            "{:<34} {:>10} {:>26} {:>10} {:>8}",
+            "16 payees, many amounts vs TPC-B",
+            tps(p.tpcb_tps),
+            "(TPC-B)",
+            tps(service(SPREAD)),
+            pct(p.spread_vs_tpcb_ratio)
+        );
+        println!(
+            "{:<34} {:>10} {:>26} {:>10} {:>8}",
+            "16 payees, many amounts",
+            tps(p.allocation_16_payees_tps),
+            "(its own allocation SQL)",
+            tps(service(SPREAD)),
+            pct(p.spread_ratio)
+        );
+    }
+
+    println!("\ntargets (issue 7)");
+    for target in &report.targets {
+        let verdict = match target.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "-",
+        };
+        println!(
+            "{:<7} {:<55} {:<9} {}",
+            verdict, target.what, target.target, target.measured
+        );
+    }
+}
+
+/// "service/postgres/load generator/other" CPU in cores.
+pub fn cpu_split(r: &ResourceUse) -> String {
+    format!(
+        "{:.2}/{:.2}/{:.2}/{:.2}",
+        r.service_cpu_cores, r.postgres_cpu_cores, r.load_generator_cpu_cores, r.other_cpu_cores
+    )
+}
+
+pub fn errors_text(errors: &BTreeMap<String, usize>) -> String {
+    if errors.is_empty() {
+        return "-".into();
+    }
+    errors
+        .iter()
+        .map(|(error, count)| format!("{count}x {error}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

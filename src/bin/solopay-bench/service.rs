@@ -1,0 +1,165 @@
+//! The service under test: a `solopay serve` process on a database of its own, its memory as
+//! the kernel reports it, and dropping the database afterwards.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+use crate::client::http_client;
+use crate::{Args, MAX_OFFSET_STEPS, Result};
+
+/// A `solopay serve` process on its own database and port; killed if dropped while running.
+pub struct Service {
+    pub child: Option<Child>,
+    pub pid: u32,
+    pub base_url: String,
+    pub admin_token: String,
+    pub database: String,
+    pub database_url: String,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn start(args: &Args, database: &str) -> Result<Service> {
+        let binary = match &args.solopay {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("solopay"),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(database);
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("service.log");
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let database_url = format!("{}/{database}", args.database_server.trim_end_matches('/'));
+        let child = Command::new(&binary)
+            .arg("serve")
+            .current_dir(&dir)
+            .env("DATABASE_URL", &database_url)
+            .env("SOLOPAY_BIND", format!("127.0.0.1:{port}"))
+            .env("SOLOPAY_ADMIN_TOKEN", &admin_token)
+            .env("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "true")
+            .env("SOLOPAY_MAX_OFFSET_STEPS", MAX_OFFSET_STEPS.to_string())
+            .env("SOLOPAY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        Ok(Service {
+            pid: child.id(),
+            child: Some(child),
+            base_url: format!("http://127.0.0.1:{port}"),
+            admin_token,
+            database: database.to_string(),
+            database_url,
+            log,
+        })
+    }
+
+    pub async fn wait_until_ready(&mut self) -> Result<()> {
+        let http = http_client()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(format!(
+                    "the service exited at start ({status}); see {}",
+                    self.log.display()
+                )
+                .into());
+            }
+            let ready = http
+                .get(format!("{}/readyz", self.base_url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("the service did not become ready within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.pid)
+    }
+
+    /// SIGTERM, as an operator would stop it; SIGKILL if it has not exited after 20 s.
+    pub async fn stop(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                return Err("the service did not stop within 20 s of SIGTERM".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub async fn drop_database(server: &str, database: &str) -> Result<()> {
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{}/postgres", server.trim_end_matches('/')), NoTls)
+            .await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// A process's memory and thread count, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Memory {
+    pub rss_mb: f64,
+    /// The peak RSS of the process's whole life so far.
+    pub peak_rss_mb: f64,
+    pub threads: u32,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Memory {
+            rss_mb: field("VmRSS:") / 1024.0,
+            peak_rss_mb: field("VmHWM:") / 1024.0,
+            threads: field("Threads:") as u32,
+        }
+    }
+}

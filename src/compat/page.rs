@@ -1,0 +1,175 @@
+//! The payment page the old protocols send payers to (`/pay/{id}`): the QR code, the exact amount
+//! to pay, a countdown, and a long-poll of the order that sends the payer back to the shop once
+//! paid (`/pay/{id}/return`). Small and self-contained: the QR code is drawn on the server as
+//! inline SVG; no script, style or font is fetched from anywhere.
+
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::{HttpResponse, get, web};
+
+use crate::api::AppState;
+use crate::core::compat::return_location;
+use crate::core::orders as order_rules;
+use crate::db::merchants as merchant_rows;
+use crate::db::orders::Order;
+use crate::domain::OrderStatus;
+use crate::error::{ApiError, Problem};
+use crate::money::Amount;
+
+/// Text made safe to place in HTML (element content and quoted attributes).
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The QR code of `text` as an SVG element.
+fn qr_svg(text: &str) -> String {
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(240, 240)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;\
+background:#f4f5f7;margin:0;display:flex;justify-content:center}main{background:#fff;margin:24px 12px;\
+padding:24px;border-radius:12px;max-width:360px;width:100%;text-align:center;box-shadow:0 1px 4px #0002}\
+h1{font-size:18px;margin:0 0 8px}.amount{font-size:40px;margin:8px 0;color:#111}.hint{color:#b45309;\
+font-size:14px}.qr svg{width:240px;height:240px}.status{font-size:15px;color:#555}.done{color:#15803d}\
+.gone{color:#b91c1c}";
+
+/// A page with a title and a message (errors of the browser-facing protocols).
+pub fn message_page(title: &str, message: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head><body><main><h1>{title}</h1>\
+         <p class=\"status gone\">{message}</p></main></body></html>",
+        title = escape(title),
+        message = escape(message),
+    )
+}
+
+fn payment_page(order: &Order) -> String {
+    let amount = Amount::from_stored(order.payable_amount).to_string();
+    let title = order.subject.as_deref().unwrap_or("订单支付");
+    let channel = match order.channel {
+        crate::domain::Channel::Wechat => "微信",
+        crate::domain::Channel::Alipay => "支付宝",
+    };
+    let hint = if order.qr_fixed_amount {
+        format!("请用{channel}扫码支付")
+    } else {
+        format!(
+            "请用{channel}扫码，并输入 <strong>{amount}</strong> 元。金额必须完全一致，否则无法自动到账。"
+        )
+    };
+    let (status_class, status_text) = match order.status {
+        OrderStatus::Pending => ("status", "等待支付…"),
+        OrderStatus::Paid => ("status done", "支付成功"),
+        OrderStatus::Expired | OrderStatus::Closed => ("status gone", "订单已过期"),
+    };
+    format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>支付 ¥{amount}</title><style>{STYLE}</style></head><body><main>\
+         <h1>{title}</h1><p class=\"amount\">¥{amount}</p><p class=\"hint\">{hint}</p>\
+         <div class=\"qr\">{qr}</div><p id=\"status\" class=\"{status_class}\">{status_text}</p>\
+         <p id=\"countdown\" class=\"status\"></p></main><script>\
+         const id={id},expires=Date.parse({expires}),st=document.getElementById('status'),\
+         cd=document.getElementById('countdown');let over=false;\
+         function show(c,t){{st.className='status '+c;st.textContent=t;over=true;cd.textContent='';}}\
+         function tick(){{if(over)return;const s=Math.max(0,Math.round((expires-Date.now())/1000));\
+         cd.textContent='剩余 '+Math.floor(s/60)+' 分 '+(s%60)+' 秒';if(s>0)setTimeout(tick,1000);}}\
+         async function poll(){{while(!over){{try{{const r=await fetch('/orders/'+id+'?wait=25',\
+         {{cache:'no-store'}});const o=await r.json();if(o.status==='paid'){{show('done','支付成功，正在返回商户…');\
+         setTimeout(()=>location.href='/pay/'+id+'/return',800);return;}}if(o.status!=='pending'){{\
+         show('gone','订单已过期，请返回商户重新下单');return;}}}}catch(e){{await new Promise(r=>setTimeout(r,2000));}}}}}}\
+         if({pending}){{tick();poll();}}</script></body></html>",
+        title = escape(title),
+        hint = hint,
+        qr = qr_svg(&order.qr_code),
+        id = serde_json::Value::String(order.id.clone()),
+        expires = serde_json::Value::String(order.expires_at.to_rfc3339()),
+        pending = order.status == OrderStatus::Pending,
+    )
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// The payment page of an order (public: the order id is unguessable).
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = String, Path, description = "The order id (`ord_…`)")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/pay/{id}")]
+pub async fn pay_page(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let order = state
+        .db
+        .run(move |conn| {
+            order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))
+        })
+        .await?;
+    Ok(html(payment_page(&order)))
+}
+
+/// Back to the shop once paid: the order's return URL, with the old protocols' signed fields.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = String, Path, description = "The order id (`ord_…`)")),
+    responses(
+        (status = 302, description = "To the shop's return URL"),
+        (status = 200, description = "A page saying the order is paid (no return URL) or not yet", content_type = "text/html"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/pay/{id}/return")]
+pub async fn pay_return(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let (order, location) = state
+        .db
+        .run(move |conn| {
+            let order =
+                order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            let merchant = merchant_rows::find(conn, &order.merchant_id)?
+                .ok_or_else(|| ApiError::internal("the order's merchant is gone"))?;
+            let location = return_location(&order, &merchant);
+            Ok((order, location))
+        })
+        .await?;
+    Ok(match (order.status, location) {
+        (OrderStatus::Paid, Some(location)) => HttpResponse::Found()
+            .insert_header((LOCATION, location))
+            .finish(),
+        (OrderStatus::Paid, None) => html(message_page("支付成功", "订单已支付，可以关闭此页面。")),
+        _ => html(payment_page(&order)),
+    })
+}

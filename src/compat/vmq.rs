@@ -1,0 +1,498 @@
+//! V免签: the listener app's `/appHeart` and `/appPush`, and the merchant API (`/createOrder`,
+//! `/getOrder`, `/checkOrder`, `/closeOrder`, `/getState`), at the service root, GET or POST,
+//! answering `{code, msg, data}` (code 1 success, -1 failure). Signs are lowercase hex MD5 of the
+//! fields concatenated as sent, then the key: a device's secret for the app, the md5 key of the
+//! merchant `SOLOPAY_VMQ_MERCHANT` names for the merchant API.
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, route, web};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use crate::api::AppState;
+use crate::api::devices::receive;
+use crate::compat::{Fields, public_base, read_fields, require};
+use crate::config::Protocol;
+use crate::core::compat::{
+    channel_of_vmq_type, parse_vmq_price, return_location, unix_or_zero, vmq_state, vmq_type,
+};
+use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
+use crate::core::notifications::{Credentials, Notification, check_notification_fields};
+use crate::core::orders::{self as order_rules, Creation, OrderRequest};
+use crate::core::signing::verify_md5_sign;
+use crate::db::merchants::{self as merchant_rows, Merchant};
+use crate::db::orders::Order;
+use crate::db::{devices as device_rows, payments as payment_rows};
+use crate::domain::{OrderProtocol, OrderStatus, PaymentResult};
+use crate::error::{ApiError, Problem};
+use crate::money::Amount;
+
+/// Every V免签 answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VmqAnswer {
+    /// 1 success, -1 failure.
+    pub code: i8,
+    pub msg: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
+}
+
+fn reply(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
+    HttpResponse::Ok().json(VmqAnswer {
+        code,
+        msg: msg.to_string(),
+        data,
+    })
+}
+
+/// A failure in V免签's words where it has words for it.
+fn failure(error: &ApiError) -> HttpResponse {
+    let msg = match error {
+        ApiError::Unauthorized(_) => "签名错误".to_string(),
+        ApiError::NoPayeeAvailable => "监控端状态异常，请检查".to_string(),
+        ApiError::AmountsExhausted => "订单超出负荷，请稍后重试".to_string(),
+        ApiError::IdempotencyConflict(_) => "商户订单号已存在".to_string(),
+        ApiError::NotFound(_) => "云端订单编号不存在".to_string(),
+        other => other.to_string(),
+    };
+    reply(-1, &msg, None)
+}
+
+fn json(value: &impl Serialize) -> Option<Box<RawValue>> {
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+}
+
+/// An amount as a JSON number written exactly (`10.02`).
+fn number(amount: Amount) -> Box<RawValue> {
+    RawValue::from_string(amount.to_string())
+        .unwrap_or_else(|_| unreachable!("an amount prints as a JSON number"))
+}
+
+/// An order as V免签 answers it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VmqOrder {
+    pay_id: String,
+    order_id: String,
+    pay_type: u8,
+    price: Box<RawValue>,
+    /// What the payer must send.
+    really_price: Box<RawValue>,
+    /// The QR code's text.
+    pay_url: String,
+    /// 0 when `payUrl` already carries the amount, 1 when the payer types it.
+    is_auto: u8,
+    /// 0 unpaid, 1 paid, -1 expired or closed.
+    state: i8,
+    /// Minutes from creation to expiry.
+    time_out: i64,
+    /// Creation, seconds since the epoch.
+    date: i64,
+}
+
+fn vmq_order(order: &Order) -> VmqOrder {
+    VmqOrder {
+        pay_id: order.merchant_order_id.clone(),
+        order_id: order.id.clone(),
+        pay_type: vmq_type(order.channel),
+        price: number(Amount::from_stored(order.amount)),
+        really_price: number(Amount::from_stored(order.payable_amount)),
+        pay_url: order.qr_code.clone(),
+        is_auto: u8::from(!order.qr_fixed_amount),
+        state: vmq_state(order),
+        time_out: (order.expires_at - order.created_at).num_minutes(),
+        date: order.created_at.timestamp(),
+    }
+}
+
+/// The merchant the V免签 merchant endpoints act for.
+fn vmq_merchant(conn: &mut diesel::PgConnection, id: Option<&str>) -> Result<Merchant, ApiError> {
+    let id = id.ok_or_else(|| {
+        ApiError::InvalidRequest(
+            "V免签's merchant endpoints are not configured: set SOLOPAY_VMQ_MERCHANT".into(),
+        )
+    })?;
+    merchant_rows::find(conn, id)?
+        .filter(|m| m.enabled)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("SOLOPAY_VMQ_MERCHANT names no enabled merchant".into())
+        })
+}
+
+fn check_sign(message: &str, key: &str, fields: &Fields) -> Result<(), ApiError> {
+    if verify_md5_sign(message, key, fields.text("sign")) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("bad sign".into()))
+    }
+}
+
+/// The listener app's credentials: `sign = md5(message + device secret)` with `t` in ms.
+fn app_credentials(state: &AppState, message: String, fields: &Fields) -> Credentials {
+    Credentials::Md5 {
+        message,
+        timestamp_ms: fields.get("t").map(str::to_string),
+        sign: fields.get("sign").map(str::to_string),
+        window: state.settings.compat_window,
+    }
+}
+
+/// The V免签 app's heartbeat: `t` (ms) and `sign = md5(t + key)`.
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(("t" = String, Query, description = "Client time (ms)"), ("sign" = String, Query, description = "md5(t + device secret)")),
+    responses(
+        (status = 200, description = "`{code: 1}`, or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/appHeart", method = "GET", method = "POST")]
+pub async fn app_heart(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    let credentials = app_credentials(&state, fields.text("t").to_string(), &fields);
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let device = authenticate(conn, &credentials, &fields.raw)?;
+            record_heartbeat(conn, &device.id, &Heartbeat::default())
+        })
+        .await;
+    Ok(match outcome {
+        Ok(_) => reply(1, "成功", None),
+        Err(error) => failure(&error),
+    })
+}
+
+/// The V免签 app's payment push: `t` (ms), `type` (1 WeChat, 2 Alipay), `price` and
+/// `sign = md5(type + price + t + key)`. A repeat (same `t` and `sign`, with or without
+/// `force_push=true`) credits once; a `t` outside `SOLOPAY_COMPAT_WINDOW_SECS` is refused.
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(
+        ("t" = String, Query, description = "Client time (ms)"),
+        ("type" = String, Query, description = "1 WeChat, 2 Alipay"),
+        ("price" = String, Query, description = "The amount received, as the app prints it (`1.0`)"),
+        ("sign" = String, Query, description = "md5(type + price + t + device secret)"),
+    ),
+    responses(
+        (status = 200, description = "`{code: 1}` once recorded (matched or kept), or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/appPush", method = "GET", method = "POST")]
+pub async fn app_push(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    let (t, kind, price) = (
+        fields.text("t").to_string(),
+        fields.text("type").to_string(),
+        fields.text("price").to_string(),
+    );
+    let credentials = app_credentials(&state, format!("{kind}{price}{t}"), &fields);
+    let raw = web::Bytes::from(fields.raw.clone());
+    let read = move |_: &[u8]| {
+        let channel = channel_of_vmq_type(&kind)
+            .ok_or_else(|| ApiError::InvalidRequest("type must be 1 or 2".into()))?;
+        let amount = parse_vmq_price(&price, Amount::storage_limit())?;
+        // The same push again (the app retries with the same t and sign) is the same payment.
+        let notification_id = format!("vmq_{t}_{kind}_{price}");
+        check_notification_fields(
+            &notification_id,
+            [("type", None), ("price", None), ("t", None)],
+        )?;
+        Ok(Notification {
+            notification_id,
+            channel: Some(channel),
+            amount: Some(amount),
+            package: None,
+            title: None,
+            text: None,
+            reported_at: t
+                .parse()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis),
+            listener_vouches: true,
+        })
+    };
+    let answered = receive(&state, &req, "vmq", credentials, raw, read).await;
+    Ok(match answered {
+        Ok(_) => reply(1, "成功", None),
+        Err(error) => failure(&error),
+    })
+}
+
+fn vmq_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderRequest, ApiError> {
+    let pay_id = fields.text("payId");
+    if !(1..=64).contains(&pay_id.chars().count()) || pay_id.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(
+            "payId must be 1 to 64 printable characters".into(),
+        ));
+    }
+    let param = fields.text("param");
+    if param.chars().count() > 1024 || param.contains('\0') {
+        return Err(ApiError::InvalidRequest(
+            "param must be at most 1024 characters".into(),
+        ));
+    }
+    let channel = channel_of_vmq_type(fields.text("type"))
+        .ok_or_else(|| ApiError::InvalidRequest("type must be 1 (WeChat) or 2 (Alipay)".into()))?;
+    let amount = parse_vmq_price(fields.text("price"), max_amount)?;
+    Ok(OrderRequest {
+        merchant_order_id: pay_id.to_string(),
+        amount,
+        channel,
+        subject: None,
+        notify_url: fields.url("notifyUrl")?,
+        return_url: fields.url("returnUrl")?,
+        expires_in: None,
+        metadata: None,
+        protocol: OrderProtocol::Vmq,
+        compat: Some(serde_json::json!({ "param": param })),
+    })
+}
+
+/// Create an order: `payId`, `type`, `price`, optional `param`, `notifyUrl`, `returnUrl`,
+/// `isHtml`, and `sign = md5(payId + param + type + price + key)`. `reallyPrice` is what the payer
+/// must send; with `isHtml=1` the answer redirects to solopay's payment page. A reused `payId` is
+/// refused.
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(
+        ("payId" = String, Query), ("type" = String, Query), ("price" = String, Query),
+        ("param" = Option<String>, Query), ("notifyUrl" = Option<String>, Query),
+        ("returnUrl" = Option<String>, Query), ("isHtml" = Option<String>, Query),
+        ("sign" = String, Query, description = "md5(payId + param + type + price + key)"),
+    ),
+    responses(
+        (status = 200, description = "`{code: 1, data: {payId, orderId, payType, price, reallyPrice, payUrl, isAuto, state, timeOut, date}}`, or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 302, description = "`isHtml=1`: to the payment page"),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/createOrder", method = "GET", method = "POST")]
+pub async fn create_order(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    let html = fields.text("isHtml") == "1";
+    let (merchant_id, rules, max) = (
+        state.settings.vmq_merchant.clone(),
+        state.rules.clone(),
+        state.settings.max_amount,
+    );
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
+            let message = format!(
+                "{}{}{}{}",
+                fields.text("payId"),
+                fields.text("param"),
+                fields.text("type"),
+                fields.text("price")
+            );
+            check_sign(&message, &merchant.md5_key, &fields)?;
+            let request = vmq_order_request(&fields, max)?;
+            match order_rules::create_order(conn, &merchant.id, &request, &rules)? {
+                Creation::Created(order) => Ok(order),
+                Creation::Repeated(_) => Err(ApiError::IdempotencyConflict(String::new())),
+            }
+        })
+        .await;
+    Ok(match outcome {
+        Ok(order) if html => HttpResponse::Found()
+            .insert_header((
+                LOCATION,
+                format!("{}/pay/{}", public_base(&state.settings, &req), order.id),
+            ))
+            .finish(),
+        Ok(order) => reply(1, "成功", json(&vmq_order(&order))),
+        Err(error) => failure(&error),
+    })
+}
+
+/// One of the V免签 merchant's orders by `orderId`.
+async fn merchant_order(state: &AppState, order_id: String) -> Result<(Order, Merchant), ApiError> {
+    let merchant_id = state.settings.vmq_merchant.clone();
+    state
+        .db
+        .run(move |conn| {
+            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
+            let order = order_rules::read_order(conn, &order_id)?
+                .filter(|o| o.merchant_id == merchant.id)
+                .ok_or_else(|| ApiError::not_found("order"))?;
+            Ok((order, merchant))
+        })
+        .await
+}
+
+/// An order by `orderId` (no sign: the id is unguessable).
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(("orderId" = String, Query)),
+    responses(
+        (status = 200, description = "`{code: 1, data: {…}}` as `/createOrder`, or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/getOrder", method = "GET", method = "POST")]
+pub async fn get_order(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    Ok(
+        match merchant_order(&state, fields.text("orderId").to_string()).await {
+            Ok((order, _)) => reply(1, "成功", json(&vmq_order(&order))),
+            Err(error) => failure(&error),
+        },
+    )
+}
+
+/// Whether an order is paid: `code 1` with the return URL carrying the callback fields, or
+/// `-1` with `订单未支付` / `订单已过期`.
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(("orderId" = String, Query)),
+    responses(
+        (status = 200, description = "`{code: 1, data: \"<return URL>\"}`, or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/checkOrder", method = "GET", method = "POST")]
+pub async fn check_order(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    Ok(
+        match merchant_order(&state, fields.text("orderId").to_string()).await {
+            Ok((order, merchant)) => match order.status {
+                OrderStatus::Paid => {
+                    let location = return_location(&order, &merchant).unwrap_or_default();
+                    reply(1, "成功", json(&location))
+                }
+                OrderStatus::Pending => reply(-1, "订单未支付", None),
+                OrderStatus::Expired | OrderStatus::Closed => reply(-1, "订单已过期", None),
+            },
+            Err(error) => failure(&error),
+        },
+    )
+}
+
+/// Close an unpaid order: `orderId` and `sign = md5(orderId + key)`.
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(("orderId" = String, Query), ("sign" = String, Query, description = "md5(orderId + key)")),
+    responses(
+        (status = 200, description = "`{code: 1}`, or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/closeOrder", method = "GET", method = "POST")]
+pub async fn close_order(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    let (merchant_id, grace) = (
+        state.settings.vmq_merchant.clone(),
+        state.rules.late_payment_grace,
+    );
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
+            let order_id = fields.text("orderId");
+            check_sign(order_id, &merchant.md5_key, &fields)?;
+            order_rules::close_order(conn, &merchant.id, order_id, grace)
+        })
+        .await;
+    Ok(match outcome {
+        Ok(_) => reply(1, "成功", None),
+        Err(error) => failure(&error),
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct ListenerState {
+    /// The last heartbeat of any listening device, seconds since the epoch (0: never).
+    lastheart: i64,
+    /// The last payment received, seconds since the epoch (0: never).
+    lastpay: i64,
+    /// 1 a listener is online, 0 none is, -1 none was ever seen.
+    state: i8,
+}
+
+/// Whether a listener is online: `t` and `sign = md5(t + key)`.
+#[utoipa::path(
+    tag = "compat: V免签",
+    params(("t" = String, Query), ("sign" = String, Query, description = "md5(t + key)")),
+    responses(
+        (status = 200, description = "`{code: 1, data: {lastheart, lastpay, state}}`, or `{code: -1, msg}`", body = VmqAnswer),
+        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[route("/getState", method = "GET", method = "POST")]
+pub async fn get_state(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let fields = read_fields(&req, payload).await?;
+    let (merchant_id, offline_after) = (
+        state.settings.vmq_merchant.clone(),
+        state.settings.device_offline_after,
+    );
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
+            check_sign(fields.text("t"), &merchant.md5_key, &fields)?;
+            let devices = device_rows::list_with_online(conn, offline_after)?;
+            let listening: Vec<_> = devices.into_iter().filter(|(d, _)| d.enabled).collect();
+            let lastpay = payment_rows::latest_received(conn, PaymentResult::Matched)?;
+            Ok(ListenerState {
+                lastheart: listening
+                    .iter()
+                    .map(|(d, _)| unix_or_zero(d.last_heartbeat_at))
+                    .max()
+                    .unwrap_or(0),
+                lastpay: unix_or_zero(lastpay),
+                state: if listening.iter().any(|(_, online)| *online) {
+                    1
+                } else if listening.iter().any(|(d, _)| d.last_seen_at.is_some()) {
+                    0
+                } else {
+                    -1
+                },
+            })
+        })
+        .await;
+    Ok(match outcome {
+        Ok(listener) => reply(1, "成功", json(&listener)),
+        Err(error) => failure(&error),
+    })
+}
