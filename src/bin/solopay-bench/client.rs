@@ -46,7 +46,7 @@ impl Api {
         format!("{}{path}", self.base_url)
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<Value> {
+    async fn admin(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<Value> {
         let response = self
             .http
             .request(method, self.url(path))
@@ -109,7 +109,7 @@ impl Api {
     }
 
     /// A listener request: `v1=` hex HMAC-SHA256(device secret, "<unix time>.<body>").
-    pub async fn signed_post(&self, path: &str, device: &Device, body: Vec<u8>) -> Result<Outcome> {
+    async fn signed_post(&self, path: &str, device: &Device, body: Vec<u8>) -> Result<Outcome> {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)?
             .as_secs()
@@ -142,9 +142,15 @@ impl Api {
     }
 
     /// A payment of `amount` as a WeChat listener reports it: the amount it read and the text.
-    pub async fn notify(&self, device: &Device, amount: &str) -> Result<Outcome> {
+    /// A retry of the same payment sends the same `notification_id`.
+    pub async fn notify(
+        &self,
+        device: &Device,
+        notification_id: &str,
+        amount: &str,
+    ) -> Result<Outcome> {
         let body = json!({
-            "notification_id": format!("n-{}", uuid::Uuid::new_v4().simple()),
+            "notification_id": notification_id,
             "channel": "wechat",
             "amount": amount,
             "package": "com.tencent.mm",

@@ -64,13 +64,21 @@ pub struct ResourceUse {
     pub db_sessions_idle: f64,
 }
 
+/// What autovacuum would have done between two runs: fresh statistics, and the dead row versions
+/// of the last run (every allocation updates its payee row) cleared. Besides, `ANALYZE`
+/// invalidates the plans the service's pooled sessions cached while the tables were nearly
+/// empty; without it those generic plans stay for the sessions' lives.
+pub async fn vacuum_analyze(db: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    db.batch_execute("VACUUM ANALYZE").await
+}
+
 /// Measures a run's `ResourceUse` from its start to `finish`.
 pub struct Probe {
-    pub service_pid: u32,
-    pub started: Instant,
-    pub cpu: CpuTicks,
-    pub stop: Arc<AtomicBool>,
-    pub sampler: tokio::task::JoinHandle<[f64; 4]>,
+    service_pid: u32,
+    started: Instant,
+    cpu: CpuTicks,
+    stop: Arc<AtomicBool>,
+    sampler: tokio::task::JoinHandle<[f64; 4]>,
 }
 
 impl Probe {
@@ -142,7 +150,7 @@ impl Probe {
 
 /// CPU clock ticks (user + system) so far, by process group, from `/proc`.
 #[derive(Debug, Default)]
-pub struct CpuTicks {
+struct CpuTicks {
     pub service: u64,
     /// By pid, so that a session that ends during a run does not count negative.
     pub postgres_by_pid: HashMap<u32, u64>,
@@ -182,7 +190,7 @@ impl CpuTicks {
     }
 
     /// The ticks spent between `earlier` and this.
-    pub fn since(&self, earlier: &CpuTicks) -> CpuTicks {
+    fn since(&self, earlier: &CpuTicks) -> CpuTicks {
         let postgres = self
             .postgres_by_pid
             .iter()
@@ -202,7 +210,7 @@ impl CpuTicks {
 }
 
 /// A process's command name and utime + stime in clock ticks, from `/proc/<pid>/stat`.
-pub fn process_cpu_ticks(pid: u32) -> Option<(String, u64)> {
+fn process_cpu_ticks(pid: u32) -> Option<(String, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces; the fields after it do not.
     let (head, rest) = stat.rsplit_once(')')?;
@@ -218,7 +226,7 @@ pub fn process_cpu_ticks(pid: u32) -> Option<(String, u64)> {
 }
 
 /// (busy, total) ticks of all cores, from `/proc/stat`.
-pub fn machine_cpu_ticks() -> (u64, u64) {
+fn machine_cpu_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
         .lines()
@@ -233,7 +241,7 @@ pub fn machine_cpu_ticks() -> (u64, u64) {
     (total.saturating_sub(idle), total)
 }
 
-pub fn clock_ticks_per_second() -> f64 {
+fn clock_ticks_per_second() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
         Command::new("getconf")

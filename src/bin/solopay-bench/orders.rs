@@ -95,7 +95,6 @@ pub fn random_price() -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
-
 pub const ONE_PAYEE: &str = "one payee, same amount";
 pub const SPREAD: &str = "16 payees, many amounts";
 
@@ -136,7 +135,7 @@ pub async fn retire(api: &Api, listeners: &Listeners, devices: &[Device]) -> Res
     Ok(())
 }
 
-pub const INVARIANT_VIOLATIONS: &str = "\
+const INVARIANT_VIOLATIONS: &str = "\
     SELECT count(*) FROM orders a JOIN orders b \
         ON a.payee_id = b.payee_id AND a.payable_amount = b.payable_amount AND a.id < b.id \
        AND tstzrange(a.created_at, a.reserved_until) && tstzrange(b.created_at, b.reserved_until)";

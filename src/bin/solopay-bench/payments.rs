@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::client::{Api, Device, Merchant, Outcome};
-use crate::measure::{Latency, Probe, ResourceUse};
+use crate::measure::{Latency, Probe, ResourceUse, vacuum_analyze};
 use crate::orders::{create_orders, random_price};
 use crate::report::{MemoryReport, NotifyRun};
 use crate::service::{Memory, Service};
@@ -19,14 +19,14 @@ use crate::{Args, Result};
 
 /// A pending order and the listener that will report its payment.
 #[derive(Debug, Clone)]
-pub struct Payable {
+struct Payable {
     pub order_id: String,
     pub amount: String,
     pub device: Device,
 }
 
 /// Creates `count` orders over the online WeChat payees and pairs each with its payee's device.
-pub async fn payable_orders(
+async fn payable_orders(
     api: &Api,
     merchant: &Merchant,
     db: &tokio_postgres::Client,
@@ -67,37 +67,66 @@ pub async fn payable_orders(
 }
 
 /// What one notification came to.
-pub struct Paid {
+struct Paid {
+    pub payable: Payable,
+    pub notification_id: String,
     pub sent: Instant,
     pub latency: Duration,
     pub answer: Outcome,
-    pub expected_order: String,
+    /// The first answer, when it was a refusal that a retry then replaced.
+    pub refused_first: Option<String>,
 }
 
 impl Paid {
     pub fn matched_as_expected(&self) -> bool {
         matches!(&self.answer, Ok(answer)
             if answer["result"] == "matched"
-                && answer["order_id"].as_str() == Some(self.expected_order.as_str()))
+                && answer["order_id"].as_str() == Some(self.payable.order_id.as_str()))
+    }
+
+    /// A refusal a listener app retries: the service was overloaded or unreachable.
+    fn retryable(&self) -> bool {
+        matches!(&self.answer, Err(problem)
+            if problem.starts_with("503") || problem.starts_with("transport"))
     }
 }
 
-pub async fn pay(api: &Api, payable: &Payable) -> Paid {
+async fn pay(api: &Api, payable: &Payable) -> Paid {
+    let notification_id = format!("n-{}", uuid::Uuid::new_v4().simple());
     let sent = Instant::now();
-    let answer = match api.notify(&payable.device, &payable.amount).await {
-        Ok(answer) => answer,
-        Err(error) => Err(format!("transport: {error}")),
-    };
+    let answer = notify(api, payable, &notification_id).await;
     Paid {
+        payable: payable.clone(),
+        notification_id,
         sent,
         latency: sent.elapsed(),
         answer,
-        expected_order: payable.order_id.clone(),
+        refused_first: None,
+    }
+}
+
+async fn notify(api: &Api, payable: &Payable, notification_id: &str) -> Outcome {
+    match api
+        .notify(&payable.device, notification_id, &payable.amount)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(error) => Err(format!("transport: {error}")),
+    }
+}
+
+/// Sends every refused notification again, one at a time and with the same notification id, as
+/// the listener app would; the latency stays that of the first attempt.
+async fn retry_refused(api: &Api, answers: &mut [Paid]) {
+    for paid in answers.iter_mut().filter(|p| p.retryable()) {
+        let answer = notify(api, &paid.payable, &paid.notification_id).await;
+        let first = std::mem::replace(&mut paid.answer, answer);
+        paid.refused_first = first.err();
     }
 }
 
 /// Pays every order, `concurrency` notifications in flight.
-pub async fn pay_all(api: &Api, payables: Vec<Payable>, concurrency: usize) -> Result<Vec<Paid>> {
+async fn pay_all(api: &Api, payables: Vec<Payable>, concurrency: usize) -> Result<Vec<Paid>> {
     let payables = Arc::new(payables);
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..concurrency.max(1))
@@ -122,6 +151,8 @@ pub async fn pay_all(api: &Api, payables: Vec<Payable>, concurrency: usize) -> R
     Ok(answers)
 }
 
+/// Notify at a fixed rate (open loop), then as fast as it goes (closed loop), each notification
+/// paying a distinct pending order over the listener payees.
 pub async fn notify_runs(
     args: &Args,
     api: &Api,
@@ -151,6 +182,7 @@ pub async fn notify_runs(
         "notify at {}/s for {} s ...",
         args.notify_rate, args.notify_secs
     );
+    vacuum_analyze(db).await?;
     let probe = Probe::start(service.pid, db, &service.database);
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.notify_rate));
     let started = Instant::now();
@@ -173,6 +205,7 @@ pub async fn notify_runs(
     }
     let elapsed = started.elapsed();
     let resources = probe.finish().await;
+    retry_refused(api, &mut answers).await;
     let case = format!("fixed rate {}/s", args.notify_rate);
     let fixed_run = notify_run(case, answers, elapsed, resources, db).await?;
 
@@ -180,17 +213,19 @@ pub async fn notify_runs(
         "notify as fast as it goes (c={}) ...",
         args.notify_concurrency
     );
+    vacuum_analyze(db).await?;
     let probe = Probe::start(service.pid, db, &service.database);
     let started = Instant::now();
-    let answers = pay_all(api, fast, args.notify_concurrency).await?;
+    let mut answers = pay_all(api, fast, args.notify_concurrency).await?;
     let elapsed = started.elapsed();
     let resources = probe.finish().await;
+    retry_refused(api, &mut answers).await;
     let case = format!("as fast as it goes, c={}", args.notify_concurrency);
     let fast_run = notify_run(case, answers, elapsed, resources, db).await?;
     Ok(vec![fixed_run, fast_run])
 }
 
-pub async fn notify_run(
+async fn notify_run(
     case: String,
     answers: Vec<Paid>,
     elapsed: Duration,
@@ -198,11 +233,15 @@ pub async fn notify_run(
     db: &tokio_postgres::Client,
 ) -> Result<NotifyRun> {
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused_first: BTreeMap<String, usize> = BTreeMap::new();
     let mut matched_as_expected = 0;
     let mut order_ids = Vec::with_capacity(answers.len());
     let mut latencies = Vec::with_capacity(answers.len());
     for paid in answers {
         latencies.push(paid.latency);
+        if let Some(refusal) = &paid.refused_first {
+            *refused_first.entry(refusal.clone()).or_default() += 1;
+        }
         if paid.matched_as_expected() {
             matched_as_expected += 1;
         } else {
@@ -212,7 +251,7 @@ pub async fn notify_run(
             };
             *errors.entry(error).or_default() += 1;
         }
-        order_ids.push(paid.expected_order);
+        order_ids.push(paid.payable.order_id);
     }
     let paid = db
         .query_one(
@@ -236,6 +275,7 @@ pub async fn notify_run(
         latency: Latency::of(latencies),
         matched_as_expected,
         errors,
+        refused_first,
         orders_paid: paid.get(0),
         matched_payments: payments.get(0),
         distinct_orders_matched: payments.get(1),
@@ -245,17 +285,17 @@ pub async fn notify_run(
 
 /// A merchant's webhook endpoint on 127.0.0.1 that notes when each order's `order.paid` arrived.
 pub struct WebhookReceiver {
-    pub port: u16,
-    pub arrivals: Arc<Arrivals>,
+    port: u16,
+    arrivals: Arc<Arrivals>,
 }
 
 #[derive(Default)]
-pub struct Arrivals {
+struct Arrivals {
     pub paid: Mutex<HashMap<String, Instant>>,
     pub arrived: Notify,
 }
 
-pub async fn receive_webhook(body: web::Bytes, arrivals: web::Data<Arc<Arrivals>>) -> HttpResponse {
+async fn receive_webhook(body: web::Bytes, arrivals: web::Data<Arc<Arrivals>>) -> HttpResponse {
     let at = Instant::now();
     if let Ok(event) = serde_json::from_slice::<Value>(&body)
         && event["type"] == "order.paid"
@@ -299,7 +339,7 @@ impl WebhookReceiver {
     }
 
     /// When each of these orders' `order.paid` arrived, waiting up to `timeout` for all.
-    pub async fn wait_for(&self, order_ids: &[String], timeout: Duration) -> HashMap<String, Instant> {
+    async fn wait_for(&self, order_ids: &[String], timeout: Duration) -> HashMap<String, Instant> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let arrived = self.arrivals.arrived.notified();
@@ -321,14 +361,14 @@ impl WebhookReceiver {
 }
 
 /// A long-poll's answer and when it came.
-pub struct Woken {
+struct Woken {
     pub order_id: String,
     pub at: Instant,
     pub status: Option<String>,
 }
 
 /// Opens `GET /orders/{id}?wait=30` for each order; `answered` counts those that came back.
-pub fn open_long_polls(
+fn open_long_polls(
     api: &Api,
     order_ids: Vec<String>,
     answered: Arc<AtomicUsize>,
@@ -382,6 +422,7 @@ pub async fn paced_payments(
     )
     .await?;
     let order_ids: Vec<String> = payables.iter().map(|p| p.order_id.clone()).collect();
+    vacuum_analyze(db).await?;
     let long_polls = open_long_polls(api, order_ids.clone(), Arc::new(AtomicUsize::new(0)));
     // Every long-poll is waiting before the first payment.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -464,6 +505,7 @@ pub async fn memory_with_long_polls(
     // Enough for a thousand connections to be accepted and their first read done, and for
     // the memory to settle.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let threads_by_name = service.threads_by_name();
     sampling.store(false, Ordering::Relaxed);
     let with_long_polls = sampler.await?;
     let answered_early = answered.load(Ordering::Relaxed);
@@ -471,7 +513,7 @@ pub async fn memory_with_long_polls(
     let paid = pay_all(api, payables, 32).await?;
     let sent_at: HashMap<String, Instant> = paid
         .iter()
-        .map(|p| (p.expected_order.clone(), p.sent))
+        .map(|p| (p.payable.order_id.clone(), p.sent))
         .collect();
     let mut wake_ups = Vec::new();
     let mut answered_paid = 0;
@@ -487,6 +529,7 @@ pub async fn memory_with_long_polls(
     Ok(MemoryReport {
         after_setup,
         with_long_polls,
+        threads_by_name,
         long_polls: args.long_polls,
         long_polls_answered_early: answered_early,
         burst_wake_up: Latency::of(wake_ups),

@@ -35,6 +35,10 @@ pub struct MachineInfo {
     /// the machine (see `other_cpu_cores` of each run).
     pub load_average_at_start: String,
     pub postgres: String,
+    /// The server's `autovacuum` setting.
+    pub autovacuum: String,
+    /// What the harness does in its place (and so that every run starts alike).
+    pub maintenance: &'static str,
     pub service_settings: BTreeMap<&'static str, String>,
 }
 
@@ -62,9 +66,13 @@ pub struct NotifyRun {
     pub notifications_per_second: f64,
     /// From the moment each notification was due (fixed rate) or sent (flat out) to its answer.
     pub latency: Latency,
-    /// Answered `matched` with the order it was sent for.
+    /// Answered `matched` with the order it was sent for (after retries of refusals).
     pub matched_as_expected: usize,
+    /// Final answers other than that.
     pub errors: BTreeMap<String, usize>,
+    /// First answers that refused the notification (503: overloaded), each then sent again
+    /// with the same notification id, as a listener app does.
+    pub refused_first: BTreeMap<String, usize>,
     /// Checked in SQL: the orders paid, and the matched payments naming them (one each).
     pub orders_paid: i64,
     pub matched_payments: i64,
@@ -78,6 +86,8 @@ pub struct MemoryReport {
     pub after_setup: Memory,
     /// Highest RSS sampled while `long_polls` long-polls were open.
     pub with_long_polls: Memory,
+    /// The service's threads by name at that moment.
+    pub threads_by_name: BTreeMap<String, u32>,
     pub long_polls: usize,
     /// Long-polls that had answered before the payments (should be 0).
     pub long_polls_answered_early: usize,
@@ -230,6 +240,10 @@ pub fn print_report(report: &Report) {
         report.machine.cores, report.machine.load_average_at_start, report.machine.postgres
     );
     println!(
+        "autovacuum {}; {}",
+        report.machine.autovacuum, report.machine.maintenance
+    );
+    println!(
         "service: SOLOPAY_MAX_OFFSET_STEPS={MAX_OFFSET_STEPS}, pool 16 and workers = cores (defaults)"
     );
     println!("command: {}", report.command);
@@ -268,22 +282,24 @@ pub fn print_report(report: &Report) {
 
     println!("\nnotify (each pays a distinct pending order over 16 payees)");
     println!(
-        "{:<28} {:>6} {:>9} {:>8} {:>8} {:>20}  {:<19}  errors",
+        "{:<28} {:>6} {:>9} {:>8} {:>8} {:>20}  {:<19}  refused first (then retried) / errors",
         "case", "sent", "notify/s", "p50 ms", "p99 ms", "matched once", "CPU svc/pg/gen/oth"
     );
     for run in &report.notify {
+        let matched = format!(
+            "{}/{} (sql {})",
+            run.matched_as_expected, run.notifications, run.distinct_orders_matched
+        );
         println!(
-            "{:<28} {:>6} {:>9.1} {:>8.1} {:>8.1} {:>20}  {:<19}  {}",
+            "{:<28} {:>6} {:>9.1} {:>8.1} {:>8.1} {:>20}  {:<19}  {} / {}",
             run.case,
             run.notifications,
             run.notifications_per_second,
             run.latency.p50_ms,
             run.latency.p99_ms,
-            format!(
-                "{}/{} (sql {})",
-                run.matched_as_expected, run.notifications, run.distinct_orders_matched
-            ),
+            matched,
             cpu_split(&run.resources),
+            errors_text(&run.refused_first),
             errors_text(&run.errors),
         );
     }
@@ -320,6 +336,12 @@ pub fn print_report(report: &Report) {
         m.with_long_polls.threads,
         m.long_polls_answered_early
     );
+    let threads: Vec<String> = m
+        .threads_by_name
+        .iter()
+        .map(|(name, count)| format!("{count} {name}"))
+        .collect();
+    println!("  threads by name: {}", threads.join(", "));
     println!(
         "all {} paid at once: {} answered paid, wake-up p50 {:.1} ms, p99 {:.1} ms",
         m.long_polls, m.long_polls_answered_paid, m.burst_wake_up.p50_ms, m.burst_wake_up.p99_ms
@@ -386,14 +408,14 @@ pub fn print_report(report: &Report) {
 }
 
 /// "service/postgres/load generator/other" CPU in cores.
-pub fn cpu_split(r: &ResourceUse) -> String {
+fn cpu_split(r: &ResourceUse) -> String {
     format!(
         "{:.2}/{:.2}/{:.2}/{:.2}",
         r.service_cpu_cores, r.postgres_cpu_cores, r.load_generator_cpu_cores, r.other_cpu_cores
     )
 }
 
-pub fn errors_text(errors: &BTreeMap<String, usize>) -> String {
+fn errors_text(errors: &BTreeMap<String, usize>) -> String {
     if errors.is_empty() {
         return "-".into();
     }

@@ -1,6 +1,7 @@
 //! The service under test: a `solopay serve` process on a database of its own, its memory as
 //! the kernel reports it, and dropping the database afterwards.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,15 +90,38 @@ impl Service {
         }
     }
 
+    /// How many threads of each name the process has (`/proc/<pid>/task/*/comm`).
+    pub fn threads_by_name(&self) -> BTreeMap<String, u32> {
+        let mut names = BTreeMap::new();
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid));
+        for task in tasks.into_iter().flatten().flatten() {
+            if let Ok(name) = std::fs::read_to_string(task.path().join("comm")) {
+                *names.entry(name.trim().to_string()).or_default() += 1;
+            }
+        }
+        names
+    }
+
     pub fn memory(&self) -> Memory {
         Memory::of(self.pid)
     }
 
     /// SIGTERM, as an operator would stop it; SIGKILL if it has not exited after 20 s.
+    /// An error naming how it ended if the service exited by itself (a crash shows as a
+    /// signal; the kernel log has the details).
     pub async fn stop(mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        if let Some(status) = child.try_wait()? {
+            return Err(format!(
+                "the service (pid {}) exited by itself during the run: {status}; see {} and the \
+                 kernel log (dmesg)",
+                self.pid,
+                self.log.display()
+            )
+            .into());
+        }
         Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()?;
