@@ -6,7 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
+use actix_web::ResponseError;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -39,6 +40,8 @@ pub enum AppError {
     Task(String),
     #[error("webhook delivery: {0}")]
     Webhooks(String),
+    #[error("secret key: {0}")]
+    SecretKey(String),
 }
 
 /// A built instance, listening but not yet serving.
@@ -79,6 +82,18 @@ impl Application {
         .await
         .map_err(|e| AppError::Task(e.to_string()))??;
         let db = Db::new(pool);
+        let key = match settings.secret_key {
+            Some(key) => key,
+            None => load_or_create_key(&settings.secret_key_file)?,
+        };
+        db::sealed::install_key(key).map_err(AppError::SecretKey)?;
+        let sealed = db
+            .run(|conn| Ok(db::sealed::seal_stored_plaintext(conn)?))
+            .await
+            .map_err(|e| AppError::SecretKey(e.to_string()))?;
+        if sealed > 0 {
+            tracing::info!(rows = sealed, "sealed secrets that were stored in plain");
+        }
         if let Ok(Err(language)) = db.run(|conn| Ok(db::messages_are_english(conn)?)).await {
             tracing::warn!(
                 lc_messages = %language,
@@ -144,18 +159,24 @@ impl Application {
             settings: settings.clone(),
             watch: order_watch,
             metrics,
+            limiter: crate::api::limits::RateLimiter::new(
+                settings.rate_limit,
+                settings.rate_limit_burst,
+            ),
             shutdown: shutdown_rx,
         });
         let server = HttpServer::new(move || {
-            let (app, openapi) = App::new()
+            let (app, mut openapi) = App::new()
                 .app_data(state.clone())
                 .app_data(api::query_config())
                 .app_data(api::path_config())
+                .wrap(from_fn(limit_requests))
                 .wrap(from_fn(log_request))
                 .into_utoipa_app()
                 .openapi(api::base_openapi())
                 .configure(api::configure)
                 .split_for_parts();
+            api::document_common_responses(&mut openapi);
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route("/docs", web::get().to(redirect_to_docs))
                 .default_service(web::to(not_found))
@@ -201,6 +222,54 @@ impl Application {
     }
 }
 
+/// The sealing key from its file, or a new one written there (mode 0600) at first start.
+fn load_or_create_key(file: &std::path::Path) -> Result<[u8; 32], AppError> {
+    use base64::Engine;
+    let shown = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    match std::fs::read_to_string(file) {
+        Ok(text) => crate::config::parse_key(&text).ok_or_else(|| {
+            AppError::SecretKey(format!("{} does not hold a 32-byte key", shown.display()))
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            rand::fill(&mut key[..]);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let written = options.open(file).and_then(|mut out| {
+                use std::io::Write;
+                writeln!(
+                    out,
+                    "{}",
+                    base64::engine::general_purpose::STANDARD.encode(key)
+                )?;
+                out.sync_all()
+            });
+            match written {
+                Ok(()) => {
+                    tracing::warn!(
+                        file = %shown.display(),
+                        "generated the key that seals stored secrets and wrote it to this file: \
+                         back it up, and give every instance the same (SOLOPAY_SECRET_KEY)"
+                    );
+                    Ok(key)
+                }
+                // Another instance created it at the same moment: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(file),
+                Err(e) => Err(AppError::SecretKey(format!(
+                    "cannot write {}: {e} (set SOLOPAY_SECRET_KEY or SOLOPAY_SECRET_KEY_FILE)",
+                    shown.display()
+                ))),
+            }
+        }
+        Err(error) => Err(AppError::SecretKey(format!("{}: {error}", shown.display()))),
+    }
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -220,6 +289,36 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Refuses a limited request over its address's rate with `429 rate_limited`.
+async fn limit_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let refused = match req.app_data::<web::Data<AppState>>() {
+        Some(state) if crate::api::limits::is_limited(req.method(), req.path()) => {
+            let address = if state.settings.trust_forwarded_for {
+                req.connection_info()
+                    .realip_remote_addr()
+                    .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            } else {
+                req.peer_addr().map(|a| a.ip())
+            };
+            match (&state.limiter, address) {
+                (Some(limiter), Some(ip)) => limiter.check(ip, Instant::now()).err(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match refused {
+        Some(wait) => {
+            let response = ApiError::RateLimited(wait).error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+        None => Ok(next.call(req).await?.map_into_left_body()),
     }
 }
 

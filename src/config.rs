@@ -23,6 +23,10 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Where `serve` writes a generated operator token on first start.
     pub admin_token_file: PathBuf,
+    /// Seals stored secrets (`SOLOPAY_SECRET_KEY`); when unset, the key in `secret_key_file`,
+    /// generated there at first start.
+    pub secret_key: Option<[u8; 32]>,
+    pub secret_key_file: PathBuf,
     pub order_ttl: Duration,
     pub late_payment_grace: Duration,
     pub max_offset_steps: u32,
@@ -55,6 +59,11 @@ pub struct Settings {
     /// Where the service is reached from outside (for links to the payment page); by default the
     /// scheme and host of each request.
     pub public_url: Option<String>,
+    /// Requests a second per IP address to the public and unauthenticated endpoints (0: none).
+    pub rate_limit: u32,
+    pub rate_limit_burst: u32,
+    /// Take the client's address from `X-Forwarded-For`/`Forwarded` (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
 }
 
 impl Settings {
@@ -160,6 +169,22 @@ impl Settings {
             admin_token_file: get("SOLOPAY_ADMIN_TOKEN_FILE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("solopay-admin-token")),
+            secret_key: match get("SOLOPAY_SECRET_KEY") {
+                None => None,
+                Some(text) => Some(parse_key(&text).ok_or_else(|| {
+                    SettingsError {
+                        variable: "SOLOPAY_SECRET_KEY",
+                        value: "<hidden>".into(),
+                        reason:
+                            "must be 32 bytes as base64 (44 characters) or hex (64 characters); \
+                             e.g. `openssl rand -base64 32`"
+                                .into(),
+                    }
+                })?),
+            },
+            secret_key_file: get("SOLOPAY_SECRET_KEY_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("solopay-secret-key")),
             order_ttl: secs("SOLOPAY_ORDER_TTL_SECS", 300, 60..=3600)?,
             late_payment_grace: secs("SOLOPAY_LATE_PAYMENT_GRACE_SECS", 600, 0..=86_400)?,
             max_offset_steps,
@@ -236,6 +261,22 @@ impl Settings {
                     }
                 },
             },
+            rate_limit: parse_in_range(
+                "SOLOPAY_RATE_LIMIT",
+                get("SOLOPAY_RATE_LIMIT"),
+                50,
+                0..=100_000,
+            )? as u32,
+            rate_limit_burst: parse_in_range(
+                "SOLOPAY_RATE_LIMIT_BURST",
+                get("SOLOPAY_RATE_LIMIT_BURST"),
+                100,
+                1..=100_000,
+            )? as u32,
+            trust_forwarded_for: parse_bool(
+                "SOLOPAY_TRUST_FORWARDED_FOR",
+                get("SOLOPAY_TRUST_FORWARDED_FOR"),
+            )?,
             log_format: match get("SOLOPAY_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -320,6 +361,20 @@ fn parse_schedule(
         return Err(refused());
     }
     Ok(waits)
+}
+
+/// A 32-byte key written as base64 or hex.
+pub fn parse_key(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let text = text.trim();
+    let bytes = if text.len() == 64 {
+        hex::decode(text).ok()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()?
+    };
+    bytes.try_into().ok()
 }
 
 fn parse_compat(value: Option<String>) -> Result<Vec<Protocol>, SettingsError> {
@@ -431,6 +486,7 @@ mod tests {
             ("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "5,,10"),
             ("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "-1"),
             ("SOLOPAY_WEBHOOK_TIMEOUT_SECS", "0"),
+            ("SOLOPAY_SECRET_KEY", "too short"),
         ] {
             let error = settings(&[(var, value)]).unwrap_err();
             assert_eq!(error.variable, var);

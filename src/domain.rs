@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 /// Declares a text-backed enum: its wire/database names, `FromStr`, `Display` and diesel mapping.
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow, Serialize, Deserialize, ToSchema)]
         #[diesel(sql_type = Text)]

@@ -29,6 +29,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("too many requests from this address; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(std::time::Duration),
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("{0}")]
     UnparseableNotification(String),
     #[error("no enabled payee of this channel has an online listener device")]
@@ -58,6 +62,8 @@ impl ApiError {
             ApiError::InvalidState(_) => "invalid_state",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::UnparseableNotification(_) => "unparseable_notification",
             ApiError::NoPayeeAvailable => "no_payee_available",
             ApiError::AmountsExhausted => "amounts_exhausted",
@@ -77,6 +83,8 @@ impl ApiError {
             ApiError::InvalidState(_) => "Invalid state",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::RateLimited(_) => "Too many requests",
+            ApiError::RequestTimeout => "Request timeout",
             ApiError::UnparseableNotification(_) => "Unparseable notification",
             ApiError::NoPayeeAvailable => "No payee available",
             ApiError::AmountsExhausted => "Amounts exhausted",
@@ -124,8 +132,8 @@ pub struct Problem {
     pub status: u16,
     /// Stable machine-readable code: `invalid_request`, `invalid_amount`, `unauthorized`,
     /// `forbidden`, `not_found`, `idempotency_conflict`, `invalid_state`, `conflict`,
-    /// `payload_too_large`, `unparseable_notification`, `no_payee_available`,
-    /// `amounts_exhausted`, `service_unavailable`, `internal_error`.
+    /// `payload_too_large`, `rate_limited`, `request_timeout`, `unparseable_notification`,
+    /// `no_payee_available`, `amounts_exhausted`, `service_unavailable`, `internal_error`.
     pub code: String,
     pub detail: String,
 }
@@ -141,6 +149,8 @@ impl ResponseError for ApiError {
             | ApiError::InvalidState(_)
             | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnparseableNotification(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NoPayeeAvailable
             | ApiError::AmountsExhausted
@@ -161,6 +171,11 @@ impl ResponseError for ApiError {
         ));
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let ApiError::RateLimited(wait) = self {
+            // Whole seconds, rounded up.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         response.json(self.problem())
     }
@@ -186,12 +201,27 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 ApiError::Aborted(info.message().to_string())
             }
+            Error::DatabaseError(_, info) if is_connection_lost(info.message()) => {
+                ApiError::Unavailable("the database is unreachable; retry later".into())
+            }
             Error::DatabaseError(_, info) if is_timeout(info.message()) => {
                 ApiError::Unavailable("the database did not answer in time; retry later".into())
             }
             _ => ApiError::Internal(format!("database: {error}")),
         }
     }
+}
+
+/// libpq's and the server's words for a connection that went away under the query: a server
+/// shut down or restarted, a backend terminated by an administrator, a network cut.
+fn is_connection_lost(message: &str) -> bool {
+    message.contains("terminating connection")
+        || message.contains("server closed the connection")
+        || message.contains("no connection to the server")
+        || message.contains("could not receive data from server")
+        || message.contains("could not send data to server")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
 }
 
 fn is_timeout(message: &str) -> bool {

@@ -228,6 +228,28 @@ mod tests {
         assert!(Amount::parse("99999999999999999999999999999999", max()).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics_and_accepts_only_canonical_amounts(text in "\\PC*") {
+            if let Ok(amount) = Amount::parse(&text, max()) {
+                // What is accepted prints back as the same number.
+                let printed = amount.to_string();
+                let canonical = match text.split_once('.') {
+                    Some((int, frac)) => format!("{int}.{frac:0<2}"),
+                    None => format!("{text}.00"),
+                };
+                proptest::prop_assert_eq!(printed, canonical);
+            }
+        }
+
+        #[test]
+        fn reading_any_json_amount_never_panics(json in "\\PC*") {
+            if let Ok(input) = serde_json::from_str::<AmountInput>(&json) {
+                let _ = input.parse(max());
+            }
+        }
+    }
+
     #[test]
     fn json_numbers_are_read_from_their_exact_text() {
         let parse = |json: &str| {

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod devices;
 pub mod extract;
+pub mod limits;
 pub mod ops;
 pub mod orders;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub rules: OrderRules,
     pub watch: OrderWatch,
     pub metrics: Arc<Metrics>,
+    /// Per-IP limit of the public and unauthenticated endpoints, if any.
+    pub limiter: Option<limits::RateLimiter>,
     /// Becomes `true` when the instance begins to shut down: long-polls answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -158,12 +161,73 @@ pub fn base_openapi() -> utoipa::openapi::OpenApi {
 
 /// The complete OpenAPI document, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    actix_web::App::new()
+    let mut document = actix_web::App::new()
         .into_utoipa_app()
         .openapi(base_openapi())
         .configure(configure)
         .split_for_parts()
-        .1
+        .1;
+    document_common_responses(&mut document);
+    document
+}
+
+/// Adds the answers any operation may give besides its own: `429 rate_limited` where the
+/// per-IP limit applies, `408 request_timeout` where a body is read, `503 service_unavailable`
+/// wherever the database is involved.
+pub fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::HttpMethod;
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
+            .build()
+    };
+    for (path, item) in document.paths.paths.iter_mut() {
+        let operations = [
+            (HttpMethod::Get, &mut item.get),
+            (HttpMethod::Post, &mut item.post),
+            (HttpMethod::Patch, &mut item.patch),
+            (HttpMethod::Put, &mut item.put),
+            (HttpMethod::Delete, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let responses = &mut operation.responses.responses;
+            let actix_method = match method {
+                HttpMethod::Get => actix_web::http::Method::GET,
+                HttpMethod::Post => actix_web::http::Method::POST,
+                HttpMethod::Patch => actix_web::http::Method::PATCH,
+                HttpMethod::Put => actix_web::http::Method::PUT,
+                _ => actix_web::http::Method::DELETE,
+            };
+            if limits::is_limited(&actix_method, path) {
+                responses.entry("429".into()).or_insert_with(|| {
+                    problem(
+                        "`rate_limited`: too many requests from this address (see `Retry-After`)",
+                    )
+                    .into()
+                });
+            }
+            if matches!(
+                method,
+                HttpMethod::Post | HttpMethod::Patch | HttpMethod::Put
+            ) {
+                responses.entry("408".into()).or_insert_with(|| {
+                    problem("`request_timeout`: the body did not arrive in time").into()
+                });
+            }
+            if !matches!(path.as_str(), "/healthz" | "/openapi.json") {
+                responses.entry("503".into()).or_insert_with(|| {
+                    problem("`service_unavailable`: the database is unreachable or too slow; retry")
+                        .into()
+                });
+            }
+        }
+    }
 }
 
 /// Reads a JSON body of at most 64 KiB (any or no content type). Handlers call this after
@@ -188,9 +252,18 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
-/// Reads a whole body of at most [`MAX_BODY_BYTES`], for handlers that need the exact bytes (to
-/// verify a signature over them, or to store them as received).
-pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+/// How long a request's body may take to arrive.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a whole body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`], for handlers that
+/// need the exact bytes (to verify a signature over them, or to store them as received).
+pub async fn read_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_whole(payload))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
+
+async fn read_whole(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {

@@ -36,7 +36,7 @@ fn merchant_by_pid(conn: &mut diesel::PgConnection, pid: &str) -> Result<Merchan
 }
 
 fn check_sign(fields: &Fields, merchant: &Merchant) -> Result<(), ApiError> {
-    let expected = epay_sign(fields.pairs(), &merchant.md5_key);
+    let expected = epay_sign(fields.pairs(), merchant.md5_key.expose());
     let given = fields.text("sign").trim().to_ascii_lowercase();
     if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
         Ok(())
@@ -265,7 +265,10 @@ pub async fn api(
                 return Err(ApiError::InvalidRequest("act must be order".into()));
             }
             let merchant = merchant_by_pid(conn, fields.text("pid"))?;
-            if !constant_time_eq(merchant.md5_key.as_bytes(), fields.text("key").as_bytes()) {
+            if !constant_time_eq(
+                merchant.md5_key.expose().as_bytes(),
+                fields.text("key").as_bytes(),
+            ) {
                 return Err(ApiError::Unauthorized("商户密钥错误 (wrong key)".into()));
             }
             let found = match (fields.get("trade_no"), fields.get("out_trade_no")) {

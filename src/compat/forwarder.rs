@@ -208,4 +208,14 @@ mod tests {
             b.notification_id
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_any_forwarder_body_never_panics(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), form in proptest::bool::ANY,
+        ) {
+            let _ = parse_body(&body, form);
+            let _ = read_forward(&body, form);
+        }
+    }
 }

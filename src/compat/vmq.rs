@@ -306,7 +306,7 @@ pub async fn create_order(
                 fields.text("type"),
                 fields.text("price")
             );
-            check_sign(&message, &merchant.md5_key, &fields)?;
+            check_sign(&message, merchant.md5_key.expose(), &fields)?;
             let request = vmq_order_request(&fields, max)?;
             match order_rules::create_order(conn, &merchant.id, &request, &rules)? {
                 Creation::Created(order) => Ok(order),
@@ -425,7 +425,7 @@ pub async fn close_order(
         .run(move |conn| {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
             let order_id = fields.text("orderId");
-            check_sign(order_id, &merchant.md5_key, &fields)?;
+            check_sign(order_id, merchant.md5_key.expose(), &fields)?;
             order_rules::close_order(conn, &merchant.id, order_id, grace)
         })
         .await;
@@ -470,7 +470,7 @@ pub async fn get_state(
         .db
         .run(move |conn| {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
-            check_sign(fields.text("t"), &merchant.md5_key, &fields)?;
+            check_sign(fields.text("t"), merchant.md5_key.expose(), &fields)?;
             let devices = device_rows::list_with_online(conn, offline_after)?;
             let listening: Vec<_> = devices.into_iter().filter(|(d, _)| d.enabled).collect();
             let lastpay = payment_rows::latest_received(conn, PaymentResult::Matched)?;

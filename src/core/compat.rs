@@ -68,7 +68,7 @@ pub fn vmq_callback_fields(order: &Order, merchant: &Merchant) -> Vec<(&'static 
     let really = Amount::from_stored(order.payable_amount).to_string();
     let sign = md5_hex(&format!(
         "{pay_id}{param}{kind}{price}{really}{}",
-        merchant.md5_key
+        merchant.md5_key.expose()
     ));
     vec![
         ("payId", pay_id),
@@ -97,7 +97,7 @@ pub fn epay_notify_fields(order: &Order, merchant: &Merchant) -> Vec<(&'static s
     }
     let sign = epay_sign(
         fields.iter().map(|(k, v)| (*k, v.as_str())),
-        &merchant.md5_key,
+        merchant.md5_key.expose(),
     );
     fields.push(("sign", sign));
     fields.push(("sign_type", "MD5".to_string()));
@@ -187,5 +187,14 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(epay_time(at), "2026-11-26 04:00:00");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_vmq_price_never_panics(text in "\\PC*") {
+            let _ = parse_vmq_price(&text, Amount::storage_limit());
+            let _ = channel_of_vmq_type(&text);
+            let _ = channel_of_epay_type(&text);
+        }
     }
 }

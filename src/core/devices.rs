@@ -7,6 +7,7 @@ use crate::core::reconciliation::audit;
 use crate::core::secrets::sha256;
 use crate::core::secrets::{new_device_secret, new_id};
 use crate::db::devices::{self as device_rows, Device, DeviceChanges, NewDevice};
+use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
 use crate::domain::AuthResult;
 use crate::error::ApiError;
@@ -22,7 +23,7 @@ pub fn create_device(
             &NewDevice {
                 id: &new_id("dev"),
                 name,
-                secret: &new_device_secret(),
+                secret: &Sealed::new(new_device_secret()),
             },
         )?;
         audit(
@@ -71,7 +72,7 @@ pub fn rotate_secret(
     operator: &str,
     id: &str,
 ) -> Result<Device, ApiError> {
-    let secret = new_device_secret();
+    let secret = Sealed::new(new_device_secret());
     transaction_with_retry(conn, |conn| {
         let device = device_rows::replace_secret(conn, id, &secret)?
             .ok_or_else(|| ApiError::not_found("device"))?;

@@ -8,6 +8,7 @@ use diesel::PgConnection;
 use crate::core::reconciliation::audit;
 use crate::core::secrets::{new_api_key, new_id, new_md5_key, new_webhook_secret, sha256};
 use crate::db::merchants::{self as merchant_rows, Merchant, MerchantChanges, NewMerchant};
+use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
 use crate::error::ApiError;
 
@@ -34,9 +35,9 @@ pub fn create_merchant(
                 id: &new_id("mch"),
                 name,
                 api_key_hash: &sha256(api_key.as_bytes()),
-                webhook_secret: &new_webhook_secret(),
+                webhook_secret: &Sealed::new(new_webhook_secret()),
                 notify_url,
-                md5_key: &new_md5_key(),
+                md5_key: &Sealed::new(new_md5_key()),
             },
         )?;
         audit(
@@ -119,7 +120,7 @@ pub fn rotate_webhook_secret(
     operator: &str,
     id: &str,
 ) -> Result<Merchant, ApiError> {
-    let secret = new_webhook_secret();
+    let secret = Sealed::new(new_webhook_secret());
     transaction_with_retry(conn, |conn| {
         let merchant =
             merchant_rows::rotate_webhook_secret(conn, id, &secret, WEBHOOK_SECRET_OVERLAP)?

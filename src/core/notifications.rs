@@ -80,7 +80,7 @@ pub fn check_signed(
     let Some(device) = device else {
         return AuthResult::UnknownDevice;
     };
-    if !verify_device_signature(&device.secret, timestamp, body, signature) {
+    if !verify_device_signature(device.secret.expose(), timestamp, body, signature) {
         return AuthResult::BadSignature;
     }
     if !timestamp_within_window(timestamp, now.timestamp()) {
@@ -141,7 +141,7 @@ pub fn check_credentials(
         // Every secret is tried, each compared in constant time.
         let Some(device) = devices
             .into_iter()
-            .find(|d| verify_md5_sign(message, &d.secret, sign))
+            .find(|d| verify_md5_sign(message, d.secret.expose(), sign))
         else {
             return Ok((None, AuthResult::BadSignature));
         };
@@ -180,7 +180,7 @@ pub fn check_credentials(
             (_, None, _) | (_, _, None) => AuthResult::MissingCredentials,
             (None, _, _) => AuthResult::UnknownDevice,
             (Some(device), Some(timestamp), Some(sign)) => {
-                if !verify_forwarder_sign(&device.secret, timestamp, sign) {
+                if !verify_forwarder_sign(device.secret.expose(), timestamp, sign) {
                     AuthResult::BadSignature
                 } else if !millis_within(timestamp, now, *window) {
                     AuthResult::StaleTimestamp
@@ -817,5 +817,20 @@ mod tests {
             ..wechat_trust()
         };
         assert_eq!(assess(&unlabelled, &trusting), payment("2.00"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_any_notify_body_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Ok(notification) = read_notify_body(&body) {
+                let _ = assess(&notification, &wechat_trust());
+            }
+        }
+
+        #[test]
+        fn assessing_any_text_never_panics(title in "\\PC*", text in "\\PC*", package in "\\PC*") {
+            let n = notification(None, Some(&package), &title, &text);
+            let _ = assess(&n, &wechat_trust());
+        }
     }
 }

@@ -221,4 +221,18 @@ mod tests {
             "not base64!"
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn verifying_any_header_never_panics_and_never_accepts_a_wrong_one(
+            header in "\\PC*", timestamp in "\\PC*", sign in "\\PC*", body in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let right = sign_device_request("secret", &timestamp, &body);
+            proptest::prop_assert_eq!(verify_device_signature("secret", &timestamp, &body, &header), header.trim() == right);
+            let _ = verify_forwarder_sign("secret", &timestamp, &sign);
+            let _ = verify_md5_sign(&timestamp, "key", &sign);
+            let _ = timestamp_within_window(&timestamp, 0);
+            let _ = epay_sign([("a", header.as_str()), ("b", sign.as_str())], "key");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
 
 use super::interval;
 use super::schema::{devices, payees};
+use super::sealed::Sealed;
 use crate::domain::Channel;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -16,7 +17,7 @@ use crate::domain::Channel;
 pub struct Device {
     pub id: String,
     pub name: String,
-    pub secret: String,
+    pub secret: Sealed,
     pub enabled: bool,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
@@ -42,7 +43,7 @@ impl Device {
 pub struct NewDevice<'a> {
     pub id: &'a str,
     pub name: &'a str,
-    pub secret: &'a str,
+    pub secret: &'a Sealed,
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewDevice<'_>) -> QueryResult<Device> {
@@ -197,7 +198,7 @@ pub fn update(
 pub fn replace_secret(
     conn: &mut PgConnection,
     id: &str,
-    secret: &str,
+    secret: &Sealed,
 ) -> QueryResult<Option<Device>> {
     diesel::update(devices::table.find(id))
         .set(devices::secret.eq(secret))

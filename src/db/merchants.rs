@@ -9,6 +9,7 @@ use diesel::sql_types::{Interval, Nullable, Text, Timestamptz};
 
 use super::interval;
 use super::schema::merchants;
+use super::sealed::Sealed;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = merchants, check_for_backend(diesel::pg::Pg))]
@@ -16,16 +17,16 @@ pub struct Merchant {
     pub id: String,
     pub name: String,
     pub api_key_hash: Vec<u8>,
-    pub webhook_secret: String,
+    pub webhook_secret: Sealed,
     pub notify_url: Option<String>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
-    pub previous_webhook_secret: Option<String>,
+    pub previous_webhook_secret: Option<Sealed>,
     pub previous_webhook_secret_expires_at: Option<DateTime<Utc>>,
     /// The numeric merchant id of the old protocols (易支付's `pid`).
     pub pid: i64,
     /// The key of the old protocols' md5 signatures.
-    pub md5_key: String,
+    pub md5_key: Sealed,
 }
 
 #[derive(Debug, Insertable)]
@@ -34,9 +35,9 @@ pub struct NewMerchant<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub api_key_hash: &'a [u8],
-    pub webhook_secret: &'a str,
+    pub webhook_secret: &'a Sealed,
     pub notify_url: Option<&'a str>,
-    pub md5_key: &'a str,
+    pub md5_key: &'a Sealed,
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewMerchant<'_>) -> QueryResult<Merchant> {
@@ -75,8 +76,8 @@ pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Merchant>> 
 
 /// The secrets that sign a merchant's webhooks now: the current one, and the previous one while
 /// its overlap after a rotation lasts (by the database clock).
-pub fn signing_secrets(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<String>> {
-    let (current, previous): (String, Option<String>) = merchants::table
+pub fn signing_secrets(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<Sealed>> {
+    let (current, previous): (Sealed, Option<Sealed>) = merchants::table
         .find(id)
         .select((
             merchants::webhook_secret,
@@ -93,7 +94,7 @@ pub fn signing_secrets(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<Str
 pub fn rotate_webhook_secret(
     conn: &mut PgConnection,
     id: &str,
-    new_secret: &str,
+    new_secret: &Sealed,
     overlap: Duration,
 ) -> QueryResult<Option<Merchant>> {
     diesel::update(merchants::table.find(id))

@@ -13,9 +13,11 @@ pub mod orders;
 pub mod payees;
 pub mod payments;
 pub mod schema;
+pub mod sealed;
 pub mod webhooks;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::data_types::PgInterval;
@@ -24,6 +26,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
@@ -163,21 +166,29 @@ pub fn build_pool(
         .max_size(max_size)
         .min_idle(Some(max_size.min(2)))
         .connection_timeout(connection_timeout)
-        .test_on_check_out(false)
+        // A connection that died with the server (restart, failover, outage) is found and
+        // replaced at check-out instead of failing requests until the pool recycles it.
+        .test_on_check_out(true)
         .connection_customizer(Box::new(SessionSettings { statement_timeout }))
         .build(ConnectionManager::<PgConnection>::new(url))
         .map_err(|e| StartupError::Pool(e.to_string()))
 }
 
 /// The pool, and the one way handlers and background tasks reach the database.
+///
+/// Work waits for a free connection on the async side (a semaphore as large as the pool) before
+/// it takes a blocking thread, so a burst of requests queues cheaply instead of piling up
+/// hundreds of blocked threads; the wait is bounded by the pool's connection timeout.
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    slots: Arc<Semaphore>,
 }
 
 impl Db {
     pub fn new(pool: PgPool) -> Db {
-        Db { pool }
+        let slots = Arc::new(Semaphore::new(pool.max_size() as usize));
+        Db { pool, slots }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -190,9 +201,20 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
     {
+        let timeout = self.pool.connection_timeout();
+        let started = Instant::now();
+        let slot = tokio::time::timeout(timeout, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                tracing::warn!("no database connection became free in time");
+                ApiError::Unavailable("no database connection available; retry later".into())
+            })?
+            .map_err(|e| ApiError::internal(format!("database slots closed: {e}")))?;
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
+            let _slot = slot;
+            let left = timeout.saturating_sub(started.elapsed());
+            let mut conn = pool.get_timeout(left.max(Duration::from_millis(10)))?;
             work(&mut conn)
         })
         .await

@@ -19,6 +19,7 @@ use crate::core::webhooks::{Next, Payload, accepted, after_failure, signature_he
 use crate::db::merchants::Merchant;
 use crate::db::orders::{self as order_rows, Order};
 use crate::db::schema::events;
+use crate::db::sealed::Sealed;
 use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
 use crate::db::{Db, merchants as merchant_rows};
 use crate::domain::{DeliveryKind, EventType};
@@ -32,7 +33,7 @@ struct Job {
     event_type: EventType,
     event_created_at: chrono::DateTime<Utc>,
     data: serde_json::Value,
-    secrets: Vec<String>,
+    secrets: Vec<Sealed>,
     /// For the old protocols' callbacks: the order and its merchant (pid, md5 key).
     compat: Option<(Order, Merchant)>,
 }
@@ -126,7 +127,7 @@ impl Worker {
                     job.event_created_at,
                     &job.data,
                 );
-                let secrets: Vec<&str> = job.secrets.iter().map(String::as_str).collect();
+                let secrets: Vec<&str> = job.secrets.iter().map(Sealed::expose).collect();
                 let signature = signature_header(&secrets, &delivery.event_id, timestamp, &body)
                     .map_err(|e| e.to_string())?;
                 Ok(Request {

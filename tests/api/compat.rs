@@ -50,7 +50,11 @@ async fn get(app: &TestApp, path: &str, fields: &[(&str, String)]) -> reqwest::R
         .unwrap()
 }
 
-async fn post_form(app: &TestApp, path: &str, fields: &[(&str, String)]) -> reqwest::Response {
+pub(crate) async fn post_form(
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, String)],
+) -> reqwest::Response {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
@@ -75,14 +79,7 @@ async fn vmq_setup(
 ) -> (TestEnv, TestApp, MerchantKeys, String) {
     let env = spawn_app_with(configure.clone()).await;
     let merchant = env.app.create_merchant("vmq shop").await;
-    let md5_key = env
-        .db
-        .text(&format!(
-            "SELECT md5_key FROM merchants WHERE id = '{}'",
-            merchant.id
-        ))
-        .await
-        .unwrap();
+    let md5_key = merchant.md5_key.clone();
     let merchant_id = merchant.id.clone();
     let vmq_app = spawn_instance(&env.db, move |s| {
         configure(s);
@@ -398,7 +395,7 @@ async fn vmq_refuses_bad_signs_reused_ids_stale_pushes_and_answers_in_its_own_wo
     let _ = merchant;
 }
 
-fn epay_fields(
+pub(crate) fn epay_fields(
     pid: &str,
     out_trade_no: &str,
     kind: &str,
@@ -433,15 +430,7 @@ async fn merchant_keys(env: &TestEnv, merchant: &MerchantKeys) -> (String, Strin
         ))
         .await
         .unwrap();
-    let key = env
-        .db
-        .text(&format!(
-            "SELECT md5_key FROM merchants WHERE id = '{}'",
-            merchant.id
-        ))
-        .await
-        .unwrap();
-    (pid, key)
+    (pid, merchant.md5_key.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

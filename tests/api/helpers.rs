@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -100,8 +101,15 @@ pub fn test_settings(db: &TestDb) -> Settings {
     settings.db_pool_size = 8;
     settings.workers = 2;
     settings.sweep_interval = Duration::from_millis(200);
+    settings.secret_key = Some(TEST_SECRET_KEY);
+    // Tests fire bursts from one address; the limit itself is tested on its own.
+    settings.rate_limit = 10_000;
+    settings.rate_limit_burst = 10_000;
     settings
 }
+
+/// Seals the stored secrets of in-process instances (one key per process).
+pub const TEST_SECRET_KEY: [u8; 32] = [42; 32];
 
 /// One running instance of the service (cheap to clone into spawned requests).
 #[derive(Clone)]
@@ -160,6 +168,8 @@ pub struct MerchantKeys {
     pub id: String,
     pub api_key: String,
     pub webhook_secret: String,
+    /// The key of the old protocols' md5 signs.
+    pub md5_key: String,
 }
 
 /// A listener device's credentials.
@@ -214,6 +224,16 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The status of a plain GET of `path`.
+    pub async fn status_of(&self, path: &str) -> StatusCode {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+    }
+
     pub async fn admin_get(&self, path: &str) -> Response {
         self.client
             .get(self.url(path))
@@ -242,6 +262,7 @@ impl TestApp {
             id: field("id"),
             api_key: field("api_key"),
             webhook_secret: field("webhook_secret"),
+            md5_key: field("md5_key"),
         }
     }
 
@@ -455,11 +476,16 @@ pub fn free_port() -> u16 {
 
 /// The `solopay` binary with the settings of a test: this database, this port, logs on stdout.
 pub fn solopay(db: &TestDb, dir: &Path, port: u16) -> Command {
+    solopay_on(&db.url, dir, port)
+}
+
+/// The `solopay` binary with the settings of a test, on the database at `url`.
+pub fn solopay_on(url: &str, dir: &Path, port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_solopay"));
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", url)
         .env("SOLOPAY_BIND", format!("127.0.0.1:{port}"))
         .env("SOLOPAY_ADMIN_TOKEN_FILE", dir.join("admin-token"))
         .env("SOLOPAY_LOG", "info")
@@ -487,24 +513,70 @@ pub async fn wait_until_up(port: u16) {
     assert!(up, "the service did not become ready");
 }
 
-/// Sends SIGTERM and waits for the exit; returns the status and what the process logged.
-pub async fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the service did not stop after SIGTERM")
-        .unwrap();
-    let mut logs = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        use tokio::io::AsyncReadExt;
-        out.read_to_string(&mut logs).await.unwrap();
+/// A running `solopay` process. Its stdout and stderr are drained into memory as they come, so a
+/// chatty service never blocks on a full pipe, and a test can read what it logged.
+pub struct Service {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    drains: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    pub fn spawn(command: &mut Command) -> Service {
+        let mut child = command.spawn().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut drains = Vec::new();
+        let outputs: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+            child.stdout.take().map(|out| Box::new(out) as _),
+            child.stderr.take().map(|err| Box::new(err) as _),
+        ];
+        for output in outputs.into_iter().flatten() {
+            let logs = logs.clone();
+            drains.push(tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(output).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            }));
+        }
+        Service {
+            child,
+            logs,
+            drains,
+        }
     }
-    (status, logs)
+
+    /// Kills the process uncleanly (SIGKILL) and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// Everything the process wrote so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and everything the process logged.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the service did not stop after SIGTERM")
+            .unwrap();
+        for drain in self.drains.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        }
+        (status, self.logs())
+    }
 }
 
 pub async fn operator_can_list(port: u16, token: &str) -> StatusCode {

@@ -16,4 +16,5 @@ mod ops;
 mod reading;
 mod receiver;
 mod recovery;
+mod reliability;
 mod webhooks;

@@ -20,6 +20,28 @@ fn the_committed_openapi_document_matches_the_code() {
     );
 }
 
+/// The closed vocabularies are documented with the names that go over the wire.
+#[test]
+fn documented_enums_list_the_wire_names() {
+    use solopay::domain::{Channel, DeliveryStatus, EventType, OrderStatus, PaymentResult};
+    let document: Value =
+        serde_json::from_str(&solopay::api::openapi().to_json().unwrap()).unwrap();
+    for (name, names) in [
+        ("Channel", serde_json::to_value(Channel::ALL)),
+        ("OrderStatus", serde_json::to_value(OrderStatus::ALL)),
+        ("PaymentResult", serde_json::to_value(PaymentResult::ALL)),
+        ("EventType", serde_json::to_value(EventType::ALL)),
+        ("DeliveryStatus", serde_json::to_value(DeliveryStatus::ALL)),
+    ] {
+        let documented = &document["components"]["schemas"][name]["enum"];
+        assert_eq!(documented, &names.unwrap(), "{name}");
+    }
+    assert_eq!(
+        document["components"]["schemas"]["EventType"]["enum"][0],
+        "order.paid"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_serves_its_openapi_document_and_swagger_ui() {
     let TestEnv { app, db: _db } = spawn_app().await;

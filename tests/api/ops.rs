@@ -29,7 +29,7 @@ async fn the_binary_creates_its_database_generates_an_operator_token_and_stops_g
     let dir = temp_dir();
     let port = free_port();
 
-    let child = solopay(&db, &dir, port).arg("serve").spawn().unwrap();
+    let child = Service::spawn(solopay(&db, &dir, port).arg("serve"));
     wait_until_up(port).await;
     let token_file = dir.join("admin-token");
     let token = std::fs::read_to_string(&token_file)
@@ -57,7 +57,7 @@ async fn the_binary_creates_its_database_generates_an_operator_token_and_stops_g
         1
     );
 
-    let (status, logs) = terminate(child).await;
+    let (status, logs) = child.terminate().await;
     assert!(status.success(), "exit status {status:?}");
     assert!(
         logs.contains("shutting down") && logs.contains("stopped"),
@@ -67,7 +67,7 @@ async fn the_binary_creates_its_database_generates_an_operator_token_and_stops_g
 
     // Started again: the same token still works, no new one is written.
     std::fs::remove_file(&token_file).unwrap();
-    let child = solopay(&db, &dir, port).arg("serve").spawn().unwrap();
+    let child = Service::spawn(solopay(&db, &dir, port).arg("serve"));
     wait_until_up(port).await;
     assert!(!token_file.exists());
     assert_eq!(operator_can_list(port, &token).await, StatusCode::OK);
@@ -87,7 +87,7 @@ async fn the_binary_creates_its_database_generates_an_operator_token_and_stops_g
     );
     assert_eq!(operator_can_list(port, &rotated).await, StatusCode::OK);
 
-    let (status, _) = terminate(child).await;
+    let (status, _) = child.terminate().await;
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -130,11 +130,11 @@ async fn on_sigterm_waiting_long_polls_answer_at_once_and_the_process_exits() {
     let db = TestDb::fresh();
     let dir = temp_dir();
     let port = free_port();
-    let child = solopay(&db, &dir, port)
-        .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
-        .arg("serve")
-        .spawn()
-        .unwrap();
+    let child = Service::spawn(
+        solopay(&db, &dir, port)
+            .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .arg("serve"),
+    );
     wait_until_up(port).await;
     let app = TestApp::at_port(port);
     let merchant = app.create_merchant("shop").await;
@@ -153,7 +153,7 @@ async fn on_sigterm_waiting_long_polls_answer_at_once_and_the_process_exits() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let (status, _) = terminate(child).await;
+    let (status, _) = child.terminate().await;
     assert!(status.success());
     let (answer, waited) = long_poll.await.unwrap();
     assert_eq!(answer["status"], "pending");

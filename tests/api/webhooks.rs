@@ -520,7 +520,7 @@ async fn a_service_killed_between_the_payment_and_its_delivery_delivers_after_re
             // An attempt cut short by the kill holds its lease for timeout + 10 s.
             .env("SOLOPAY_WEBHOOK_TIMEOUT_SECS", "1")
             .arg("serve");
-        command.spawn().unwrap()
+        Service::spawn(&mut command)
     };
 
     let mut first = start();
@@ -538,8 +538,7 @@ async fn a_service_killed_between_the_payment_and_its_delivery_delivers_after_re
     );
 
     // Killed uncleanly, no chance to finish anything.
-    first.start_kill().unwrap();
-    first.wait().await.unwrap();
+    first.kill().await;
     assert_eq!(
         db.count("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
             .await,
@@ -563,7 +562,7 @@ async fn a_service_killed_between_the_payment_and_its_delivery_delivers_after_re
         1
     );
 
-    let (status, _) = terminate(second).await;
+    let (status, _) = second.terminate().await;
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }

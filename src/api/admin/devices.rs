@@ -102,7 +102,7 @@ pub async fn create_device(
             Ok((row, trust))
         })
         .await?;
-    let secret = row.secret.clone();
+    let secret = row.secret.expose().to_string();
     Ok(HttpResponse::Created().json(CreatedDeviceResponse {
         device: device(&row, false, trust),
         secret,
@@ -243,6 +243,6 @@ pub async fn rotate_device_secret(
         .await?;
     Ok(web::Json(RotatedDeviceSecret {
         id: device.id,
-        secret: device.secret,
+        secret: device.secret.expose().to_string(),
     }))
 }

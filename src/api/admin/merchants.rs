@@ -107,8 +107,8 @@ pub async fn create_merchant(
     Ok(HttpResponse::Created().json(CreatedMerchantResponse {
         merchant: Merchant::from(&merchant),
         api_key,
-        webhook_secret: merchant.webhook_secret.clone(),
-        md5_key: merchant.md5_key,
+        webhook_secret: merchant.webhook_secret.expose().to_string(),
+        md5_key: merchant.md5_key.expose().to_string(),
     }))
 }
 
@@ -166,7 +166,7 @@ pub async fn rotate_webhook_secret(
         .await?;
     Ok(web::Json(RotatedWebhookSecret {
         id: merchant.id,
-        webhook_secret: merchant.webhook_secret,
+        webhook_secret: merchant.webhook_secret.expose().to_string(),
         previous_webhook_secret_expires_at: merchant.previous_webhook_secret_expires_at,
     }))
 }

@@ -1,0 +1,953 @@
+//! Reliability and abuse: faults survived, bad input refused, nothing lost. A crash under load,
+//! a database outage on a private cluster, pool exhaustion, rate limits, oversized headers,
+//! schema-driven fuzzing with schemathesis, secrets sealed at rest and absent from logs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::receiver::Receiver;
+
+/// The schemathesis CLI: `SOLOPAY_SCHEMATHESIS`, or a pinned version installed from PyPI into
+/// a virtual environment under the target directory on first use.
+fn schemathesis() -> PathBuf {
+    if let Some(path) = std::env::var_os("SOLOPAY_SCHEMATHESIS") {
+        return path.into();
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-venv");
+    let st = venv.join("bin").join("st");
+    if !st.exists() {
+        let run = |program: &Path, args: &[&str]| {
+            let status = std::process::Command::new(program).args(args).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "cannot run {} {args:?}: schemathesis needs python3 with venv and pip, and PyPI",
+                program.display()
+            );
+        };
+        run(
+            Path::new("python3"),
+            &["-m", "venv", &venv.to_string_lossy()],
+        );
+        run(
+            &venv.join("bin").join("pip"),
+            &["install", "--quiet", "schemathesis==4.32.5"],
+        );
+    }
+    st
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
+    let st = tokio::task::spawn_blocking(schemathesis).await.unwrap();
+    let TestEnv { app, db: _db } = spawn_app_with(|s| {
+        // The real limit, so that its 429 answers are exercised too.
+        s.rate_limit = 50;
+        s.rate_limit_burst = 100;
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    app.online_listener("wechat").await;
+    app.order(&merchant, "10.00", "wechat").await;
+
+    let output = tokio::process::Command::new(st)
+        // Its example database and reports stay out of the source tree.
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .args([
+            "run",
+            &format!("{}/openapi.json", app.address),
+            "-H",
+            &format!("Authorization: Bearer {ADMIN_TOKEN}"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-time",
+            "60",
+            "--workers",
+            "2",
+            // A long-poll may rightly wait up to 30 s.
+            "--request-timeout",
+            "35",
+            "--seed",
+            "20261125",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_an_address_gets_429_with_retry_after() {
+    let TestEnv { app, db: _db } = spawn_app_with(|s| {
+        s.rate_limit = 5;
+        s.rate_limit_burst = 5;
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    app.online_listener("wechat").await;
+    let order = app.order(&merchant, "1.00", "wechat").await;
+    let url = app.url(&format!("/orders/{}", order["id"].as_str().unwrap()));
+
+    let mut limited = None;
+    for _ in 0..20 {
+        let response = app.client.get(&url).send().await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("20 polls at once were not limited");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // A merchant's authenticated calls are not limited per address.
+    for i in 0..10 {
+        let created = app
+            .create_order(&merchant, &json!({"merchant_order_id": format!("n{i}"), "amount": "2.00", "channel": "wechat"}))
+            .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    // After the wait, polling works again.
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_answers_503_in_bounded_time_instead_of_hanging() {
+    let TestEnv { app, db } = spawn_app_with(|s| {
+        s.db_pool_size = 1;
+        s.db_pool_timeout = Duration::from_secs(1);
+        s.statement_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "1.00", "wechat").await;
+
+    // Hold the payee's lock: an allocation waits for it on the pool's only connection.
+    let client = db.client().await;
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            &format!(
+                "SELECT 1 FROM payees WHERE id = '{}' FOR UPDATE",
+                listener.payee_id
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let blocked = {
+        let (app, merchant) = (app.clone(), merchant.clone());
+        tokio::spawn(async move {
+            app.create_order(
+                &merchant,
+                &json!({"merchant_order_id": "blocked", "amount": "1.00", "channel": "wechat"}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let response = app
+        .client
+        .get(app.url(&format!("/orders/{}", order["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    )
+    .await;
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+
+    // The blocked allocation gives up at the lock timeout with a 503 too, and nothing changed.
+    let blocked = blocked.await.unwrap();
+    assert_problem(
+        blocked,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    )
+    .await;
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders WHERE merchant_order_id = 'blocked'")
+            .await,
+        0
+    );
+    assert_eq!(app.status_of("/readyz").await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_without_a_server_error() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        // Request heads over 128 KiB (or with more than 96 headers) are refused by actix-http.
+        .header("x-padding", "x".repeat(160 * 1024))
+        .send()
+        .await;
+    match response {
+        Ok(response) => assert!(
+            response.status().is_client_error(),
+            "{} for a 160 KiB header",
+            response.status()
+        ),
+        // Closing the connection is a refusal too.
+        Err(error) => assert!(
+            error.is_request() || error.is_connect() || error.is_body(),
+            "{error}"
+        ),
+    }
+    assert_eq!(app.status_of("/healthz").await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_that_must_sign_are_sealed_at_rest() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let device = app.create_device("phone").await;
+
+    let stored_secret = db
+        .text(&format!(
+            "SELECT secret FROM devices WHERE id = '{}'",
+            device.id
+        ))
+        .await
+        .unwrap();
+    assert!(stored_secret.starts_with("sealed:v1:") && !stored_secret.contains(&device.secret));
+    let (webhook, md5) = (
+        db.text(&format!(
+            "SELECT webhook_secret FROM merchants WHERE id = '{}'",
+            merchant.id
+        ))
+        .await
+        .unwrap(),
+        db.text(&format!(
+            "SELECT md5_key FROM merchants WHERE id = '{}'",
+            merchant.id
+        ))
+        .await
+        .unwrap(),
+    );
+    assert!(webhook.starts_with("sealed:v1:") && !webhook.contains(&merchant.webhook_secret));
+    assert!(md5.starts_with("sealed:v1:") && !md5.contains(&merchant.md5_key));
+    // What is only ever verified is stored as a digest.
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM merchants WHERE api_key_hash = sha256('{}'::bytea)",
+            merchant.api_key
+        ))
+        .await,
+        1
+    );
+    // The sealed secret still signs: the device is online after a signed heartbeat.
+    assert_eq!(app.heartbeat(&device).await.status(), StatusCode::OK);
+
+    // A secret written in plain (before sealing, or by SQL) is sealed at the next start.
+    db.execute(&format!(
+        "UPDATE devices SET secret = 'plain-secret-0001' WHERE id = '{}'",
+        device.id
+    ))
+    .await;
+    spawn_instance(&db, |_| {}).await;
+    let resealed = db
+        .text(&format!(
+            "SELECT secret FROM devices WHERE id = '{}'",
+            device.id
+        ))
+        .await
+        .unwrap();
+    assert!(resealed.starts_with("sealed:v1:") && !resealed.contains("plain-secret-0001"));
+    let renewed = DeviceKeys {
+        id: device.id.clone(),
+        secret: "plain-secret-0001".into(),
+    };
+    assert_eq!(app.heartbeat(&renewed).await.status(), StatusCode::OK);
+}
+
+/// What the clients of the crash test were told.
+#[derive(Default)]
+struct Told {
+    /// Orders answered 201: id → payable amount.
+    orders: BTreeMap<String, String>,
+    /// Notifications answered 200: notification id → result.
+    payments: BTreeMap<String, String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_instance_under_load_loses_no_order_payment_or_webhook() {
+    let receiver = Receiver::start().await;
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    let (port_a, port_b) = (free_port(), free_port());
+    let start = |port: u16| {
+        let mut command = solopay(&db, &dir, port);
+        command
+            .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "true")
+            .env("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "0.3,0.5,1,1,1,1,1")
+            .env("SOLOPAY_WEBHOOK_TIMEOUT_SECS", "1")
+            .env("SOLOPAY_MAX_OFFSET_STEPS", "999")
+            .env("SOLOPAY_RATE_LIMIT", "0")
+            .arg("serve");
+        Service::spawn(&mut command)
+    };
+    let mut a = start(port_a);
+    wait_until_up(port_a).await;
+    let b = start(port_b);
+    wait_until_up(port_b).await;
+    let (app_a, app_b) = (TestApp::at_port(port_a), TestApp::at_port(port_b));
+    let merchant = app_a.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app_a.online_listener("wechat").await;
+
+    // Four clients create and pay orders on both instances until told to stop.
+    let told = Arc::new(Mutex::new(Told::default()));
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let apps = [app_a.clone(), app_b.clone()];
+            let (merchant, device, told, running) =
+                (merchant.clone(), listener.device.clone(), told.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while running.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let app = &apps[n % 2];
+                    let body = json!({"merchant_order_id": format!("c{c}-{n}"), "amount": format!("{}.00", 1 + n % 5), "channel": "wechat"});
+                    let Ok(response) = app.client.post(app.url("/orders")).bearer_auth(&merchant.api_key).json(&body).send().await else {
+                        continue;
+                    };
+                    if response.status() != StatusCode::CREATED {
+                        continue;
+                    }
+                    let order: Value = response.json().await.unwrap();
+                    let payable = order["payable_amount"].as_str().unwrap().to_string();
+                    told.lock().unwrap().orders.insert(order["id"].as_str().unwrap().to_string(), payable.clone());
+                    let notification = format!("p{c}-{n}");
+                    let body = json!({"notification_id": notification, "channel": "wechat", "amount": payable});
+                    let timestamp = now_unix().to_string();
+                    let raw = body.to_string();
+                    let sent = app
+                        .client
+                        .post(app.url("/notify"))
+                        .header("X-Solopay-Device", &device.id)
+                        .header("X-Solopay-Timestamp", &timestamp)
+                        .header("X-Solopay-Signature", device_signature(&device.secret, &timestamp, raw.as_bytes()))
+                        .body(raw)
+                        .send()
+                        .await;
+                    if let Ok(response) = sent
+                        && response.status() == StatusCode::OK
+                    {
+                        let result: Value = response.json().await.unwrap();
+                        told.lock().unwrap().payments.insert(notification, result["result"].as_str().unwrap().to_string());
+                    }
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Killed uncleanly in the middle of it all.
+    a.kill().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = start(port_a);
+    wait_until_up(port_a).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let told = std::mem::take(&mut *told.lock().unwrap());
+    assert!(
+        told.orders.len() > 20,
+        "too little load: {} orders",
+        told.orders.len()
+    );
+    // Every order a client was told about exists, with the amount it was told.
+    for (id, payable) in &told.orders {
+        let stored = db
+            .text(&format!(
+                "SELECT payable_amount::text FROM orders WHERE id = '{id}'"
+            ))
+            .await;
+        assert_eq!(stored.as_deref(), Some(payable.as_str()), "order {id}");
+    }
+    // Every acknowledged notification is stored, matched or kept as it was told.
+    for (notification, result) in &told.payments {
+        let stored = db
+            .text(&format!(
+                "SELECT result FROM payments WHERE notification_id = '{notification}'"
+            ))
+            .await;
+        assert_eq!(
+            stored.as_deref(),
+            Some(result.as_str()),
+            "payment {notification}"
+        );
+    }
+    // The invariants: no reserved amount held twice, no order paid twice.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.payee_id = b.payee_id \
+             AND a.payable_amount = b.payable_amount AND a.id < b.id \
+             AND tstzrange(a.created_at, a.reserved_until) && tstzrange(b.created_at, b.reserved_until)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM (SELECT order_id FROM payments WHERE order_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) twice").await,
+        0
+    );
+    // Every order.paid event reaches the receiver, by webhook-id.
+    let paid_events: BTreeSet<String> = {
+        let client = db.client().await;
+        client
+            .query("SELECT id FROM events WHERE type = 'order.paid'", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect()
+    };
+    assert!(!paid_events.is_empty());
+    let delivered = eventually(Duration::from_secs(30), || {
+        let (receiver, paid_events) = (&receiver, &paid_events);
+        async move {
+            let ids: BTreeSet<String> = receiver
+                .received()
+                .iter()
+                .map(|r| r.header("webhook-id").to_string())
+                .collect();
+            paid_events.is_subset(&ids)
+        }
+    })
+    .await;
+    let received = receiver.received();
+    let ids: Vec<String> = received
+        .iter()
+        .map(|r| r.header("webhook-id").to_string())
+        .collect();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    println!(
+        "crash under load: {} orders, {} payments acknowledged, {} paid events, {} webhooks received ({} repeats of an attempt cut by the kill)",
+        told.orders.len(),
+        told.payments.len(),
+        paid_events.len(),
+        ids.len(),
+        ids.len() - distinct.len()
+    );
+    assert!(
+        delivered,
+        "paid events never delivered: {:?}",
+        paid_events
+            .iter()
+            .filter(|e| !distinct.contains(e))
+            .collect::<Vec<_>>()
+    );
+
+    for process in [a, b] {
+        let (status, _) = process.terminate().await;
+        assert!(status.success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PostgreSQL cluster of the test's own, in a temporary folder on a free port, so that it can
+/// be stopped without disturbing the shared server other tests use at the same moment. Run as
+/// the `postgres` OS user when the tests run as root (the server refuses to run as root).
+struct PrivateCluster {
+    dir: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl PrivateCluster {
+    /// The folder of `initdb` and `pg_ctl`: `SOLOPAY_TEST_PG_BIN`, else the newest
+    /// `/usr/lib/postgresql/*/bin`, else whatever `PATH` finds.
+    fn bin(program: &str) -> PathBuf {
+        if let Some(dir) = std::env::var_os("SOLOPAY_TEST_PG_BIN") {
+            return Path::new(&dir).join(program);
+        }
+        let newest = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("bin").join(program))
+            .filter(|path| path.exists())
+            .max_by_key(|path| {
+                let version = path
+                    .parent()
+                    .and_then(Path::parent)
+                    .and_then(Path::file_name);
+                version
+                    .and_then(|v| v.to_str()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            });
+        newest.unwrap_or_else(|| program.into())
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut command = if self.as_root {
+            let mut command = std::process::Command::new("runuser");
+            command
+                .args(["-u", "postgres", "--"])
+                .arg(Self::bin(program));
+            command
+        } else {
+            std::process::Command::new(Self::bin(program))
+        };
+        command.current_dir(&self.dir).env("LC_ALL", "C");
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn create() -> PrivateCluster {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout;
+        let as_root = String::from_utf8_lossy(&uid).trim() == "0";
+        let dir = temp_dir();
+        if as_root {
+            let chowned = std::process::Command::new("chown")
+                .args(["postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(
+                chowned.success(),
+                "cannot give {} to the postgres user",
+                dir.display()
+            );
+        }
+        let cluster = PrivateCluster {
+            dir,
+            port: free_port(),
+            as_root,
+        };
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                "data",
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        cluster.start();
+        cluster
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                "data",
+                "-l",
+                "server.log",
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    /// A fast shutdown: open sessions are terminated, as in a restart or a failover.
+    fn stop(&self) {
+        self.run("pg_ctl", &["-D", "data", "-m", "fast", "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/solopay?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", "data", "-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one request of the load saw.
+struct Seen {
+    status: StatusCode,
+    problem: bool,
+    took: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_answered_with_503_and_survived_without_a_restart() {
+    let cluster = PrivateCluster::create();
+    let receiver = Receiver::start().await;
+    let dir = temp_dir();
+    let port = free_port();
+    let service = Service::spawn(
+        solopay_on(&cluster.url(), &dir, port)
+            .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "true")
+            .env("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "0.3,0.5,1,1,1,1,1")
+            .env("SOLOPAY_DB_POOL_TIMEOUT_SECS", "2")
+            .env("SOLOPAY_RATE_LIMIT", "0")
+            .arg("serve"),
+    );
+    wait_until_up(port).await;
+    let app = TestApp::at_port(port);
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+
+    // Two clients create orders and poll them until told to stop; every answer is recorded.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let created = Arc::new(Mutex::new(Vec::<String>::new()));
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load: Vec<_> = (0..2)
+        .map(|c| {
+            let (client, app, merchant) = (client.clone(), app.clone(), merchant.clone());
+            let (seen, created, running) = (seen.clone(), created.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while running.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let body = json!({"merchant_order_id": format!("c{c}-{n}"), "amount": "3.00", "channel": "wechat"});
+                    let started = Instant::now();
+                    let response = client
+                        .post(app.url("/orders"))
+                        .bearer_auth(&merchant.api_key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("the service must answer, not hang up or time out");
+                    let status = response.status();
+                    let problem = response
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+                    let answer: Value = response.json().await.unwrap();
+                    seen.lock().unwrap().push(Seen { status, problem, took: started.elapsed() });
+                    if status == StatusCode::CREATED {
+                        created.lock().unwrap().push(answer["id"].as_str().unwrap().to_string());
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop();
+    let outage = Instant::now();
+    // Meanwhile: 503 problem+json, quickly, for orders, for polls and for readiness.
+    let started = Instant::now();
+    let response = app
+        .client
+        .post(app.url("/orders"))
+        .bearer_auth(&merchant.api_key)
+        .json(&json!({"merchant_order_id": "during", "amount": "4.00", "channel": "wechat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(outage.elapsed())).await;
+    cluster.start();
+    let down_for = outage.elapsed();
+
+    // Recovered, without a restart: ready, taking orders, matching payments, delivering webhooks.
+    let ready = eventually(Duration::from_secs(20), || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    assert!(ready, "not ready again after the database came back");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    for client in load {
+        client.await.unwrap();
+    }
+    let order = app.order(&merchant, "9.00", "wechat").await;
+    assert_eq!(
+        app.pay(&listener.device, "wechat", "9.00").await["result"],
+        "matched"
+    );
+    let delivered = eventually(Duration::from_secs(20), || {
+        let (receiver, id) = (&receiver, order["id"].clone());
+        async move {
+            receiver
+                .received()
+                .iter()
+                .any(|r| r.json()["data"]["id"] == id)
+        }
+    })
+    .await;
+    assert!(
+        delivered,
+        "the webhook of a payment after the outage was not delivered"
+    );
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let refused = seen
+        .iter()
+        .filter(|s| s.status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    let slowest = seen.iter().map(|s| s.took).max().unwrap();
+    println!(
+        "database outage of {down_for:?}: {} requests, {} answered 503, slowest answer {slowest:?}",
+        seen.len(),
+        refused
+    );
+    assert!(refused > 0, "the load never saw the outage");
+    for s in &seen {
+        assert!(
+            s.status == StatusCode::CREATED
+                || (s.status == StatusCode::SERVICE_UNAVAILABLE && s.problem),
+            "answered {} during the outage",
+            s.status
+        );
+    }
+    assert!(
+        slowest < Duration::from_secs(12),
+        "an answer took {slowest:?}"
+    );
+    // Every order a client was told about survived.
+    let (db, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let stored: BTreeSet<String> = db
+        .query("SELECT id FROM orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for id in created.lock().unwrap().iter() {
+        assert!(stored.contains(id), "order {id} was lost");
+    }
+
+    let (status, logs) = service.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!logs.contains("panicked"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_the_logs_even_at_trace_level() {
+    let receiver = Receiver::start().await;
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    let port = free_port();
+    let service = Service::spawn(
+        solopay(&db, &dir, port)
+            .env("SOLOPAY_LOG", "trace")
+            .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "true")
+            .env("SOLOPAY_RATE_LIMIT", "0")
+            .arg("serve"),
+    );
+    wait_until_up(port).await;
+    let app = TestApp::at_port(port);
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("alipay").await;
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("operator token", ADMIN_TOKEN.to_string()),
+        ("api key", merchant.api_key.clone()),
+        ("webhook secret", merchant.webhook_secret.clone()),
+        ("md5 key", merchant.md5_key.clone()),
+        ("device secret", listener.device.secret.clone()),
+    ];
+
+    // Everything that reads, checks or signs with a secret: an order paid by a signed
+    // notification and its signed webhook, an 易支付 order signed with the md5 key…
+    app.order(&merchant, "10.00", "alipay").await;
+    assert_eq!(
+        app.pay(&listener.device, "alipay", "10.00").await["result"],
+        "matched"
+    );
+    let pid = db
+        .text(&format!(
+            "SELECT pid::text FROM merchants WHERE id = '{}'",
+            merchant.id
+        ))
+        .await
+        .unwrap();
+    let fields = crate::compat::epay_fields(
+        &pid,
+        "E-1",
+        "alipay",
+        "5.00",
+        &receiver.url(),
+        &merchant.md5_key,
+    );
+    let created: Value = crate::compat::post_form(&app, "/mapi.php", &fields)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["code"], 1, "{created}");
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    // …each rotation…
+    for (path, field, name) in [
+        (
+            format!("/admin/merchants/{}/rotate-api-key", merchant.id),
+            "api_key",
+            "rotated api key",
+        ),
+        (
+            format!("/admin/merchants/{}/rotate-webhook-secret", merchant.id),
+            "webhook_secret",
+            "rotated webhook secret",
+        ),
+        (
+            format!("/admin/devices/{}/rotate-secret", listener.device.id),
+            "secret",
+            "rotated device secret",
+        ),
+    ] {
+        let response = app.admin_post(&path, &json!({})).await;
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        let rotated: Value = response.json().await.unwrap();
+        secrets.push((name, rotated[field].as_str().expect(field).to_string()));
+    }
+    // …and wrong credentials presented to each door.
+    let wrong_key = "sk_wrong_0123456789abcdef0123456789abcdef";
+    let wrong_token = "sop_wrong_0123456789abcdef0123456789abcdef";
+    let response = app
+        .client
+        .post(app.url("/orders"))
+        .bearer_auth(wrong_key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app
+        .client
+        .get(app.url("/admin/merchants"))
+        .bearer_auth(wrong_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    secrets.push(("a wrong api key", wrong_key.to_string()));
+    secrets.push(("a wrong operator token", wrong_token.to_string()));
+
+    let key_file = dir.join("solopay-secret-key");
+    let sealing_key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    secrets.push(("sealing key", sealing_key));
+
+    let (status, logs) = service.terminate().await;
+    assert!(status.success());
+    // The scan means something only if the logs are there: trace level logs every request.
+    assert!(
+        logs.lines().count() > 50 && logs.contains("/mapi.php"),
+        "too few logs:\n{logs}"
+    );
+    for (name, secret) in &secrets {
+        assert!(secret.len() >= 16, "{name} is too short to scan for");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "the {name} appeared in the logs"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
