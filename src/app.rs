@@ -102,6 +102,13 @@ impl Application {
                  ALTER ROLE <solopay's role> SET lc_messages = 'C'"
             );
         }
+        if let Ok(false) = db.run(|conn| Ok(db::autovacuum_is_on(conn)?)).await {
+            tracing::warn!(
+                "autovacuum is off on the database server: the orders table's statistics go \
+                 stale and its dead rows pile up, and allocation slows down with them; turn it \
+                 on, or run VACUUM ANALYZE regularly"
+            );
+        }
 
         let token_settings = settings.clone();
         let source = db

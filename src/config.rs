@@ -99,7 +99,8 @@ pub struct SettingsError {
 }
 
 /// The database a fresh installation uses: the local Postgres, database `solopay`.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost:5432/solopay";
+/// Loopback needs no TLS; a remote server should be given with `sslmode=require` or stricter.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost:5432/solopay?sslmode=disable";
 
 impl Settings {
     /// Reads every setting from the process environment.

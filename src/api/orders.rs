@@ -212,14 +212,15 @@ async fn wait_for_change(
         if order.status != OrderStatus::Pending || now >= deadline || *shutdown.borrow() {
             return Ok(order);
         }
-        // Wake at the expiry to report it (the read expires the order); read again every 5 s
-        // anyway, and every second while changes cannot be heard.
+        // Wake at the expiry to report it (the read expires the order). While changes are heard
+        // (LISTEN, checked by a ping, and every waiter is woken when it reconnects) nothing else
+        // needs a read; while they cannot be, read again every second.
         let until_expiry = (order.expires_at - chrono::Utc::now())
             .to_std()
             .unwrap_or_default()
             .max(Duration::from_millis(200));
         let fallback = if state.watch.is_listening() {
-            Duration::from_secs(5)
+            wait
         } else {
             Duration::from_secs(1)
         };

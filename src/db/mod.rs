@@ -134,6 +134,18 @@ pub fn messages_are_english(conn: &mut PgConnection) -> QueryResult<Result<(), S
     Ok(if english { Ok(()) } else { Err(value) })
 }
 
+/// Whether the server runs autovacuum (for a warning at start when it does not).
+pub fn autovacuum_is_on(conn: &mut PgConnection) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        on: bool,
+    }
+    let setting: Setting = diesel::sql_query("SELECT current_setting('autovacuum')::boolean AS on")
+        .get_result(conn)?;
+    Ok(setting.on)
+}
+
 /// Session settings every pooled connection gets: UTC, and bounded statement and lock waits so
 /// that no request hangs on the database.
 #[derive(Debug)]
