@@ -87,6 +87,10 @@ impl Application {
             None => load_or_create_key(&settings.secret_key_file)?,
         };
         db::sealed::install_key(key).map_err(AppError::SecretKey)?;
+        db.run(|conn| Ok(db::sealed::check_key_opens_stored(conn)))
+            .await
+            .map_err(|e| AppError::SecretKey(e.to_string()))?
+            .map_err(AppError::SecretKey)?;
         let sealed = db
             .run(|conn| Ok(db::sealed::seal_stored_plaintext(conn)?))
             .await
@@ -240,14 +244,25 @@ fn load_or_create_key(file: &std::path::Path) -> Result<[u8; 32], AppError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             rand::fill(&mut key[..]);
+            let cannot_write = |e: std::io::Error| {
+                AppError::SecretKey(format!(
+                    "cannot write {}: {e} (set SOLOPAY_SECRET_KEY or SOLOPAY_SECRET_KEY_FILE)",
+                    shown.display()
+                ))
+            };
+            // Written whole to a file of its own, then linked into place: the key file appears
+            // complete or not at all, and of two instances starting at once, one key wins.
+            let mut draft = file.as_os_str().to_owned();
+            draft.push(format!(".{}.new", std::process::id()));
+            let draft = std::path::PathBuf::from(draft);
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            let written = options.open(file).and_then(|mut out| {
+            let written = options.open(&draft).and_then(|mut out| {
                 use std::io::Write;
                 writeln!(
                     out,
@@ -256,7 +271,9 @@ fn load_or_create_key(file: &std::path::Path) -> Result<[u8; 32], AppError> {
                 )?;
                 out.sync_all()
             });
-            match written {
+            let linked = written.and_then(|()| std::fs::hard_link(&draft, file));
+            let _ = std::fs::remove_file(&draft);
+            match linked {
                 Ok(()) => {
                     tracing::warn!(
                         file = %shown.display(),
@@ -267,10 +284,7 @@ fn load_or_create_key(file: &std::path::Path) -> Result<[u8; 32], AppError> {
                 }
                 // Another instance created it at the same moment: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(file),
-                Err(e) => Err(AppError::SecretKey(format!(
-                    "cannot write {}: {e} (set SOLOPAY_SECRET_KEY or SOLOPAY_SECRET_KEY_FILE)",
-                    shown.display()
-                ))),
+                Err(e) => Err(cannot_write(e)),
             }
         }
         Err(error) => Err(AppError::SecretKey(format!("{}: {error}", shown.display()))),
@@ -306,13 +320,17 @@ async fn limit_requests(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let refused = match req.app_data::<web::Data<AppState>>() {
         Some(state) if crate::api::limits::is_limited(req.method(), req.path()) => {
-            let address = if state.settings.trust_forwarded_for {
-                req.connection_info()
-                    .realip_remote_addr()
-                    .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-            } else {
-                req.peer_addr().map(|a| a.ip())
+            let forwarded = || {
+                let header = req.headers().get_all("x-forwarded-for").last()?;
+                crate::api::limits::forwarded_client(header.to_str().ok())
             };
+            // Without a usable forwarded address, the proxy's own: never no limit at all.
+            let address = state
+                .settings
+                .trust_forwarded_for
+                .then(forwarded)
+                .flatten()
+                .or_else(|| req.peer_addr().map(|a| a.ip()));
             match (&state.limiter, address) {
                 (Some(limiter), Some(ip)) => limiter.check(ip, Instant::now()).err(),
                 _ => None,

@@ -51,6 +51,26 @@ pub enum ApiError {
 
 impl ApiError {
     /// The stable, documented error code.
+    /// Every code an error can have, as documented.
+    pub const CODES: &'static [&'static str] = &[
+        "invalid_request",
+        "invalid_amount",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "idempotency_conflict",
+        "invalid_state",
+        "conflict",
+        "payload_too_large",
+        "rate_limited",
+        "request_timeout",
+        "unparseable_notification",
+        "no_payee_available",
+        "amounts_exhausted",
+        "service_unavailable",
+        "internal_error",
+    ];
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
@@ -130,12 +150,20 @@ pub struct Problem {
     pub problem_type: String,
     pub title: String,
     pub status: u16,
-    /// Stable machine-readable code: `invalid_request`, `invalid_amount`, `unauthorized`,
-    /// `forbidden`, `not_found`, `idempotency_conflict`, `invalid_state`, `conflict`,
-    /// `payload_too_large`, `rate_limited`, `request_timeout`, `unparseable_notification`,
-    /// `no_payee_available`, `amounts_exhausted`, `service_unavailable`, `internal_error`.
+    /// Stable machine-readable code (see the description of each answer).
+    #[schema(schema_with = problem_code_schema)]
     pub code: String,
     pub detail: String,
+}
+
+fn problem_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ApiError::CODES.iter().copied()))
+        .description(Some(
+            "Stable machine-readable code (see the description of each answer).",
+        ))
+        .build()
 }
 
 impl ResponseError for ApiError {
@@ -204,6 +232,12 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(_, info) if is_connection_lost(info.message()) => {
                 ApiError::Unavailable("the database is unreachable; retry later".into())
             }
+            // A NUL character slipped past the input checks: bad input, not a fault.
+            Error::DatabaseError(_, info) if is_unstorable_text(info.message()) => {
+                ApiError::InvalidRequest(
+                    "text fields must not contain NUL (U+0000) characters".into(),
+                )
+            }
             Error::DatabaseError(_, info) if is_timeout(info.message()) => {
                 ApiError::Unavailable("the database did not answer in time; retry later".into())
             }
@@ -224,6 +258,11 @@ fn is_connection_lost(message: &str) -> bool {
         || message.contains("the database system is starting up")
 }
 
+fn is_unstorable_text(message: &str) -> bool {
+    message.contains("invalid byte sequence for encoding")
+        || message.contains("unsupported Unicode escape sequence")
+}
+
 fn is_timeout(message: &str) -> bool {
     message.contains("canceling statement due to statement timeout")
         || message.contains("canceling statement due to lock timeout")
@@ -233,5 +272,39 @@ impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         tracing::warn!(error = %error, "no database connection available");
         ApiError::Unavailable("no database connection available; retry later".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn every_code_is_documented_once() {
+        let text = || "x".to_string();
+        let errors = [
+            ApiError::InvalidRequest(text()),
+            ApiError::InvalidAmount(text()),
+            ApiError::Unauthorized(text()),
+            ApiError::Forbidden(text()),
+            ApiError::NotFound(text()),
+            ApiError::IdempotencyConflict(text()),
+            ApiError::InvalidState(text()),
+            ApiError::Conflict(text()),
+            ApiError::PayloadTooLarge(1),
+            ApiError::RateLimited(std::time::Duration::from_secs(1)),
+            ApiError::RequestTimeout,
+            ApiError::UnparseableNotification(text()),
+            ApiError::NoPayeeAvailable,
+            ApiError::AmountsExhausted,
+            ApiError::Unavailable(text()),
+            ApiError::Aborted(text()),
+            ApiError::Internal(text()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = errors.iter().map(ApiError::code).collect();
+        let documented: std::collections::BTreeSet<&str> =
+            ApiError::CODES.iter().copied().collect();
+        assert_eq!(codes, documented);
+        assert_eq!(documented.len(), ApiError::CODES.len());
     }
 }

@@ -3,7 +3,7 @@
 //! Over the limit, `429 rate_limited` with `Retry-After`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,14 @@ pub struct RateLimiter {
     interval: Duration,
     /// How far ahead of now an address's theoretical arrival time may run.
     tolerance: Duration,
-    arrivals: Mutex<HashMap<IpAddr, Instant>>,
+    arrivals: Mutex<Arrivals>,
+}
+
+struct Arrivals {
+    by_client: HashMap<IpAddr, Instant>,
+    /// The size at which idle clients are forgotten next: doubles while every tracked client
+    /// is active, so that the forgetting costs O(1) a request on average.
+    prune_at: usize,
 }
 
 impl RateLimiter {
@@ -31,28 +38,64 @@ impl RateLimiter {
         Some(RateLimiter {
             interval,
             tolerance: interval * burst.max(1).saturating_sub(1),
-            arrivals: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(Arrivals {
+                by_client: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         })
     }
 
-    /// Admits a request from `ip` at `now`, or says how long to wait.
+    /// Admits a request from `ip` at `now`, or says how long to wait. An IPv6 client is counted
+    /// by its /64 (what one subscriber usually gets).
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let client = client_of(ip);
         let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
-        if arrivals.len() >= PRUNE_AT {
-            arrivals.retain(|_, arrival| *arrival > now);
+        if arrivals.by_client.len() >= arrivals.prune_at {
+            arrivals.by_client.retain(|_, arrival| *arrival > now);
+            arrivals.prune_at = PRUNE_AT.max(arrivals.by_client.len() * 2);
         }
-        let arrival = arrivals.get(&ip).copied().unwrap_or(now).max(now);
+        let arrival = arrivals
+            .by_client
+            .get(&client)
+            .copied()
+            .unwrap_or(now)
+            .max(now);
         if arrival - now > self.tolerance {
             return Err(arrival - now - self.tolerance);
         }
-        arrivals.insert(ip, arrival + self.interval);
+        arrivals.by_client.insert(client, arrival + self.interval);
         Ok(())
     }
+}
+
+/// The unit a client is counted by: an IPv4 address (also when mapped into IPv6), or an IPv6 /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+/// The client's address when a trusted proxy stands in front: the last address of the last
+/// `X-Forwarded-For` header, which is the one the proxy itself appended (what comes before it
+/// is whatever the client sent). `None` when there is none or it is not an address.
+pub fn forwarded_client(forwarded_for: Option<&str>) -> Option<IpAddr> {
+    let last = forwarded_for?.rsplit(',').next()?.trim();
+    if let Ok(ip) = last.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    // `192.0.2.1:4711` or `[2001:db8::1]:4711`.
+    last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// Whether a request is one of those limited per IP.
 pub fn is_limited(method: &Method, path: &str) -> bool {
     const ROOTS: &[&str] = &[
+        "/readyz",
+        "/metrics",
         "/notify",
         "/heartbeat",
         "/appHeart",
@@ -113,5 +156,69 @@ mod tests {
         assert!(is_limited(&Method::GET, "/appPush"));
         assert!(!is_limited(&Method::GET, "/admin/orders"));
         assert!(!is_limited(&Method::GET, "/healthz"));
+        assert!(is_limited(&Method::GET, "/readyz"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let limiter = RateLimiter::new(10, 1).unwrap();
+        let start = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = (
+            "2001:db8:1:2::1".parse().unwrap(),
+            "2001:db8:1:2:ffff::9".parse().unwrap(),
+        );
+        assert!(limiter.check(a, start).is_ok());
+        assert!(limiter.check(b, start).is_err(), "same /64");
+        assert!(
+            limiter
+                .check("2001:db8:1:3::1".parse().unwrap(), start)
+                .is_ok()
+        );
+        assert!(limiter.check("192.0.2.7".parse().unwrap(), start).is_ok());
+        assert!(
+            limiter
+                .check("::ffff:192.0.2.7".parse().unwrap(), start)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_forwarded_client_is_the_address_the_proxy_appended() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded_client(Some("198.51.100.9")), ip("198.51.100.9"));
+        // What the client wrote itself comes first and is ignored.
+        assert_eq!(
+            forwarded_client(Some("1.2.3.4, 198.51.100.9")),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            forwarded_client(Some("[2001:db8::1]:4711")),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            forwarded_client(Some("198.51.100.9:4711")),
+            ip("198.51.100.9")
+        );
+        assert_eq!(forwarded_client(Some("unknown")), None);
+        assert_eq!(forwarded_client(None), None);
+    }
+
+    #[test]
+    fn forgetting_idle_clients_keeps_the_active_ones() {
+        let limiter = RateLimiter::new(1, 1).unwrap();
+        let start = Instant::now();
+        let busy: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limiter.check(busy, start).is_ok());
+        for n in 0..(PRUNE_AT as u32 + 10) {
+            let other = IpAddr::V4(std::net::Ipv4Addr::from_bits(0x0a00_0000 + n));
+            assert!(limiter.check(other, start).is_ok());
+        }
+        // Still within its interval: still limited after the map was pruned and grew.
+        assert!(
+            limiter
+                .check(busy, start + Duration::from_millis(500))
+                .is_err()
+        );
+        assert!(limiter.check(busy, start + Duration::from_secs(1)).is_ok());
     }
 }

@@ -236,8 +236,29 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
     payload: web::Payload,
 ) -> Result<T, ApiError> {
     let body = read_body(payload).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+    let parsed: T = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    // U+0000 can only arrive escaped; look closer only when the escape is there.
+    if body.windows(6).any(|w| w == b"\\u0000")
+        && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| contains_nul(&v))
+    {
+        return Err(ApiError::InvalidRequest(
+            "JSON strings must not contain NUL (\\u0000) characters".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Whether any string or key in a JSON value holds U+0000, which Postgres text cannot store.
+pub fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
+    }
 }
 
 pub fn query_config() -> web::QueryConfig {

@@ -309,3 +309,19 @@ pub async fn api(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::epay_order_request;
+    use crate::compat::fuzz::fields;
+    use crate::money::Amount;
+
+    proptest! {
+        #[test]
+        fn reading_an_order_from_any_fields_never_panics(fields in fields()) {
+            let _ = epay_order_request(&fields, Amount::storage_limit());
+        }
+    }
+}

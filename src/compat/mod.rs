@@ -62,17 +62,21 @@ impl Fields {
 
 pub async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
     let body = read_body(payload).await?;
-    let query = req.query_string();
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
     let is_json = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"));
+    parse_fields(req.query_string(), &body, is_json)
+}
+
+/// The fields of a query string and a form (or, when `is_json`, JSON object) body.
+pub fn parse_fields(query: &str, body: &[u8], is_json: bool) -> Result<Fields, ApiError> {
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     if is_json {
-        let value: serde_json::Value = serde_json::from_slice(&body)
+        let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
         for (key, value) in value.as_object().into_iter().flatten() {
             let text = match value {
@@ -83,15 +87,59 @@ pub async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fie
         }
     } else {
         pairs.extend(
-            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+            url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
         );
     }
     let mut raw = query.as_bytes().to_vec();
     if !body.is_empty() {
         raw.push(b'\n');
-        raw.extend_from_slice(&body);
+        raw.extend_from_slice(body);
     }
     Ok(Fields { pairs, raw })
+}
+
+/// Fuzzing support: fields from arbitrary pairs, some named as the old protocols name theirs.
+#[cfg(test)]
+pub(crate) mod fuzz {
+    use proptest::prelude::*;
+
+    use super::Fields;
+
+    const NAMES: &[&str] = &[
+        "payId",
+        "type",
+        "price",
+        "param",
+        "isHtml",
+        "notifyUrl",
+        "returnUrl",
+        "sign",
+        "pid",
+        "out_trade_no",
+        "money",
+        "name",
+        "notify_url",
+        "return_url",
+        "clientip",
+        "device",
+        "sign_type",
+    ];
+
+    pub fn fields() -> impl Strategy<Value = Fields> {
+        let name = prop_oneof![
+            prop::sample::select(NAMES).prop_map(String::from),
+            "\\PC{0,8}"
+        ];
+        let value = prop_oneof![
+            "\\PC*",
+            "-?[0-9]{0,12}(\\.[0-9]{0,4})?",
+            "https?://[a-z.]{1,20}/\\PC{0,10}"
+        ];
+        prop::collection::vec((name, value), 0..12).prop_map(|pairs| Fields {
+            pairs,
+            raw: Vec::new(),
+        })
+    }
 }
 
 /// The base URL payers reach the service at: `SOLOPAY_PUBLIC_URL`, or this request's scheme and
@@ -102,6 +150,27 @@ pub fn public_base(settings: &Settings, req: &HttpRequest) -> String {
         None => {
             let info = req.connection_info();
             format!("{}://{}", info.scheme(), info.host())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::parse_fields;
+
+    proptest! {
+        #[test]
+        fn parsing_any_query_and_body_never_panics(
+            query in "\\PC*",
+            body in prop::collection::vec(any::<u8>(), 0..256),
+            is_json in any::<bool>(),
+        ) {
+            if let Ok(fields) = parse_fields(&query, &body, is_json) {
+                let _ = fields.url("notify_url");
+                prop_assert!(fields.raw.starts_with(query.as_bytes()));
+            }
         }
     }
 }

@@ -496,3 +496,19 @@ pub async fn get_state(
         Err(error) => failure(&error),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::vmq_order_request;
+    use crate::compat::fuzz::fields;
+    use crate::money::Amount;
+
+    proptest! {
+        #[test]
+        fn reading_an_order_from_any_fields_never_panics(fields in fields()) {
+            let _ = vmq_order_request(&fields, Amount::storage_limit());
+        }
+    }
+}

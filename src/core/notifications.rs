@@ -460,6 +460,16 @@ pub fn assess(notification: &Notification, trust: &Trust) -> Verdict {
     }
 }
 
+/// Replaces U+0000 in every string of a JSON value with U+FFFD.
+fn replace_nul(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        serde_json::Value::Object(map) => map.values_mut().for_each(replace_nul),
+        _ => {}
+    }
+}
+
 /// How much of a refused request's body is kept (with the length and digest of the whole).
 const REFUSED_BODY_BYTES: usize = 1024;
 
@@ -482,8 +492,10 @@ pub fn receive_notification(
     let rejection = reading
         .as_ref()
         .err()
-        .map(|refused| format!("{}: {refused}", refused.code()));
-    let headers = serde_json::to_value(credentials).map_err(ApiError::internal)?;
+        .map(|refused| format!("{}: {refused}", refused.code()).replace('\0', "\u{FFFD}"));
+    // Stored as received, except U+0000, which Postgres text cannot hold.
+    let mut headers = serde_json::to_value(credentials).map_err(ApiError::internal)?;
+    replace_nul(&mut headers);
     let digest = sha256(body);
     let length = i32::try_from(body.len()).unwrap_or(i32::MAX);
 

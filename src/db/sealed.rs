@@ -151,6 +151,34 @@ pub fn seal_stored_plaintext(conn: &mut PgConnection) -> QueryResult<usize> {
     })
 }
 
+/// Whether the installed key opens the secrets already stored: tried at start on one sealed
+/// secret of each table, so that a wrong key stops the service with a clear message instead of
+/// failing every request that needs a secret.
+pub fn check_key_opens_stored(conn: &mut PgConnection) -> Result<(), String> {
+    use super::schema::{devices, merchants};
+    let sealed_like = format!("{PREFIX}%");
+    let device: Option<String> = devices::table
+        .select(devices::secret)
+        .filter(devices::secret.like(&sealed_like))
+        .first(conn)
+        .optional()
+        .map_err(|e| e.to_string())?;
+    let merchant: Option<String> = merchants::table
+        .select(merchants::webhook_secret)
+        .filter(merchants::webhook_secret.like(&sealed_like))
+        .first(conn)
+        .optional()
+        .map_err(|e| e.to_string())?;
+    for stored in device.iter().chain(merchant.iter()) {
+        open(stored).map_err(|_| {
+            "the key does not open the secrets stored in this database (they were sealed with \
+             another key): give this instance the key the others use"
+                .to_string()
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -54,6 +54,9 @@ async fn malformed_order_requests_are_refused_with_their_code_and_change_nothing
         (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "return_url": "not a url"}"#.into(), "invalid_request"),
         (format!(r#"{{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "subject": "{}"}}"#, "s".repeat(257)), "invalid_request"),
         (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "subject": "   "}"#.into(), "invalid_request"),
+        // Postgres text cannot hold U+0000: refused up front, wherever it hides.
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "metadata": {"k": "a\u0000b"}}"#.into(), "invalid_request"),
+        (r#"{"merchant_order_id": "a", "amount": "1.00", "channel": "wechat", "metadata": {"\u0000": 1}}"#.into(), "invalid_request"),
     ];
     let amounts = [
         r#""0""#,

@@ -393,3 +393,28 @@ async fn a_protocol_switched_off_answers_404() {
     .await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_request_with_nul_characters_is_stored_and_refused_not_a_server_error() {
+    let TestEnv { app, db } = spawn_app().await;
+    let listener = app.online_listener("wechat").await;
+    // Found by schemathesis: U+0000 in the credentials used to make the raw insert fail (500).
+    let body = "timestamp=%D0%AC%00&sign=a%00b&org_content=%E5%BE%AE%00";
+    let response = app
+        .client
+        .post(app.url(&format!("/forward/{}", listener.device.id)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let stored = db
+        .count(
+            "SELECT count(*) FROM notifications WHERE source = 'forward' \
+             AND auth_headers->>'timestamp_ms' = 'Ь\u{FFFD}' AND auth_result = 'bad_signature'",
+        )
+        .await;
+    assert_eq!(stored, 1, "the refused request is kept, U+0000 replaced");
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 0);
+}
