@@ -250,13 +250,14 @@ fn load_or_create_key(file: &std::path::Path) -> Result<[u8; 32], AppError> {
                     shown.display()
                 ))
             };
-            // Written whole to a file of its own, then linked into place: the key file appears
-            // complete or not at all, and of two instances starting at once, one key wins.
+            // Written whole to a new file of its own (a random name: instances in containers
+            // may share a pid), then linked into place: the key file appears complete or not at
+            // all, and of two instances starting at once, one key wins and the other reads it.
             let mut draft = file.as_os_str().to_owned();
-            draft.push(format!(".{}.new", std::process::id()));
+            draft.push(format!(".{:016x}.new", rand::random::<u64>()));
             let draft = std::path::PathBuf::from(draft);
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
+            options.write(true).create_new(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -322,7 +323,7 @@ async fn limit_requests(
         Some(state) if crate::api::limits::is_limited(req.method(), req.path()) => {
             let forwarded = || {
                 let header = req.headers().get_all("x-forwarded-for").last()?;
-                crate::api::limits::forwarded_client(header.to_str().ok())
+                crate::api::limits::forwarded_client(Some(header.as_bytes()))
             };
             // Without a usable forwarded address, the proxy's own: never no limit at all.
             let address = state

@@ -62,7 +62,7 @@ pub struct Settings {
     /// Requests a second per IP address to the public and unauthenticated endpoints (0: none).
     pub rate_limit: u32,
     pub rate_limit_burst: u32,
-    /// Take the client's address from `X-Forwarded-For`/`Forwarded` (behind a trusted proxy).
+    /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
 }
 

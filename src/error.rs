@@ -50,7 +50,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The stable, documented error code.
     /// Every code an error can have, as documented.
     pub const CODES: &'static [&'static str] = &[
         "invalid_request",
@@ -71,6 +70,7 @@ impl ApiError {
         "internal_error",
     ];
 
+    /// The stable, documented error code.
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
@@ -301,6 +301,29 @@ mod tests {
             ApiError::Aborted(text()),
             ApiError::Internal(text()),
         ];
+        // No wildcard arm: a new variant does not compile until it is numbered here, next to the
+        // list it must join; `errors` holds one of each number, 0 to the highest.
+        let variant = |error: &ApiError| match error {
+            ApiError::InvalidRequest(_) => 0,
+            ApiError::InvalidAmount(_) => 1,
+            ApiError::Unauthorized(_) => 2,
+            ApiError::Forbidden(_) => 3,
+            ApiError::NotFound(_) => 4,
+            ApiError::IdempotencyConflict(_) => 5,
+            ApiError::InvalidState(_) => 6,
+            ApiError::Conflict(_) => 7,
+            ApiError::PayloadTooLarge(_) => 8,
+            ApiError::RateLimited(_) => 9,
+            ApiError::RequestTimeout => 10,
+            ApiError::UnparseableNotification(_) => 11,
+            ApiError::NoPayeeAvailable => 12,
+            ApiError::AmountsExhausted => 13,
+            ApiError::Unavailable(_) => 14,
+            ApiError::Aborted(_) => 15,
+            ApiError::Internal(_) => 16,
+        };
+        let variants: std::collections::BTreeSet<usize> = errors.iter().map(variant).collect();
+        assert_eq!(variants, (0..=16).collect());
         let codes: std::collections::BTreeSet<&str> = errors.iter().map(ApiError::code).collect();
         let documented: std::collections::BTreeSet<&str> =
             ApiError::CODES.iter().copied().collect();

@@ -53,6 +53,9 @@ impl RateLimiter {
         if arrivals.by_client.len() >= arrivals.prune_at {
             arrivals.by_client.retain(|_, arrival| *arrival > now);
             arrivals.prune_at = PRUNE_AT.max(arrivals.by_client.len() * 2);
+            // After a flood, give the memory back.
+            let keep = arrivals.prune_at;
+            arrivals.by_client.shrink_to(keep);
         }
         let arrival = arrivals
             .by_client
@@ -81,9 +84,10 @@ fn client_of(ip: IpAddr) -> IpAddr {
 
 /// The client's address when a trusted proxy stands in front: the last address of the last
 /// `X-Forwarded-For` header, which is the one the proxy itself appended (what comes before it
-/// is whatever the client sent). `None` when there is none or it is not an address.
-pub fn forwarded_client(forwarded_for: Option<&str>) -> Option<IpAddr> {
-    let last = forwarded_for?.rsplit(',').next()?.trim();
+/// is whatever the client sent, in any bytes). `None` when there is none or it is not an address.
+pub fn forwarded_client(forwarded_for: Option<&[u8]>) -> Option<IpAddr> {
+    let last = forwarded_for?.rsplit(|b| *b == b',').next()?;
+    let last = std::str::from_utf8(last).ok()?.trim();
     if let Ok(ip) = last.parse::<IpAddr>() {
         return Some(ip);
     }
@@ -91,8 +95,11 @@ pub fn forwarded_client(forwarded_for: Option<&str>) -> Option<IpAddr> {
     last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
-/// Whether a request is one of those limited per IP.
+/// Whether a request is one of those limited per IP. `path` as received: it is percent-decoded
+/// here as the router decodes it, so `/%6Eotify` is `/notify` for the limit too.
 pub fn is_limited(method: &Method, path: &str) -> bool {
+    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let path = path.as_ref();
     const ROOTS: &[&str] = &[
         "/readyz",
         "/metrics",
@@ -157,6 +164,10 @@ mod tests {
         assert!(!is_limited(&Method::GET, "/admin/orders"));
         assert!(!is_limited(&Method::GET, "/healthz"));
         assert!(is_limited(&Method::GET, "/readyz"));
+        // Encoded as the router would decode them: limited all the same.
+        assert!(is_limited(&Method::POST, "/%6Eotify"));
+        assert!(is_limited(&Method::GET, "/%6Frders/ord_1"));
+        assert!(is_limited(&Method::GET, "/%72eadyz"));
     }
 
     #[test]
@@ -185,22 +196,31 @@ mod tests {
     #[test]
     fn the_forwarded_client_is_the_address_the_proxy_appended() {
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert_eq!(forwarded_client(Some("198.51.100.9")), ip("198.51.100.9"));
+        assert_eq!(forwarded_client(Some(b"198.51.100.9")), ip("198.51.100.9"));
         // What the client wrote itself comes first and is ignored.
         assert_eq!(
-            forwarded_client(Some("1.2.3.4, 198.51.100.9")),
+            forwarded_client(Some(b"1.2.3.4, 198.51.100.9")),
             ip("198.51.100.9")
         );
         assert_eq!(
-            forwarded_client(Some("[2001:db8::1]:4711")),
+            forwarded_client(Some(b"[2001:db8::1]:4711")),
             ip("2001:db8::1")
         );
         assert_eq!(
-            forwarded_client(Some("198.51.100.9:4711")),
+            forwarded_client(Some(b"198.51.100.9:4711")),
             ip("198.51.100.9")
         );
-        assert_eq!(forwarded_client(Some("unknown")), None);
+        assert_eq!(forwarded_client(Some(b"unknown")), None);
         assert_eq!(forwarded_client(None), None);
+        // Whatever bytes the client put first do not spoil the proxy's entry.
+        assert_eq!(
+            forwarded_client(Some("é, 198.51.100.9".as_bytes())),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            forwarded_client(Some(b"\xff\xfe, 198.51.100.9")),
+            ip("198.51.100.9")
+        );
     }
 
     #[test]
@@ -220,5 +240,21 @@ mod tests {
                 .is_err()
         );
         assert!(limiter.check(busy, start + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn idle_clients_are_forgotten() {
+        let limiter = RateLimiter::new(1, 1).unwrap();
+        let start = Instant::now();
+        for n in 0..(PRUNE_AT as u32) {
+            let client = IpAddr::V4(std::net::Ipv4Addr::from_bits(0x0a00_0000 + n));
+            assert!(limiter.check(client, start).is_ok());
+        }
+        let tracked = |limiter: &RateLimiter| limiter.arrivals.lock().unwrap().by_client.len();
+        assert_eq!(tracked(&limiter), PRUNE_AT);
+        // Two seconds later all of them are idle: the next request forgets them.
+        let later: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limiter.check(later, start + Duration::from_secs(2)).is_ok());
+        assert_eq!(tracked(&limiter), 1);
     }
 }

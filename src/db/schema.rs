@@ -198,6 +198,14 @@ diesel::table! {
 }
 
 diesel::joinable!(events -> merchants (merchant_id));
+diesel::table! {
+    sealing_key_check (id) {
+        id -> Int4,
+        sealed -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(events -> orders (order_id));
 diesel::joinable!(forwarder_signatures -> devices (device_id));
 diesel::joinable!(orders -> merchants (merchant_id));
@@ -225,6 +233,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payee_fixed_codes,
     payees,
     payments,
+    sealing_key_check,
     webhook_attempts,
     webhook_deliveries,
 );

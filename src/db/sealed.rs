@@ -151,11 +151,35 @@ pub fn seal_stored_plaintext(conn: &mut PgConnection) -> QueryResult<usize> {
     })
 }
 
-/// Whether the installed key opens the secrets already stored: tried at start on one sealed
-/// secret of each table, so that a wrong key stops the service with a clear message instead of
-/// failing every request that needs a secret.
+/// What the check row holds, sealed.
+const CHECK_VALUE: &str = "solopay sealing key check v1";
+
+/// Whether the installed key is the database's: the first instance to start seals a known value
+/// into `sealing_key_check`, and every start must open it (and one stored secret of each table,
+/// for databases sealed before the check row existed). A wrong key stops the service with a
+/// clear message instead of failing every request that needs a secret.
 pub fn check_key_opens_stored(conn: &mut PgConnection) -> Result<(), String> {
-    use super::schema::{devices, merchants};
+    use super::schema::{devices, merchants, sealing_key_check};
+    let wrong_key = || {
+        "the key does not open the secrets stored in this database (they were sealed with \
+         another key): give this instance the key the others use"
+            .to_string()
+    };
+    diesel::insert_into(sealing_key_check::table)
+        .values((
+            sealing_key_check::id.eq(1),
+            sealing_key_check::sealed.eq(seal(CHECK_VALUE)?),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .map_err(|e| e.to_string())?;
+    let check: String = sealing_key_check::table
+        .select(sealing_key_check::sealed)
+        .first(conn)
+        .map_err(|e| e.to_string())?;
+    if open(&check).map_err(|_| wrong_key())? != CHECK_VALUE {
+        return Err(wrong_key());
+    }
     let sealed_like = format!("{PREFIX}%");
     let device: Option<String> = devices::table
         .select(devices::secret)
@@ -170,11 +194,7 @@ pub fn check_key_opens_stored(conn: &mut PgConnection) -> Result<(), String> {
         .optional()
         .map_err(|e| e.to_string())?;
     for stored in device.iter().chain(merchant.iter()) {
-        open(stored).map_err(|_| {
-            "the key does not open the secrets stored in this database (they were sealed with \
-             another key): give this instance the key the others use"
-                .to_string()
-        })?;
+        open(stored).map_err(|_| wrong_key())?;
     }
     Ok(())
 }

@@ -132,6 +132,10 @@ async fn over_the_limit_an_address_gets_429_with_retry_after() {
         .unwrap();
     assert!(retry_after >= 1);
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Percent-encoding the path reaches the same handler, and the same limit.
+    let encoded = url.replacen("/orders/", "/%6Frders/", 1);
+    let response = app.client.get(&encoded).send().await.unwrap();
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // A merchant's authenticated calls are not limited per address.
     for i in 0..10 {
         let created = app
@@ -308,15 +312,28 @@ async fn secrets_that_must_sign_are_sealed_at_rest() {
     // Another key does not open them: the binary refuses to start instead of failing every
     // request that needs a secret.
     let dir = temp_dir();
-    let output = solopay(&db, &dir, free_port())
-        .env("SOLOPAY_SECRET_KEY", "07".repeat(32))
-        .arg("serve")
-        .output()
-        .await
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(said.contains("does not open the secrets"), "{said}");
+    let refused_with_another_key = |db: &TestDb| {
+        let start = solopay(db, &dir, free_port())
+            .env("SOLOPAY_SECRET_KEY", "07".repeat(32))
+            .arg("serve")
+            .output();
+        async move {
+            let output = start.await.unwrap();
+            let said = String::from_utf8_lossy(&output.stderr).to_string();
+            assert!(!output.status.success());
+            assert!(said.contains("does not open the secrets"), "{said}");
+        }
+    };
+    refused_with_another_key(&db).await;
+
+    // The same on a database that holds no secret yet: the first start sealed a check value.
+    let TestEnv {
+        app: _empty,
+        db: empty,
+    } = spawn_app().await;
+    assert_eq!(empty.count("SELECT count(*) FROM devices").await, 0);
+    assert_eq!(empty.count("SELECT count(*) FROM merchants").await, 0);
+    refused_with_another_key(&empty).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
