@@ -90,6 +90,22 @@ pub fn parse_fields(query: &str, body: &[u8], is_json: bool) -> Result<Fields, A
             url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
         );
     }
+    // A field given twice with two values is dropped: which one a sign covers is not what the
+    // order would use (signs skip empty values, reading takes the first), so neither is taken,
+    // and the request fails its sign check in its protocol's own words.
+    let mut seen = std::collections::HashMap::with_capacity(pairs.len());
+    let mut conflicting = std::collections::HashSet::new();
+    for (key, value) in &pairs {
+        if seen
+            .insert(key.as_str(), value.as_str())
+            .is_some_and(|v| v != value)
+        {
+            conflicting.insert(key.clone());
+        }
+    }
+    if !conflicting.is_empty() {
+        pairs.retain(|(key, _)| !conflicting.contains(key));
+    }
     let mut raw = query.as_bytes().to_vec();
     if !body.is_empty() {
         raw.push(b'\n');
@@ -159,6 +175,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::parse_fields;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_field_given_twice_is_dropped_unless_both_agree() {
+        // The empty copy would be left out of the sign and taken by the order.
+        let stripped =
+            parse_fields("notify_url=&pid=1&notify_url=http%3A%2F%2Fa", b"", false).unwrap();
+        assert_eq!(stripped.get("notify_url"), None);
+        assert_eq!(stripped.get("pid"), Some("1"));
+        assert_eq!(
+            parse_fields("pid=1", b"pid=2", false).unwrap().get("pid"),
+            None
+        );
+        let same = parse_fields("pid=1", b"pid=1", false).unwrap();
+        assert_eq!(same.get("pid"), Some("1"));
+    }
 
     proptest! {
         #[test]

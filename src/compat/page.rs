@@ -94,7 +94,7 @@ fn payment_page(order: &Order) -> String {
          function tick(){{if(over)return;const s=Math.max(0,Math.round((expires-Date.now())/1000));\
          cd.textContent='剩余 '+Math.floor(s/60)+' 分 '+(s%60)+' 秒';if(s>0)setTimeout(tick,1000);}}\
          async function poll(){{while(!over){{try{{const r=await fetch('/orders/'+id+'?wait=25',\
-         {{cache:'no-store'}});const o=await r.json();if(o.status==='paid'){{show('done','支付成功，正在返回商户…');\
+         {{cache:'no-store'}});if(!r.ok){{await new Promise(q=>setTimeout(q,2000));continue;}}const o=await r.json();if(o.status==='paid'){{show('done','支付成功，正在返回商户…');\
          setTimeout(()=>location.href='/pay/'+id+'/return',800);return;}}if(o.status!=='pending'){{\
          show('gone','订单已过期，请返回商户重新下单');return;}}}}catch(e){{await new Promise(r=>setTimeout(r,2000));}}}}}}\
          if({pending}){{tick();poll();}}</script></body></html>",

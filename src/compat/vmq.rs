@@ -206,8 +206,15 @@ pub async fn app_push(
         let channel = channel_of_vmq_type(&kind)
             .ok_or_else(|| ApiError::InvalidRequest("type must be 1 or 2".into()))?;
         let amount = parse_vmq_price(&price, Amount::storage_limit())?;
+        if t.is_empty() || t.starts_with('0') || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::InvalidRequest(
+                "t must be the time in milliseconds, digits only".into(),
+            ));
+        }
         // The same push again (the app retries with the same t and sign) is the same payment.
-        let notification_id = format!("vmq_{t}_{kind}_{price}");
+        // The id is what the sign covers, type + price + t glued together: the fields re-split
+        // (price=10.0&t=0<t> for price=10.00&t=<t>) carry the same sign, and are the same push.
+        let notification_id = format!("vmq_{kind}{price}{t}");
         check_notification_fields(
             &notification_id,
             [("type", None), ("price", None), ("t", None)],

@@ -13,7 +13,8 @@ use crate::core::notification_text::{self, Refusal, channel_of_package, official
 use crate::core::orders::pay_locked;
 use crate::core::secrets::{new_id, sha256};
 use crate::core::signing::{
-    timestamp_within_window, verify_device_signature, verify_forwarder_sign, verify_md5_sign,
+    forwarder_sign, timestamp_within_window, verify_device_signature, verify_forwarder_sign,
+    verify_md5_sign,
 };
 use crate::db::devices::{self as device_rows, Device};
 use crate::db::forwarder_signatures::{self as forwarder_rows, Use};
@@ -188,7 +189,11 @@ pub fn check_credentials(
                     AuthResult::DeviceDisabled
                 } else {
                     let ms = timestamp.parse::<i64>().unwrap_or_default();
-                    match forwarder_rows::record_use(conn, &device.id, ms, sign, body_sha256)? {
+                    // Recorded as the service writes it: the sign has several spellings that
+                    // verify (encoded or not, `+` or space), and each must count as this one.
+                    let canonical = forwarder_sign(device.secret.expose(), timestamp);
+                    match forwarder_rows::record_use(conn, &device.id, ms, &canonical, body_sha256)?
+                    {
                         Use::First | Use::SameBody => AuthResult::Ok,
                         Use::OtherBody => AuthResult::Replayed,
                     }
@@ -600,11 +605,14 @@ fn record_payment(
         let (Verdict::Payment { amount, .. }, Some(payee)) = (&verdict, payee) else {
             return Ok(payment);
         };
-        let payable = order_rows::lock_payable(conn, &payee.id, amount.as_decimal(), received_at)?;
+        let arrived_at =
+            raw_rows::first_unprocessed_arrival(conn, &device.id, &notification.notification_id)?
+                .map_or(received_at, |first| first.min(received_at));
+        let payable = order_rows::lock_payable(conn, &payee.id, amount.as_decimal(), arrived_at)?;
         let Some((order, overdue)) = payable else {
             return Ok(payment);
         };
-        let paid = pay_locked(conn, &order, overdue)?;
+        let paid = pay_locked(conn, &order, overdue, Some(arrived_at))?;
         Ok(payment_rows::set_matched(conn, &payment.id, &paid.id)?)
     })
 }

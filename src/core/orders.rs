@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 use sha2::{Digest, Sha256};
 
@@ -246,17 +247,20 @@ pub fn close_order(
 }
 
 /// Pays an order the caller has locked (`pending`, `expired`, or `closed` for the operator). A
-/// pending order past its expiry is expired first, so that its events follow the state machine;
-/// an order paid after its expiry is `paid_late`.
+/// pending order past its expiry (`overdue`) is expired first, so that its events follow the
+/// state machine. `arrived_at` is when the paying notification arrived (`None` for the
+/// operator's hand): the order is `paid_late` when it had expired, or the payment arrived
+/// after the expiry.
 pub fn pay_locked(
     conn: &mut PgConnection,
     order: &Order,
     overdue: bool,
+    arrived_at: Option<DateTime<Utc>>,
 ) -> Result<Order, ApiError> {
     if order.status == OrderStatus::Pending && overdue {
         expire_locked(conn, order)?;
     }
-    let paid = order_rows::mark_paid(conn, &order.id)?;
+    let paid = order_rows::mark_paid(conn, &order.id, arrived_at)?;
     record_transitions(conn, EventType::OrderPaid, std::slice::from_ref(&paid))?;
     Ok(paid)
 }

@@ -52,7 +52,7 @@ pub fn mark_paid(
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue)?;
+        let paid = pay_locked(conn, &order, overdue, None)?;
         audit(
             conn,
             operator,
@@ -88,7 +88,7 @@ pub fn assign_payment(
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue)?;
+        let paid = pay_locked(conn, &order, overdue, None)?;
         let assigned = payment_rows::assign(conn, payment_id, order_id)?;
         audit(
             conn,

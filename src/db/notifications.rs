@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Interval};
+use diesel::sql_types::{Bool, Interval, Text};
 
 use super::interval;
 use super::schema::notifications;
@@ -86,4 +86,25 @@ pub fn find_stranded(
         .limit(limit)
         .select(RawNotification::as_select())
         .load(conn)
+}
+
+/// When the device's first still unprocessed copy of a notification arrived: a retry may be
+/// processed while an earlier copy, whose request died, waits for the sweep. Matching is decided
+/// as of the earliest.
+pub fn first_unprocessed_arrival(
+    conn: &mut PgConnection,
+    device_id: &str,
+    notification_id: &str,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    notifications::table
+        .filter(notifications::auth_result.eq(AuthResult::Ok))
+        .filter(notifications::payment_id.is_null())
+        .filter(notifications::rejection.is_null())
+        .filter(notifications::device_id.eq(device_id))
+        .filter(
+            sql::<Bool>("notifications.reading->>'notification_id' = ")
+                .bind::<Text, _>(notification_id),
+        )
+        .select(diesel::dsl::min(notifications::received_at))
+        .first(conn)
 }

@@ -182,7 +182,14 @@ pub fn lock_payable(
         .filter(orders::status.eq_any([OrderStatus::Pending, OrderStatus::Expired]))
         .filter(orders::created_at.le(received_at))
         .filter(orders::reserved_until.gt(received_at))
-        .select((Order::as_select(), overdue()))
+        // Overdue as of the payment's arrival: one that arrived in time pays the order on time,
+        // however late it is processed.
+        .select((
+            Order::as_select(),
+            sql::<Bool>("(orders.status = 'pending' AND orders.expires_at <= ")
+                .bind::<Timestamptz, _>(received_at)
+                .sql(")"),
+        ))
         .order(orders::created_at)
         .for_update()
         .first(conn)
@@ -237,14 +244,21 @@ pub fn expire_overdue(
 /// → `paid` (from `pending`, `expired`, or `closed` by the operator's hand), `paid_late` when
 /// it had expired or is past its expiry. The amount is released at once; a reservation only ever
 /// shrinks: one that already ended (a payment finished late) stays where it ended.
-pub fn mark_paid(conn: &mut PgConnection, id: &str) -> QueryResult<Order> {
+pub fn mark_paid(
+    conn: &mut PgConnection,
+    id: &str,
+    arrived_at: Option<DateTime<Utc>>,
+) -> QueryResult<Order> {
+    // Late when the order expired (`expired` → `paid` is a late payment), or when the payment
+    // arrived after the expiry (paid by hand, no arrival: now).
+    let late = sql::<Bool>("(orders.status = 'expired' OR orders.expires_at <= coalesce(")
+        .bind::<Nullable<Timestamptz>, _>(arrived_at)
+        .sql(", now()))");
     diesel::update(orders::table.find(id))
         .set((
             orders::status.eq(OrderStatus::Paid),
             orders::paid_at.eq(sql::<Nullable<Timestamptz>>("now()")),
-            orders::paid_late.eq(sql::<Bool>(
-                "(orders.status = 'expired' OR orders.expires_at <= now())",
-            )),
+            orders::paid_late.eq(late),
             orders::reserved_until.eq(sql::<Timestamptz>(
                 "greatest(least(orders.reserved_until, now()), orders.created_at)",
             )),

@@ -154,8 +154,9 @@ impl Sender {
         }
         Response {
             status: Some(status),
-            excerpt: Some(String::from_utf8_lossy(&excerpt).into_owned()),
-            error,
+            // Stored as text, which cannot hold U+0000.
+            excerpt: Some(String::from_utf8_lossy(&excerpt).replace('\0', "\u{FFFD}")),
+            error: error.map(|e| e.replace('\0', "\u{FFFD}")),
             retry_after,
             latency: started.elapsed(),
         }

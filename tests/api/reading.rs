@@ -251,6 +251,36 @@ async fn a_forwarder_with_a_valid_sign_pays_an_order_and_each_sign_counts_once()
     forged[2].1 = "微信支付收款9999.00元(朋友到店)".into();
     let replayed = forward_form(&app, &listener.device, &forged).await;
     assert_problem(replayed, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // Also when the captured sign is spelled another way that verifies too (decoded, a space
+    // for `+`, padded): one (timestamp, sign), whatever its spelling.
+    let respell = |encoded: &str, how: usize| {
+        let decoded = url::form_urlencoded::parse(format!("s={encoded}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .replace(' ', "+");
+        match how {
+            0 => decoded,
+            1 => decoded.replace('+', " "),
+            _ => format!(" {decoded} "),
+        }
+    };
+    for how in 0..3 {
+        // The spelling verifies: a new message signed so is accepted.
+        let mut fresh = wechat_fields(
+            &listener.device,
+            now_ms() + 1 + how as i64,
+            &format!("微信支付收款0.0{}元", how + 1),
+        );
+        fresh[3].1 = respell(&fresh[3].1, how);
+        let accepted = forward_form(&app, &listener.device, &fresh).await;
+        assert_eq!(accepted.status(), StatusCode::OK, "spelling {how}");
+        // And the captured sign so spelled, with another message: refused.
+        let mut respelled = forged.clone();
+        respelled[3].1 = respell(&fields[3].1, how);
+        let replayed = forward_form(&app, &listener.device, &respelled).await;
+        assert_problem(replayed, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
     // An old timestamp, a wrong secret, no sign: refused.
     let old = wechat_fields(
         &listener.device,
@@ -286,15 +316,16 @@ async fn a_forwarder_with_a_valid_sign_pays_an_order_and_each_sign_counts_once()
     )
     .await;
 
-    assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
+    // The order's payment and the three messages signed with respelled signs.
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 4);
     assert_eq!(
         db.count("SELECT count(*) FROM notifications WHERE source = 'forward'")
             .await,
-        6
+        12
     );
     for (result, count) in [
-        ("ok", 2),
-        ("replayed", 1),
+        ("ok", 5),
+        ("replayed", 4),
         ("stale_timestamp", 1),
         ("bad_signature", 1),
         ("missing_credentials", 1),

@@ -234,3 +234,111 @@ async fn a_payment_being_recorded_never_blocks_an_order_on_its_payee() {
     );
     client.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// Stores an authenticated copy of a notification, read and not yet processed, `age_secs` ago:
+/// what a request leaves behind when it dies between storing and matching.
+async fn store_unprocessed_copy(
+    db: &TestDb,
+    device_id: &str,
+    notification_id: &str,
+    amount: &str,
+    age_secs: i64,
+) {
+    store_stranded(
+        db,
+        device_id,
+        &json!({"notification_id": notification_id, "channel": "wechat", "amount": amount}),
+        age_secs,
+    )
+    .await;
+    let reading = json!({
+        "notification_id": notification_id, "channel": "wechat", "amount": amount,
+        "package": null, "title": null, "text": null, "reported_at": null,
+        "listener_vouches": true,
+    });
+    db.execute(&format!(
+        "UPDATE notifications SET reading = '{reading}' \
+          WHERE id = (SELECT max(id) FROM notifications)"
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_matched_as_of_the_first_copy_that_arrived() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+
+    // An order whose reservation ended 5 s ago; 15 s ago its payment arrived, but the request
+    // died before matching (too recent for the sweep, which waits 30 s).
+    let first = app.order(&merchant, "6.00", "wechat").await;
+    let first_id = first["id"].as_str().unwrap().to_string();
+    db.execute(&format!(
+        "UPDATE orders SET created_at = now() - interval '25 seconds', \
+                           expires_at = now() - interval '6 seconds', \
+                           reserved_until = now() - interval '5 seconds' \
+          WHERE id = '{first_id}'"
+    ))
+    .await;
+    store_unprocessed_copy(&db, &listener.device.id, "retry-1", "6.00", 15).await;
+    // The amount has gone to the next customer.
+    let next = app.order(&merchant, "6.00", "wechat").await;
+    assert_eq!(next["payable_amount"], "6.00");
+    let next_id = next["id"].as_str().unwrap().to_string();
+
+    // The phone retries: the payment is the one that arrived 15 s ago, and pays that order.
+    let response = app
+        .notify(
+            &listener.device,
+            &json!({"notification_id": "retry-1", "channel": "wechat", "amount": "6.00"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["order_id"].as_str(),
+        Some(first_id.as_str()),
+        "{answer}"
+    );
+    assert_eq!(status_of(&db, &first_id).await, "paid");
+    assert_eq!(
+        status_of(&db, &next_id).await,
+        "pending",
+        "the next customer's order was credited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_that_arrived_in_time_is_on_time_however_late_it_is_processed() {
+    let TestEnv { app, db } = spawn_app_with(|s| {
+        // No background expiry while the test arranges the order's clock.
+        s.sweep_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+
+    // Expired 10 s ago, still pending (nothing has looked at it since); its payment arrived
+    // 20 s ago and is processed only now, by the phone's retry.
+    let order = app.order(&merchant, "7.00", "wechat").await;
+    let id = order["id"].as_str().unwrap().to_string();
+    age_order(&db, &id, 310).await;
+    store_unprocessed_copy(&db, &listener.device.id, "in-time-1", "7.00", 20).await;
+    let response = app
+        .notify(
+            &listener.device,
+            &json!({"notification_id": "in-time-1", "channel": "wechat", "amount": "7.00"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let paid = app.get_order(&id).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["paid_late"], false, "{paid}");
+    let events = db
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE order_id = '{id}' AND type = 'order.expired'"
+        ))
+        .await;
+    assert_eq!(events, 0, "an order paid in time does not expire first");
+}
