@@ -61,9 +61,11 @@ pub fn forwarder_sign(secret: &str, timestamp: &str) -> String {
 
 /// Whether `sign` is the forwarder sign of `timestamp` under `secret`, checked in constant time.
 /// Accepts the value still URL-encoded or already decoded, and a `+` a form decoder turned into
-/// a space.
+/// a space (also first or last: only tabs and line breaks around it are trimmed).
 pub fn verify_forwarder_sign(secret: &str, timestamp: &str, sign: &str) -> bool {
-    let sign = sign.trim().replace(' ', "+");
+    let sign = sign
+        .trim_matches(|c: char| c.is_whitespace() && c != ' ')
+        .replace(' ', "+");
     let decoded: String = if sign.contains('%') {
         // Decode %XX only: a literal '+' is base64, not a space.
         url::form_urlencoded::parse(format!("v={}", sign.replace('+', "%2B")).as_bytes())
@@ -212,6 +214,26 @@ mod tests {
             "s3cret",
             "1732560000123",
             &decoded.replace('+', " ")
+        ));
+        // Also when the '+' turned space is the first character (not trimmed away).
+        let (timestamp, leading_plus) = (1_732_560_000_000u64..)
+            .map(|t| {
+                let base64 = url::form_urlencoded::parse(
+                    format!("v={}", forwarder_sign("s3cret", &t.to_string())).as_bytes(),
+                )
+                .map(|(_, v)| v.into_owned())
+                .next()
+                .unwrap_or_default();
+                (t.to_string(), base64)
+            })
+            .find(|(_, base64)| base64.starts_with('+'))
+            .unwrap_or_default();
+        let spaced = leading_plus.replace('+', " ");
+        assert!(verify_forwarder_sign("s3cret", &timestamp, &spaced));
+        assert!(verify_forwarder_sign(
+            "s3cret",
+            &timestamp,
+            &format!("{spaced}\n")
         ));
         assert!(!verify_forwarder_sign("other", "1732560000123", &encoded));
         assert!(!verify_forwarder_sign("s3cret", "1732560000124", &encoded));

@@ -112,7 +112,8 @@ pub enum Settled {
 }
 
 /// Records attempt `attempt` and settles the delivery, unless another instance has claimed a
-/// later attempt meanwhile (its lease ran out): then only the attempt is recorded.
+/// later attempt meanwhile, or an operator redelivered it (its lease ran out): then only the
+/// attempt is recorded.
 pub fn record_attempt(
     conn: &mut PgConnection,
     attempt: &NewAttempt<'_>,
@@ -127,7 +128,10 @@ pub fn record_attempt(
         let mine = webhook_deliveries::table
             .find(attempt.delivery_id)
             .filter(webhook_deliveries::attempts.eq(attempt.attempt))
-            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending));
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending))
+            // Still leased: an operator's redelivery after the lease ran out clears it, and
+            // this late record must not undo that.
+            .filter(webhook_deliveries::leased_until.is_not_null());
         let now = sql::<Nullable<Timestamptz>>("now()");
         let common = (
             webhook_deliveries::leased_until.eq(None::<DateTime<Utc>>),
@@ -232,6 +236,7 @@ pub fn redeliver(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Delive
     )))
     .set((
         webhook_deliveries::status.eq(DeliveryStatus::Pending),
+        webhook_deliveries::leased_until.eq(None::<DateTime<Utc>>),
         webhook_deliveries::completed_at.eq(None::<DateTime<Utc>>),
         webhook_deliveries::retry_step.eq(0),
         webhook_deliveries::next_attempt_at.eq(sql::<Timestamptz>("now()")),

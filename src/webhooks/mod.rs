@@ -30,6 +30,12 @@ use sender::{Request, Sender};
 /// A claimed delivery with everything its attempt needs.
 struct Job {
     delivery: Delivery,
+    /// What the request is made of, or why it could not be loaded (recorded as the attempt's
+    /// error, so that one broken row never holds up the others claimed with it).
+    loaded: Result<Loaded, String>,
+}
+
+struct Loaded {
     event_type: EventType,
     event_created_at: chrono::DateTime<Utc>,
     data: serde_json::Value,
@@ -108,26 +114,50 @@ pub fn spawn(
     }))
 }
 
+/// The event, the merchant's signing secrets and, for the old protocols, the order and merchant.
+fn load(conn: &mut PgConnection, delivery: &Delivery) -> Result<Loaded, ApiError> {
+    let (event_type, event_created_at, data) = events::table
+        .find(&delivery.event_id)
+        .select((events::type_, events::created_at, events::data))
+        .first::<(EventType, chrono::DateTime<Utc>, serde_json::Value)>(conn)?;
+    let secrets = merchant_rows::signing_secrets(conn, &delivery.merchant_id)?;
+    let compat = if delivery.kind == DeliveryKind::Standard {
+        None
+    } else {
+        let order = order_rows::find(conn, &delivery.order_id)?;
+        let merchant = merchant_rows::find(conn, &delivery.merchant_id)?;
+        order.zip(merchant)
+    };
+    Ok(Loaded {
+        event_type,
+        event_created_at,
+        data,
+        secrets,
+        compat,
+    })
+}
+
 impl Worker {
     /// The request a delivery's kind calls for: a signed Standard Webhooks POST, or an old
     /// protocol's signed GET.
     fn request(&self, job: &Job, timestamp: i64) -> Result<Request, String> {
         let delivery = &job.delivery;
+        let loaded = job.loaded.as_ref().map_err(Clone::clone)?;
         let get = |fields: Vec<(&'static str, String)>| Request {
             method: reqwest::Method::GET,
             url: with_query(&delivery.url, &fields),
             body: Vec::new(),
             headers: Vec::new(),
         };
-        match (delivery.kind, &job.compat) {
+        match (delivery.kind, &loaded.compat) {
             (DeliveryKind::Standard, _) => {
                 let body = Payload::body(
                     &delivery.event_id,
-                    job.event_type,
-                    job.event_created_at,
-                    &job.data,
+                    loaded.event_type,
+                    loaded.event_created_at,
+                    &loaded.data,
                 );
-                let secrets: Vec<&str> = job.secrets.iter().map(Sealed::expose).collect();
+                let secrets: Vec<&str> = loaded.secrets.iter().map(Sealed::expose).collect();
                 let signature = signature_header(&secrets, &delivery.event_id, timestamp, &body)
                     .map_err(|e| e.to_string())?;
                 Ok(Request {
@@ -159,26 +189,15 @@ impl Worker {
                     delivery_rows::claim_due(conn, i64::try_from(limit).unwrap_or(1), lease)?;
                 let mut jobs = Vec::with_capacity(claimed.len());
                 for delivery in claimed {
-                    let (event_type, event_created_at, data) = events::table
-                        .find(&delivery.event_id)
-                        .select((events::type_, events::created_at, events::data))
-                        .first::<(EventType, chrono::DateTime<Utc>, serde_json::Value)>(conn)?;
-                    let secrets = merchant_rows::signing_secrets(conn, &delivery.merchant_id)?;
-                    let compat = if delivery.kind == DeliveryKind::Standard {
-                        None
-                    } else {
-                        let order = order_rows::find(conn, &delivery.order_id)?;
-                        let merchant = merchant_rows::find(conn, &delivery.merchant_id)?;
-                        order.zip(merchant)
+                    let loaded = match load(conn, &delivery) {
+                        Ok(loaded) => Ok(loaded),
+                        Err(e @ (ApiError::Unavailable(_) | ApiError::Aborted(_))) => return Err(e),
+                        Err(error) => {
+                            tracing::warn!(delivery = %delivery.id, %error, "cannot load a delivery");
+                            Err(format!("cannot load the delivery: {error}"))
+                        }
                     };
-                    jobs.push(Job {
-                        delivery,
-                        event_type,
-                        event_created_at,
-                        data,
-                        secrets,
-                        compat,
-                    });
+                    jobs.push(Job { delivery, loaded });
                 }
                 Ok(jobs)
             })

@@ -252,7 +252,7 @@ async fn a_forwarder_with_a_valid_sign_pays_an_order_and_each_sign_counts_once()
     let replayed = forward_form(&app, &listener.device, &forged).await;
     assert_problem(replayed, StatusCode::UNAUTHORIZED, "unauthorized").await;
     // Also when the captured sign is spelled another way that verifies too (decoded, a space
-    // for `+`, padded): one (timestamp, sign), whatever its spelling.
+    // for `+`, a line break after it): one (timestamp, sign), whatever its spelling.
     let respell = |encoded: &str, how: usize| {
         let decoded = url::form_urlencoded::parse(format!("s={encoded}").as_bytes())
             .next()
@@ -262,7 +262,7 @@ async fn a_forwarder_with_a_valid_sign_pays_an_order_and_each_sign_counts_once()
         match how {
             0 => decoded,
             1 => decoded.replace('+', " "),
-            _ => format!(" {decoded} "),
+            _ => format!("\t{decoded}\r\n"),
         }
     };
     for how in 0..3 {
@@ -274,7 +274,9 @@ async fn a_forwarder_with_a_valid_sign_pays_an_order_and_each_sign_counts_once()
         );
         fresh[3].1 = respell(&fresh[3].1, how);
         let accepted = forward_form(&app, &listener.device, &fresh).await;
-        assert_eq!(accepted.status(), StatusCode::OK, "spelling {how}");
+        let status = accepted.status();
+        let body = accepted.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "spelling {how}: {body}");
         // And the captured sign so spelled, with another message: refused.
         let mut respelled = forged.clone();
         respelled[3].1 = respell(&fields[3].1, how);

@@ -575,3 +575,58 @@ async fn a_service_killed_between_the_payment_and_its_delivery_delivers_after_re
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_cannot_be_loaded_does_not_hold_up_the_others_claimed_with_it() {
+    let receiver = Receiver::start().await;
+    // Both first attempts fail, so that both deliveries wait for their next one.
+    receiver.answer_with([Answer::status(500), Answer::status(500)]);
+    let TestEnv { app, db } = spawn_app_with(fast_local_webhooks).await;
+    let broken = app.merchant_with_webhooks(&receiver.url()).await;
+    let sound = app.merchant_with_webhooks(&receiver.url()).await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&broken, "3.00", "wechat").await;
+    app.order(&sound, "4.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "3.00").await;
+    app.pay(&listener.device, "wechat", "4.00").await;
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(5)).await.len(), 2);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let db = &db;
+            async move {
+                db.count("SELECT count(*) FROM webhook_deliveries WHERE attempts = 1 AND leased_until IS NULL")
+                    .await
+                    == 2
+            }
+        })
+        .await
+    );
+
+    // One merchant's secret no longer opens (restored from another key's backup, say), and
+    // both deliveries fall due at the same moment, to be claimed together.
+    db.execute(&format!(
+        "UPDATE merchants SET webhook_secret = 'sealed:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' \
+          WHERE id = '{}'",
+        broken.id
+    ))
+    .await;
+    db.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = date_trunc('second', now()) + interval '2 seconds'",
+    )
+    .await;
+
+    let received = receiver.wait_for(3, Duration::from_secs(6)).await;
+    assert_eq!(
+        received.len(),
+        3,
+        "the sound merchant's webhook was held up"
+    );
+    verify(&sound.webhook_secret, &received[2]);
+    let failed_to_load = db
+        .count(
+            "SELECT count(*) FROM webhook_attempts WHERE attempt = 2 \
+             AND error LIKE 'cannot load the delivery%'",
+        )
+        .await;
+    assert_eq!(failed_to_load, 1);
+}
