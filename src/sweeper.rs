@@ -28,6 +28,9 @@ pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) ->
             }
             let outcome = db
                 .run(|conn| {
+                    // Stored payments first: one that arrived before its order's expiry pays it
+                    // on time, before this pass would expire the order.
+                    let finished = finish_stranded(conn, STRANDED_AFTER, 100)?;
                     let mut expired = 0;
                     loop {
                         let n = expire_overdue_batch(conn, EXPIRY_BATCH)?;
@@ -36,7 +39,6 @@ pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) ->
                             break;
                         }
                     }
-                    let finished = finish_stranded(conn, STRANDED_AFTER, 100)?;
                     // Signatures older than any window can never be presented again.
                     forwarder_signatures::delete_older_than(conn, FORGET_SIGNATURES_AFTER)?;
                     Ok((expired, finished))

@@ -212,9 +212,10 @@ pub async fn app_push(
             ));
         }
         // The same push again (the app retries with the same t and sign) is the same payment.
-        // The id is what the sign covers, type + price + t glued together: the fields re-split
-        // (price=10.0&t=0<t> for price=10.00&t=<t>) carry the same sign, and are the same push.
-        let notification_id = format!("vmq_{kind}{price}{t}");
+        // The sign covers type + price + t glued together, so the fields could be re-split
+        // (price=10.0&t=0<t> for price=10.00&t=<t>) under the same sign: `t` in plain digits
+        // rules that out (moving a digit into or out of it leaves the window).
+        let notification_id = format!("vmq_{t}_{kind}_{price}");
         check_notification_fields(
             &notification_id,
             [("type", None), ("price", None), ("t", None)],
