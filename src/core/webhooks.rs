@@ -153,6 +153,8 @@ pub fn is_forbidden_destination(ip: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
                 || (first & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first == 0x2001 && v6.segments()[1] == 0) // Teredo 2001::/32 (tunnels)
+                || (first == 0x64 && v6.segments()[1] == 0xff9b && v6.segments()[2] == 1) // local NAT64 64:ff9b:1::/48
         }
     }
 }
@@ -323,6 +325,8 @@ mod tests {
             "2002:7f00:1::",
             "ff02::1",
             "2001:db8::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(
                 is_forbidden_destination(forbidden.parse().unwrap()),
