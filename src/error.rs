@@ -215,13 +215,17 @@ impl From<AmountError> for ApiError {
     }
 }
 
+/// The detail of [`ApiError::Unavailable`] when the server closed the connection or cannot be
+/// reached (the pool then replaces the connection).
+pub const DATABASE_UNREACHABLE: &str = "the database is unreachable; retry later";
+
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &error {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
-                ApiError::Unavailable("the database is unreachable; retry later".into())
+                ApiError::Unavailable(DATABASE_UNREACHABLE.into())
             }
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 ApiError::Aborted(info.message().to_string())
@@ -230,7 +234,7 @@ impl From<diesel::result::Error> for ApiError {
                 ApiError::Aborted(info.message().to_string())
             }
             Error::DatabaseError(_, info) if is_connection_lost(info.message()) => {
-                ApiError::Unavailable("the database is unreachable; retry later".into())
+                ApiError::Unavailable(DATABASE_UNREACHABLE.into())
             }
             // A NUL character slipped past the input checks: bad input, not a fault.
             Error::DatabaseError(_, info) if is_unstorable_text(info.message()) => {

@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::extract::MerchantAuth;
+use crate::api::extract::{MerchantAuth, MerchantKey};
 use crate::api::{AppState, check_text, check_url, parse_json};
 use crate::core::orders::{self as order_rules, Creation, OrderRequest};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
@@ -127,16 +127,28 @@ impl CreateOrderRequest {
 #[post("/orders")]
 pub async fn create_order(
     state: web::Data<AppState>,
-    MerchantAuth(merchant): MerchantAuth,
+    key: MerchantKey,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let request = parse_json::<CreateOrderRequest>(payload)
-        .await?
-        .validate(&state)?;
+    let request = match parse_json::<CreateOrderRequest>(payload)
+        .await
+        .and_then(|request| request.validate(&state))
+    {
+        Ok(request) => request,
+        Err(invalid) => {
+            // A wrong key is answered before a bad body, as on every merchant endpoint.
+            state.db.run(move |conn| key.authenticate(conn)).await?;
+            return Err(invalid);
+        }
+    };
     let rules = state.rules.clone();
+    // The key is checked in the same trip to the database as the creation.
     let creation = state
         .db
-        .run(move |conn| order_rules::create_order(conn, &merchant.id, &request, &rules))
+        .run(move |conn| {
+            let merchant = key.authenticate(conn)?;
+            order_rules::create_order(conn, &merchant.id, &request, &rules)
+        })
         .await?;
     Ok(match creation {
         Creation::Created(order) => HttpResponse::Created()

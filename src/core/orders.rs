@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
 use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
-use crate::db::{events, transaction_with_retry, webhooks};
+use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::money::Amount;
@@ -122,50 +122,30 @@ pub fn create_order(
         OffsetDirection::Down => -Amount::CENT.as_decimal(),
     };
 
-    let allocation = transaction_with_retry(conn, |conn| {
-        if order_rows::find_by_merchant_order_id(conn, merchant_id, &request.merchant_order_id)?
-            .is_some()
-        {
-            return Ok(Allocation::Duplicate);
-        }
-        let expired = order_rows::expire_overdue(conn, ExpiryScope::Channel(request.channel), 100)?;
-        record_transitions(conn, EventType::OrderExpired, &expired)?;
-        // Last statement before COMMIT: the payee lock it takes is held only until then.
-        Ok(order_rows::allocate(
-            conn,
-            &AllocationRequest {
-                order_id: &order_id,
-                merchant_id,
-                merchant_order_id: &request.merchant_order_id,
-                request_fingerprint: &fingerprint,
-                channel: request.channel,
-                amount: request.amount.as_decimal(),
-                expires_in_secs: secs_i32(expires_in),
-                subject: request.subject.as_deref(),
-                notify_url: request.notify_url.as_deref(),
-                return_url: request.return_url.as_deref(),
-                metadata: request.metadata.as_ref(),
-                grace_secs: secs_i32(rules.late_payment_grace),
-                max_offset_steps: i32::try_from(rules.max_offset_steps).unwrap_or(i32::MAX),
-                step,
-                offline_after_secs: secs_i32(rules.device_offline_after),
-                protocol: request.protocol,
-                compat: request.compat.as_ref(),
-            },
-        )?)
-    })?;
-
-    match allocation {
-        Allocation::Created(id) => order_rows::find(conn, &id)?
-            .map(Creation::Created)
-            .ok_or_else(|| ApiError::internal(format!("order {id} vanished after creation"))),
-        Allocation::Duplicate => {
-            let existing = order_rows::find_by_merchant_order_id(
-                conn,
-                merchant_id,
-                &request.merchant_order_id,
-            )?
-            .ok_or_else(|| ApiError::internal("duplicate order not found"))?;
+    let allocation = AllocationRequest {
+        order_id: &order_id,
+        merchant_id,
+        merchant_order_id: &request.merchant_order_id,
+        request_fingerprint: &fingerprint,
+        channel: request.channel,
+        amount: request.amount.as_decimal(),
+        expires_in_secs: secs_i32(expires_in),
+        subject: request.subject.as_deref(),
+        notify_url: request.notify_url.as_deref(),
+        return_url: request.return_url.as_deref(),
+        metadata: request.metadata.as_ref(),
+        grace_secs: secs_i32(rules.late_payment_grace),
+        max_offset_steps: i32::try_from(rules.max_offset_steps).unwrap_or(i32::MAX),
+        step,
+        offline_after_secs: secs_i32(rules.device_offline_after),
+        protocol: request.protocol,
+        compat: request.compat.as_ref(),
+    };
+    // One statement on its own (no BEGIN/COMMIT around it): the payee lock it takes is held
+    // through the server-side call and commit only, never across a round trip to this process.
+    match retry_aborted(|| Ok(order_rows::create(conn, &allocation)?))? {
+        Allocation::Created(order) => Ok(Creation::Created(order)),
+        Allocation::Existing(existing) => {
             if existing.request_fingerprint == fingerprint {
                 // As it is now (an order past its expiry reads as expired).
                 let current = read_order(conn, &existing.id)?.unwrap_or(existing);

@@ -41,7 +41,7 @@ pub struct Order {
     pub compat: Option<serde_json::Value>,
 }
 
-/// Everything `solopay_allocate_order` needs to reserve a payable amount and insert the order.
+/// Everything `solopay_create_order` needs to reserve a payable amount and insert the order.
 #[derive(Debug)]
 pub struct AllocationRequest<'a> {
     pub order_id: &'a str,
@@ -64,30 +64,26 @@ pub struct AllocationRequest<'a> {
     pub compat: Option<&'a serde_json::Value>,
 }
 
-/// What `solopay_allocate_order` did.
-#[derive(Debug, PartialEq, Eq)]
+/// What `solopay_create_order` did.
+#[derive(Debug)]
 pub enum Allocation {
-    Created(String),
-    /// An order with this merchant_order_id already exists.
-    Duplicate,
+    Created(Order),
+    /// The order the merchant already created with this merchant_order_id, as stored.
+    Existing(Order),
     NoPayee,
     Exhausted,
 }
 
-#[derive(QueryableByName)]
-struct AllocationRow {
-    #[diesel(sql_type = Text)]
-    outcome: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    order_id: Option<String>,
-}
+/// The messages `solopay_create_order` raises for its two refusals.
+const NO_PAYEE: &str = "solopay: no payee available";
+const EXHAUSTED: &str = "solopay: amounts exhausted";
 
 /// Reserves a payable amount and inserts the order in one server-side call (see the migration
-/// for the algorithm). Run it as the last statement before COMMIT: the payee lock it takes is
-/// held until the transaction ends.
-pub fn allocate(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
-    let row: AllocationRow = diesel::sql_query(
-        "SELECT outcome, order_id FROM solopay_allocate_order(\
+/// for the algorithm), and returns the order. Run it on its own, outside a transaction: the
+/// payee lock it takes is then held only through the call and the server's commit.
+pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
+    let created = diesel::sql_query(
+        "SELECT * FROM solopay_create_order(\
          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind::<Text, _>(req.order_id)
@@ -107,13 +103,18 @@ pub fn allocate(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryRe
     .bind::<Int4, _>(req.offline_after_secs)
     .bind::<Text, _>(req.protocol)
     .bind::<Nullable<Jsonb>, _>(req.compat)
-    .get_result(conn)?;
-    Ok(match (row.outcome.as_str(), row.order_id) {
-        ("created", Some(id)) => Allocation::Created(id),
-        ("duplicate", _) => Allocation::Duplicate,
-        ("no_payee", _) => Allocation::NoPayee,
-        _ => Allocation::Exhausted,
-    })
+    .get_result::<Order>(conn);
+    match created {
+        Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
+        Ok(order) => Ok(Allocation::Existing(order)),
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == NO_PAYEE => {
+            Ok(Allocation::NoPayee)
+        }
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == EXHAUSTED => {
+            Ok(Allocation::Exhausted)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Order>> {
@@ -205,8 +206,6 @@ fn overdue() -> diesel::expression::SqlLiteral<Bool> {
 pub enum ExpiryScope<'a> {
     /// Any order (the background sweep).
     All,
-    /// Orders of one channel (the allocation transaction).
-    Channel(Channel),
     /// One order (a read, a close or a payment that finds it overdue).
     Order(&'a str),
 }
@@ -219,23 +218,20 @@ pub fn expire_overdue(
     scope: ExpiryScope<'_>,
     limit: i64,
 ) -> QueryResult<Vec<Order>> {
-    let (channel, id) = match scope {
-        ExpiryScope::All => (None, None),
-        ExpiryScope::Channel(channel) => (Some(channel), None),
-        ExpiryScope::Order(id) => (None, Some(id)),
+    let id = match scope {
+        ExpiryScope::All => None,
+        ExpiryScope::Order(id) => Some(id),
     };
     diesel::sql_query(
         "UPDATE orders SET status = 'expired' \
          WHERE id IN (SELECT id FROM orders \
                       WHERE status = 'pending' AND expires_at <= now() \
-                        AND ($1::text IS NULL OR channel = $1) \
-                        AND ($2::text IS NULL OR id = $2) \
+                        AND ($1::text IS NULL OR id = $1) \
                       ORDER BY expires_at \
-                      LIMIT $3 \
+                      LIMIT $2 \
                       FOR UPDATE SKIP LOCKED) \
          RETURNING *",
     )
-    .bind::<Nullable<Text>, _>(channel)
     .bind::<Nullable<Text>, _>(id)
     .bind::<diesel::sql_types::Int8, _>(limit)
     .load(conn)

@@ -194,6 +194,23 @@ async fn wrong_credentials_are_refused_and_change_nothing() {
         )
         .await;
     }
+    // A wrong key is answered as such whatever the body holds.
+    for body in [
+        "{".to_string(),
+        json!({"merchant_order_id": "x", "amount": "-1", "channel": "wechat"}).to_string(),
+        "x".repeat(100_000),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/orders"))
+            .bearer_auth("sk_wrong")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
     // A merchant key is not an operator token, nor is a wrong token.
     for token in [merchant.api_key.as_str(), "test-operator-token-wrong"] {
         let response = app
