@@ -105,7 +105,6 @@ DECLARE
     i           integer;
     k           integer;
     amt         numeric(12, 2);
-    fixed_code  text;
     created     orders%ROWTYPE;
     max_k       integer;
     lo          numeric;
@@ -224,23 +223,21 @@ BEGIN
                         RAISE EXCEPTION USING ERRCODE = 'SPX01';
                     END IF;
 
+                    -- The payee's fixed-amount code for the payable amount, if it has one.
                     amt := p_amount + k * p_step;
-                    SELECT fc.qr_code INTO fixed_code
-                      FROM payee_fixed_codes fc
-                     WHERE fc.payee_id = ranked_ids[i] AND fc.amount = amt;
-
                     INSERT INTO orders (id, merchant_id, merchant_order_id, request_fingerprint,
                                         channel, amount, payable_amount, payee_id, qr_code,
                                         qr_fixed_amount, subject, notify_url, return_url,
                                         metadata, protocol, compat, created_at, expires_at,
                                         reserved_until)
                     SELECT p_order_id, p_merchant_id, p_merchant_order_id, p_request_fingerprint,
-                           p_channel, p_amount, amt, p.id, coalesce(fixed_code, p.qr_code),
-                           fixed_code IS NOT NULL, p_subject, p_notify_url, p_return_url,
+                           p_channel, p_amount, amt, p.id, coalesce(fc.qr_code, p.qr_code),
+                           fc.qr_code IS NOT NULL, p_subject, p_notify_url, p_return_url,
                            p_metadata, p_protocol, p_compat, now(),
                            now() + make_interval(secs => p_expires_in),
                            now() + make_interval(secs => p_expires_in + p_grace)
                       FROM payees p
+                      LEFT JOIN payee_fixed_codes fc ON fc.payee_id = p.id AND fc.amount = amt
                      WHERE p.id = ranked_ids[i]
                     ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING
                     RETURNING * INTO created;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Bytea, Int4, Interval, Jsonb, Nullable, Numeric, Text, Timestamptz};
 use rust_decimal::Decimal;
 
@@ -82,28 +84,7 @@ const EXHAUSTED: &str = "solopay: amounts exhausted";
 /// for the algorithm), and returns the order. Run it on its own, outside a transaction: the
 /// payee lock it takes is then held only through the call and the server's commit.
 pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
-    let created = diesel::sql_query(
-        "SELECT * FROM solopay_create_order(\
-         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind::<Text, _>(req.order_id)
-    .bind::<Text, _>(req.merchant_id)
-    .bind::<Text, _>(req.merchant_order_id)
-    .bind::<Bytea, _>(req.request_fingerprint)
-    .bind::<Text, _>(req.channel)
-    .bind::<Numeric, _>(req.amount)
-    .bind::<Int4, _>(req.expires_in_secs)
-    .bind::<Nullable<Text>, _>(req.subject)
-    .bind::<Nullable<Text>, _>(req.notify_url)
-    .bind::<Nullable<Text>, _>(req.return_url)
-    .bind::<Nullable<Jsonb>, _>(req.metadata)
-    .bind::<Int4, _>(req.grace_secs)
-    .bind::<Int4, _>(req.max_offset_steps)
-    .bind::<Numeric, _>(req.step)
-    .bind::<Int4, _>(req.offline_after_secs)
-    .bind::<Text, _>(req.protocol)
-    .bind::<Nullable<Jsonb>, _>(req.compat)
-    .get_result::<Order>(conn);
+    let created = CreateOrder(req).get_result::<Order>(conn);
     match created {
         Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
         Ok(order) => Ok(Allocation::Existing(order)),
@@ -114,6 +95,63 @@ pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResu
             Ok(Allocation::Exhausted)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// `SELECT * FROM solopay_create_order(…)` as a query of its own type, so that diesel keeps it
+/// prepared on each pooled connection (a `sql_query` is parsed and planned at every call).
+struct CreateOrder<'q>(&'q AllocationRequest<'q>);
+
+impl QueryId for CreateOrder<'_> {
+    type QueryId = CreateOrder<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for CreateOrder<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for CreateOrder<'_> {}
+
+impl QueryFragment<Pg> for CreateOrder<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let req = self.0;
+        out.push_sql("SELECT * FROM solopay_create_order(");
+        out.push_bind_param::<Text, _>(&req.order_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&req.merchant_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&req.merchant_order_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, _>(&req.request_fingerprint)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&req.channel)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Numeric, _>(&req.amount)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Int4, _>(&req.expires_in_secs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&req.subject)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&req.notify_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&req.return_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Jsonb>, _>(&req.metadata)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Int4, _>(&req.grace_secs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Int4, _>(&req.max_offset_steps)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Numeric, _>(&req.step)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Int4, _>(&req.offline_after_secs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&req.protocol)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Jsonb>, _>(&req.compat)?;
+        out.push_sql(")");
+        Ok(())
     }
 }
 
