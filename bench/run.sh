@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark of issue 7, in one run on one machine: builds the release binaries, then measures
 #   1. pgbench TPC-B (scale TPCB_SCALE) on a scratch database,
-#   2. pgbench with the service's own allocation transaction (bench/allocation.sql) on a database
+#   2. pgbench with the service's own create-order statement (bench/allocation.sql) on a database
 #      migrated by `solopay migrate`: one payee with the same amount, and 16 payees with many
 #      amounts, each repetition on fresh payees and filled exactly as far as the HTTP runs fill
 #      theirs (the median of REPS repetitions is reported),

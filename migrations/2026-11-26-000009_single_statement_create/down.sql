@@ -45,7 +45,7 @@ BEGIN
 END;
 $$;
 
--- As in 2026-11-26-000008_allocation_ranking.
+-- As in 2026-11-26-000008_allocation_ranking (up.sql left it in place; restated for clarity).
 CREATE OR REPLACE FUNCTION solopay_allocate_order(
     p_order_id text, p_merchant_id text, p_merchant_order_id text, p_request_fingerprint bytea,
     p_channel text, p_amount numeric, p_expires_in integer, p_subject text, p_notify_url text,

@@ -12,7 +12,7 @@
 --    equality (ids are ASCII), bytewise and cheaper, and no query on payee_id (in the default
 --    collation) can use the GiST index any more, whatever the statistics say. Matching a
 --    payment (payee_id = $1 AND payable_amount = $2) reads the btree too.
--- 2. solopay_create_order replaces solopay_allocate_order: it answers a repeated
+-- 2. solopay_create_order takes over from solopay_allocate_order: it answers a repeated
 --    merchant_order_id with the existing order, and returns the created order itself, so the
 --    service no longer reads it back after COMMIT.
 --
@@ -65,8 +65,8 @@ BEGIN
 END;
 $$;
 
-DROP FUNCTION solopay_allocate_order(text, text, text, bytea, text, numeric, integer, text, text,
-                                     text, jsonb, integer, integer, numeric, integer, text, jsonb);
+-- solopay_allocate_order stays (unchanged, still correct) for instances of the previous release
+-- that run during a rolling upgrade; nothing of this release calls it.
 
 -- Creates an order with a unique payable amount in one server-side call, and returns it.
 --
@@ -191,6 +191,11 @@ BEGIN
 
             IF ranked_ids IS NULL THEN
                 RAISE EXCEPTION 'solopay: no payee available';
+            END IF;
+            -- Every amount of every payee was reserved a moment ago: waiting for each payee's
+            -- lock to find it full again would only hold up other allocations.
+            IF best_k IS NULL THEN
+                RAISE EXCEPTION 'solopay: amounts exhausted';
             END IF;
         END IF;
 

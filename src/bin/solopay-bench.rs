@@ -105,10 +105,10 @@ struct Args {
     /// pgbench TPC-B tps measured in the same run (by bench/run.sh), for the ratio.
     #[arg(long)]
     pgbench_tpcb_tps: Option<f64>,
-    /// pgbench tps of the service's own allocation transaction on one payee, same amount.
+    /// pgbench tps of the service's own create-order statement on one payee, same amount.
     #[arg(long)]
     pgbench_allocation_tps: Option<f64>,
-    /// pgbench tps of the service's own allocation transaction over 16 payees, many amounts.
+    /// pgbench tps of the service's own create-order statement over 16 payees, many amounts.
     #[arg(long)]
     pgbench_allocation_spread_tps: Option<f64>,
     /// Clients pgbench used (for the record).

@@ -105,7 +105,7 @@ pub enum Creation {
 }
 
 /// Creates an order with a unique payable amount, or returns the order an identical earlier
-/// request created. Overdue pending orders of the channel are expired in the same transaction.
+/// request created, in one statement on its own (see `solopay_create_order`).
 pub fn create_order(
     conn: &mut PgConnection,
     merchant_id: &str,

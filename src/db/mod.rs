@@ -194,10 +194,12 @@ pub fn build_pool(
 /// (`aliveBypassWindowMs`, 500 ms) doubled. Under load this saves a `SELECT 1` per request.
 const ALIVE_BYPASS: Duration = Duration::from_secs(1);
 
-/// A pooled connection, and when it last went back to the pool in working order.
+/// A pooled connection, and until when it is handed out without a liveness check.
 pub struct Pooled {
     conn: PgConnection,
-    returned_at: Instant,
+    trusted_until: Option<Instant>,
+    /// Set when the last work on it failed: it is tested at its next check-out.
+    failed: bool,
     /// Set when work on it failed as if the server had gone away: it is dropped on return.
     suspect: bool,
 }
@@ -216,9 +218,9 @@ impl std::ops::DerefMut for Pooled {
 }
 
 /// diesel's connection manager, except that the liveness check at check-out is skipped for a
-/// connection that came back healthy less than [`ALIVE_BYPASS`] ago. One that meets a server
-/// that went away in that window fails its request with 503 and is replaced (`suspect`), never
-/// handed out again.
+/// connection that came back less than [`ALIVE_BYPASS`] ago from work that succeeded. One that
+/// meets a server that went away in that window fails its request with 503 and is replaced
+/// (`suspect`), never handed out again; any other failure has it tested at its next check-out.
 pub struct Manager {
     inner: ConnectionManager<PgConnection>,
 }
@@ -230,23 +232,30 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<Pooled, Self::Error> {
         Ok(Pooled {
             conn: self.inner.connect()?,
-            returned_at: Instant::now(),
+            trusted_until: None,
+            failed: false,
             suspect: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
-        if conn.returned_at.elapsed() < ALIVE_BYPASS {
+        if conn
+            .trusted_until
+            .is_some_and(|until| Instant::now() < until)
+        {
             return Ok(());
         }
         self.inner.is_valid(&mut conn.conn)
     }
 
+    /// Called by r2d2 when a connection comes back to the pool.
     fn has_broken(&self, conn: &mut Pooled) -> bool {
         if conn.suspect || self.inner.has_broken(&mut conn.conn) {
             return true;
         }
-        conn.returned_at = Instant::now();
+        // Whatever went wrong, a connection whose work failed is tested before its next use.
+        conn.trusted_until = (!conn.failed).then(|| Instant::now() + ALIVE_BYPASS);
+        conn.failed = false;
         false
     }
 }
@@ -293,8 +302,10 @@ impl Db {
             let left = timeout.saturating_sub(started.elapsed());
             let mut conn = pool.get_timeout(left.max(Duration::from_millis(10)))?;
             let outcome = work(&mut conn);
-            if matches!(&outcome, Err(ApiError::Unavailable(why)) if why == DATABASE_UNREACHABLE) {
-                conn.suspect = true;
+            if let Err(error) = &outcome {
+                conn.failed = true;
+                conn.suspect =
+                    matches!(error, ApiError::Unavailable(why) if why == DATABASE_UNREACHABLE);
             }
             outcome
         })
@@ -320,7 +331,7 @@ pub fn retry_aborted<T>(mut work: impl FnMut() -> Result<T, ApiError>) -> Result
     loop {
         match work() {
             Err(ApiError::Aborted(reason)) if attempt < ATTEMPTS => {
-                tracing::debug!(attempt, %reason, "retrying an aborted transaction");
+                tracing::debug!(attempt, %reason, "retrying work the database aborted");
                 attempt += 1;
             }
             outcome => return outcome,

@@ -98,9 +98,15 @@ pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResu
     }
 }
 
-/// `SELECT * FROM solopay_create_order(…)` as a query of its own type, so that diesel keeps it
+/// `SELECT <the columns of Order> FROM solopay_create_order(…)` as a query of its own type, so that diesel keeps it
 /// prepared on each pooled connection (a `sql_query` is parsed and planned at every call).
 struct CreateOrder<'q>(&'q AllocationRequest<'q>);
+
+/// The columns [`Order`] reads, in its order.
+const ORDER_COLUMNS: &str = "id, merchant_id, merchant_order_id, request_fingerprint, status, \
+     channel, amount, payable_amount, payee_id, qr_code, qr_fixed_amount, subject, notify_url, \
+     return_url, metadata, created_at, expires_at, reserved_until, paid_at, paid_late, closed_at, \
+     protocol, compat";
 
 impl QueryId for CreateOrder<'_> {
     type QueryId = CreateOrder<'static>;
@@ -116,7 +122,11 @@ impl RunQueryDsl<PgConnection> for CreateOrder<'_> {}
 impl QueryFragment<Pg> for CreateOrder<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let req = self.0;
-        out.push_sql("SELECT * FROM solopay_create_order(");
+        // The columns by name: a prepared `SELECT *` of a table-typed function fails ("cached
+        // plan must not change result type") once a later migration adds a column.
+        out.push_sql("SELECT ");
+        out.push_sql(ORDER_COLUMNS);
+        out.push_sql(" FROM solopay_create_order(");
         out.push_bind_param::<Text, _>(&req.order_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&req.merchant_id)?;

@@ -454,15 +454,18 @@ where
 /// Moves an order `secs` seconds into the past (creation, expiry and reservation alike), as if
 /// that much time had gone by since it was created.
 pub async fn age_order(db: &TestDb, order_id: &str, secs: i64) {
-    let changed = db
-        .execute(&format!(
-            "UPDATE orders SET created_at = created_at - interval '{secs} seconds', \
-                               expires_at = expires_at - interval '{secs} seconds', \
-                               reserved_until = reserved_until - interval '{secs} seconds' \
-             WHERE id = '{order_id}'"
-        ))
-        .await;
+    let changed = db.execute(&age_order_sql(order_id, secs)).await;
     assert_eq!(changed, 1);
+}
+
+/// The statement of [`age_order`].
+pub fn age_order_sql(order_id: &str, secs: i64) -> String {
+    format!(
+        "UPDATE orders SET created_at = created_at - interval '{secs} seconds', \
+                           expires_at = expires_at - interval '{secs} seconds', \
+                           reserved_until = reserved_until - interval '{secs} seconds' \
+         WHERE id = '{order_id}'"
+    )
 }
 
 /// A free port on 127.0.0.1.
