@@ -11,6 +11,7 @@ use diesel::PgConnection;
 
 use crate::api::AppState;
 use crate::core::notifications::Credentials;
+use crate::core::secrets::sha256;
 use crate::core::{merchants, operators};
 use crate::db::merchants::Merchant;
 use crate::error::ApiError;
@@ -27,6 +28,11 @@ impl MerchantKey {
     /// The merchant the key belongs to, or `401` as [`MerchantAuth`] answers.
     pub fn authenticate(&self, conn: &mut PgConnection) -> Result<Merchant, ApiError> {
         merchants::authenticate(conn, &self.0)
+    }
+
+    /// What the merchants table holds of the key (its SHA-256).
+    pub fn hash(&self) -> Vec<u8> {
+        sha256(self.0.as_bytes())
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{MerchantAuth, MerchantKey};
 use crate::api::{AppState, check_text, check_url, parse_json};
-use crate::core::orders::{self as order_rules, Creation, OrderRequest};
+use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
 use crate::error::{ApiError, Problem};
 use crate::money::AmountInput;
@@ -142,12 +142,11 @@ pub async fn create_order(
         }
     };
     let rules = state.rules.clone();
-    // The key is checked in the same trip to the database as the creation.
+    // The key is checked by the statement that creates the order.
     let creation = state
         .db
         .run(move |conn| {
-            let merchant = key.authenticate(conn)?;
-            order_rules::create_order(conn, &merchant.id, &request, &rules)
+            order_rules::create_order(conn, Creator::ApiKeyHash(&key.hash()), &request, &rules)
         })
         .await?;
     Ok(match creation {

@@ -15,7 +15,7 @@ use crate::api::AppState;
 use crate::compat::{Fields, public_base, read_fields, require};
 use crate::config::Protocol;
 use crate::core::compat::{channel_of_epay_type, epay_time, epay_type};
-use crate::core::orders::{self as order_rules, Creation, OrderRequest};
+use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
 use crate::core::secrets::constant_time_eq;
 use crate::core::signing::epay_sign;
 use crate::db::merchants::{self as merchant_rows, Merchant};
@@ -99,7 +99,8 @@ async fn create(state: &AppState, fields: Fields) -> Result<Order, ApiError> {
             let merchant = merchant_by_pid(conn, fields.text("pid"))?;
             check_sign(&fields, &merchant)?;
             let request = epay_order_request(&fields, max)?;
-            match order_rules::create_order(conn, &merchant.id, &request, &rules) {
+            match order_rules::create_order(conn, Creator::Merchant(&merchant.id), &request, &rules)
+            {
                 Ok(Creation::Created(order) | Creation::Repeated(order)) => Ok(order),
                 Err(ApiError::IdempotencyConflict(_)) => Err(ApiError::IdempotencyConflict(
                     "订单号已存在，且参数不同 (out_trade_no was used with other parameters)".into(),

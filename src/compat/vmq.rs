@@ -19,7 +19,7 @@ use crate::core::compat::{
 };
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
 use crate::core::notifications::{Credentials, Notification, check_notification_fields};
-use crate::core::orders::{self as order_rules, Creation, OrderRequest};
+use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
 use crate::core::signing::verify_md5_sign;
 use crate::db::merchants::{self as merchant_rows, Merchant};
 use crate::db::orders::Order;
@@ -316,7 +316,12 @@ pub async fn create_order(
             );
             check_sign(&message, merchant.md5_key.expose(), &fields)?;
             let request = vmq_order_request(&fields, max)?;
-            match order_rules::create_order(conn, &merchant.id, &request, &rules)? {
+            match order_rules::create_order(
+                conn,
+                Creator::Merchant(&merchant.id),
+                &request,
+                &rules,
+            )? {
                 Creation::Created(order) => Ok(order),
                 Creation::Repeated(_) => Err(ApiError::IdempotencyConflict(String::new())),
             }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
+pub use crate::db::orders::Creator;
 use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, OrderProtocol, OrderStatus};
@@ -105,10 +106,11 @@ pub enum Creation {
 }
 
 /// Creates an order with a unique payable amount, or returns the order an identical earlier
-/// request created, in one statement on its own (see `solopay_create_order`).
+/// request created, in one statement on its own (see `solopay_create_order`). An API key that
+/// no enabled merchant holds is `401`, and changes nothing.
 pub fn create_order(
     conn: &mut PgConnection,
-    merchant_id: &str,
+    creator: Creator<'_>,
     request: &OrderRequest,
     rules: &OrderRules,
 ) -> Result<Creation, ApiError> {
@@ -124,7 +126,7 @@ pub fn create_order(
 
     let allocation = AllocationRequest {
         order_id: &order_id,
-        merchant_id,
+        creator,
         merchant_order_id: &request.merchant_order_id,
         request_fingerprint: &fingerprint,
         channel: request.channel,
@@ -159,6 +161,7 @@ pub fn create_order(
         }
         Allocation::NoPayee => Err(ApiError::NoPayeeAvailable),
         Allocation::Exhausted => Err(ApiError::AmountsExhausted),
+        Allocation::UnknownCreator => Err(ApiError::Unauthorized("invalid API key".into())),
     }
 }
 

@@ -47,7 +47,7 @@ pub struct Order {
 #[derive(Debug)]
 pub struct AllocationRequest<'a> {
     pub order_id: &'a str,
-    pub merchant_id: &'a str,
+    pub creator: Creator<'a>,
     pub merchant_order_id: &'a str,
     pub request_fingerprint: &'a [u8],
     pub channel: Channel,
@@ -66,6 +66,14 @@ pub struct AllocationRequest<'a> {
     pub compat: Option<&'a serde_json::Value>,
 }
 
+/// Whose order it is: an enabled merchant, by id (its request was authenticated already) or by
+/// the SHA-256 of the API key its request carries (checked in the same statement).
+#[derive(Debug, Clone, Copy)]
+pub enum Creator<'a> {
+    Merchant(&'a str),
+    ApiKeyHash(&'a [u8]),
+}
+
 /// What `solopay_create_order` did.
 #[derive(Debug)]
 pub enum Allocation {
@@ -74,6 +82,8 @@ pub enum Allocation {
     Existing(Order),
     NoPayee,
     Exhausted,
+    /// No enabled merchant is the creator.
+    UnknownCreator,
 }
 
 /// The messages `solopay_create_order` raises for its two refusals.
@@ -88,6 +98,7 @@ pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResu
     match created {
         Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
         Ok(order) => Ok(Allocation::Existing(order)),
+        Err(diesel::result::Error::NotFound) => Ok(Allocation::UnknownCreator),
         Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == NO_PAYEE => {
             Ok(Allocation::NoPayee)
         }
@@ -98,19 +109,21 @@ pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResu
     }
 }
 
-/// `SELECT <the columns of Order> FROM solopay_create_order(…)` as a query of its own type, so that diesel keeps it
-/// prepared on each pooled connection (a `sql_query` is parsed and planned at every call).
+/// `SELECT <the columns of Order> FROM merchants m, solopay_create_order(…, m.id, …) o WHERE
+/// <m is the enabled creator>` as a query of its own, which diesel keeps prepared on each pooled
+/// connection (by its SQL text; a `sql_query` is parsed and planned at every call). No row: the
+/// creator is not an enabled merchant, and the function was not called.
 struct CreateOrder<'q>(&'q AllocationRequest<'q>);
 
 /// The columns [`Order`] reads, in its order.
-const ORDER_COLUMNS: &str = "id, merchant_id, merchant_order_id, request_fingerprint, status, \
-     channel, amount, payable_amount, payee_id, qr_code, qr_fixed_amount, subject, notify_url, \
-     return_url, metadata, created_at, expires_at, reserved_until, paid_at, paid_late, closed_at, \
-     protocol, compat";
+const ORDER_COLUMNS: &str = "o.id, o.merchant_id, o.merchant_order_id, o.request_fingerprint, \
+     o.status, o.channel, o.amount, o.payable_amount, o.payee_id, o.qr_code, o.qr_fixed_amount, \
+     o.subject, o.notify_url, o.return_url, o.metadata, o.created_at, o.expires_at, \
+     o.reserved_until, o.paid_at, o.paid_late, o.closed_at, o.protocol, o.compat";
 
 impl QueryId for CreateOrder<'_> {
-    type QueryId = CreateOrder<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 impl Query for CreateOrder<'_> {
@@ -126,11 +139,9 @@ impl QueryFragment<Pg> for CreateOrder<'_> {
         // plan must not change result type") once a later migration adds a column.
         out.push_sql("SELECT ");
         out.push_sql(ORDER_COLUMNS);
-        out.push_sql(" FROM solopay_create_order(");
+        out.push_sql(" FROM merchants m CROSS JOIN LATERAL solopay_create_order(");
         out.push_bind_param::<Text, _>(&req.order_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&req.merchant_id)?;
-        out.push_sql(", ");
+        out.push_sql(", m.id, ");
         out.push_bind_param::<Text, _>(&req.merchant_order_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Bytea, _>(&req.request_fingerprint)?;
@@ -160,7 +171,17 @@ impl QueryFragment<Pg> for CreateOrder<'_> {
         out.push_bind_param::<Text, _>(&req.protocol)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Jsonb>, _>(&req.compat)?;
-        out.push_sql(")");
+        out.push_sql(") o WHERE m.enabled AND ");
+        match &req.creator {
+            Creator::Merchant(id) => {
+                out.push_sql("m.id = ");
+                out.push_bind_param::<Text, _>(id)?;
+            }
+            Creator::ApiKeyHash(hash) => {
+                out.push_sql("m.api_key_hash = ");
+                out.push_bind_param::<Bytea, _>(hash)?;
+            }
+        }
         Ok(())
     }
 }
