@@ -1,8 +1,10 @@
--- The service's create-order statement for pgbench, exactly as src/core/orders.rs `create_order`
--- runs it through src/db/orders.rs `create`: one call of solopay_create_order on its own (no
--- BEGIN/COMMIT around it), which answers a repeated merchant_order_id, ranks the payees, takes
--- the payee row lock FOR NO KEY UPDATE, inserts the order and returns it; the lock is held
--- through the server's commit of that statement. Against a database migrated by
+-- The service's create-order statement for pgbench, as src/core/orders.rs `create_order` runs it
+-- through src/db/orders.rs `create`: one call of solopay_create_order on its own (no BEGIN/COMMIT
+-- around it), which answers a repeated merchant_order_id, ranks the payees, takes the payee row
+-- lock FOR NO KEY UPDATE, inserts the order and returns it; the lock is held through the
+-- server's commit of that statement. The service's statement also joins merchants to check the
+-- API key (one index probe), which this script leaves out, and hashes the request in Rust where
+-- this script calls sha256(). Against a database migrated by
 -- `solopay migrate`, with the parameters the service binds with SOLOPAY_MAX_OFFSET_STEPS=999 and
 -- the default settings (TTL 300 s, grace 600 s, offsets up, offline after 90 s).
 --

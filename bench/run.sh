@@ -31,7 +31,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 COMMAND="CLIENTS=$CLIENTS THREADS=$THREADS TPCB_SCALE=$TPCB_SCALE TPCB_SECONDS=$TPCB_SECONDS REPS=$REPS $0 $*"
 echo "command: $COMMAND"
 echo "PostgreSQL: $(psql -At -d postgres -c "SELECT current_setting('server_version') || ', autovacuum ' || current_setting('autovacuum')")"
-echo "source: $(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout')$(git status --porcelain 2>/dev/null | grep -q . && echo ' with uncommitted changes')"
+SOURCE="$(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout')$(git status --porcelain 2>/dev/null | grep -q . && echo ' with uncommitted changes')"
+echo "source: $SOURCE"
 started=$(date +%s)
 
 cargo build --release --bin solopay --bin solopay-bench
@@ -124,6 +125,7 @@ echo
 echo "== the service through HTTP (solopay-bench)"
 "$BENCH" --solopay "$SOLOPAY" \
     --pgbench-clients "$CLIENTS" \
+    --source "$SOURCE" \
     --pgbench-tpcb-tps "$TPCB_TPS" \
     --pgbench-allocation-tps "$ALLOC_TPS" \
     --pgbench-allocation-spread-tps "$ALLOC_SPREAD_TPS" \

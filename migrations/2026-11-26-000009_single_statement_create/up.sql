@@ -253,6 +253,10 @@ BEGIN
                         RETURN QUERY SELECT * FROM orders o
                                       WHERE o.merchant_id = p_merchant_id
                                         AND o.merchant_order_id = p_merchant_order_id;
+                        IF NOT FOUND THEN
+                            RAISE EXCEPTION 'solopay: the conflicting order % of % is not visible',
+                                p_merchant_order_id, p_merchant_id;
+                        END IF;
                         RETURN;
                     END IF;
 

@@ -114,6 +114,9 @@ struct Args {
     /// Clients pgbench used (for the record).
     #[arg(long)]
     pgbench_clients: Option<usize>,
+    /// The commit measured, as bench/run.sh found it (for the record).
+    #[arg(long)]
+    source: Option<String>,
     /// Keep the database afterwards (to look at it with EXPLAIN ANALYZE).
     #[arg(long)]
     keep_database: bool,
@@ -239,6 +242,7 @@ async fn run(args: &Args, service: &Service) -> Result<Report> {
     let targets = targets(&create_order, &notify, &paced, &memory, pgbench.as_ref());
     Ok(Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        source: args.source.clone(),
         started_at,
         machine: MachineInfo {
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),

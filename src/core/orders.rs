@@ -161,7 +161,10 @@ pub fn create_order(
         }
         Allocation::NoPayee => Err(ApiError::NoPayeeAvailable),
         Allocation::Exhausted => Err(ApiError::AmountsExhausted),
-        Allocation::UnknownCreator => Err(ApiError::Unauthorized("invalid API key".into())),
+        Allocation::UnknownCreator => Err(ApiError::Unauthorized(match creator {
+            Creator::ApiKeyHash(_) => "invalid API key".into(),
+            Creator::Merchant(_) => "the merchant is disabled".into(),
+        })),
     }
 }
 

@@ -198,7 +198,7 @@ const ALIVE_BYPASS: Duration = Duration::from_secs(1);
 pub struct Pooled {
     conn: PgConnection,
     trusted_until: Option<Instant>,
-    /// Set when the last work on it failed: it is tested at its next check-out.
+    /// Set when the last work on it failed in the database: it is tested at its next check-out.
     failed: bool,
     /// Set when work on it failed as if the server had gone away: it is dropped on return.
     suspect: bool,
@@ -220,7 +220,8 @@ impl std::ops::DerefMut for Pooled {
 /// diesel's connection manager, except that the liveness check at check-out is skipped for a
 /// connection that came back less than [`ALIVE_BYPASS`] ago from work that succeeded. One that
 /// meets a server that went away in that window fails its request with 503 and is replaced
-/// (`suspect`), never handed out again; any other failure has it tested at its next check-out.
+/// (`suspect`), never handed out again; any other database error has it tested at its next
+/// check-out.
 pub struct Manager {
     inner: ConnectionManager<PgConnection>,
 }
@@ -232,7 +233,7 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<Pooled, Self::Error> {
         Ok(Pooled {
             conn: self.inner.connect()?,
-            trusted_until: None,
+            trusted_until: Some(Instant::now() + ALIVE_BYPASS),
             failed: false,
             suspect: false,
         })
@@ -302,7 +303,12 @@ impl Db {
             let left = timeout.saturating_sub(started.elapsed());
             let mut conn = pool.get_timeout(left.max(Duration::from_millis(10)))?;
             let outcome = work(&mut conn);
-            if let Err(error) = &outcome {
+            // Only what the database answered counts: a refused key or a conflict says nothing
+            // about the connection.
+            if let Err(
+                error @ (ApiError::Unavailable(_) | ApiError::Aborted(_) | ApiError::Internal(_)),
+            ) = &outcome
+            {
                 conn.failed = true;
                 conn.suspect =
                     matches!(error, ApiError::Unavailable(why) if why == DATABASE_UNREACHABLE);

@@ -14,6 +14,8 @@ use crate::{Args, MAX_OFFSET_STEPS};
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub command: String,
+    /// The commit measured (`--source`), when bench/run.sh passed it.
+    pub source: Option<String>,
     pub started_at: String,
     pub machine: MachineInfo,
     pub create_order: Vec<CreateOrderRun>,
@@ -247,6 +249,9 @@ pub fn print_report(report: &Report) {
         "service: SOLOPAY_MAX_OFFSET_STEPS={MAX_OFFSET_STEPS}, pool 16 and workers = cores (defaults)"
     );
     println!("command: {}", report.command);
+    if let Some(source) = &report.source {
+        println!("source: {source}");
+    }
 
     println!("\ncreate-order (closed loop: each client sends its next request when answered)");
     println!(
