@@ -31,7 +31,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 COMMAND="CLIENTS=$CLIENTS THREADS=$THREADS TPCB_SCALE=$TPCB_SCALE TPCB_SECONDS=$TPCB_SECONDS REPS=$REPS $0 $*"
 echo "command: $COMMAND"
 echo "PostgreSQL: $(psql -At -d postgres -c "SELECT current_setting('server_version') || ', autovacuum ' || current_setting('autovacuum')")"
-SOURCE="$(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout')$(git status --porcelain 2>/dev/null | grep -q . && echo ' with uncommitted changes')"
+SOURCE="$(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout')"
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then SOURCE="$SOURCE with uncommitted changes"; fi
 echo "source: $SOURCE"
 started=$(date +%s)
 
