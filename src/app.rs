@@ -145,7 +145,12 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let background = vec![
             order_watch.spawn_listener(settings.database_url.clone(), shutdown_rx.clone()),
-            crate::sweeper::spawn(db.clone(), settings.sweep_interval, shutdown_rx.clone()),
+            crate::sweeper::spawn(
+                db.clone(),
+                OrderRules::from(settings.as_ref()),
+                settings.sweep_interval,
+                shutdown_rx.clone(),
+            ),
             crate::webhooks::spawn(
                 db.clone(),
                 &settings,

@@ -29,6 +29,9 @@ pub struct Settings {
     pub secret_key_file: PathBuf,
     pub order_ttl: Duration,
     pub late_payment_grace: Duration,
+    /// Reports without a trustworthy id that repeat the same device, channel, amount and text
+    /// within this window are one payment.
+    pub duplicate_window: Duration,
     pub max_offset_steps: u32,
     pub offset_direction: OffsetDirection,
     pub device_offline_after: Duration,
@@ -188,6 +191,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("solopay-secret-key")),
             order_ttl: secs("SOLOPAY_ORDER_TTL_SECS", 300, 60..=3600)?,
             late_payment_grace: secs("SOLOPAY_LATE_PAYMENT_GRACE_SECS", 600, 0..=86_400)?,
+            duplicate_window: secs("SOLOPAY_DUPLICATE_WINDOW_SECS", 120, 0..=3600)?,
             max_offset_steps,
             offset_direction: match get("SOLOPAY_OFFSET_DIRECTION").as_deref() {
                 None | Some("up") => OffsetDirection::Up,

@@ -90,9 +90,15 @@ text_enum! {
         /// From an app this device may not report payments for (an SMS saying "收款"); never
         /// matched.
         Untrusted => "untrusted",
-        /// Its parts disagree (the amount and the text, the channel and the app, two amounts);
-        /// kept for the operator.
+        /// Its text mentions more than one payment amount (equal or not); kept for the
+        /// operator with every amount read.
         Ambiguous => "ambiguous",
+        /// The listener's amount or channel and the payment app's notification do not agree,
+        /// or the text is not a recognised incoming payment; kept for the operator.
+        Contradicted => "contradicted",
+        /// The same payment reported again (a copy under another id, or a payment of a paid
+        /// order's amount within the grace); kept for the operator, never a second credit.
+        Duplicate => "duplicate",
     }
 }
 

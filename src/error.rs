@@ -230,6 +230,11 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 ApiError::Aborted(info.message().to_string())
             }
+            // Two reservations of one amount met (an order being created as a paid order's
+            // reservation is extended): the loser changed nothing and is retried.
+            Error::DatabaseError(DatabaseErrorKind::ExclusionViolation, info) => {
+                ApiError::Aborted(info.message().to_string())
+            }
             Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 ApiError::Aborted(info.message().to_string())
             }

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::core::notifications::finish_stranded;
-use crate::core::orders::expire_overdue_batch;
+use crate::core::orders::{OrderRules, expire_overdue_batch};
 use crate::db::{Db, forwarder_signatures};
 
 const EXPIRY_BATCH: i64 = 500;
@@ -17,7 +17,12 @@ const STRANDED_AFTER: Duration = Duration::from_secs(30);
 /// Longer than the largest forwarder window (`SOLOPAY_FORWARDER_WINDOW_SECS` is at most 3600).
 const FORGET_SIGNATURES_AFTER: Duration = Duration::from_secs(2 * 3600);
 
-pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    db: Db,
+    rules: OrderRules,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -26,11 +31,12 @@ pub fn spawn(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) ->
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => break,
             }
+            let rules = rules.clone();
             let outcome = db
-                .run(|conn| {
+                .run(move |conn| {
                     // Stored payments first: one that arrived before its order's expiry pays it
                     // on time, before this pass would expire the order.
-                    let finished = finish_stranded(conn, STRANDED_AFTER, 100)?;
+                    let finished = finish_stranded(conn, &rules, STRANDED_AFTER, 100)?;
                     let mut expired = 0;
                     loop {
                         let n = expire_overdue_batch(conn, EXPIRY_BATCH)?;

@@ -102,6 +102,9 @@ pub struct NotifyResult {
     /// The order the payment paid, when `result` is `matched`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// The first report of the same payment, when `result` is `duplicate` and there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 impl From<&Payment> for NotifyResult {
@@ -110,19 +113,26 @@ impl From<&Payment> for NotifyResult {
             result: payment.result,
             payment_id: payment.id.clone(),
             order_id: payment.order_id.clone(),
+            duplicate_of: payment.duplicate_of.clone(),
         }
     }
 }
 
 /// Report a payment the listener saw.
 ///
-/// The request is stored as received before anything else, whatever its outcome. Without
-/// `amount`, the amount is read from `title` and `text`; a text that contradicts `amount`, an
-/// app this device may not report for, or a text without one amount is kept for the operator
-/// (`ambiguous`, `untrusted`, `unparsed`). A payment pays the order of this device's payee for
-/// the channel that held its amount when it arrived, if that order is still `pending` (or
-/// `expired`, then `paid_late`); otherwise it is kept `unmatched`. A repeated `notification_id`
-/// is answered like the first time and changes nothing.
+/// The request is stored as received before anything else, whatever its outcome. A text credits
+/// only when the whole notification is a known receipt wording of the payment app, from one of
+/// its system senders; without `amount`, the amount is read from `title` and `text`, and with
+/// it, the text must read as that same single amount. What cannot be credited is kept for the
+/// operator: `untrusted` (an app this device may not report for), `unparsed` (no single amount,
+/// or not a receipt: answered `422`), `ambiguous` (more than one payment amount),
+/// `contradicted` (the amount or channel and the app's text disagree, or the text is not a
+/// recognised incoming payment, or the app marked it as a message). A payment pays the order of
+/// this device's payee for the channel that held its amount when it arrived, if that order is
+/// still `pending` (or `expired`, then `paid_late`); when the order holding it is already paid,
+/// the payment is a `duplicate` of the one that paid it; otherwise it is kept `unmatched`. A
+/// repeated `notification_id` is answered like the first time and changes nothing; two ids with
+/// the same `posted_at`, amount and text are one payment (the second a `duplicate`).
 #[utoipa::path(
     tag = "listener",
     request_body = NotifyBody,
@@ -161,11 +171,19 @@ where
     F: Fn(&[u8]) -> Result<Notification, ApiError> + Send + 'static,
 {
     let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let rules = state.rules.clone();
     let outcome = state
         .db
         .run(move |conn| {
-            let payment =
-                receive_notification(conn, source, &credentials, &body, remote.as_deref(), read)?;
+            let payment = receive_notification(
+                conn,
+                &rules,
+                source,
+                &credentials,
+                &body,
+                remote.as_deref(),
+                read,
+            )?;
             answer(payment)
         })
         .await;

@@ -16,7 +16,9 @@ use crate::api::devices::{NotifyResult, receive};
 use crate::api::{AppState, read_body};
 use crate::compat::require;
 use crate::config::Protocol;
-use crate::core::notifications::{Credentials, Notification, check_notification_fields};
+use crate::core::notifications::{
+    AndroidMetadata, Credentials, Notification, check_android_metadata, check_notification_fields,
+};
 use crate::core::secrets::sha256;
 use crate::error::{ApiError, Problem};
 
@@ -37,6 +39,19 @@ pub struct ForwardBody {
     pub timestamp: Option<String>,
     /// URL-encoded base64 of HMAC-SHA256(device secret, "<timestamp>\n<device secret>").
     pub sign: Option<String>,
+    /// Android's `Notification.category`, where the template can carry it; `msg` is a message,
+    /// never a receipt.
+    pub category: Option<String>,
+    /// Android's `android.template` extra; a `…MessagingStyle` is a chat, never a receipt.
+    pub template: Option<String>,
+    /// The Android notification channel id.
+    pub channel_id: Option<String>,
+    /// `true` when Android files the notification as a conversation (never a receipt).
+    #[schema(value_type = Option<String>, example = "false")]
+    pub conversation: Option<String>,
+    /// When the app posted the notification: milliseconds since the epoch, or RFC 3339.
+    #[schema(value_type = Option<String>, example = "1732560000100")]
+    pub posted_at: Option<String>,
 }
 
 /// Reads a forwarder's body: a form, or a JSON object (numbers accepted for the timestamp).
@@ -52,6 +67,11 @@ fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
                 "org_content" => parsed.org_content = value,
                 "timestamp" => parsed.timestamp = value,
                 "sign" => parsed.sign = value,
+                "category" => parsed.category = value,
+                "template" => parsed.template = value,
+                "channel_id" => parsed.channel_id = value,
+                "conversation" => parsed.conversation = value,
+                "posted_at" => parsed.posted_at = value,
                 _ => {}
             }
         }
@@ -65,6 +85,7 @@ fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
     let field = |name: &str| match object.get(name) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
         _ => None,
     };
     Ok(ForwardBody {
@@ -74,6 +95,11 @@ fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
         org_content: field("org_content"),
         timestamp: field("timestamp"),
         sign: field("sign"),
+        category: field("category"),
+        template: field("template"),
+        channel_id: field("channel_id"),
+        conversation: field("conversation"),
+        posted_at: field("posted_at"),
     })
 }
 
@@ -90,11 +116,13 @@ fn is_form(req: &HttpRequest, body: &[u8]) -> bool {
         || !body.trim_ascii_start().starts_with(b"{")
 }
 
-/// The notification a forwarder's body reports. Forwarders send no message id: it is derived
-/// from the message and its millisecond timestamp, so a retry of the same request is recognised
-/// while two real payments of one amount a minute apart stay two.
+/// The notification a forwarder's body reports. Forwarders send no message id: one is derived
+/// from the message and its millisecond timestamp, so a retry of the same request is the same
+/// notification; a report of the same message under another timestamp within the duplicate
+/// window is the same payment (`duplicate`), never a second credit.
 fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
     let parsed = parse_body(body, form)?;
+    let android = android_metadata(&parsed)?;
     let text = parsed.org_content.or(parsed.content);
     let timestamp = parsed.timestamp.unwrap_or_default();
     let digest = sha256(
@@ -128,7 +156,50 @@ fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
             .ok()
             .and_then(DateTime::<Utc>::from_timestamp_millis),
         listener_vouches: false,
+        distinct_ids: false,
+        android,
     })
+}
+
+/// The Android metadata a forwarder's template carried, checked like a listener's.
+fn android_metadata(parsed: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
+    let conversation = match parsed.conversation.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some("true") | Some("1") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "conversation must be true or false".into(),
+            ));
+        }
+    };
+    let posted_at = match parsed.posted_at.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+                .or_else(|| {
+                    DateTime::parse_from_rfc3339(text)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                })
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(
+                        "posted_at must be milliseconds since the epoch or an RFC 3339 time".into(),
+                    )
+                })?,
+        ),
+    };
+    let android = AndroidMetadata {
+        category: parsed.category.clone(),
+        template: parsed.template.clone(),
+        channel_id: parsed.channel_id.clone(),
+        conversation,
+        posted_at,
+    };
+    check_android_metadata(&android)?;
+    Ok(android)
 }
 
 /// Receive a notification from a generic forwarder app (SmsForwarder and the like).

@@ -18,7 +18,9 @@ use crate::core::compat::{
     channel_of_vmq_type, parse_vmq_price, return_location, unix_or_zero, vmq_state, vmq_type,
 };
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
-use crate::core::notifications::{Credentials, Notification, check_notification_fields};
+use crate::core::notifications::{
+    AndroidMetadata, Credentials, Notification, check_notification_fields,
+};
 use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
 use crate::core::signing::verify_md5_sign;
 use crate::db::merchants::{self as merchant_rows, Merchant};
@@ -232,6 +234,9 @@ pub async fn app_push(
                 .ok()
                 .and_then(chrono::DateTime::from_timestamp_millis),
             listener_vouches: true,
+            // The app sends a new `t` on each retry: its pushes are told apart by content.
+            distinct_ids: false,
+            android: AndroidMetadata::default(),
         })
     };
     let answered = receive(&state, &req, "vmq", credentials, raw, read).await;

@@ -4,11 +4,11 @@
 pub mod compat;
 pub mod devices;
 pub mod merchants;
-pub mod notification_text;
 pub mod notifications;
 pub mod operators;
 pub mod orders;
 pub mod payees;
+pub mod reading;
 pub mod reconciliation;
 pub mod secrets;
 pub mod signing;

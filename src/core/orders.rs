@@ -18,11 +18,14 @@ use crate::error::ApiError;
 use crate::money::Amount;
 use crate::views;
 
-/// The settings that shape allocation and expiry.
+/// The settings that shape allocation, expiry and matching.
 #[derive(Debug, Clone)]
 pub struct OrderRules {
     pub default_ttl: Duration,
+    /// How long an expired, closed or paid order keeps its amount reserved.
     pub late_payment_grace: Duration,
+    /// How long two reports of the same content without trustworthy ids count as one payment.
+    pub duplicate_window: Duration,
     pub max_offset_steps: u32,
     pub offset_direction: OffsetDirection,
     pub device_offline_after: Duration,
@@ -33,6 +36,7 @@ impl From<&Settings> for OrderRules {
         OrderRules {
             default_ttl: s.order_ttl,
             late_payment_grace: s.late_payment_grace,
+            duplicate_window: s.duplicate_window,
             max_offset_steps: s.max_offset_steps,
             offset_direction: s.offset_direction,
             device_offline_after: s.device_offline_after,
@@ -236,17 +240,19 @@ pub fn close_order(
 /// pending order past its expiry (`overdue`) is expired first, so that its events follow the
 /// state machine. `arrived_at` is when the paying notification arrived (`None` for the
 /// operator's hand): the order is `paid_late` when it had expired, or the payment arrived
-/// after the expiry.
+/// after the expiry. The amount stays reserved for `grace` after the payment, so that the same
+/// payment reported again is recognised as a duplicate instead of paying another order.
 pub fn pay_locked(
     conn: &mut PgConnection,
     order: &Order,
     overdue: bool,
     arrived_at: Option<DateTime<Utc>>,
+    grace: Duration,
 ) -> Result<Order, ApiError> {
     if order.status == OrderStatus::Pending && overdue {
         expire_locked(conn, order)?;
     }
-    let paid = order_rows::mark_paid(conn, &order.id, arrived_at)?;
+    let paid = order_rows::mark_paid(conn, &order.id, arrived_at, grace)?;
     record_transitions(conn, EventType::OrderPaid, std::slice::from_ref(&paid))?;
     Ok(paid)
 }

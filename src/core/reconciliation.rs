@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Date, Nullable, Numeric, Text};
 use rust_decimal::Decimal;
 
-use crate::core::orders::pay_locked;
+use crate::core::orders::{OrderRules, pay_locked};
 use crate::db::audit::{self as audit_rows, NewAuditEntry};
 use crate::db::orders::{self as order_rows, Order};
 use crate::db::payments::{self as payment_rows, Payment};
@@ -42,6 +42,7 @@ pub fn audit(
 /// expired or closed order becomes paid and emits `order.paid` like an automatic payment.
 pub fn mark_paid(
     conn: &mut PgConnection,
+    rules: &OrderRules,
     operator: &str,
     order_id: &str,
     note: &str,
@@ -52,7 +53,7 @@ pub fn mark_paid(
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue, None)?;
+        let paid = pay_locked(conn, &order, overdue, None, rules.late_payment_grace)?;
         audit(
             conn,
             operator,
@@ -70,6 +71,7 @@ pub fn mark_paid(
 /// transaction: a payment pays at most one order and an order is paid at most once.
 pub fn assign_payment(
     conn: &mut PgConnection,
+    rules: &OrderRules,
     operator: &str,
     payment_id: &str,
     order_id: &str,
@@ -88,7 +90,7 @@ pub fn assign_payment(
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue, None)?;
+        let paid = pay_locked(conn, &order, overdue, None, rules.late_payment_grace)?;
         let assigned = payment_rows::assign(conn, payment_id, order_id)?;
         audit(
             conn,
@@ -121,6 +123,8 @@ pub struct DayTotals {
     pub payments_unparsed: i64,
     pub payments_ambiguous: i64,
     pub payments_untrusted: i64,
+    pub payments_contradicted: i64,
+    pub payments_duplicate: i64,
 }
 
 #[derive(QueryableByName)]
@@ -211,6 +215,8 @@ pub fn daily_summary(
             "payments_unparsed" => day.payments_unparsed = row.n,
             "payments_ambiguous" => day.payments_ambiguous = row.n,
             "payments_untrusted" => day.payments_untrusted = row.n,
+            "payments_contradicted" => day.payments_contradicted = row.n,
+            "payments_duplicate" => day.payments_duplicate = row.n,
             _ => {}
         }
     }

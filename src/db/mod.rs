@@ -14,6 +14,7 @@ pub mod payees;
 pub mod payments;
 pub mod schema;
 pub mod sealed;
+pub mod sql_sources;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -91,7 +92,8 @@ fn create_database(url: &str) -> Result<(), StartupError> {
     }
 }
 
-/// Applies the embedded migrations that are not applied yet, one instance at a time.
+/// Applies the embedded migrations that are not applied yet, then the SQL sources that changed
+/// ([`sql_sources`]), one instance at a time. Returns what it applied.
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupError> {
     let migrate = |e: &dyn std::fmt::Display| StartupError::Migrate(e.to_string());
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
@@ -100,7 +102,23 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupErr
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .map_err(|e| migrate(&e));
+        .map_err(|e| migrate(&e))
+        .and_then(|mut applied| {
+            for outcome in sql_sources::apply(conn).map_err(|e| migrate(&e))? {
+                match outcome {
+                    sql_sources::SourceOutcome::Applied { name, revision } => {
+                        applied.push(format!("{name} (SQL source, revision {revision})"));
+                    }
+                    sql_sources::SourceOutcome::Newer { name, applied } => tracing::warn!(
+                        source = name,
+                        revision = applied,
+                        "a newer release applied a later revision of this SQL source; leaving it"
+                    ),
+                    sql_sources::SourceOutcome::Unchanged => {}
+                }
+            }
+            Ok(applied)
+        });
     let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
         .execute(conn)
         .map_err(|e| migrate(&e));
@@ -109,11 +127,15 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupErr
     Ok(applied)
 }
 
-/// Whether every embedded migration has been applied (for `/readyz`).
+/// Whether every embedded migration and SQL source has been applied (for `/readyz`).
 pub fn migrations_applied(conn: &mut PgConnection) -> Result<bool, ApiError> {
-    conn.has_pending_migration(MIGRATIONS)
-        .map(|pending| !pending)
-        .map_err(|e| ApiError::Unavailable(format!("cannot read the migration state: {e}")))
+    let unavailable = |e: &dyn std::fmt::Display| {
+        ApiError::Unavailable(format!("cannot read the migration state: {e}"))
+    };
+    let pending = conn
+        .has_pending_migration(MIGRATIONS)
+        .map_err(|e| unavailable(&e))?;
+    Ok(!pending && sql_sources::applied(conn).map_err(|e| unavailable(&e))?)
 }
 
 /// Whether the server answers in English on pooled connections (needed to recognise deadlocks

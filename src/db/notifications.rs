@@ -28,6 +28,7 @@ pub struct RawNotification {
     pub payment_id: Option<String>,
     pub rejection: Option<String>,
     pub reading: Option<serde_json::Value>,
+    pub same_payment_key: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -43,6 +44,7 @@ pub struct NewRawNotification<'a> {
     pub remote_addr: Option<&'a str>,
     pub reading: Option<&'a serde_json::Value>,
     pub rejection: Option<&'a str>,
+    pub same_payment_key: Option<&'a [u8]>,
 }
 
 /// Stores a notification; returns its row id and the moment it counts as received.
@@ -104,6 +106,32 @@ pub fn first_unprocessed_arrival(
         .filter(
             sql::<Bool>("notifications.reading->>'notification_id' = ")
                 .bind::<Text, _>(notification_id),
+        )
+        .select(diesel::dsl::min(notifications::received_at))
+        .first(conn)
+}
+
+/// When the device's first authenticated report sharing `same_payment_key` arrived, within
+/// `window` before `arrived_at`: a copy of one payment is matched as of the first, so that a
+/// copy arriving after a new order was given the amount never pays that order, even when the
+/// first copy is still waiting for the sweep.
+pub fn first_report_arrival(
+    conn: &mut PgConnection,
+    device_id: &str,
+    same_payment_key: &[u8],
+    arrived_at: DateTime<Utc>,
+    window: Duration,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    notifications::table
+        .filter(notifications::auth_result.eq(AuthResult::Ok))
+        .filter(notifications::device_id.eq(device_id))
+        .filter(notifications::same_payment_key.eq(same_payment_key))
+        .filter(notifications::received_at.le(arrived_at))
+        .filter(
+            sql::<Bool>("notifications.received_at >= ")
+                .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
+                .sql(" - ")
+                .bind::<Interval, _>(interval(window)),
         )
         .select(diesel::dsl::min(notifications::received_at))
         .first(conn)

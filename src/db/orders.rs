@@ -231,16 +231,16 @@ pub fn lock_for_merchant(
         .optional()
 }
 
-/// Locks the order a payment of `amount` to `payee_id`, received at `received_at`, pays, if
-/// any: the order that held the amount reserved at that moment and is still `pending` or
-/// `expired` (not paid or closed since). With whether it is pending past its expiry now.
+/// Locks the order that held `amount` reserved on `payee_id` when a payment received at
+/// `received_at` arrived, whatever its status now (pending or expired: it is payable; paid: the
+/// payment is its duplicate; closed: kept). With whether it is pending past its expiry as of the
+/// arrival: a payment that arrived in time pays the order on time, however late it is processed.
 ///
 /// Deciding as of the arrival, not of the processing, keeps a notification finished late (after
 /// a crash) from paying an order created after the payment was made. Reservation periods of one
 /// payee and amount never overlap (the exclusion constraint), so at most one order qualifies. A
-/// concurrent payment of the same order waits here for the row lock and then no longer sees the
-/// order as payable.
-pub fn lock_payable(
+/// concurrent payment of the same order waits here for the row lock and then sees it paid.
+pub fn lock_holder(
     conn: &mut PgConnection,
     payee_id: &str,
     amount: Decimal,
@@ -249,11 +249,8 @@ pub fn lock_payable(
     orders::table
         .filter(orders::payee_id.eq(payee_id))
         .filter(orders::payable_amount.eq(amount))
-        .filter(orders::status.eq_any([OrderStatus::Pending, OrderStatus::Expired]))
         .filter(orders::created_at.le(received_at))
         .filter(orders::reserved_until.gt(received_at))
-        // Overdue as of the payment's arrival: one that arrived in time pays the order on time,
-        // however late it is processed.
         .select((
             Order::as_select(),
             sql::<Bool>("(orders.status = 'pending' AND orders.expires_at <= ")
@@ -307,12 +304,15 @@ pub fn expire_overdue(
 }
 
 /// → `paid` (from `pending`, `expired`, or `closed` by the operator's hand), `paid_late` when
-/// it had expired or is past its expiry. The amount is released at once; a reservation only ever
-/// shrinks: one that already ended (a payment finished late) stays where it ended.
+/// it had expired or is past its expiry. The amount stays reserved for `grace` from now, like an
+/// expired or closed order's, so that a second report of the same payment finds this order paid
+/// instead of a new order owing the amount; the reservation never reaches into that of a later
+/// order of the same payee and amount (a payment finished late, after the reservation ended).
 pub fn mark_paid(
     conn: &mut PgConnection,
     id: &str,
     arrived_at: Option<DateTime<Utc>>,
+    grace: Duration,
 ) -> QueryResult<Order> {
     // Late when the order expired (`expired` → `paid` is a late payment), or when the payment
     // arrived after the expiry (paid by hand, no arrival: now).
@@ -325,7 +325,14 @@ pub fn mark_paid(
             orders::paid_at.eq(sql::<Nullable<Timestamptz>>("now()")),
             orders::paid_late.eq(late),
             orders::reserved_until.eq(sql::<Timestamptz>(
-                "greatest(least(orders.reserved_until, now()), orders.created_at)",
+                "greatest(orders.created_at, least(now() + ",
+            )
+            .bind::<Interval, _>(interval(grace))
+            .sql(
+                ", (SELECT coalesce(min(later.created_at), 'infinity') FROM orders later \
+                     WHERE later.payee_id = orders.payee_id \
+                       AND later.payable_amount = orders.payable_amount \
+                       AND later.created_at > orders.created_at)))",
             )),
         ))
         .returning(Order::as_returning())

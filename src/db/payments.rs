@@ -27,6 +27,10 @@ pub struct Payment {
     pub notification_row: i64,
     pub created_at: DateTime<Utc>,
     pub reason: Option<String>,
+    /// The first report of the same payment, when this one is a `duplicate` of it.
+    pub duplicate_of: Option<String>,
+    /// Every payment amount an `ambiguous` text mentions.
+    pub amounts_read: Option<Vec<Option<Decimal>>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -45,6 +49,7 @@ pub struct NewPayment<'a> {
     pub result: PaymentResult,
     pub notification_row: i64,
     pub reason: Option<&'a str>,
+    pub amounts_read: Option<Vec<Option<Decimal>>>,
 }
 
 /// Inserts the payment unless the device already reported this notification id; `None` then.
@@ -82,6 +87,83 @@ pub fn set_matched(conn: &mut PgConnection, id: &str, order_id: &str) -> QueryRe
         ))
         .returning(Payment::as_returning())
         .get_result(conn)
+}
+
+/// Marks a recorded payment as a report of a payment already recorded (`duplicate_of`, when
+/// one is), with why.
+pub fn set_duplicate(
+    conn: &mut PgConnection,
+    id: &str,
+    duplicate_of: Option<&str>,
+    reason: &str,
+) -> QueryResult<Payment> {
+    diesel::update(payments::table.find(id))
+        .set((
+            payments::result.eq(PaymentResult::Duplicate),
+            payments::duplicate_of.eq(duplicate_of),
+            payments::reason.eq(reason),
+        ))
+        .returning(Payment::as_returning())
+        .get_result(conn)
+}
+
+/// Gives a payment that paid nothing the reason why.
+pub fn set_reason(conn: &mut PgConnection, id: &str, reason: &str) -> QueryResult<Payment> {
+    diesel::update(payments::table.find(id))
+        .set(payments::reason.eq(reason))
+        .returning(Payment::as_returning())
+        .get_result(conn)
+}
+
+/// Serializes, until the end of the transaction, the matching of payments of one amount on one
+/// payee: two reports of one payment, processed at once, then see each other.
+pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> QueryResult<()> {
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock(2, hashtext($1 || ':' || $2::numeric(12, 2)::text))",
+    )
+    .bind::<Text, _>(payee_id)
+    .bind::<diesel::sql_types::Numeric, _>(amount)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The first payment (a credit, a payment kept unmatched, or a duplicate) recorded from another
+/// report of the device that shares `same_payment_key` and arrived within `window` of
+/// `arrived_at`; not `except` itself.
+pub fn earlier_report(
+    conn: &mut PgConnection,
+    device_id: &str,
+    same_payment_key: &[u8],
+    arrived_at: DateTime<Utc>,
+    window: std::time::Duration,
+    except: &str,
+) -> QueryResult<Option<Payment>> {
+    use super::schema::notifications;
+    let window = super::interval(window);
+    payments::table
+        .inner_join(notifications::table.on(notifications::id.eq(payments::notification_row)))
+        .filter(payments::device_id.eq(device_id))
+        .filter(payments::id.ne(except))
+        .filter(payments::result.eq_any([
+            PaymentResult::Matched,
+            PaymentResult::Unmatched,
+            PaymentResult::Duplicate,
+        ]))
+        .filter(notifications::same_payment_key.eq(same_payment_key))
+        .filter(
+            sql::<Bool>("notifications.received_at BETWEEN ")
+                .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
+                .sql(" - ")
+                .bind::<diesel::sql_types::Interval, _>(window)
+                .sql(" AND ")
+                .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
+                .sql(" + ")
+                .bind::<diesel::sql_types::Interval, _>(window),
+        )
+        .order((notifications::received_at, payments::id))
+        .select(Payment::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {

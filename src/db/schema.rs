@@ -83,6 +83,7 @@ diesel::table! {
         payment_id -> Nullable<Text>,
         rejection -> Nullable<Text>,
         reading -> Nullable<Jsonb>,
+        same_payment_key -> Nullable<Bytea>,
     }
 }
 
@@ -160,6 +161,17 @@ diesel::table! {
         notification_row -> Int8,
         created_at -> Timestamptz,
         reason -> Nullable<Text>,
+        duplicate_of -> Nullable<Text>,
+        amounts_read -> Nullable<Array<Nullable<Numeric>>>,
+    }
+}
+
+diesel::table! {
+    sql_sources (name) {
+        name -> Text,
+        revision -> Int4,
+        sha256 -> Bytea,
+        applied_at -> Timestamptz,
     }
 }
 
@@ -234,6 +246,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payees,
     payments,
     sealing_key_check,
+    sql_sources,
     webhook_attempts,
     webhook_deliveries,
 );

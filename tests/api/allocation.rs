@@ -111,8 +111,8 @@ async fn two_instances_on_one_database_never_hand_out_an_amount_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_smallest_free_offset_is_chosen_and_a_paid_amount_is_free_at_once() {
-    let TestEnv { app, db: _db } = spawn_app().await;
+async fn the_smallest_free_offset_is_chosen_and_a_paid_amount_stays_reserved_for_the_grace() {
+    let TestEnv { app, db } = spawn_app().await;
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
 
@@ -125,11 +125,19 @@ async fn the_smallest_free_offset_is_chosen_and_a_paid_amount_is_free_at_once() 
     };
     assert_eq!(amounts, ["\"10.00\"", "\"10.01\"", "\"10.02\""]);
 
-    // Paying 10.00 releases it: the next order gets it again.
+    // Paying 10.00 keeps it reserved for the grace (a second report of the payment must find
+    // the paid order, not a new one): the next order gets the next free amount.
     assert_eq!(
         app.pay(&listener.device, "wechat", "10.00").await["result"],
         "matched"
     );
+    assert_eq!(
+        app.order(&merchant, "10.00", "wechat").await["payable_amount"],
+        "10.03"
+    );
+    // Once the grace after the payment has passed, the amount is free again.
+    db.execute("UPDATE orders SET reserved_until = now() WHERE payable_amount = 10.00")
+        .await;
     assert_eq!(
         app.order(&merchant, "10.00", "wechat").await["payable_amount"],
         "10.00"
@@ -141,7 +149,7 @@ async fn the_smallest_free_offset_is_chosen_and_a_paid_amount_is_free_at_once() 
     );
     assert_eq!(
         app.order(&merchant, "9.99", "wechat").await["payable_amount"],
-        "10.03"
+        "10.04"
     );
 }
 

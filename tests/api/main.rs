@@ -5,6 +5,7 @@
 mod allocation;
 mod bad_input;
 mod compat;
+mod edge;
 mod expiry;
 mod flow;
 mod helpers;

@@ -54,7 +54,7 @@ async fn a_text_that_disagrees_with_the_amount_is_kept_not_matched() {
                "text": "上一笔播报：支付宝到账 1430.00 元。收钱提醒助手正在为您服务"}),
     )
     .await;
-    assert_eq!(broadcast["result"], "ambiguous");
+    assert_eq!(broadcast["result"], "contradicted");
     // The text says another amount than the listener.
     let contradicted = result_of(
         &app,
@@ -64,15 +64,17 @@ async fn a_text_that_disagrees_with_the_amount_is_kept_not_matched() {
                "text": "你已成功收款1.43元"}),
     )
     .await;
-    assert_eq!(contradicted["result"], "ambiguous");
+    assert_eq!(contradicted["result"], "contradicted");
 
     assert_eq!(
         app.get_order(order["id"].as_str().unwrap()).await["status"],
         "pending"
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM payments WHERE result = 'ambiguous' AND reason IS NOT NULL")
-            .await,
+        db.count(
+            "SELECT count(*) FROM payments WHERE result = 'contradicted' AND reason IS NOT NULL"
+        )
+        .await,
         2
     );
 }
@@ -377,7 +379,7 @@ async fn a_forwarded_sms_claiming_a_payment_is_stored_and_never_matched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_text_forwarded_twice_a_minute_apart_is_two_payments() {
+async fn the_same_text_forwarded_again_within_the_window_is_one_payment_and_after_it_two() {
     let TestEnv { app, db } = spawn_app().await;
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
@@ -396,10 +398,13 @@ async fn the_same_text_forwarded_twice_a_minute_apart_is_two_payments() {
     .unwrap();
     assert_eq!(first["result"], "matched");
     assert_eq!(first["order_id"], first_order["id"]);
-    // A second customer pays the same amount a minute later: a payment of its own.
+    // The paid order keeps 5.00 reserved: the next order is given 5.01.
     let second_order = app.order(&merchant, "5.00", "wechat").await;
-    assert_eq!(second_order["payable_amount"], "5.00");
-    let second: Value = forward_form(
+    assert_eq!(second_order["payable_amount"], "5.01");
+    // The forwarder sends the same text again a minute later (a retry with a new timestamp,
+    // or the phone posting it twice): no forwarder can tell this from a second payment of 5.00,
+    // so it is kept as a duplicate of the first, never credited.
+    let again: Value = forward_form(
         &app,
         &listener.device,
         &wechat_fields(&listener.device, now, text),
@@ -408,10 +413,44 @@ async fn the_same_text_forwarded_twice_a_minute_apart_is_two_payments() {
     .json()
     .await
     .unwrap();
-    assert_ne!(second["payment_id"], first["payment_id"]);
-    assert_eq!(second["result"], "matched");
-    assert_eq!(second["order_id"], second_order["id"]);
-    assert_eq!(db.count("SELECT count(*) FROM payments").await, 2);
+    assert_ne!(again["payment_id"], first["payment_id"]);
+    assert_eq!(again["result"], "duplicate");
+    assert_eq!(
+        db.text(&format!(
+            "SELECT duplicate_of FROM payments WHERE id = '{}'",
+            again["payment_id"].as_str().unwrap()
+        ))
+        .await
+        .as_deref(),
+        first["payment_id"].as_str()
+    );
+    assert_eq!(
+        app.get_order(second_order["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+
+    // Later than the window and the grace, the same text is a payment of its own.
+    db.execute("UPDATE notifications SET received_at = received_at - interval '10 minutes'")
+        .await;
+    db.execute(
+        "UPDATE orders SET reserved_until = greatest(created_at, now() - interval '1 second') \
+         WHERE status = 'paid'",
+    )
+    .await;
+    let third_order = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(third_order["payable_amount"], "5.00");
+    let later: Value = forward_form(
+        &app,
+        &listener.device,
+        &wechat_fields(&listener.device, now_ms(), text),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(later["result"], "matched", "{later}");
+    assert_eq!(later["order_id"], third_order["id"]);
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,9 +237,10 @@ pub async fn mark_paid(
     let request = parse_json::<MarkPaidRequest>(payload).await?;
     check_text("note", &request.note, 500)?;
     let id = id.into_inner();
+    let rules = state.rules.clone();
     let order = state
         .db
-        .run(move |conn| pay_by_hand(conn, &operator.name, &id, &request.note))
+        .run(move |conn| pay_by_hand(conn, &rules, &operator.name, &id, &request.note))
         .await?;
     Ok(web::Json(admin_order(&order)))
 }

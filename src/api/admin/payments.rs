@@ -38,6 +38,12 @@ pub struct AdminPayment {
     /// Why it was not read, trusted or matched.
     pub reason: Option<String>,
     pub order_id: Option<String>,
+    /// For a `duplicate`: the first report of the same payment (the payment that paid the
+    /// order, or an earlier report kept), when there is one.
+    pub duplicate_of: Option<String>,
+    /// For an `ambiguous` text: every payment amount it mentions, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amounts_read: Vec<Amount>,
 }
 
 pub fn payment(row: &Payment) -> AdminPayment {
@@ -56,6 +62,14 @@ pub fn payment(row: &Payment) -> AdminPayment {
         result: row.result,
         reason: row.reason.clone(),
         order_id: row.order_id.clone(),
+        duplicate_of: row.duplicate_of.clone(),
+        amounts_read: row
+            .amounts_read
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|a| Amount::from_stored(*a))
+            .collect(),
     }
 }
 
@@ -82,7 +96,7 @@ pub struct PaymentQuery {
 }
 
 /// List payments, newest first, filtered by result (`matched`, `unmatched`, `unparsed`,
-/// `untrusted`, `ambiguous`), device and time.
+/// `untrusted`, `ambiguous`, `contradicted`, `duplicate`), device and time.
 #[utoipa::path(
     tag = "operator",
     params(PaymentQuery),
@@ -164,11 +178,13 @@ pub async fn assign(
         check_text("note", note, 500)?;
     }
     let id = id.into_inner();
+    let rules = state.rules.clone();
     let (paid_by, order) = state
         .db
         .run(move |conn| {
             assign_payment(
                 conn,
+                &rules,
                 &operator.name,
                 &id,
                 &request.order_id,

@@ -28,6 +28,8 @@ pub struct DaySummary {
     pub payments_unparsed: i64,
     pub payments_ambiguous: i64,
     pub payments_untrusted: i64,
+    pub payments_contradicted: i64,
+    pub payments_duplicate: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -101,5 +103,7 @@ fn day(totals: DayTotals) -> DaySummary {
         payments_unparsed: totals.payments_unparsed,
         payments_ambiguous: totals.payments_ambiguous,
         payments_untrusted: totals.payments_untrusted,
+        payments_contradicted: totals.payments_contradicted,
+        payments_duplicate: totals.payments_duplicate,
     }
 }

@@ -1,0 +1,200 @@
+//! Recording a reported payment and matching it, in one transaction: a trustworthy payment pays
+//! the order of the device's payee for the channel that held its amount reserved when it (or
+//! the first report of the same payment) arrived, if that order is still pending or expired.
+//! A second report of one payment never pays anything: it is a `duplicate` of the first report,
+//! or of the payment that paid the order holding the amount.
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+
+use super::{Notification, Trust, Verdict, assess};
+use crate::core::orders::{OrderRules, pay_locked};
+use crate::core::secrets::new_id;
+use crate::db::devices::Device;
+use crate::db::notifications as raw_rows;
+use crate::db::orders::Order;
+use crate::db::payments::{self as payment_rows, NewPayment, Payment};
+use crate::db::{orders as order_rows, payees as payee_rows, transaction_with_retry};
+use crate::domain::{OrderStatus, PaymentResult};
+use crate::error::ApiError;
+
+/// One stored report of a notification, as it is recorded.
+pub struct Report<'a> {
+    /// Its row in `notifications`.
+    pub raw_id: i64,
+    /// When it arrived (the database clock at storing).
+    pub received_at: DateTime<Utc>,
+    pub notification: &'a Notification,
+    /// What it shares with other reports of the same payment, where its id does not tell.
+    pub same_payment_key: Option<&'a [u8]>,
+}
+
+/// Records a report's payment and matches it, in one transaction. A notification id the device
+/// reported before returns the first payment.
+pub fn record_payment(
+    conn: &mut PgConnection,
+    rules: &OrderRules,
+    device: &Device,
+    report: &Report<'_>,
+) -> Result<Payment, ApiError> {
+    let notification = report.notification;
+    let trust = Trust::of_device(conn, device)?;
+    let verdict = assess(notification, &trust);
+    let (result, reason, channel, amount, amounts_read) = match &verdict {
+        Verdict::Payment { channel, amount } => (
+            PaymentResult::Unmatched,
+            None,
+            Some(*channel),
+            Some(*amount),
+            None,
+        ),
+        Verdict::Withheld(withheld) => (
+            withheld.result,
+            Some(withheld.reason.as_str()),
+            withheld.channel,
+            withheld.amount,
+            (!withheld.amounts_read.is_empty()).then(|| {
+                withheld
+                    .amounts_read
+                    .iter()
+                    .map(|a| Some(a.as_decimal()))
+                    .collect::<Vec<_>>()
+            }),
+        ),
+    };
+    transaction_with_retry(conn, |conn| {
+        let payee = match channel {
+            Some(channel) => payee_rows::find_by_device_and_channel(conn, &device.id, channel)?,
+            None => None,
+        };
+        let payment_id = new_id("pay");
+        let inserted = payment_rows::insert_if_new(
+            conn,
+            &NewPayment {
+                id: &payment_id,
+                device_id: &device.id,
+                notification_id: &notification.notification_id,
+                channel,
+                amount: amount.map(|a| a.as_decimal()),
+                package: notification.package.as_deref(),
+                title: notification.title.as_deref(),
+                text: notification.text.as_deref(),
+                reported_at: notification.reported_at,
+                payee_id: payee.as_ref().map(|p| p.id.as_str()),
+                result,
+                notification_row: report.raw_id,
+                reason,
+                amounts_read: amounts_read.clone(),
+            },
+        )?;
+        let Some(payment) = inserted else {
+            let first = payment_rows::find_by_notification_id(
+                conn,
+                &device.id,
+                &notification.notification_id,
+            )?;
+            raw_rows::set_payment(conn, report.raw_id, &first.id)?;
+            return Ok(first);
+        };
+        raw_rows::set_payment(conn, report.raw_id, &payment.id)?;
+        let (Verdict::Payment { amount, .. }, Some(payee)) = (&verdict, payee) else {
+            return Ok(payment);
+        };
+        // Reports of one amount on one payee are matched one at a time, so that two copies of
+        // one payment processed at once see each other.
+        payment_rows::lock_amount(conn, &payee.id, amount.as_decimal())?;
+
+        let mut arrived_at =
+            raw_rows::first_unprocessed_arrival(conn, &device.id, &notification.notification_id)?
+                .map_or(report.received_at, |first| first.min(report.received_at));
+        if let Some(key) = report.same_payment_key {
+            if let Some(earlier) = payment_rows::earlier_report(
+                conn,
+                &device.id,
+                key,
+                arrived_at,
+                rules.duplicate_window,
+                &payment.id,
+            )? {
+                let first = earlier.duplicate_of.unwrap_or(earlier.id);
+                let reason = format!(
+                    "the same payment as {first}: the same device, channel, amount and text \
+                     within {} s",
+                    rules.duplicate_window.as_secs()
+                );
+                return Ok(payment_rows::set_duplicate(
+                    conn,
+                    &payment.id,
+                    Some(&first),
+                    &reason,
+                )?);
+            }
+            if let Some(first) = raw_rows::first_report_arrival(
+                conn,
+                &device.id,
+                key,
+                arrived_at,
+                rules.duplicate_window,
+            )? {
+                arrived_at = arrived_at.min(first);
+            }
+        }
+
+        let holder = order_rows::lock_holder(conn, &payee.id, amount.as_decimal(), arrived_at)?;
+        let Some((order, overdue)) = holder else {
+            return Ok(payment);
+        };
+        match order.status {
+            OrderStatus::Pending | OrderStatus::Expired => {
+                let paid = pay_locked(
+                    conn,
+                    &order,
+                    overdue,
+                    Some(arrived_at),
+                    rules.late_payment_grace,
+                )?;
+                Ok(payment_rows::set_matched(conn, &payment.id, &paid.id)?)
+            }
+            OrderStatus::Paid => duplicate_of_paid(conn, &payment, &order),
+            OrderStatus::Closed => Ok(payment_rows::set_reason(
+                conn,
+                &payment.id,
+                &format!(
+                    "order {} held this amount when the payment arrived, and was closed",
+                    order.id
+                ),
+            )?),
+        }
+    })
+}
+
+/// A payment of a paid order's amount within its reservation: the same payment reported again
+/// (or a second payment of an order already paid), never a credit to another order.
+fn duplicate_of_paid(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    order: &Order,
+) -> Result<Payment, ApiError> {
+    let original = payment_rows::of_order(conn, &order.id)?.into_iter().next();
+    let paid_at = order
+        .paid_at
+        .map_or_else(|| "earlier".to_owned(), |at| at.to_rfc3339());
+    let reason = match &original {
+        Some(original) => format!(
+            "order {} was paid by {} at {paid_at}; the same amount on the same payee within the \
+             grace is that payment reported again",
+            order.id, original.id
+        ),
+        None => format!(
+            "order {} was paid by the operator at {paid_at}; the same amount on the same payee \
+             within the grace is kept for the operator",
+            order.id
+        ),
+    };
+    Ok(payment_rows::set_duplicate(
+        conn,
+        &payment.id,
+        original.as_ref().map(|p| p.id.as_str()),
+        &reason,
+    )?)
+}

@@ -1,0 +1,158 @@
+//! The text of a notification as the reader sees it: normalised once (Unicode NFKC, so that
+//! full-width digits, separators, colons, brackets, spaces and `￥` read as what they are), the
+//! strict spelling of an amount, and every place where a text mentions money.
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::money::Amount;
+
+/// A title or text after NFKC, without surrounding white space.
+pub fn normalise(field: &str) -> String {
+    let normalised: String = field.nfkc().collect();
+    normalised.trim().to_owned()
+}
+
+/// Parses an amount as notifications print it: `1234.56`, `1,234.56`, `1234.5` or `1234`.
+/// Groupings other than threes after a first group of one to three digits, leading zeros, more
+/// than two decimals, zero and amounts beyond storage are refused, never cut short.
+pub fn parse_amount(token: &str) -> Option<Amount> {
+    let (int, frac) = match token.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (token, None),
+    };
+    if frac.is_some_and(|f| f.contains([',', '.'])) {
+        return None;
+    }
+    let plain = if int.contains(',') {
+        let mut groups = int.split(',');
+        let first = groups.next()?;
+        if !(1..=3).contains(&first.len()) || groups.clone().any(|g| g.len() != 3) {
+            return None;
+        }
+        int.replace(',', "")
+    } else {
+        int.to_owned()
+    };
+    let canonical = match frac {
+        Some(frac) => format!("{plain}.{frac}"),
+        None => plain,
+    };
+    Amount::parse(&canonical, Amount::storage_limit()).ok()
+}
+
+/// Words right before digits that make them money changing hands (`收款100`, `金额: 5`).
+const MONEY_WORDS: &[&str] = &[
+    "收款", "到账", "付款", "转账", "入账", "收到", "赞赏", "支付", "金额", "实收", "退款", "红包",
+    "提现", "消费", "收入",
+];
+
+/// Units right after digits that make them money (`5.00元`, `5块`).
+const MONEY_UNITS: &[&str] = &["元", "块", "圆", "RMB", "CNY"];
+
+/// Every run of digits (with the separators between them) in `field` that the text presents as
+/// money: after a currency sign or a money word, or before a unit. Each is returned as written;
+/// it may not be a valid amount.
+pub fn money_mentions(field: &str) -> Vec<&str> {
+    let mut mentions = Vec::new();
+    let bytes = field.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(byte) = bytes.get(at) else { break };
+        if !byte.is_ascii_digit() {
+            at += 1;
+            continue;
+        }
+        // A run: digits with `,` and `.` between them, started by its first digit.
+        let start = at;
+        let mut end = at;
+        while let Some(b) = bytes.get(end) {
+            if b.is_ascii_digit() || *b == b',' || *b == b'.' {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        at = end;
+        // ASCII bytes only were consumed, so both ends are character boundaries.
+        let (Some(before), Some(run), Some(after)) =
+            (field.get(..start), field.get(start..end), field.get(end..))
+        else {
+            continue;
+        };
+        let before = before.trim_end_matches([' ', ':', '\t']);
+        let after = after.trim_start_matches([' ', '\t']);
+        let signed = before.ends_with(['¥', '$']);
+        let worded = MONEY_WORDS.iter().any(|word| before.ends_with(word));
+        let unit = MONEY_UNITS.iter().any(|unit| after.starts_with(unit));
+        if signed || worded || unit {
+            mentions.push(run.trim_end_matches([',', '.']));
+        }
+    }
+    mentions
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn full_width_digits_separators_and_signs_read_as_ascii() {
+        assert_eq!(normalise(" １，０００.００ "), "1,000.00");
+        assert_eq!(normalise("12．50"), "12.50");
+        assert_eq!(normalise("￥7.77"), "¥7.77");
+        assert_eq!(normalise("[4条]微信收款助手："), "[4条]微信收款助手:");
+        assert_eq!(normalise("（老顾客消费）"), "(老顾客消费)");
+        assert_eq!(normalise("\u{3000}收款\u{a0}"), "收款");
+    }
+
+    #[test]
+    fn amount_spellings_are_strict() {
+        for (token, expected) in [
+            ("1,234.56", Some("1234.56")),
+            ("12,345,678.90", Some("12345678.90")),
+            ("1,000", Some("1000.00")),
+            ("1234.5", Some("1234.50")),
+            ("7", Some("7.00")),
+            ("1,23.00", None),
+            ("1234,567.00", None),
+            ("1,2345.00", None),
+            ("01.00", None),
+            ("0.00", None),
+            ("1.005", None),
+            ("1.2.3", None),
+            ("5.", None),
+            ("5,", None),
+            (",5", None),
+            ("10000000000.00", None),
+        ] {
+            assert_eq!(
+                parse_amount(token).map(|a| a.to_string()),
+                expected.map(str::to_owned),
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn money_is_what_a_sign_a_word_or_a_unit_marks() {
+        assert_eq!(money_mentions("微信支付收款0.01元(朋友到店)"), ["0.01"]);
+        assert_eq!(money_mentions("个人收款码到账¥ 6.60"), ["6.60"]);
+        assert_eq!(money_mentions("个人收款码到账 0.03"), ["0.03"]);
+        assert_eq!(
+            money_mentions("[4条]微信支付: 用户2024 12:30"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            money_mentions("已转入余额 100积分兑收钱音箱"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            money_mentions("你已成功收款5.00元,手续费0.03元"),
+            ["5.00", "0.03"]
+        );
+        assert_eq!(money_mentions("共¥999.99"), ["999.99"]);
+        assert_eq!(money_mentions("收款1,23.元"), ["1,23"]);
+        assert_eq!(money_mentions("5 RMB"), ["5"]);
+    }
+}

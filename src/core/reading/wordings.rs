@@ -1,0 +1,326 @@
+//! The table of known receipt wordings: one row per wording a payment app posts when money
+//! arrives on a collection code, with the packages that post it, the titles it comes under, the
+//! whole text anchored at both ends with the amount at its own position, and a real example.
+//! A new app version's wording is one more row here (and a line in
+//! `tests/data/notification-samples.tsv`).
+
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+
+use crate::domain::Channel;
+
+const WECHAT_PACKAGES: &[&str] = &["com.tencent.mm", "com.tencent.wework"];
+const ALIPAY_PACKAGES: &[&str] = &[
+    "com.eg.android.AlipayGphone",
+    "com.eg.android.AlipayGphoneHW",
+];
+
+/// The packages whose notifications can report a payment on `channel`.
+pub fn official_packages(channel: Channel) -> &'static [&'static str] {
+    match channel {
+        Channel::Wechat => WECHAT_PACKAGES,
+        Channel::Alipay => ALIPAY_PACKAGES,
+    }
+}
+
+/// The channel an official payment package belongs to; `None` for any other package.
+pub fn channel_of_package(package: &str) -> Option<Channel> {
+    Channel::ALL
+        .iter()
+        .copied()
+        .find(|channel| official_packages(*channel).contains(&package))
+}
+
+/// The amount where a wording prints it: optional spaces and `¥` (NFKC makes `￥` one), then
+/// digits and the separators between them, taken whole so that a malformed amount is refused,
+/// not cut short.
+macro_rules! amount {
+    () => {
+        " *(?:¥ *)?(?P<amount>[0-9][0-9,.]*)"
+    };
+}
+
+/// WeChat's payment titles (`微信` from WeChat 8.0.50).
+const WECHAT_TITLES: &[&str] = &["微信支付", "微信收款助手", "微信收款商业版", "微信"];
+const WECHAT_BUSINESS_TITLES: &[&str] = &["微信收款商业版"];
+/// WeChat Work's payment titles.
+const WEWORK_TITLES: &[&str] = &["对外收款", "企业微信"];
+/// The system titles Alipay posts receipts under (its notices, the collection code, the clerk
+/// app). Alipay documents no such list: these are the ones seen in the wild.
+const ALIPAY_TITLES: &[&str] = &["支付宝通知", "支付宝", "收钱码到账", "店员通"];
+
+/// Who may have posted a wording, read from the title.
+pub enum Title {
+    /// One of these system senders, exactly.
+    Official(&'static [&'static str]),
+    /// The receipt itself, anchored like a text (Alipay moved the amount into the title).
+    Receipt(&'static str),
+}
+
+/// One wording of a receipt, as an app version posts it.
+pub struct Wording {
+    /// Names the wording in readings and reasons.
+    pub id: &'static str,
+    pub packages: &'static [&'static str],
+    pub channel: Channel,
+    pub title: Title,
+    /// WeChat stacks a sender's notifications as `[N条]sender: text`; the sender must then be
+    /// the title itself (a group member's name never is).
+    pub stacked: bool,
+    /// The whole text after the stack prefix, anchored at both ends; `(?P<amount>…)` where
+    /// the amount sits. With a receipt title, the text may restate the amount or carry none.
+    pub text: &'static str,
+    /// A real notification of this wording: title, text, the amount it reads (checked by the
+    /// tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub example: (&'static str, &'static str, &'static str),
+}
+
+/// WeChat's customer labels after the amount.
+macro_rules! wechat_label {
+    () => {
+        r"(?:\((?:朋友|老顾客|新顾客)到店\))?"
+    };
+}
+
+/// Alipay's customer labels after the amount.
+macro_rules! alipay_label {
+    () => {
+        r"(?:\((?:老顾客|新顾客)消费\))?"
+    };
+}
+
+pub const WORDINGS: &[Wording] = &[
+    Wording {
+        id: "wechat.collection_code",
+        packages: &["com.tencent.mm"],
+        channel: Channel::Wechat,
+        title: Title::Official(WECHAT_TITLES),
+        stacked: true,
+        text: concat!("微信支付收款", amount!(), " *元", wechat_label!()),
+        example: ("微信支付", "微信支付收款0.01元(朋友到店)", "0.01"),
+    },
+    Wording {
+        id: "wechat.personal_code",
+        packages: &["com.tencent.mm"],
+        channel: Channel::Wechat,
+        title: Title::Official(WECHAT_TITLES),
+        stacked: true,
+        text: concat!("个人收款码到账", amount!(), "(?: *元)?"),
+        example: ("微信支付", "个人收款码到账¥0.03", "0.03"),
+    },
+    Wording {
+        id: "wechat.tip_code",
+        packages: &["com.tencent.mm"],
+        channel: Channel::Wechat,
+        title: Title::Official(WECHAT_TITLES),
+        stacked: true,
+        text: concat!("二维码赞赏到账", amount!(), " *元"),
+        example: ("微信支付", "二维码赞赏到账1.00元", "1.00"),
+    },
+    Wording {
+        id: "wechat.clerk",
+        packages: &["com.tencent.mm"],
+        channel: Channel::Wechat,
+        title: Title::Official(WECHAT_TITLES),
+        stacked: true,
+        text: concat!(r"(?:\[店员消息\])?收款到账", amount!(), " *元"),
+        example: ("微信收款助手", "[店员消息]收款到账5.00元", "5.00"),
+    },
+    Wording {
+        id: "wechat.bill",
+        packages: &["com.tencent.mm"],
+        channel: Channel::Wechat,
+        title: Title::Official(WECHAT_TITLES),
+        stacked: true,
+        text: concat!("收款单到账", amount!(), " *元"),
+        example: ("微信收款助手", "收款单到账8.80元", "8.80"),
+    },
+    Wording {
+        id: "wechat.business",
+        packages: &["com.tencent.mm"],
+        channel: Channel::Wechat,
+        title: Title::Official(WECHAT_BUSINESS_TITLES),
+        stacked: true,
+        text: concat!("收款", amount!(), " *元"),
+        example: ("微信收款商业版", "微信收款商业版: 收款3.00元", "3.00"),
+    },
+    Wording {
+        id: "wework.collection",
+        packages: &["com.tencent.wework"],
+        channel: Channel::Wechat,
+        title: Title::Official(WEWORK_TITLES),
+        stacked: false,
+        text: concat!("(?:收款通知: *)?成功收款", amount!(), "(?: *元)?"),
+        example: ("对外收款", "成功收款66.00元", "66.00"),
+    },
+    Wording {
+        id: "alipay.scan",
+        packages: ALIPAY_PACKAGES,
+        channel: Channel::Alipay,
+        title: Title::Official(ALIPAY_TITLES),
+        stacked: false,
+        // The payer's name is theirs to choose: a name, not a sentence (no spaces or
+        // punctuation) and without payment words (`PAYER_WORDS`); money it mentions makes the
+        // notification ambiguous.
+        text: concat!(
+            "(?P<payer>[^\\s,.!?;:。、…]{1,24}?)通过扫码向你付款",
+            amount!(),
+            " *元"
+        ),
+        example: ("支付宝通知", "张三通过扫码向你付款0.01元", "0.01"),
+    },
+    Wording {
+        id: "alipay.collection_code",
+        packages: ALIPAY_PACKAGES,
+        channel: Channel::Alipay,
+        title: Title::Official(ALIPAY_TITLES),
+        stacked: false,
+        text: concat!("你已成功收款", amount!(), " *元", alipay_label!(), "。?"),
+        example: ("收钱码到账", "你已成功收款0.50元（老顾客消费）", "0.50"),
+    },
+    Wording {
+        id: "alipay.success",
+        packages: ALIPAY_PACKAGES,
+        channel: Channel::Alipay,
+        title: Title::Official(ALIPAY_TITLES),
+        stacked: false,
+        text: concat!("支付宝成功收款", amount!(), " *元。?"),
+        example: ("支付宝", "支付宝成功收款1.00元。", "1.00"),
+    },
+    Wording {
+        id: "alipay.receipt_title",
+        packages: ALIPAY_PACKAGES,
+        channel: Channel::Alipay,
+        title: Title::Receipt(concat!("你已成功收款", amount!(), " *元")),
+        stacked: false,
+        text: concat!(
+            "(?:已转入余额(?: .{0,40})?|点击查看详情|查看详情|你已成功收款",
+            amount!(),
+            " *元",
+            alipay_label!(),
+            ")?"
+        ),
+        example: (
+            "你已成功收款5.00元",
+            "已转入余额 100积分兑收钱音箱，去兑换>>",
+            "5.00",
+        ),
+    },
+];
+
+/// The capture group every amount slot is named by.
+pub const AMOUNT_GROUP: &str = "amount";
+/// The capture group of a name the payer chose.
+const PAYER_GROUP: &str = "payer";
+/// Words a payer's name may not hold: with them, the name restates a payment.
+const PAYER_WORDS: &[&str] = &["付款", "收款", "到账", "转账", "扫码", "支付", "¥"];
+
+pub struct CompiledWording {
+    pub wording: &'static Wording,
+    title: Option<Regex>,
+    text: Regex,
+}
+
+fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+#[allow(clippy::expect_used)] // a constant table; every row is compiled by the tests
+pub static COMPILED: LazyLock<Vec<CompiledWording>> = LazyLock::new(|| {
+    WORDINGS
+        .iter()
+        .map(|wording| CompiledWording {
+            wording,
+            title: match wording.title {
+                Title::Official(_) => None,
+                Title::Receipt(pattern) => {
+                    Some(anchored(pattern).expect("receipt title patterns compile"))
+                }
+            },
+            text: anchored(wording.text).expect("wording patterns compile"),
+        })
+        .collect()
+});
+
+/// `[N条]` and `sender: `, as WeChat stacks a sender's notifications.
+#[allow(clippy::expect_used)] // a constant pattern, compiled by the tests
+static STACK_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:\[[0-9]{1,4}条\])?(?:(?P<sender>[^:\n]+): *)?")
+        .expect("the stack prefix compiles")
+});
+
+/// What trying one wording on a notification found.
+pub enum Attempt<'t> {
+    /// The title is not one this wording comes under.
+    OtherTitle,
+    /// The title is this wording's, but the stacked text names another sender.
+    OtherSender(String),
+    /// The title is this wording's, the text is not.
+    OtherText,
+    /// The notification is this wording; the amount slots as written (title first).
+    Read(Vec<&'t str>),
+}
+
+impl CompiledWording {
+    /// Tries this wording on a normalised title and text.
+    pub fn attempt<'t>(&self, title: &'t str, text: &'t str) -> Attempt<'t> {
+        let mut slots = Vec::new();
+        match (&self.wording.title, &self.title) {
+            (Title::Official(names), _) => {
+                if !names.contains(&title) {
+                    return Attempt::OtherTitle;
+                }
+            }
+            (Title::Receipt(_), Some(pattern)) => match pattern.captures(title) {
+                Some(caps) => slots.extend(amount_of(&caps)),
+                None => return Attempt::OtherTitle,
+            },
+            (Title::Receipt(_), None) => return Attempt::OtherTitle,
+        }
+        let message = if self.wording.stacked {
+            match unstack(title, text) {
+                Ok(message) => message,
+                Err(sender) => return Attempt::OtherSender(sender),
+            }
+        } else {
+            text
+        };
+        match self.text.captures(message) {
+            Some(caps) => {
+                if caps
+                    .name(PAYER_GROUP)
+                    .is_some_and(|payer| PAYER_WORDS.iter().any(|w| payer.as_str().contains(w)))
+                {
+                    return Attempt::OtherText;
+                }
+                slots.extend(amount_of(&caps));
+                if slots.is_empty() {
+                    Attempt::OtherText
+                } else {
+                    Attempt::Read(slots)
+                }
+            }
+            None => Attempt::OtherText,
+        }
+    }
+}
+
+fn amount_of<'t>(caps: &Captures<'t>) -> Option<&'t str> {
+    caps.name(AMOUNT_GROUP).map(|m| m.as_str())
+}
+
+/// The message of a stacked text; `Err(sender)` when the sender it names is not the title.
+pub fn unstack<'t>(title: &str, text: &'t str) -> Result<&'t str, String> {
+    let Some(prefix) = STACK_PREFIX.captures(text) else {
+        return Ok(text);
+    };
+    if let Some(sender) = prefix.name("sender")
+        && sender.as_str().trim() != title
+    {
+        return Err(sender.as_str().trim().to_owned());
+    }
+    let end = prefix.get(0).map_or(0, |m| m.end());
+    Ok(text.get(end..).unwrap_or(text))
+}

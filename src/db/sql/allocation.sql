@@ -1,0 +1,256 @@
+-- revision: 1
+--
+-- Allocation: the free offset of a payee and the single statement that creates an order with a
+-- unique payable amount. This file is the only home of these functions: the service applies it
+-- at start, after the migrations and under the same advisory lock, when its revision or content
+-- differs from what the database records in `sql_sources` (a newer revision applied by a newer
+-- release is left alone). Outcomes are SQLSTATEs, never message text.
+--
+-- Revision 1: an order holds its amount from the moment its row is written under the payee
+-- lock (`clock_timestamp()` after the lock, not the statement's start), so a payment that
+-- arrived while the order waited for the lock can never pay it.
+
+-- on the payee right now and stays at least 0.01; NULL when every candidate is taken. One pass
+-- over the payee's reserved amounts in the range, sorted: the first offset that is not taken
+-- is where the sorted offsets stop counting 0, 1, 2, … .
+CREATE OR REPLACE FUNCTION solopay_free_offset(p_payee_id text, p_amount numeric,
+                                               p_max_steps integer, p_step numeric)
+RETURNS integer
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    -- Offsets below 0.01 are not payable (stepping down from a small amount).
+    max_k  integer := CASE WHEN p_step < 0
+                           THEN least(p_max_steps, floor((p_amount - 0.01) / -p_step)::integer)
+                           ELSE p_max_steps END;
+    lo     numeric := least(p_amount, p_amount + max_k * p_step);
+    hi     numeric := greatest(p_amount, p_amount + max_k * p_step);
+    gap    integer;
+BEGIN
+    IF max_k < 0 THEN
+        RETURN NULL;
+    END IF;
+    -- Two reservations of one amount may both be visible (one ended before the other began),
+    -- hence DISTINCT.
+    SELECT coalesce(min(t.pos) FILTER (WHERE t.step <> t.pos), count(*))
+      INTO gap
+      FROM (SELECT d.step, (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
+              FROM (SELECT DISTINCT ((o.payable_amount - p_amount) / p_step)::integer AS step
+                      FROM orders o
+                     WHERE o.payee_id = p_payee_id
+                       AND o.payable_amount BETWEEN lo AND hi
+                       AND o.reserved_until > now()
+                       AND mod(o.payable_amount - p_amount, p_step) = 0) d) t;
+    RETURN CASE WHEN gap <= max_k THEN gap END;
+END;
+$$;
+
+-- Creates an order with a unique payable amount in one server-side call, and returns it.
+--
+-- 0. A merchant_order_id the merchant already used: returns that order as it is (the caller
+--    tells it from a new one by its id, and compares the request fingerprints).
+-- 1. Rank the enabled payees of the channel whose device is online by the smallest free offset
+--    each would give (read without locks), then fixed-amount code first, then least recently
+--    used. Usually the price itself (offset 0) is free on some payee: then the ranking is just
+--    those payees (one index probe each), and the full ranking is read only when none of them
+--    can take the order after all.
+-- 2. Take the lock of the best payee not being allocated right now among those tied for the
+--    smallest offset (SKIP LOCKED); if all are busy, wait for each payee's lock in rank order.
+--    The lock is FOR NO KEY UPDATE: it serializes allocations on the payee exactly like FOR
+--    UPDATE, but does not conflict with the key-share lock that inserting a payment or an order
+--    referencing the payee takes, so a payment being recorded never blocks an allocation (and
+--    the two can never wait for each other).
+-- 3. Under the lock, new statements (a fresh snapshot each in READ COMMITTED) find the free
+--    offset again and insert the order. The exclusion constraint on orders backs this up.
+--
+-- Raises 'solopay: no payee available' when no payee of the channel is enabled and online, and
+-- 'solopay: amounts exhausted' when every candidate amount of every such payee is reserved.
+CREATE OR REPLACE FUNCTION solopay_create_order(
+    p_order_id text, p_merchant_id text, p_merchant_order_id text, p_request_fingerprint bytea,
+    p_channel text, p_amount numeric, p_expires_in integer, p_subject text, p_notify_url text,
+    p_return_url text, p_metadata jsonb, p_grace integer, p_max_steps integer, p_step numeric,
+    p_offline_after integer, p_protocol text, p_compat jsonb)
+RETURNS SETOF orders
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ranked_ids  text[];
+    ranked_ks   integer[];
+    best_k      integer;
+    round       integer;
+    pass        integer;
+    i           integer;
+    k           integer;
+    amt         numeric(12, 2);
+    created     orders%ROWTYPE;
+    max_k       integer;
+    lo          numeric;
+    hi          numeric;
+    held_from   timestamptz;
+BEGIN
+    RETURN QUERY SELECT * FROM orders o
+                  WHERE o.merchant_id = p_merchant_id
+                    AND o.merchant_order_id = p_merchant_order_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- Offsets below 0.01 are not payable (stepping down from a small amount).
+    max_k := CASE WHEN p_step < 0
+                  THEN least(p_max_steps, floor((p_amount - 0.01) / -p_step)::integer)
+                  ELSE p_max_steps END;
+    lo := least(p_amount, p_amount + max_k * p_step);
+    hi := greatest(p_amount, p_amount + max_k * p_step);
+
+    -- Round 1: the payees on which the price itself is free, the best offset there is.
+    IF max_k >= 0 THEN
+        SELECT array_agg(c.id ORDER BY c.fixed DESC, c.last_used_at NULLS FIRST, c.id)
+          INTO ranked_ids
+          FROM (SELECT p.id, p.last_used_at,
+                       EXISTS (SELECT 1 FROM payee_fixed_codes fc
+                                WHERE fc.payee_id = p.id AND fc.amount = p_amount) AS fixed
+                  FROM payees p
+                  JOIN devices d ON d.id = p.device_id
+                 WHERE p.channel = p_channel
+                   AND p.enabled
+                   AND d.enabled
+                   AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
+                   AND NOT EXISTS (SELECT 1 FROM orders o
+                                    WHERE o.payee_id = p.id
+                                      AND o.payable_amount = p_amount
+                                      AND o.reserved_until > now())) c;
+    END IF;
+
+    FOR round IN 1..2 LOOP
+        IF round = 1 THEN
+            CONTINUE WHEN ranked_ids IS NULL;
+            ranked_ks := array_fill(0, ARRAY[array_length(ranked_ids, 1)]);
+            best_k := 0;
+        ELSE
+            -- Round 2: the free offset of every candidate in one statement: per payee (a
+            -- lateral subquery, one btree range read each), the first offset where its
+            -- reserved offsets, sorted, stop counting 0, 1, 2, … (as solopay_free_offset does
+            -- for one payee).
+            WITH candidates AS (
+                SELECT p.id, p.last_used_at
+                  FROM payees p
+                  JOIN devices d ON d.id = p.device_id
+                 WHERE p.channel = p_channel
+                   AND p.enabled
+                   AND d.enabled
+                   AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
+            ), offsets AS (
+                SELECT cd.id, cd.last_used_at,
+                       CASE WHEN max_k >= 0 AND g.gap <= max_k THEN g.gap END AS free_k
+                  FROM candidates cd
+                  CROSS JOIN LATERAL (
+                      SELECT coalesce(min(t.pos) FILTER (WHERE t.step <> t.pos), count(*))::integer
+                                 AS gap
+                        FROM (SELECT d.step,
+                                     (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
+                                FROM (SELECT DISTINCT
+                                             ((o.payable_amount - p_amount) / p_step)::integer
+                                                 AS step
+                                        FROM orders o
+                                       WHERE o.payee_id = cd.id
+                                         AND o.payable_amount BETWEEN lo AND hi
+                                         AND o.reserved_until > now()
+                                         AND mod(o.payable_amount - p_amount, p_step) = 0) d) t) g
+            )
+            SELECT array_agg(c.id ORDER BY c.free_k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
+                   array_agg(c.free_k ORDER BY c.free_k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
+                   min(c.free_k)
+              INTO ranked_ids, ranked_ks, best_k
+              FROM (SELECT os.id, os.last_used_at, os.free_k,
+                           EXISTS (SELECT 1 FROM payee_fixed_codes fc
+                                    WHERE fc.payee_id = os.id
+                                      AND fc.amount = p_amount + os.free_k * p_step) AS fixed
+                      FROM offsets os) c;
+
+            IF ranked_ids IS NULL THEN
+                RAISE EXCEPTION 'solopay: no payee available';
+            END IF;
+            -- Every amount of every payee was reserved a moment ago: waiting for each payee's
+            -- lock to find it full again would only hold up other allocations.
+            IF best_k IS NULL THEN
+                RAISE EXCEPTION 'solopay: amounts exhausted';
+            END IF;
+        END IF;
+
+        FOR pass IN 1..2 LOOP
+            FOR i IN 1..array_length(ranked_ids, 1) LOOP
+                EXIT WHEN pass = 1 AND (best_k IS NULL OR ranked_ks[i] IS DISTINCT FROM best_k);
+                -- Each attempt is a subtransaction: when the payee turns out to have no free
+                -- amount, rolling it back releases the payee's lock before the next payee is
+                -- waited for, so an allocation never waits for a payee while holding another.
+                BEGIN
+                    IF pass = 1 THEN
+                        PERFORM 1 FROM payees WHERE id = ranked_ids[i]
+                            FOR NO KEY UPDATE SKIP LOCKED;
+                    ELSE
+                        PERFORM 1 FROM payees WHERE id = ranked_ids[i] FOR NO KEY UPDATE;
+                    END IF;
+                    CONTINUE WHEN NOT FOUND;
+
+                    -- The price itself, when it is still free (no smaller offset exists);
+                    -- otherwise the payee's smallest free offset now.
+                    IF ranked_ks[i] = 0 AND NOT EXISTS (SELECT 1 FROM orders o
+                                                         WHERE o.payee_id = ranked_ids[i]
+                                                           AND o.payable_amount = p_amount
+                                                           AND o.reserved_until > now()) THEN
+                        k := 0;
+                    ELSE
+                        k := solopay_free_offset(ranked_ids[i], p_amount, p_max_steps, p_step);
+                    END IF;
+                    IF k IS NULL THEN
+                        RAISE EXCEPTION USING ERRCODE = 'SPX01';
+                    END IF;
+
+                    -- The payee's fixed-amount code for the payable amount, if it has one.
+                    amt := p_amount + k * p_step;
+                    -- The order holds its amount from now, under the lock: a payment that
+                    -- arrived before this moment (while this call waited) cannot pay it.
+                    held_from := clock_timestamp();
+                    INSERT INTO orders (id, merchant_id, merchant_order_id, request_fingerprint,
+                                        channel, amount, payable_amount, payee_id, qr_code,
+                                        qr_fixed_amount, subject, notify_url, return_url,
+                                        metadata, protocol, compat, created_at, expires_at,
+                                        reserved_until)
+                    SELECT p_order_id, p_merchant_id, p_merchant_order_id, p_request_fingerprint,
+                           p_channel, p_amount, amt, p.id, coalesce(fc.qr_code, p.qr_code),
+                           fc.qr_code IS NOT NULL, p_subject, p_notify_url, p_return_url,
+                           p_metadata, p_protocol, p_compat, held_from,
+                           held_from + make_interval(secs => p_expires_in),
+                           held_from + make_interval(secs => p_expires_in + p_grace)
+                      FROM payees p
+                      LEFT JOIN payee_fixed_codes fc ON fc.payee_id = p.id AND fc.amount = amt
+                     WHERE p.id = ranked_ids[i]
+                    ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING
+                    RETURNING * INTO created;
+
+                    IF NOT FOUND THEN
+                        -- The same merchant_order_id, created by a concurrent request since
+                        -- the check above (it has committed: ON CONFLICT waited for it).
+                        RETURN QUERY SELECT * FROM orders o
+                                      WHERE o.merchant_id = p_merchant_id
+                                        AND o.merchant_order_id = p_merchant_order_id;
+                        IF NOT FOUND THEN
+                            RAISE EXCEPTION 'solopay: the conflicting order % of % is not visible',
+                                p_merchant_order_id, p_merchant_id;
+                        END IF;
+                        RETURN;
+                    END IF;
+
+                    UPDATE payees SET last_used_at = now() WHERE id = ranked_ids[i];
+                    RETURN NEXT created;
+                    RETURN;
+                EXCEPTION WHEN SQLSTATE 'SPX01' THEN
+                    NULL;  -- this payee is full right now; its lock is released, try the next
+                END;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+
+    RAISE EXCEPTION 'solopay: amounts exhausted';
+END;
+$$;

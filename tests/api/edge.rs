@@ -1,0 +1,757 @@
+//! Money at the edge, through HTTP: only a provably new incoming payment is credited. Chat
+//! messages, payer-chosen names, refunds, failures, summaries, look-alike senders, full-width
+//! amounts, two payments in one text, listener amounts the text does not back, copies of one
+//! payment under other ids, and payments that arrived before their order held the amount are
+//! all kept for the operator (with the result and reason shown in `/admin/payments`), never
+//! credited.
+
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ALIPAY: &str = "com.eg.android.AlipayGphone";
+const WECHAT: &str = "com.tencent.mm";
+
+/// A raw notification from `package` without a listener amount.
+fn raw(id: &str, channel: &str, package: &str, title: &str, text: &str) -> Value {
+    json!({"notification_id": id, "channel": channel, "package": package,
+           "title": title, "text": text})
+}
+
+/// The same with the amount the listener read.
+fn raw_with_amount(
+    id: &str,
+    channel: &str,
+    amount: &str,
+    package: &str,
+    title: &str,
+    text: &str,
+) -> Value {
+    let mut body = raw(id, channel, package, title, text);
+    body["amount"] = json!(amount);
+    body
+}
+
+/// Sends a notification; returns its status and answer.
+async fn report(app: &TestApp, device: &DeviceKeys, body: &Value) -> (StatusCode, Value) {
+    let response = app.notify(device, body).await;
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// The payment a device reported under `notification_id`, as `/admin/payments` shows it.
+async fn admin_payment(app: &TestApp, notification_id: &str) -> Value {
+    let page: Value = app
+        .admin_get("/admin/payments?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["notification_id"] == notification_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no payment for {notification_id}: {page}"))
+}
+
+/// Asserts that a report was kept with `result`, a reason containing `why`, and no order.
+async fn assert_kept(app: &TestApp, notification_id: &str, result: &str, why: &str) -> Value {
+    let payment = admin_payment(app, notification_id).await;
+    assert_eq!(payment["result"], result, "{payment}");
+    assert!(payment["order_id"].is_null(), "{payment}");
+    let reason = payment["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(why),
+        "{notification_id}: {reason:?} lacks {why:?}"
+    );
+    payment
+}
+
+async fn status(app: &TestApp, order: &Value) -> String {
+    app.get_order(order["id"].as_str().unwrap()).await["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_inside_a_payment_app_pays_nothing() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("alipay").await;
+    let order = app.order(&merchant, "100.00", "alipay").await;
+    assert_eq!(order["payable_amount"], "100.00");
+    let device = &listener.device;
+
+    // A payer who read the amount on the payment page writes it in a chat.
+    let sentence = "我已经付款了，向你付款100.00元了，请查收";
+    let cases = [
+        ("chat-1", "李四", sentence, "sender"),
+        (
+            "chat-2",
+            "支付宝通知",
+            sentence,
+            "not a known receipt wording",
+        ),
+        (
+            "chat-3",
+            "支付宝",
+            "你好 张三通过扫码向你付款100.00元",
+            "not a known receipt wording",
+        ),
+        (
+            "chat-4",
+            "支付宝通知",
+            "张三通过扫码向你付款100.00元了",
+            "not a known receipt wording",
+        ),
+    ];
+    for (id, title, text, why) in cases {
+        let (code, answer) = report(&app, device, &raw(id, "alipay", ALIPAY, title, text)).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{id}: {answer}");
+        assert_eq!(answer["code"], "unparseable_notification");
+        assert_kept(&app, id, "unparsed", why).await;
+    }
+    // With the listener's amount, the text does not back it.
+    let (_, answer) = report(
+        &app,
+        device,
+        &raw_with_amount("chat-5", "alipay", "100.00", ALIPAY, "李四", sentence),
+    )
+    .await;
+    assert_eq!(answer["result"], "contradicted");
+    assert_kept(
+        &app,
+        "chat-5",
+        "contradicted",
+        "not a recognised incoming payment",
+    )
+    .await;
+
+    // A receipt's exact words from a contact named like a system sender: only the metadata
+    // Android gives the listener tells it from a receipt, and then it is never one.
+    let copy = "张三通过扫码向你付款100.00元";
+    for (id, marks) in [
+        ("meta-1", json!({"category": "msg"})),
+        (
+            "meta-2",
+            json!({"template": "android.app.Notification$MessagingStyle"}),
+        ),
+        ("meta-3", json!({"conversation": true})),
+    ] {
+        let mut body = raw(id, "alipay", ALIPAY, "支付宝通知", copy);
+        for (key, value) in marks.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let (code, _) = report(&app, device, &body).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{id}");
+        assert_kept(&app, id, "unparsed", "a chat is never a receipt").await;
+    }
+    assert_eq!(status(&app, &order).await, "pending");
+
+    // The app's own receipt, with metadata of a receipt, pays it.
+    let mut receipt = raw("real-1", "alipay", ALIPAY, "支付宝通知", copy);
+    receipt["category"] = json!("status");
+    receipt["channel_id"] = json!("alipay_notify");
+    receipt["posted_at"] = json!("2026-12-01T12:00:00Z");
+    let (_, answer) = report(&app, device, &receipt).await;
+    assert_eq!(answer["result"], "matched", "{answer}");
+    assert_eq!(status(&app, &order).await, "paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_phrase_in_a_payer_chosen_name_makes_the_text_ambiguous() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("alipay").await;
+    let small = app.order(&merchant, "0.01", "alipay").await;
+    let large = app.order(&merchant, "100.00", "alipay").await;
+
+    let (code, _) = report(
+        &app,
+        &listener.device,
+        &raw(
+            "nick-1",
+            "alipay",
+            ALIPAY,
+            "支付宝通知",
+            "向你付款100.00元的小王通过扫码向你付款0.01元",
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let kept = assert_kept(&app, "nick-1", "ambiguous", "more than one payment amount").await;
+    assert_eq!(kept["amounts_read"], json!(["100.00", "0.01"]));
+    // A total in the name is not dropped in favour of the rest: the text is refused.
+    let (code, _) = report(
+        &app,
+        &listener.device,
+        &raw(
+            "nick-2",
+            "alipay",
+            ALIPAY,
+            "支付宝通知",
+            "累计收款100.00元小王通过扫码向你付款0.01元",
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_kept(&app, "nick-2", "unparsed", "a total or summary").await;
+    assert_eq!(status(&app, &small).await, "pending");
+    assert_eq!(status(&app, &large).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_failures_reversals_withdrawals_balances_and_summaries_pay_nothing() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "100.00", "wechat").await;
+
+    let cases = [
+        (
+            "微信支付",
+            "微信支付收款100.00元(朋友到店)已退款",
+            "a refund",
+        ),
+        ("微信支付", "付款100.00元失败，资金已原路退回", "a refund"),
+        (
+            "微信支付",
+            "收款100.00元失败",
+            "a failed or unfinished payment",
+        ),
+        (
+            "微信支付",
+            "[转账]收到转账100.00元，请确认收款",
+            "a failed or unfinished payment",
+        ),
+        ("微信支付", "微信支付收款100.00元已撤销", "a reversal"),
+        ("微信收款助手", "收款单100.00元已取消", "a cancellation"),
+        ("微信支付", "零钱提现100.00元", "a withdrawal"),
+        ("微信支付", "[微信红包]恭喜发财，100.00元", "a red packet"),
+        ("微信支付", "零钱余额¥100.00", "a balance"),
+        (
+            "微信支付",
+            "上一笔播报：微信支付收款100.00元",
+            "a broadcast",
+        ),
+        ("微信支付", "昨日收款共¥100.00", "a total or summary"),
+        ("微信收款助手", "上月收款汇总100.00元", "a total or summary"),
+        ("微信支付", "本周微信支付收款100.00元", "a total or summary"),
+        ("微信支付", "去年累计收款100.00元", "a total or summary"),
+    ];
+    for (i, (title, text, why)) in cases.iter().enumerate() {
+        let id = format!("refused-{i}");
+        let (code, answer) = report(
+            &app,
+            &listener.device,
+            &raw(&id, "wechat", WECHAT, title, text),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{text}: {answer}");
+        assert_kept(&app, &id, "unparsed", why).await;
+        // The listener read the amount from the same text: still no credit.
+        let id = format!("refused-amount-{i}");
+        let (_, answer) = report(
+            &app,
+            &listener.device,
+            &raw_with_amount(&id, "wechat", "100.00", WECHAT, title, text),
+        )
+        .await;
+        assert_eq!(answer["result"], "contradicted", "{text}: {answer}");
+        assert_kept(&app, &id, "contradicted", why).await;
+    }
+    assert_eq!(status(&app, &order).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_named_like_the_payment_service_pays_nothing() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "15.00", "wechat").await;
+
+    for (id, title, text, why) in [
+        (
+            "group-1",
+            "微信支付",
+            "张三: 微信支付收款15.00元(朋友到店)",
+            "\"张三\"",
+        ),
+        (
+            "group-2",
+            "微信收款助手",
+            "[3条]李雷: 收款单到账15.00元",
+            "\"李雷\"",
+        ),
+        (
+            "group-3",
+            "微信支付群",
+            "微信支付收款15.00元(朋友到店)",
+            "\"微信支付群\"",
+        ),
+        (
+            "group-4",
+            "微信支付",
+            "[2条]微信收款助手: 微信支付收款15.00元(朋友到店)",
+            "\"微信收款助手\"",
+        ),
+    ] {
+        let (code, _) = report(
+            &app,
+            &listener.device,
+            &raw(id, "wechat", WECHAT, title, text),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{id}");
+        assert_kept(&app, id, "unparsed", why).await;
+    }
+    assert_eq!(status(&app, &order).await, "pending");
+    // WeChat's own stacked receipt names its own title.
+    let (_, answer) = report(
+        &app,
+        &listener.device,
+        &raw(
+            "stacked",
+            "wechat",
+            WECHAT,
+            "微信收款助手",
+            "[3条]微信收款助手: 收款单到账15.00元",
+        ),
+    )
+    .await;
+    assert_eq!(answer["result"], "matched", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_width_amounts_are_read_whole_or_refused_never_cut_short() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let one = app.order(&merchant, "1.00", "wechat").await;
+    let thousand = app.order(&merchant, "1000.00", "wechat").await;
+    let twelve = app.order(&merchant, "12.50", "wechat").await;
+
+    let device = &listener.device;
+    // `1，000.00` used to be read as 1.00.
+    let (_, answer) = report(
+        &app,
+        device,
+        &raw(
+            "wide-1",
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款1，000.00元(朋友到店)",
+        ),
+    )
+    .await;
+    assert_eq!(answer["result"], "matched", "{answer}");
+    assert_eq!(answer["order_id"], thousand["id"]);
+    let (_, answer) = report(
+        &app,
+        device,
+        &raw(
+            "wide-2",
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款１２．５０元（朋友到店）",
+        ),
+    )
+    .await;
+    assert_eq!(answer["order_id"], twelve["id"], "{answer}");
+    for (id, text) in [
+        ("wide-3", "微信支付收款1，00.00元(朋友到店)"),
+        ("wide-4", "微信支付收款１，０.００元"),
+    ] {
+        let (code, _) = report(&app, device, &raw(id, "wechat", WECHAT, "微信支付", text)).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert_kept(&app, id, "unparsed", "is not a valid amount").await;
+    }
+    assert_eq!(status(&app, &one).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_payments_in_one_notification_are_kept_with_both_amounts_for_the_operator() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "5.00", "wechat").await;
+
+    let text = "微信支付收款5.00元(朋友到店)\n微信支付收款5.00元(朋友到店)";
+    let (code, _) = report(
+        &app,
+        &listener.device,
+        &raw("two-1", "wechat", WECHAT, "微信支付", text),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let kept = assert_kept(&app, "two-1", "ambiguous", "more than one payment amount").await;
+    assert_eq!(kept["amounts_read"], json!(["5.00", "5.00"]));
+    assert_eq!(status(&app, &order).await, "pending");
+    let listed: Value = app
+        .admin_get("/admin/payments?result=ambiguous")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    // The operator, having checked the app, assigns it.
+    let response = app
+        .admin_post(
+            &format!("/admin/payments/{}/assign", kept["id"].as_str().unwrap()),
+            &json!({"order_id": order["id"], "note": "checked in the app: one of the two"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(status(&app, &order).await, "paid");
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE order_id IS NOT NULL")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_amount_with_a_text_that_is_not_that_receipt_is_contradicted() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let orders = [
+        app.order(&merchant, "200.00", "wechat").await,
+        app.order(&merchant, "25.00", "wechat").await,
+        app.order(&merchant, "30.00", "wechat").await,
+    ];
+
+    for (id, amount, text) in [
+        ("out-1", "200.00", "你向某某转账200.00元"),
+        ("out-2", "25.00", "已支付¥25.00"),
+        ("out-3", "25.00", "退款到账25.00元"),
+        ("out-4", "30.00", "新版本的收款提示"),
+        ("out-5", "30.00", "微信支付收款30.01元(朋友到店)"),
+    ] {
+        let (_, answer) = report(
+            &app,
+            &listener.device,
+            &raw_with_amount(id, "wechat", amount, WECHAT, "微信支付", text),
+        )
+        .await;
+        assert_eq!(answer["result"], "contradicted", "{text}: {answer}");
+        assert_kept(&app, id, "contradicted", "the amount says").await;
+    }
+    for order in &orders {
+        assert_eq!(status(&app, order).await, "pending");
+    }
+    let listed: Value = app
+        .admin_get("/admin/payments?result=contradicted")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 5);
+    // An amount without any text is the listener's word: the device is trusted.
+    let answer = app.pay(&listener.device, "wechat", "30.00").await;
+    assert_eq!(answer["result"], "matched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_copies_of_one_payment_under_different_ids_pay_once() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "10.00", "wechat").await;
+
+    let copies = ["copy-a", "copy-b"].map(|id| {
+        let (app, device) = (app.clone(), listener.device.clone());
+        tokio::spawn(async move {
+            let body = raw(
+                id,
+                "wechat",
+                WECHAT,
+                "微信支付",
+                "微信支付收款10.00元(朋友到店)",
+            );
+            report(&app, &device, &body).await.1
+        })
+    });
+    let answers: Vec<Value> = futures_util::future::join_all(copies)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let matched: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a["result"] == "matched")
+        .collect();
+    let duplicate: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a["result"] == "duplicate")
+        .collect();
+    assert_eq!((matched.len(), duplicate.len()), (1, 1), "{answers:?}");
+    assert_eq!(matched[0]["order_id"], order["id"]);
+    assert_eq!(duplicate[0]["duplicate_of"], matched[0]["payment_id"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'order.paid'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_copy_finds_the_paid_order_not_the_next_order_given_the_amount() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let first = app.order(&merchant, "10.00", "wechat").await;
+    let paid = app.pay(&listener.device, "wechat", "10.00").await;
+    assert_eq!(paid["order_id"], first["id"]);
+
+    // The paid order keeps 10.00 for the grace: the next order for 10.00 is given 10.01, and
+    // the phone re-posting the payment under a new id (after a restart) pays nothing.
+    let next = app.order(&merchant, "10.00", "wechat").await;
+    assert_eq!(next["payable_amount"], "10.01");
+    let again = app.pay(&listener.device, "wechat", "10.00").await;
+    assert_eq!(again["result"], "duplicate", "{again}");
+    assert_eq!(again["duplicate_of"], paid["payment_id"]);
+    let kept = assert_kept(
+        &app,
+        &db.text(&format!(
+            "SELECT notification_id FROM payments WHERE id = '{}'",
+            again["payment_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap(),
+        "duplicate",
+        "reported again",
+    )
+    .await;
+    assert_eq!(kept["duplicate_of"], paid["payment_id"]);
+    assert_eq!(status(&app, &next).await, "pending");
+
+    // An order the operator marked paid is the same: a payment of its amount is kept.
+    let by_hand = app.order(&merchant, "20.00", "wechat").await;
+    let response = app
+        .admin_post(
+            &format!(
+                "/admin/orders/{}/mark-paid",
+                by_hand["id"].as_str().unwrap()
+            ),
+            &json!({"note": "paid in cash"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let late = app.pay(&listener.device, "wechat", "20.00").await;
+    assert_eq!(late["result"], "duplicate", "{late}");
+    assert!(late.get("duplicate_of").is_none());
+
+    // The duplicate is assignable: the operator decides it was a second, real payment.
+    let other = app.order(&merchant, "30.00", "wechat").await;
+    let response = app
+        .admin_post(
+            &format!(
+                "/admin/payments/{}/assign",
+                again["payment_id"].as_str().unwrap()
+            ),
+            &json!({"order_id": other["id"], "note": "the payer confirmed a second payment"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(status(&app, &other).await, "paid");
+}
+
+fn md5_hex(text: &str) -> String {
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// A V免签 app push of `price` at `t` (ms), signed with the device's secret.
+async fn vmq_push(app: &TestApp, device: &DeviceKeys, t: i64, price: &str) -> Value {
+    let sign = md5_hex(&format!("1{price}{t}{}", device.secret));
+    app.client
+        .get(app.url(&format!("/appPush?t={t}&type=1&price={price}&sign={sign}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_without_a_trustworthy_id_that_repeat_one_payment_are_one_payment() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+
+    // The V免签 app pushes a payment nobody owes, then retries it with a new `t`.
+    let t = now_unix() * 1000;
+    assert_eq!(vmq_push(&app, &listener.device, t, "7.0").await["code"], 1);
+    assert_eq!(
+        vmq_push(&app, &listener.device, t + 1500, "7.00").await["code"],
+        1
+    );
+    // Meanwhile an order is given that amount; a third copy still pays nothing.
+    let order = app.order(&merchant, "7.00", "wechat").await;
+    assert_eq!(order["payable_amount"], "7.00");
+    assert_eq!(
+        vmq_push(&app, &listener.device, t + 3000, "7.0").await["code"],
+        1
+    );
+    assert_eq!(status(&app, &order).await, "pending");
+    let first = db
+        .text("SELECT id FROM payments WHERE result = 'unmatched'")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM payments WHERE result = 'duplicate' AND duplicate_of = '{first}'"
+        ))
+        .await,
+        2
+    );
+
+    // A listener that sends the post time: two ids with one post time are one notification.
+    let posted = |id: &str| {
+        let mut body = raw(
+            id,
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款8.00元(朋友到店)",
+        );
+        body["posted_at"] = json!("2026-12-01T08:00:00.250Z");
+        body
+    };
+    let (_, a) = report(&app, &listener.device, &posted("posted-a")).await;
+    let (_, b) = report(&app, &listener.device, &posted("posted-b")).await;
+    assert_eq!(a["result"], "unmatched");
+    assert_eq!(b["result"], "duplicate");
+    assert_eq!(b["duplicate_of"], a["payment_id"]);
+    // Without a post time, a listener's distinct ids are distinct payments.
+    let (_, c) = report(
+        &app,
+        &listener.device,
+        &raw(
+            "plain-c",
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款9.00元(朋友到店)",
+        ),
+    )
+    .await;
+    let (_, d) = report(
+        &app,
+        &listener.device,
+        &raw(
+            "plain-d",
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款9.00元(朋友到店)",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (c["result"].as_str(), d["result"].as_str()),
+        (Some("unmatched"), Some("unmatched"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_that_arrived_while_the_order_waited_for_its_payee_lock_cannot_pay_it() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let payee = listener.payee_id.clone();
+
+    // Two sessions of our own: one holds the payee's lock (the order waits for it), the other
+    // the lock that serializes matching payments of 10.00 on this payee (the payment waits for
+    // it after it was stored, i.e. after it arrived).
+    let payee_lock = db.client().await;
+    payee_lock.batch_execute("BEGIN").await.unwrap();
+    payee_lock
+        .execute(
+            "SELECT 1 FROM payees WHERE id = $1 FOR NO KEY UPDATE",
+            &[&payee],
+        )
+        .await
+        .unwrap();
+    let matching_lock = db.client().await;
+    matching_lock.batch_execute("BEGIN").await.unwrap();
+    matching_lock
+        .execute(
+            "SELECT pg_advisory_xact_lock(2, hashtext($1 || ':' || '10.00'))",
+            &[&payee],
+        )
+        .await
+        .unwrap();
+
+    let waiting = |n: i64| {
+        let db = &db;
+        async move {
+            db.count(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+                >= n
+        }
+    };
+    let creating = {
+        let (app, merchant) = (app.clone(), merchant.clone());
+        tokio::spawn(async move { app.order(&merchant, "10.00", "wechat").await })
+    };
+    assert!(eventually(Duration::from_secs(10), || waiting(1)).await);
+    // The payer pays 10.00 now, for someone else's earlier order or for nothing: the order
+    // being created does not hold 10.00 yet.
+    let paying = {
+        let (app, device) = (app.clone(), listener.device.clone());
+        tokio::spawn(async move {
+            report(
+                &app,
+                &device,
+                &raw(
+                    "early",
+                    "wechat",
+                    WECHAT,
+                    "微信支付",
+                    "微信支付收款10.00元(朋友到店)",
+                ),
+            )
+            .await
+            .1
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), || waiting(2)).await);
+    // The order is written (and committed) first, then the payment is matched.
+    payee_lock.batch_execute("COMMIT").await.unwrap();
+    let order = creating.await.unwrap();
+    assert_eq!(order["payable_amount"], "10.00");
+    matching_lock.batch_execute("COMMIT").await.unwrap();
+    let answer = paying.await.unwrap();
+    assert_eq!(answer["result"], "unmatched", "{answer}");
+    assert_eq!(status(&app, &order).await, "pending");
+    assert!(
+        db.count(&format!(
+            "SELECT count(*) FROM orders o, notifications n \
+             WHERE o.id = '{}' AND n.payment_id = '{}' AND n.received_at < o.created_at",
+            order["id"].as_str().unwrap(),
+            answer["payment_id"].as_str().unwrap()
+        ))
+        .await
+            == 1,
+        "the order's holding time is after the payment's arrival"
+    );
+    // A payment made once the order holds the amount pays it.
+    let answer = app.pay(&listener.device, "wechat", "10.00").await;
+    assert_eq!(answer["result"], "matched");
+    assert_eq!(answer["order_id"], order["id"]);
+}
