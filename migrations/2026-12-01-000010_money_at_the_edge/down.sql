@@ -1,6 +1,8 @@
 DROP TABLE sql_sources;
 DROP INDEX notifications_same_payment_idx;
 ALTER TABLE notifications DROP COLUMN same_payment_key;
+DROP INDEX payments_amount_hold_idx;
+ALTER TABLE payments DROP COLUMN holds_amount_until;
 DROP INDEX payments_duplicate_of_idx;
 ALTER TABLE payments
     DROP CONSTRAINT payments_duplicate_of_check,

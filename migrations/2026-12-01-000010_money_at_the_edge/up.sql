@@ -16,6 +16,12 @@ ALTER TABLE payments
         CHECK (duplicate_of IS NULL OR result IN ('duplicate', 'matched'));
 CREATE INDEX payments_duplicate_of_idx ON payments (duplicate_of) WHERE duplicate_of IS NOT NULL;
 
+-- A payment no order owed holds its amount on its payee until then (the duplicate window): a
+-- copy of it may still arrive, and allocation must not give the amount to a new order meanwhile.
+ALTER TABLE payments ADD COLUMN holds_amount_until timestamptz;
+CREATE INDEX payments_amount_hold_idx ON payments (payee_id, amount, holds_amount_until)
+    WHERE holds_amount_until IS NOT NULL;
+
 -- What two reports of one payment share (device, channel, amount, normalised text and, for
 -- listeners that send it, the post time), hashed; NULL where the source's own ids tell
 -- payments apart. Reports with the same key within the duplicate window are one payment.

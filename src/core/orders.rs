@@ -31,6 +31,14 @@ pub struct OrderRules {
     pub device_offline_after: Duration,
 }
 
+impl OrderRules {
+    /// How long a paid order keeps its amount reserved: the grace, and at least the duplicate
+    /// window, so that a second report of its payment within the window always finds it.
+    pub fn paid_hold(&self) -> Duration {
+        self.late_payment_grace.max(self.duplicate_window)
+    }
+}
+
 impl From<&Settings> for OrderRules {
     fn from(s: &Settings) -> Self {
         OrderRules {

@@ -53,7 +53,7 @@ pub fn mark_paid(
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue, None, rules.late_payment_grace)?;
+        let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
         audit(
             conn,
             operator,
@@ -90,7 +90,7 @@ pub fn assign_payment(
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue, None, rules.late_payment_grace)?;
+        let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
         let assigned = payment_rows::assign(conn, payment_id, order_id)?;
         audit(
             conn,

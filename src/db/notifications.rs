@@ -112,27 +112,31 @@ pub fn first_unprocessed_arrival(
 }
 
 /// When the device's first authenticated report sharing `same_payment_key` arrived, within
-/// `window` before `arrived_at`: a copy of one payment is matched as of the first, so that a
-/// copy arriving after a new order was given the amount never pays that order, even when the
-/// first copy is still waiting for the sweep.
+/// `window` before `arrived_at` (any time when `None`): a copy of one payment is matched as of
+/// the first, so that a copy arriving after a new order was given the amount never pays that
+/// order, even when the first copy is still waiting for the sweep.
 pub fn first_report_arrival(
     conn: &mut PgConnection,
     device_id: &str,
     same_payment_key: &[u8],
     arrived_at: DateTime<Utc>,
-    window: Duration,
+    window: Option<Duration>,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    notifications::table
+    let mut query = notifications::table
         .filter(notifications::auth_result.eq(AuthResult::Ok))
         .filter(notifications::device_id.eq(device_id))
         .filter(notifications::same_payment_key.eq(same_payment_key))
         .filter(notifications::received_at.le(arrived_at))
-        .filter(
+        .into_boxed();
+    if let Some(window) = window {
+        query = query.filter(
             sql::<Bool>("notifications.received_at >= ")
                 .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
                 .sql(" - ")
                 .bind::<Interval, _>(interval(window)),
-        )
+        );
+    }
+    query
         .select(diesel::dsl::min(notifications::received_at))
         .first(conn)
 }

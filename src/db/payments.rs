@@ -31,6 +31,8 @@ pub struct Payment {
     pub duplicate_of: Option<String>,
     /// Every payment amount an `ambiguous` text mentions.
     pub amounts_read: Option<Vec<Option<Decimal>>>,
+    /// Until when this payment, which no order owed, keeps its amount from new orders.
+    pub holds_amount_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -107,6 +109,24 @@ pub fn set_duplicate(
         .get_result(conn)
 }
 
+/// Keeps the amount of a payment that paid nothing from new orders on its payee for `window`
+/// from now: a copy of it may still arrive.
+pub fn hold_amount(
+    conn: &mut PgConnection,
+    id: &str,
+    window: std::time::Duration,
+) -> QueryResult<Payment> {
+    diesel::update(payments::table.find(id))
+        .set(
+            payments::holds_amount_until.eq(sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("now() + ")
+            .bind::<diesel::sql_types::Interval, _>(super::interval(window))),
+        )
+        .returning(Payment::as_returning())
+        .get_result(conn)
+}
+
 /// Gives a payment that paid nothing the reason why.
 pub fn set_reason(conn: &mut PgConnection, id: &str, reason: &str) -> QueryResult<Payment> {
     diesel::update(payments::table.find(id))
@@ -129,18 +149,17 @@ pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> 
 
 /// The first payment (a credit, a payment kept unmatched, or a duplicate) recorded from another
 /// report of the device that shares `same_payment_key` and arrived within `window` of
-/// `arrived_at`; not `except` itself.
+/// `arrived_at` (any time when `None`); not `except` itself.
 pub fn earlier_report(
     conn: &mut PgConnection,
     device_id: &str,
     same_payment_key: &[u8],
     arrived_at: DateTime<Utc>,
-    window: std::time::Duration,
+    window: Option<std::time::Duration>,
     except: &str,
 ) -> QueryResult<Option<Payment>> {
     use super::schema::notifications;
-    let window = super::interval(window);
-    payments::table
+    let mut query = payments::table
         .inner_join(notifications::table.on(notifications::id.eq(payments::notification_row)))
         .filter(payments::device_id.eq(device_id))
         .filter(payments::id.ne(except))
@@ -150,7 +169,10 @@ pub fn earlier_report(
             PaymentResult::Duplicate,
         ]))
         .filter(notifications::same_payment_key.eq(same_payment_key))
-        .filter(
+        .into_boxed();
+    if let Some(window) = window {
+        let window = super::interval(window);
+        query = query.filter(
             sql::<Bool>("notifications.received_at BETWEEN ")
                 .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
                 .sql(" - ")
@@ -159,7 +181,9 @@ pub fn earlier_report(
                 .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
                 .sql(" + ")
                 .bind::<diesel::sql_types::Interval, _>(window),
-        )
+        );
+    }
+    query
         .order((notifications::received_at, payments::id))
         .select(Payment::as_select())
         .first(conn)

@@ -163,6 +163,7 @@ diesel::table! {
         reason -> Nullable<Text>,
         duplicate_of -> Nullable<Text>,
         amounts_read -> Nullable<Array<Nullable<Numeric>>>,
+        holds_amount_until -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The server-side SQL functions, kept once in `src/db/sql/` and applied at start after the
 //! migrations (Lemmy's "replaceable schema" idea: migrations hold DDL; functions are replaced
 //! whole when they change). Each source's first line declares its `-- revision: N`; a source is
-//! applied when the database records an older revision or, at the same revision, other content.
-//! A newer revision, applied by a newer release during a rolling upgrade, is left alone.
+//! applied when the database records an older revision. A newer revision, applied by a newer
+//! release during a rolling upgrade, is left alone; the same revision with other content stops
+//! the start, so that two builds can never take turns replacing each other's functions (a test
+//! pins each revision's digest, so an edit without a new revision fails the tests first).
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -81,6 +83,7 @@ pub fn apply(conn: &mut PgConnection) -> Result<Vec<SourceOutcome>, String> {
                     Some(applied) if applied.revision == revision && applied.sha256 == digest => {
                         Ok(SourceOutcome::Unchanged)
                     }
+                    Some(applied) if applied.revision == revision => Err(Conflict::SameRevision),
                     _ => {
                         conn.batch_execute(source.text)?;
                         diesel::sql_query(
@@ -99,12 +102,29 @@ pub fn apply(conn: &mut PgConnection) -> Result<Vec<SourceOutcome>, String> {
                     }
                 }
             })
-            .map_err(|e: diesel::result::Error| {
-                format!("cannot apply SQL source {}: {e}", source.name)
+            .map_err(|e: Conflict| match e {
+                Conflict::SameRevision => format!(
+                    "SQL source {} revision {revision} in the database differs from this \
+                     build's: another build applied other content under the same revision",
+                    source.name
+                ),
+                Conflict::Database(e) => format!("cannot apply SQL source {}: {e}", source.name),
             })?;
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Why a source was not applied.
+enum Conflict {
+    SameRevision,
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Conflict {
+    fn from(error: diesel::result::Error) -> Self {
+        Conflict::Database(error)
+    }
 }
 
 /// Whether every source is applied at its revision or a newer one (for `/readyz`).
@@ -129,10 +149,31 @@ pub fn applied(conn: &mut PgConnection) -> QueryResult<bool> {
 mod tests {
     use super::*;
 
+    /// Each source's revision and the SHA-256 of its text. Changing a source means a new
+    /// revision (its first line) and a new line here.
+    const PINNED: &[(&str, i32, &str)] = &[(
+        "allocation",
+        2,
+        "e56a3543d28ebdd2ffe104fc7d8f863b9fb2cc196c978bad439beeb40a71f37e",
+    )];
+
     #[test]
-    fn every_source_declares_its_revision() {
-        for source in SOURCES {
-            assert!(revision(source).is_some_and(|r| r >= 1), "{}", source.name);
+    fn every_source_declares_its_revision_and_its_content_is_pinned() {
+        assert_eq!(SOURCES.len(), PINNED.len());
+        for (source, (name, revision_pinned, digest)) in SOURCES.iter().zip(PINNED) {
+            assert_eq!(source.name, *name);
+            assert_eq!(
+                revision(source),
+                Some(*revision_pinned),
+                "{}: the revision on its first line",
+                source.name
+            );
+            assert_eq!(
+                hex::encode(sha256(source.text.as_bytes())),
+                *digest,
+                "{} changed: give it a new revision and pin its digest",
+                source.name
+            );
         }
     }
 }

@@ -159,7 +159,7 @@ async fn a_chat_message_inside_a_payment_app_pays_nothing() {
     let mut receipt = raw("real-1", "alipay", ALIPAY, "支付宝通知", copy);
     receipt["category"] = json!("status");
     receipt["channel_id"] = json!("alipay_notify");
-    receipt["posted_at"] = json!("2026-12-01T12:00:00Z");
+    receipt["posted_at"] = json!(chrono::Utc::now().to_rfc3339());
     let (_, answer) = report(&app, device, &receipt).await;
     assert_eq!(answer["result"], "matched", "{answer}");
     assert_eq!(status(&app, &order).await, "paid");
@@ -590,23 +590,24 @@ async fn reports_without_a_trustworthy_id_that_repeat_one_payment_are_one_paymen
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
 
-    // The V免签 app pushes a payment nobody owes, then retries it with a new `t`.
+    // The V免签 app pushes a payment nobody owes (a payer paid the round price instead of the
+    // payable amount), then retries it with a new `t`.
     let t = now_unix() * 1000;
     assert_eq!(vmq_push(&app, &listener.device, t, "7.0").await["code"], 1);
-    assert_eq!(
-        vmq_push(&app, &listener.device, t + 1500, "7.00").await["code"],
-        1
-    );
-    // Meanwhile an order is given that amount; a third copy still pays nothing.
+    let retry = vmq_push(&app, &listener.device, t + 1500, "7.00").await;
+    assert_eq!(retry["code"], 1);
+    // The amount is held for the window: the next order for 7.00 is given 7.01, so a third
+    // copy pays nothing, and the next payer's own payment of 7.01 pays their order.
     let order = app.order(&merchant, "7.00", "wechat").await;
-    assert_eq!(order["payable_amount"], "7.00");
-    assert_eq!(
-        vmq_push(&app, &listener.device, t + 3000, "7.0").await["code"],
-        1
-    );
+    assert_eq!(order["payable_amount"], "7.01");
+    let third = vmq_push(&app, &listener.device, t + 3000, "7.0").await;
+    assert_eq!(third["code"], 1);
     assert_eq!(status(&app, &order).await, "pending");
+    let own = vmq_push(&app, &listener.device, t + 4000, "7.01").await;
+    assert_eq!(own["code"], 1);
+    assert_eq!(status(&app, &order).await, "paid");
     let first = db
-        .text("SELECT id FROM payments WHERE result = 'unmatched'")
+        .text("SELECT id FROM payments WHERE result = 'unmatched' AND amount = 7.00")
         .await
         .unwrap();
     assert_eq!(
@@ -618,6 +619,7 @@ async fn reports_without_a_trustworthy_id_that_repeat_one_payment_are_one_paymen
     );
 
     // A listener that sends the post time: two ids with one post time are one notification.
+    let posted_at = chrono::Utc::now().to_rfc3339();
     let posted = |id: &str| {
         let mut body = raw(
             id,
@@ -626,7 +628,7 @@ async fn reports_without_a_trustworthy_id_that_repeat_one_payment_are_one_paymen
             "微信支付",
             "微信支付收款8.00元(朋友到店)",
         );
-        body["posted_at"] = json!("2026-12-01T08:00:00.250Z");
+        body["posted_at"] = json!(posted_at);
         body
     };
     let (_, a) = report(&app, &listener.device, &posted("posted-a")).await;
@@ -662,6 +664,69 @@ async fn reports_without_a_trustworthy_id_that_repeat_one_payment_are_one_paymen
     assert_eq!(
         (c["result"].as_str(), d["result"].as_str()),
         (Some("unmatched"), Some("unmatched"))
+    );
+    // Once the window is over, the held amounts are given out again.
+    db.execute(
+        "UPDATE payments SET holds_amount_until = now() WHERE holds_amount_until IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        app.order(&merchant, "9.00", "wechat").await["payable_amount"],
+        "9.00"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_without_a_trustworthy_id_are_one_payment() {
+    let TestEnv { app, db } = spawn_app().await;
+    let listener = app.online_listener("wechat").await;
+    // Four pushes of one payment, as a V免签 app retrying on a bad connection, held at the
+    // device's row (each stores its request, then records the device's activity) so that all
+    // four are matched at the same moment.
+    let device_lock = db.client().await;
+    device_lock.batch_execute("BEGIN").await.unwrap();
+    device_lock
+        .execute(
+            "SELECT 1 FROM devices WHERE id = $1 FOR UPDATE",
+            &[&listener.device.id],
+        )
+        .await
+        .unwrap();
+    let t = now_unix() * 1000;
+    let pushes: Vec<_> = (0..4)
+        .map(|i| {
+            let (app, device) = (app.clone(), listener.device.clone());
+            tokio::spawn(async move { vmq_push(&app, &device, t + i * 700, "12.30").await })
+        })
+        .collect();
+    let waiting = || {
+        let db = &db;
+        async move {
+            db.count(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+                >= 4
+        }
+    };
+    assert!(eventually(Duration::from_secs(10), waiting).await);
+    device_lock.batch_execute("COMMIT").await.unwrap();
+    for answer in futures_util::future::join_all(pushes).await {
+        assert_eq!(answer.unwrap()["code"], 1);
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE result = 'unmatched'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM payments d JOIN payments f ON f.id = d.duplicate_of \
+             WHERE d.result = 'duplicate' AND f.result = 'unmatched'"
+        )
+        .await,
+        3
     );
 }
 
@@ -754,4 +819,75 @@ async fn a_payment_that_arrived_while_the_order_waited_for_its_payee_lock_cannot
     let answer = app.pay(&listener.device, "wechat", "10.00").await;
     assert_eq!(answer["result"], "matched");
     assert_eq!(answer["order_id"], order["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_notification_sent_again_never_pays_a_new_order() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let first = app.order(&merchant, "8.00", "wechat").await;
+    let posted_at = chrono::Utc::now();
+    let copy = |id: &str| {
+        let mut body = raw(
+            id,
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款8.00元(朋友到店)",
+        );
+        body["posted_at"] = json!(posted_at.to_rfc3339());
+        body
+    };
+    let (_, paid) = report(&app, &listener.device, &copy("p-1")).await;
+    assert_eq!(paid["order_id"], first["id"]);
+
+    // Twenty minutes later: the paid order's reservation is over and 8.00 goes to a new order.
+    db.execute("UPDATE notifications SET received_at = received_at - interval '20 minutes'")
+        .await;
+    age_order(&db, first["id"].as_str().unwrap(), 1200).await;
+    db.execute(
+        "UPDATE orders SET reserved_until = greatest(created_at, now() - interval '1 second') \
+         WHERE status = 'paid'",
+    )
+    .await;
+    let next = app.order(&merchant, "8.00", "wechat").await;
+    assert_eq!(next["payable_amount"], "8.00");
+
+    // The listener reconnects and sends the notification still in the shade again, under a
+    // new id: the same post time and text are the same notification, whenever it comes.
+    let (_, again) = report(&app, &listener.device, &copy("p-2")).await;
+    assert_eq!(again["result"], "duplicate", "{again}");
+    assert_eq!(again["duplicate_of"], paid["payment_id"]);
+    // A notification the phone saw twenty minutes ago (before the new order held 8.00) is not
+    // the new order's, whatever its id and text.
+    let mut old = raw(
+        "p-3",
+        "wechat",
+        WECHAT,
+        "微信支付",
+        "微信支付收款8.00元(老顾客到店)",
+    );
+    old["posted_at"] = json!((chrono::Utc::now() - chrono::Duration::minutes(20)).to_rfc3339());
+    let (_, stale) = report(&app, &listener.device, &old).await;
+    assert_eq!(stale["result"], "unmatched", "{stale}");
+    assert_kept(&app, "p-3", "unmatched", "before order").await;
+    assert_eq!(status(&app, &next).await, "pending");
+    // The hold of p-3's amount is lifted, as if its window were over; the payer's own payment,
+    // seen now, pays the order.
+    db.execute("UPDATE payments SET holds_amount_until = now()")
+        .await;
+    let (_, own) = report(
+        &app,
+        &listener.device,
+        &raw(
+            "p-4",
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款8.00元(新顾客到店)",
+        ),
+    )
+    .await;
+    assert_eq!(own["order_id"], next["id"], "{own}");
 }

@@ -21,7 +21,7 @@ async fn pending_order(app: &TestApp, amount: &str) -> (MerchantKeys, Listener, 
 
 fn payment(notification_id: &str, amount: &str) -> Value {
     json!({"notification_id": notification_id, "channel": "wechat", "amount": amount,
-           "received_at": "2026-11-25T12:00:00Z", "package": "com.tencent.mm",
+           "received_at": chrono::Utc::now().to_rfc3339(), "package": "com.tencent.mm",
            "title": "微信支付", "text": format!("微信支付收款{amount}元(朋友到店)")})
 }
 

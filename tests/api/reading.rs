@@ -432,6 +432,8 @@ async fn the_same_text_forwarded_again_within_the_window_is_one_payment_and_afte
     // Later than the window and the grace, the same text is a payment of its own.
     db.execute("UPDATE notifications SET received_at = received_at - interval '10 minutes'")
         .await;
+    db.execute("UPDATE payments SET holds_amount_until = now() - interval '1 second'")
+        .await;
     db.execute(
         "UPDATE orders SET reserved_until = greatest(created_at, now() - interval '1 second') \
          WHERE status = 'paid'",

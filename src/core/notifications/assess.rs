@@ -162,7 +162,24 @@ pub fn assess(notification: &Notification, trust: &Trust) -> Verdict {
         .filter(|p| channel_of_package(p).is_some())
         .or(official_packages(channel).first().copied())
         .unwrap_or_default();
-    match (n.amount, reading::read(package, title, text)) {
+    let read = reading::read(package, title, text);
+    if let Ok(receipt) = &read
+        && receipt.titled_by_itself
+        && !n.android.shows_no_chat()
+    {
+        return withhold(
+            not_a_receipt,
+            format!(
+                "the receipt of {} is in the title, which a chat partner can choose as a name: \
+                 credited only when the listener sends the notification's template and it is \
+                 not a chat",
+                receipt.amount
+            ),
+            Some(channel),
+            n.amount,
+        );
+    }
+    match (n.amount, read) {
         (None, Ok(read)) => Verdict::Payment {
             channel,
             amount: read.amount,
@@ -381,6 +398,41 @@ mod tests {
             ..AndroidMetadata::default()
         };
         assert_eq!(assess(&other, &trust), payment("5.00"));
+    }
+
+    #[test]
+    fn a_receipt_in_the_title_needs_metadata_that_shows_no_chat() {
+        let trust = Trust {
+            packages: official_packages(Channel::Alipay)
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            unlabelled: false,
+        };
+        let mut titled = notification(
+            None,
+            Some("com.eg.android.AlipayGphone"),
+            "你已成功收款5.00元",
+            "已转入余额 100积分兑收钱音箱，去兑换>>",
+        );
+        titled.channel = Some(Channel::Alipay);
+        assert_eq!(
+            result_of(&assess(&titled, &trust)),
+            Some(PaymentResult::Unparsed)
+        );
+        titled.android.template = Some("android.app.Notification$MessagingStyle".into());
+        assert_eq!(
+            result_of(&assess(&titled, &trust)),
+            Some(PaymentResult::Unparsed)
+        );
+        titled.android.template = Some("android.app.Notification$BigTextStyle".into());
+        assert_eq!(
+            assess(&titled, &trust),
+            Verdict::Payment {
+                channel: Channel::Alipay,
+                amount: Amount::parse("5.00", Amount::storage_limit()).unwrap(),
+            }
+        );
     }
 
     #[test]

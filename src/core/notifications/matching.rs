@@ -7,9 +7,10 @@
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
-use super::{Notification, Trust, Verdict, assess};
+use super::{Notification, Trust, Verdict, assess, same_payment_window};
 use crate::core::orders::{OrderRules, pay_locked};
 use crate::core::secrets::new_id;
+use crate::core::signing::SIGNATURE_WINDOW_SECS;
 use crate::db::devices::Device;
 use crate::db::notifications as raw_rows;
 use crate::db::orders::Order;
@@ -17,6 +18,7 @@ use crate::db::payments::{self as payment_rows, NewPayment, Payment};
 use crate::db::{orders as order_rows, payees as payee_rows, transaction_with_retry};
 use crate::domain::{OrderStatus, PaymentResult};
 use crate::error::ApiError;
+use crate::money::Amount;
 
 /// One stored report of a notification, as it is recorded.
 pub struct Report<'a> {
@@ -100,28 +102,66 @@ pub fn record_payment(
         let (Verdict::Payment { amount, .. }, Some(payee)) = (&verdict, payee) else {
             return Ok(payment);
         };
+        let recorded = match_payment(conn, rules, device, report, &payment, &payee.id, *amount)?;
+        // A payment that paid nothing keeps its amount from new orders for the window: a copy
+        // of it under another id may still come, and must find no order to pay.
+        if matches!(
+            recorded.result,
+            PaymentResult::Unmatched | PaymentResult::Duplicate
+        ) && !rules.duplicate_window.is_zero()
+        {
+            return Ok(payment_rows::hold_amount(
+                conn,
+                &recorded.id,
+                rules.duplicate_window,
+            )?);
+        }
+        Ok(recorded)
+    })
+}
+
+/// Matches a trustworthy payment just recorded for `payee_id`: a duplicate of an earlier report
+/// of it, the payment of the order holding its amount, or kept unmatched.
+fn match_payment(
+    conn: &mut PgConnection,
+    rules: &OrderRules,
+    device: &Device,
+    report: &Report<'_>,
+    payment: &Payment,
+    payee_id: &str,
+    amount: Amount,
+) -> Result<Payment, ApiError> {
+    let notification = report.notification;
+    {
         // Reports of one amount on one payee are matched one at a time, so that two copies of
         // one payment processed at once see each other.
-        payment_rows::lock_amount(conn, &payee.id, amount.as_decimal())?;
+        payment_rows::lock_amount(conn, payee_id, amount.as_decimal())?;
 
         let mut arrived_at =
             raw_rows::first_unprocessed_arrival(conn, &device.id, &notification.notification_id)?
                 .map_or(report.received_at, |first| first.min(report.received_at));
         if let Some(key) = report.same_payment_key {
+            let window = same_payment_window(notification, rules);
             if let Some(earlier) = payment_rows::earlier_report(
                 conn,
                 &device.id,
                 key,
                 arrived_at,
-                rules.duplicate_window,
+                window,
                 &payment.id,
             )? {
                 let first = earlier.duplicate_of.unwrap_or(earlier.id);
-                let reason = format!(
-                    "the same payment as {first}: the same device, channel, amount and text \
-                     within {} s",
-                    rules.duplicate_window.as_secs()
-                );
+                let reason = match window {
+                    Some(window) => format!(
+                        "the same payment as {first}: the same device, channel, amount and text \
+                         within {} s",
+                        window.as_secs()
+                    ),
+                    None => format!(
+                        "the same notification as {first}: the same device, channel, amount, \
+                         text and post time"
+                    ),
+                };
                 return Ok(payment_rows::set_duplicate(
                     conn,
                     &payment.id,
@@ -129,33 +169,41 @@ pub fn record_payment(
                     &reason,
                 )?);
             }
-            if let Some(first) = raw_rows::first_report_arrival(
-                conn,
-                &device.id,
-                key,
-                arrived_at,
-                rules.duplicate_window,
-            )? {
+            if let Some(first) =
+                raw_rows::first_report_arrival(conn, &device.id, key, arrived_at, window)?
+            {
                 arrived_at = arrived_at.min(first);
             }
         }
 
-        let holder = order_rows::lock_holder(conn, &payee.id, amount.as_decimal(), arrived_at)?;
+        let holder = order_rows::lock_holder(conn, payee_id, amount.as_decimal(), arrived_at)?;
         let Some((order, overdue)) = holder else {
-            return Ok(payment);
+            return Ok(payment.clone());
         };
         match order.status {
-            OrderStatus::Pending | OrderStatus::Expired => {
-                let paid = pay_locked(
+            OrderStatus::Pending | OrderStatus::Expired
+                if seen_before(notification).is_some_and(|seen| {
+                    seen < order.created_at - chrono::Duration::seconds(SIGNATURE_WINDOW_SECS)
+                }) =>
+            {
+                // The phone saw it before the order held the amount, beyond any clock skew a
+                // signed request can have: an old notification re-sent, never this order's.
+                Ok(payment_rows::set_reason(
                     conn,
-                    &order,
-                    overdue,
-                    Some(arrived_at),
-                    rules.late_payment_grace,
-                )?;
+                    &payment.id,
+                    &format!(
+                        "the phone saw this payment at {}, before order {} held the amount ({})",
+                        seen_before(notification).map_or_else(String::new, |t| t.to_rfc3339()),
+                        order.id,
+                        order.created_at.to_rfc3339()
+                    ),
+                )?)
+            }
+            OrderStatus::Pending | OrderStatus::Expired => {
+                let paid = pay_locked(conn, &order, overdue, Some(arrived_at), rules.paid_hold())?;
                 Ok(payment_rows::set_matched(conn, &payment.id, &paid.id)?)
             }
-            OrderStatus::Paid => duplicate_of_paid(conn, &payment, &order),
+            OrderStatus::Paid => duplicate_of_paid(conn, payment, &order),
             OrderStatus::Closed => Ok(payment_rows::set_reason(
                 conn,
                 &payment.id,
@@ -165,7 +213,16 @@ pub fn record_payment(
                 ),
             )?),
         }
-    })
+    }
+}
+
+/// The earliest time the phone says it saw the notification (its post time, or when the
+/// listener read it).
+fn seen_before(notification: &Notification) -> Option<DateTime<Utc>> {
+    [notification.android.posted_at, notification.reported_at]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// A payment of a paid order's amount within its reservation: the same payment reported again

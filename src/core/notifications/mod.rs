@@ -94,6 +94,15 @@ impl AndroidMetadata {
         None
     }
 
+    /// Whether the listener read the notification's style and it is not a chat: what a receipt
+    /// that no system sender vouches for needs before it is credited.
+    pub fn shows_no_chat(&self) -> bool {
+        self.template
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty())
+            && self.marked_as_message().is_none()
+    }
+
     fn fields(&self) -> [(&'static str, Option<&str>); 3] {
         [
             ("category", self.category.as_deref()),
@@ -219,15 +228,15 @@ pub fn read_notify_body(body: &[u8]) -> Result<Notification, ApiError> {
     })
 }
 
-/// What two reports of one payment share, hashed: the channel, the listener's amount, the app
-/// and the normalised title and text (a stacked copy's `[N条]sender: ` left out). `None` where
-/// the source's ids already tell payments apart and no post time says otherwise; with a post
-/// time, it is part of what is shared.
+/// What two reports of one payment share, hashed: the channel, the listener's amount, the app,
+/// the normalised title and text (a stacked copy's `[N条]sender: ` left out) and the post time
+/// when the source gives one. `None` where the source's ids already tell payments apart and no
+/// post time says otherwise.
 pub fn same_payment_key(n: &Notification) -> Option<Vec<u8>> {
     let posted_at = match (n.distinct_ids, n.android.posted_at) {
         (true, None) => return None,
-        (true, Some(posted)) => posted.timestamp_millis().to_string(),
-        (false, _) => String::new(),
+        (_, Some(posted)) => posted.timestamp_millis().to_string(),
+        (false, None) => String::new(),
     };
     let channel = n
         .channel
@@ -240,6 +249,16 @@ pub fn same_payment_key(n: &Notification) -> Option<Vec<u8>> {
     let package = n.package.as_deref().map(normalise).unwrap_or_default();
     let parts = [channel, &amount, &package, &title, message, &posted_at];
     Some(sha256(parts.join("\u{1f}").as_bytes()).to_vec())
+}
+
+/// How far apart two reports sharing a [`same_payment_key`] may arrive and still be one
+/// payment: without a post time, the duplicate window (the text alone could be a second
+/// payment later on); with one, any time (it is the same Android notification, re-sent).
+pub fn same_payment_window(n: &Notification, rules: &OrderRules) -> Option<Duration> {
+    match n.android.posted_at {
+        Some(_) => None,
+        None => Some(rules.duplicate_window),
+    }
 }
 
 /// Replaces U+0000 in every string of a JSON value with U+FFFD.

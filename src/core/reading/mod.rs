@@ -21,11 +21,11 @@ use crate::domain::Channel;
 use crate::money::Amount;
 
 pub use refusals::RefusalClass;
-pub use text::normalise;
+pub use text::{is_normal, normalise};
 pub use wordings::{channel_of_package, official_packages, unstack};
 
 use text::{money_mentions, parse_amount};
-use wordings::{Attempt, COMPILED};
+use wordings::{Attempt, COMPILED, Fields, Title};
 
 /// The channel and amount a receipt reports, and the wording it was read with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,10 @@ pub struct Reading {
     pub channel: Channel,
     pub amount: Amount,
     pub wording: &'static str,
+    /// The receipt sits in the title (Alipay's `你已成功收款5.00元`), so no system sender vouches
+    /// for it: a chat partner can take that text as a nickname. Credit it only where the
+    /// notification's Android metadata shows it is not a chat.
+    pub titled_by_itself: bool,
 }
 
 /// Why a notification is not read as a payment. Every refusal is stored for the operator.
@@ -93,14 +97,20 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
     if channel_of_package(package).is_none() {
         return Err(Refusal::UnknownPackage(package.to_owned()));
     }
-    let title = normalise(title.unwrap_or_default());
-    let text = normalise(text.unwrap_or_default());
-    if let Some((class, word)) = refusals::refusal_of(&title, &text) {
+    let (title, text) = (title.unwrap_or_default(), text.unwrap_or_default());
+    let (title_normalised, text_normalised) = (normalise(title), normalise(text));
+    let fields = Fields {
+        title,
+        text,
+        title_normalised: &title_normalised,
+        text_normalised: &text_normalised,
+    };
+    if let Some((class, word)) = refusals::refusal_of(&title_normalised, &text_normalised) {
         return Err(Refusal::Refused { class, word });
     }
-    let mentioned: Vec<&str> = money_mentions(&title)
+    let mentioned: Vec<&str> = money_mentions(&title_normalised)
         .into_iter()
-        .chain(money_mentions(&text))
+        .chain(money_mentions(&text_normalised))
         .collect();
     let amounts_mentioned = || mentioned.iter().filter_map(|m| parse_amount(m)).collect();
 
@@ -110,7 +120,7 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
         .iter()
         .filter(|c| c.wording.packages.contains(&package))
     {
-        match compiled.attempt(&title, &text) {
+        match compiled.attempt(&fields) {
             Attempt::OtherTitle => {}
             Attempt::OtherText => official_title = true,
             Attempt::OtherSender(sender) => {
@@ -135,12 +145,13 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
                     channel: compiled.wording.channel,
                     amount: *amount,
                     wording: compiled.wording.id,
+                    titled_by_itself: matches!(compiled.wording.title, Title::Receipt(_)),
                 });
             }
         }
     }
     if !official_title {
-        return Err(Refusal::UnknownSender(title));
+        return Err(Refusal::UnknownSender(title.to_owned()));
     }
     if let Some(sender) = other_sender {
         return Err(Refusal::UnknownSender(sender));

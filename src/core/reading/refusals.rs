@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::text::without_invisibles;
+
 /// What a refused notification is instead of a new incoming payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalClass {
@@ -62,134 +64,164 @@ impl RefusalClass {
     }
 }
 
-/// The words of each class, as regular expressions over the normalised title and text. Checked
-/// in this order; the first class found is the reason.
+/// The words of each class, as regular expressions over the normalised title and text (simplified
+/// and traditional Chinese, and English in any case). Checked in this order; the first class
+/// found is the reason.
 const CLASSES: &[(RefusalClass, &[&str])] = &[
     (
         RefusalClass::Broadcast,
         &[
-            "上一笔",
-            "上笔",
-            "前一笔",
-            "最近一笔",
-            "历史播报",
-            "重复播报",
-            "再次播报",
-            "补播",
+            "上一?[笔筆]",
+            "上[0-9]+[笔筆]",
+            "前一[笔筆]",
+            "最近一[笔筆]",
+            "[历歷]史播[报報]",
+            "重[复複]播[报報]",
+            "再次播[报報]",
+            "[补補]播",
+            "(?i)previous payment",
         ],
     ),
     (
         RefusalClass::Refund,
-        &["退款", "退回", "已退", "退还", "退费", "原路返回", "原路退"],
+        &[
+            "退款",
+            "退回",
+            "已退",
+            "退[还還]",
+            "退[费費]",
+            "原路返回",
+            "原路退",
+            "(?i)refund",
+        ],
     ),
     (
         RefusalClass::Reversal,
         &[
-            "冲正", "撤销", "撤回", "追回", "冻结", "拒付", "撤单", "回退",
+            "[冲沖]正",
+            "撤[销銷]",
+            "撤回",
+            "追回",
+            "[冻凍][结結]",
+            "拒付",
+            "撤[单單]",
+            "回退",
+            "(?i)revers|chargeback",
         ],
     ),
     (
         RefusalClass::Failure,
         &[
-            "失败",
+            "失[败敗]",
             "未成功",
             "不成功",
-            "未到账",
+            "未到[账賬帳]",
             "未收到",
-            "异常",
+            "[异異]常",
             "未完成",
-            "待确认",
+            "待[确確][认認]",
             "待收款",
-            "确认收款",
-            "待领取",
-            "未领取",
-            "处理中",
-            "审核中",
+            "[确確][认認]收款",
+            "待[领領]取",
+            "未[领領]取",
+            "[处處]理中",
+            "[审審]核中",
+            "(?i)fail|pending",
         ],
     ),
     (
         RefusalClass::Cancellation,
-        &["取消", "关闭", "作废", "已过期", "超时"],
+        &[
+            "取消",
+            "[关關]閉",
+            "关闭",
+            "作[废廢]",
+            "已[过過]期",
+            "超[时時]",
+            "(?i)cancel",
+        ],
     ),
     (
         RefusalClass::Withdrawal,
-        &["提现", "转出", "到银行卡", "至银行卡", "提取"],
+        &["提[现現]", "[转轉]出", "[银銀]行卡", "提取", "(?i)withdraw"],
     ),
     (
         RefusalClass::Outgoing,
         &[
             // 你向…转账, 你已向…付款, 你给…, 您在…消费 (向你付款, 你已成功收款 do not match)
-            "[你您](?:已经?|成功|刚刚?)*[向给对为在于]",
-            "付款给",
-            "支付给",
-            "转账给",
-            "转给",
-            "转账至",
+            "[你您](?:已经?|已經|成功|刚刚?|剛剛?)*[向给給对對为為在于於]",
+            "付款[给給]",
+            "支付[给給]",
+            "[转轉][账賬帳][给給至]",
+            "[转轉][给給]",
             "已支付",
             "支付成功",
             "成功支付",
             "付款成功",
             "成功付款",
             "扣款",
-            "扣费",
+            "扣[费費]",
             "代扣",
-            "自动续费",
-            "续费成功",
-            "消费了",
-            "消费 *[¥$0-9]",
+            "自[动動][续續][费費]",
+            "[续續][费費]成功",
+            "消[费費]了",
+            "消[费費] *[¥$€£0-9]",
             "支出",
-            "花费",
-            "缴费",
+            "花[费費]",
+            "[缴繳][费費]",
             "充值",
+            "(?i)you paid|sent to|transfer(red)? to|payment to",
         ],
     ),
-    (RefusalClass::RedPacket, &["红包"]),
+    (
+        RefusalClass::RedPacket,
+        &["[红紅]包", "(?i)red (packet|envelope)"],
+    ),
     (
         RefusalClass::Balance,
         &[
-            "(?:当前|账户|可用|剩余|零钱|钱包)余额",
-            "余额宝",
-            "余额(?:为|是|:)? *(?:[¥$] *[0-9]|[0-9][0-9,.]* *(?:元|块))",
+            "(?:当前|當前|[账賬帳]户|[账賬帳]戶|可用|剩余|剩餘|零[钱錢]|[钱錢]包)[余餘][额額]",
+            "[余餘][额額][宝寶]",
+            "[余餘][额額](?:为|為|是|:)? *(?:[¥$€£] *[0-9]|[0-9][0-9,.]* *(?:元|块|塊))",
+            "(?i)balance",
         ],
     ),
     (
         RefusalClass::Summary,
         &[
-            "累计",
-            "合计",
-            "共计",
-            "总计",
-            "汇总",
-            "总额",
-            "总收",
+            "累[计計]",
+            "合[计計]",
+            "共[计計]",
+            "[总總][计計]",
+            "[汇匯][总總]",
+            "[总總][额額]",
+            "[总總]收",
             "共收",
             "收入",
             "流水",
-            "统计",
-            "账单",
-            "对账",
-            "日报",
-            "周报",
-            "月报",
-            "年报",
+            "[统統][计計]",
+            "[账賬帳][单單]",
+            "[对對][账賬帳]",
+            "[日周週月年][报報]",
             "今日",
             "今天",
             "昨日",
             "昨天",
             "前天",
             "本日",
-            "当日",
-            "本周",
-            "上周",
+            "[当當]日",
+            "本[周週]",
+            "上[周週]",
             "本月",
             "上月",
-            "当月",
-            "上个月",
+            "[当當]月",
+            "上[个個]月",
             "本年",
             "今年",
             "去年",
-            "共[0-9一二两三四五六七八九十百几多]+笔",
-            "(?:[0-9]+|[两二三四五六七八九十百几多]+)笔(?:收款|交易|订单|款项|付款)",
+            "共[0-9一二两兩三四五六七八九十百几幾多]+[笔筆]",
+            "(?:[0-9]+|[二两兩三四五六七八九十百几幾多]+)[笔筆](?:收款|交易|[订訂][单單]|款[项項]|付款)",
+            "(?i)total|summary|today|yesterday|(this|last) (week|month|year)",
         ],
     ),
 ];
@@ -211,9 +243,11 @@ static COMPILED: LazyLock<Vec<CompiledClass>> = LazyLock::new(|| {
 });
 
 /// The first refusal class the normalised title or text belongs to, with the words that say so.
+/// Invisible characters are left out first, so that `退\u{200b}款` is still a refund.
 pub fn refusal_of(title: &str, text: &str) -> Option<(RefusalClass, String)> {
+    let fields = [without_invisibles(title), without_invisibles(text)];
     COMPILED.iter().find_map(|compiled| {
-        [title, text].iter().find_map(|field| {
+        fields.iter().find_map(|field| {
             compiled
                 .pattern
                 .find(field)
@@ -248,6 +282,13 @@ mod tests {
             (RefusalClass::Summary, "昨日收款共¥999.99"),
             (RefusalClass::Summary, "上月累计收款8,000.00元"),
             (RefusalClass::Summary, "今天共3笔收款"),
+            (RefusalClass::Refund, "退\u{200b}款10.00元"),
+            (RefusalClass::Refund, "退還給對方10.00元"),
+            (RefusalClass::Refund, "Refunded ¥10.00"),
+            (RefusalClass::Broadcast, "上1筆收款10.00元"),
+            (RefusalClass::Summary, "累計收款10.00元"),
+            (RefusalClass::Balance, "餘額10.00元"),
+            (RefusalClass::Summary, "Today's total 10.00"),
         ] {
             assert_eq!(refusal_of("", text).map(|(c, _)| c), Some(class), "{text}");
         }

@@ -6,10 +6,33 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::money::Amount;
 
-/// A title or text after NFKC, without surrounding white space.
+/// A text after NFKC, without surrounding white space.
 pub fn normalise(field: &str) -> String {
     let normalised: String = field.nfkc().collect();
     normalised.trim().to_owned()
+}
+
+/// Whether NFKC leaves `field` as it is. The apps write their sender names in plain characters:
+/// a name that only folds into one (a Kangxi radical for 支, a circled 企, a full-width letter)
+/// is someone else's.
+pub fn is_normal(field: &str) -> bool {
+    unicode_normalization::is_nfkc(field)
+}
+
+/// The text with invisible format characters (zero-width spaces and joiners, bidi controls,
+/// soft hyphens, variation selectors) left out, for finding refusal words that someone split
+/// with them.
+pub fn without_invisibles(field: &str) -> String {
+    field
+        .chars()
+        .filter(|c| {
+            !matches!(c,
+                '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}'
+                | '\u{17b5}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}')
+        })
+        .collect()
 }
 
 /// Parses an amount as notifications print it: `1234.56`, `1,234.56`, `1234.5` or `1234`.
@@ -40,14 +63,15 @@ pub fn parse_amount(token: &str) -> Option<Amount> {
     Amount::parse(&canonical, Amount::storage_limit()).ok()
 }
 
-/// Words right before digits that make them money changing hands (`收款100`, `金额: 5`).
+/// Words and signs right before digits that make them money changing hands (`收款100`,
+/// `金额: 5`, `RMB 5`), compared in lower case.
 const MONEY_WORDS: &[&str] = &[
     "收款", "到账", "付款", "转账", "入账", "收到", "赞赏", "支付", "金额", "实收", "退款", "红包",
-    "提现", "消费", "收入",
+    "提现", "消费", "收入", "¥", "$", "€", "£", "rmb", "cny",
 ];
 
-/// Units right after digits that make them money (`5.00元`, `5块`).
-const MONEY_UNITS: &[&str] = &["元", "块", "圆", "RMB", "CNY"];
+/// Units right after digits that make them money (`5.00元`, `5块`, `5 yuan`), in lower case.
+const MONEY_UNITS: &[&str] = &["元", "块", "圆", "rmb", "cny", "yuan", "kuai"];
 
 /// Every run of digits (with the separators between them) in `field` that the text presents as
 /// money: after a currency sign or a money word, or before a unit. Each is returned as written;
@@ -79,12 +103,27 @@ pub fn money_mentions(field: &str) -> Vec<&str> {
         else {
             continue;
         };
-        let before = before.trim_end_matches([' ', ':', '\t']);
-        let after = after.trim_start_matches([' ', '\t']);
-        let signed = before.ends_with(['¥', '$']);
+        // The longest word or unit is four characters: look at no more, so that a long text
+        // is read in linear time.
+        let before: String = before
+            .trim_end_matches([' ', ':', '\t'])
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+            .to_lowercase();
+        let after: String = after
+            .trim_start_matches([' ', '\t'])
+            .chars()
+            .take(4)
+            .collect::<String>()
+            .to_lowercase();
         let worded = MONEY_WORDS.iter().any(|word| before.ends_with(word));
         let unit = MONEY_UNITS.iter().any(|unit| after.starts_with(unit));
-        if signed || worded || unit {
+        if worded || unit {
             mentions.push(run.trim_end_matches([',', '.']));
         }
     }
@@ -154,5 +193,8 @@ mod tests {
         assert_eq!(money_mentions("共¥999.99"), ["999.99"]);
         assert_eq!(money_mentions("收款1,23.元"), ["1,23"]);
         assert_eq!(money_mentions("5 RMB"), ["5"]);
+        assert_eq!(money_mentions("RMB88 小王"), ["88"]);
+        assert_eq!(money_mentions("88yuan"), ["88"]);
+        assert_eq!(money_mentions("€8 和 $9"), ["8", "9"]);
     }
 }

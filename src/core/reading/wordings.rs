@@ -244,12 +244,20 @@ pub static COMPILED: LazyLock<Vec<CompiledWording>> = LazyLock::new(|| {
         .collect()
 });
 
-/// `[N条]` and `sender: `, as WeChat stacks a sender's notifications.
+/// `[N条]` and `sender: ` (or `sender：`), as WeChat stacks a sender's notifications.
 #[allow(clippy::expect_used)] // a constant pattern, compiled by the tests
 static STACK_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\[[0-9]{1,4}条\])?(?:(?P<sender>[^:\n]+): *)?")
+    Regex::new(r"^(?:\[[0-9]{1,4}条\])?(?:(?P<sender>[^:：\n]+)[:：] *)?")
         .expect("the stack prefix compiles")
 });
+
+/// A notification's title and text, as posted and as normalised (NFKC) for reading.
+pub struct Fields<'t> {
+    pub title: &'t str,
+    pub text: &'t str,
+    pub title_normalised: &'t str,
+    pub text_normalised: &'t str,
+}
 
 /// What trying one wording on a notification found.
 pub enum Attempt<'t> {
@@ -264,28 +272,31 @@ pub enum Attempt<'t> {
 }
 
 impl CompiledWording {
-    /// Tries this wording on a normalised title and text.
-    pub fn attempt<'t>(&self, title: &'t str, text: &'t str) -> Attempt<'t> {
+    /// Tries this wording on a notification. A system sender's name is compared as posted,
+    /// exactly: a name that only looks like one after normalisation (`⽀付宝` with a Kangxi
+    /// radical, `店员通` with an ideographic space after it) is someone else's.
+    pub fn attempt<'t>(&self, fields: &Fields<'t>) -> Attempt<'t> {
         let mut slots = Vec::new();
         match (&self.wording.title, &self.title) {
             (Title::Official(names), _) => {
-                if !names.contains(&title) {
+                if !names.contains(&fields.title) {
                     return Attempt::OtherTitle;
                 }
             }
-            (Title::Receipt(_), Some(pattern)) => match pattern.captures(title) {
+            (Title::Receipt(_), Some(pattern)) => match pattern.captures(fields.title_normalised) {
                 Some(caps) => slots.extend(amount_of(&caps)),
                 None => return Attempt::OtherTitle,
             },
             (Title::Receipt(_), None) => return Attempt::OtherTitle,
         }
         let message = if self.wording.stacked {
-            match unstack(title, text) {
-                Ok(message) => message,
-                Err(sender) => return Attempt::OtherSender(sender),
+            if let Err(sender) = unstack(fields.title, fields.text) {
+                return Attempt::OtherSender(sender);
             }
+            unstack(fields.title_normalised, fields.text_normalised)
+                .unwrap_or(fields.text_normalised)
         } else {
-            text
+            fields.text_normalised
         };
         match self.text.captures(message) {
             Some(caps) => {
@@ -311,15 +322,16 @@ fn amount_of<'t>(caps: &Captures<'t>) -> Option<&'t str> {
     caps.name(AMOUNT_GROUP).map(|m| m.as_str())
 }
 
-/// The message of a stacked text; `Err(sender)` when the sender it names is not the title.
+/// The message of a stacked text; `Err(sender)` when the sender it names is not the title,
+/// exactly.
 pub fn unstack<'t>(title: &str, text: &'t str) -> Result<&'t str, String> {
     let Some(prefix) = STACK_PREFIX.captures(text) else {
         return Ok(text);
     };
     if let Some(sender) = prefix.name("sender")
-        && sender.as_str().trim() != title
+        && sender.as_str().trim_end_matches(' ') != title
     {
-        return Err(sender.as_str().trim().to_owned());
+        return Err(sender.as_str().to_owned());
     }
     let end = prefix.get(0).map_or(0, |m| m.end());
     Ok(text.get(end..).unwrap_or(text))

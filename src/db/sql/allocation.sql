@@ -1,17 +1,42 @@
--- revision: 1
+-- revision: 2
 --
--- Allocation: the free offset of a payee and the single statement that creates an order with a
--- unique payable amount. This file is the only home of these functions: the service applies it
--- at start, after the migrations and under the same advisory lock, when its revision or content
--- differs from what the database records in `sql_sources` (a newer revision applied by a newer
--- release is left alone). Outcomes are SQLSTATEs, never message text.
+-- Allocation: the amounts a payee has taken, the free offset of a payee, and the single
+-- statement that creates an order with a unique payable amount. This file is the only home of
+-- these functions: the service applies it at start, after the migrations and under the same
+-- advisory lock, when the database (`sql_sources`) records an older revision; a newer revision,
+-- applied by a newer release, is left alone, and the same revision with other content stops the
+-- start (bump the revision when you change this file).
 --
 -- Revision 1: an order holds its amount from the moment its row is written under the payee
 -- lock (`clock_timestamp()` after the lock, not the statement's start), so a payment that
 -- arrived while the order waited for the lock can never pay it.
+-- Revision 2: a payment that no order owed holds its amount on its payee for the duplicate
+-- window (`payments.holds_amount_until`): a copy of it may still come, and must not find a new
+-- order that was given the amount meanwhile.
 
+-- The amounts between p_lo and p_hi that a payee has taken right now: the payable amounts of
+-- its reserved orders and the amounts held by its payments that no order owed. Inlined into the
+-- queries that call it.
+CREATE OR REPLACE FUNCTION solopay_taken_amounts(p_payee_id text, p_lo numeric, p_hi numeric)
+RETURNS TABLE (amount numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT o.payable_amount
+      FROM orders o
+     WHERE o.payee_id = p_payee_id
+       AND o.payable_amount BETWEEN p_lo AND p_hi
+       AND o.reserved_until > now()
+    UNION ALL
+    SELECT q.amount
+      FROM payments q
+     WHERE q.payee_id = p_payee_id
+       AND q.amount BETWEEN p_lo AND p_hi
+       AND q.holds_amount_until > now()
+$$;
+
+-- The smallest offset step k in 0..=max_steps whose amount (amount + k * step) is not taken
 -- on the payee right now and stays at least 0.01; NULL when every candidate is taken. One pass
--- over the payee's reserved amounts in the range, sorted: the first offset that is not taken
+-- over the payee's taken amounts in the range, sorted: the first offset that is not taken
 -- is where the sorted offsets stop counting 0, 1, 2, … .
 CREATE OR REPLACE FUNCTION solopay_free_offset(p_payee_id text, p_amount numeric,
                                                p_max_steps integer, p_step numeric)
@@ -30,17 +55,14 @@ BEGIN
     IF max_k < 0 THEN
         RETURN NULL;
     END IF;
-    -- Two reservations of one amount may both be visible (one ended before the other began),
-    -- hence DISTINCT.
+    -- One amount may be taken twice (two reservations, one ended before the other began, or
+    -- an order and a held payment), hence DISTINCT.
     SELECT coalesce(min(t.pos) FILTER (WHERE t.step <> t.pos), count(*))
       INTO gap
       FROM (SELECT d.step, (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
-              FROM (SELECT DISTINCT ((o.payable_amount - p_amount) / p_step)::integer AS step
-                      FROM orders o
-                     WHERE o.payee_id = p_payee_id
-                       AND o.payable_amount BETWEEN lo AND hi
-                       AND o.reserved_until > now()
-                       AND mod(o.payable_amount - p_amount, p_step) = 0) d) t;
+              FROM (SELECT DISTINCT ((a.amount - p_amount) / p_step)::integer AS step
+                      FROM solopay_taken_amounts(p_payee_id, lo, hi) a
+                     WHERE mod(a.amount - p_amount, p_step) = 0) d) t;
     RETURN CASE WHEN gap <= max_k THEN gap END;
 END;
 $$;
@@ -115,10 +137,7 @@ BEGIN
                    AND p.enabled
                    AND d.enabled
                    AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
-                   AND NOT EXISTS (SELECT 1 FROM orders o
-                                    WHERE o.payee_id = p.id
-                                      AND o.payable_amount = p_amount
-                                      AND o.reserved_until > now())) c;
+                   AND NOT EXISTS (SELECT 1 FROM solopay_taken_amounts(p.id, p_amount, p_amount))) c;
     END IF;
 
     FOR round IN 1..2 LOOP
@@ -149,13 +168,9 @@ BEGIN
                         FROM (SELECT d.step,
                                      (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
                                 FROM (SELECT DISTINCT
-                                             ((o.payable_amount - p_amount) / p_step)::integer
-                                                 AS step
-                                        FROM orders o
-                                       WHERE o.payee_id = cd.id
-                                         AND o.payable_amount BETWEEN lo AND hi
-                                         AND o.reserved_until > now()
-                                         AND mod(o.payable_amount - p_amount, p_step) = 0) d) t) g
+                                             ((a.amount - p_amount) / p_step)::integer AS step
+                                        FROM solopay_taken_amounts(cd.id, lo, hi) a
+                                       WHERE mod(a.amount - p_amount, p_step) = 0) d) t) g
             )
             SELECT array_agg(c.id ORDER BY c.free_k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
                    array_agg(c.free_k ORDER BY c.free_k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
@@ -194,10 +209,9 @@ BEGIN
 
                     -- The price itself, when it is still free (no smaller offset exists);
                     -- otherwise the payee's smallest free offset now.
-                    IF ranked_ks[i] = 0 AND NOT EXISTS (SELECT 1 FROM orders o
-                                                         WHERE o.payee_id = ranked_ids[i]
-                                                           AND o.payable_amount = p_amount
-                                                           AND o.reserved_until > now()) THEN
+                    IF ranked_ks[i] = 0 AND NOT EXISTS (
+                           SELECT 1 FROM solopay_taken_amounts(ranked_ids[i], p_amount, p_amount)
+                       ) THEN
                         k := 0;
                     ELSE
                         k := solopay_free_offset(ranked_ids[i], p_amount, p_max_steps, p_step);
