@@ -31,7 +31,7 @@ pub enum AppError {
     Database(#[from] StartupError),
     #[error("operator token: {0}")]
     OperatorToken(ApiError),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address} (SOLOPAY_BIND): {source}")]
     Bind {
         address: SocketAddr,
         source: std::io::Error,
@@ -52,11 +52,12 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
-/// Creates the database if missing and applies pending migrations.
-pub async fn prepare_database(database_url: &str) -> Result<Vec<String>, AppError> {
+/// Creates the database if missing and applies pending migrations; waits up to `wait` for the
+/// database to accept connections (a database server that is still starting).
+pub async fn prepare_database(database_url: &str, wait: Duration) -> Result<Vec<String>, AppError> {
     let url = database_url.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut conn = db::connect_creating_database(&url)?;
+        let mut conn = db::connect_waiting(&url, wait)?;
         Ok(db::run_migrations(&mut conn)?)
     })
     .await
@@ -66,7 +67,7 @@ pub async fn prepare_database(database_url: &str) -> Result<Vec<String>, AppErro
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, AppError> {
         let settings = Arc::new(settings);
-        let applied = prepare_database(&settings.database_url).await?;
+        let applied = prepare_database(&settings.database_url, settings.db_wait).await?;
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }

@@ -22,8 +22,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (creates the database if missing and applies migrations first).
+    #[command(after_help = solopay::config::variables::help())]
     Serve,
     /// Create the database if missing and apply pending migrations, then exit.
+    #[command(after_help = solopay::config::variables::help())]
     Migrate,
     /// Print the OpenAPI document (JSON).
     Openapi {
@@ -51,7 +53,7 @@ async fn main() -> ExitCode {
     solopay::telemetry::init(settings.log_format);
     let outcome = match cli.command {
         Command::Serve => serve(settings).await,
-        Command::Migrate => prepare_database(&settings.database_url)
+        Command::Migrate => prepare_database(&settings.database_url, settings.db_wait)
             .await
             .map(|applied| tracing::info!(migrations = ?applied, "database is up to date"))
             .map_err(|e| e.to_string()),
@@ -79,7 +81,7 @@ async fn admin_token(settings: Settings) -> Result<(), String> {
     if settings.admin_token.is_some() {
         return Err("SOLOPAY_ADMIN_TOKEN is set: that is the operator token".into());
     }
-    prepare_database(&settings.database_url)
+    prepare_database(&settings.database_url, settings.db_wait)
         .await
         .map_err(|e| e.to_string())?;
     let url = settings.database_url.clone();

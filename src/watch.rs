@@ -141,8 +141,14 @@ impl OrderWatch {
         database_url: &str,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ListenError> {
-        let (client, mut connection) =
-            tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+        let mut config: tokio_postgres::Config = database_url.parse()?;
+        // As libpq does for the pool's connections: a password kept out of the URL.
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("PGPASSWORD")
+        {
+            config.password(password);
+        }
+        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
         let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         // The connection must be polled for any query to progress; it forwards notifications.
         let driver = tokio::spawn(async move {

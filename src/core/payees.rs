@@ -34,6 +34,7 @@ pub fn create_payee(
                 request.device_id
             )));
         }
+        refuse_shared_code(conn, request.channel, &request.qr_code, None)?;
         let id = new_id("pye");
         let payee = payee_rows::insert(
             conn,
@@ -95,6 +96,9 @@ pub fn update_payee(
     fixed_amount_codes: Option<&[(Amount, String)]>,
 ) -> Result<(Payee, Vec<FixedCode>), ApiError> {
     transaction_with_retry(conn, |conn| {
+        if let (Some(qr_code), Some(current)) = (changes.qr_code, payee_rows::find(conn, id)?) {
+            refuse_shared_code(conn, current.channel, qr_code, Some(id))?;
+        }
         let payee =
             payee_rows::update(conn, id, changes)?.ok_or_else(|| ApiError::not_found("payee"))?;
         if let Some(codes) = fixed_amount_codes {
@@ -124,4 +128,23 @@ pub fn update_payee(
         let codes = payee_rows::fixed_codes(conn, id)?;
         Ok((payee, codes))
     })
+}
+
+/// One collection code is one account: two payees for it (two phones listening to one account)
+/// would each hand out amounts on their own, and one payment, reported by both phones, could pay
+/// an order on each.
+fn refuse_shared_code(
+    conn: &mut PgConnection,
+    channel: Channel,
+    qr_code: &str,
+    except: Option<&str>,
+) -> Result<(), ApiError> {
+    match payee_rows::with_qr_code(conn, channel, qr_code, except)? {
+        Some(other) => Err(ApiError::Conflict(format!(
+            "payee {} already has this collection code: one account must be one payee (one \
+             payment reported by two phones would otherwise pay an order of each)",
+            other.id
+        ))),
+        None => Ok(()),
+    }
 }

@@ -76,6 +76,7 @@ pub fn assign_payment(
     payment_id: &str,
     order_id: &str,
     note: Option<&str>,
+    second_payment: bool,
 ) -> Result<(Payment, Order), ApiError> {
     transaction_with_retry(conn, |conn| {
         let payment =
@@ -83,6 +84,18 @@ pub fn assign_payment(
         if let Some(paid) = &payment.order_id {
             return Err(ApiError::InvalidState(format!(
                 "the payment already pays order {paid}"
+            )));
+        }
+        // A report of a payment that already paid an order: assigning it credits one payment
+        // twice, unless the payer really paid twice, which the operator must say.
+        if let Some(first) = payment.duplicate_of.as_deref()
+            && !second_payment
+            && let Some(credited) =
+                payment_rows::find(conn, first)?.and_then(|first| first.order_id)
+        {
+            return Err(ApiError::InvalidState(format!(
+                "the payment is a duplicate of {first}, which paid order {credited}: assign it \
+                 only if the payer paid twice, with \"second_payment\": true"
             )));
         }
         let (order, overdue) =
@@ -104,6 +117,7 @@ pub fn assign_payment(
                 "payment_amount": payment.amount.map(|a| a.to_string()),
                 "payable_amount": order.payable_amount.to_string(),
                 "previous_order_status": order.status,
+                "second_payment": second_payment,
             }),
         )?;
         Ok((assigned, paid))

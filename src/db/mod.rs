@@ -18,6 +18,7 @@ pub mod sql_sources;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -40,14 +41,33 @@ const MIGRATION_LOCK_KEY: i64 = 0x5a1a_9a7d_0001;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot connect to the database: {0}")]
-    Connect(String),
-    #[error("cannot create the database: {0}")]
+    #[error("cannot connect to the database (DATABASE_URL={url}): {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot create the database of DATABASE_URL: {0}")]
     Create(String),
     #[error("cannot migrate the database: {0}")]
     Migrate(String),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
+}
+
+/// `url` without its password, for messages.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
+fn connect_error(url: &str, error: impl std::fmt::Display) -> StartupError {
+    StartupError::Connect {
+        url: redacted(url),
+        reason: error.to_string().trim().to_string(),
+    }
 }
 
 /// Connects to `url`, creating its database first when it does not exist yet.
@@ -56,10 +76,49 @@ pub fn connect_creating_database(url: &str) -> Result<PgConnection, StartupError
         Ok(conn) => Ok(conn),
         Err(error) if is_missing_database(&error.to_string()) => {
             create_database(url)?;
-            PgConnection::establish(url).map_err(|e| StartupError::Connect(e.to_string()))
+            PgConnection::establish(url).map_err(|e| connect_error(url, e))
         }
-        Err(error) => Err(StartupError::Connect(error.to_string())),
+        Err(error) => Err(connect_error(url, error)),
     }
+}
+
+/// Like [`connect_creating_database`], trying again every second for up to `wait` while the
+/// server cannot be reached or is still starting (each try logged); a refusal that waiting
+/// cannot change (a wrong password, an unknown role) fails at once.
+pub fn connect_waiting(url: &str, wait: Duration) -> Result<PgConnection, StartupError> {
+    let started = Instant::now();
+    let mut attempt = 1;
+    loop {
+        match connect_creating_database(url) {
+            Err(StartupError::Connect { url: shown, reason })
+                if is_transient(&reason) && started.elapsed() < wait =>
+            {
+                tracing::warn!(
+                    attempt,
+                    database = %shown,
+                    error = %reason,
+                    waited_secs = started.elapsed().as_secs(),
+                    wait_secs = wait.as_secs(),
+                    "the database does not accept connections yet; retrying in 1 s \
+                     (SOLOPAY_DB_WAIT_SECS)"
+                );
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether a connection error can go away by itself (a server starting, restarting or not yet
+/// reachable), as opposed to a refusal (authentication, an unknown role).
+fn is_transient(reason: &str) -> bool {
+    let refusal = reason.contains("password authentication failed")
+        || reason.contains("no pg_hba.conf entry")
+        || (reason.contains("role \"") && reason.contains("does not exist"))
+        || reason.contains("invalid connection string")
+        || reason.contains("invalid URI");
+    !refusal
 }
 
 /// `FATAL: database "x" does not exist` (not a missing role).
@@ -207,6 +266,7 @@ pub fn build_pool(
         .connection_customizer(Box::new(SessionSettings { statement_timeout }))
         .build(Manager {
             inner: ConnectionManager::new(url),
+            generation: Arc::new(AtomicU64::new(0)),
         })
         .map_err(|e| StartupError::Pool(e.to_string()))
 }
@@ -220,10 +280,23 @@ const ALIVE_BYPASS: Duration = Duration::from_secs(1);
 pub struct Pooled {
     conn: PgConnection,
     trusted_until: Option<Instant>,
+    /// The pool's generation when it was trusted: once any connection of the pool met a server
+    /// that went away, every connection trusted before is tested at its next check-out.
+    trusted_generation: u64,
+    generation: Arc<AtomicU64>,
     /// Set when the last work on it failed in the database: it is tested at its next check-out.
     failed: bool,
     /// Set when work on it failed as if the server had gone away: it is dropped on return.
     suspect: bool,
+}
+
+impl Pooled {
+    /// This connection met a server that went away: it is dropped when it comes back, and the
+    /// pool's other connections, ended with it most likely, are tested before their next use.
+    fn lost_the_server(&mut self) {
+        self.suspect = true;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl std::ops::Deref for Pooled {
@@ -242,10 +315,12 @@ impl std::ops::DerefMut for Pooled {
 /// diesel's connection manager, except that the liveness check at check-out is skipped for a
 /// connection that came back less than [`ALIVE_BYPASS`] ago from work that succeeded. One that
 /// meets a server that went away in that window fails its request with 503 and is replaced
-/// (`suspect`), never handed out again; any other database error has it tested at its next
-/// check-out.
+/// (`suspect`), never handed out again, and every other connection is tested at its next
+/// check-out (a new generation), so that a server restart costs one failed request, not one per
+/// pooled connection; any other database error has it tested at its next check-out.
 pub struct Manager {
     inner: ConnectionManager<PgConnection>,
+    generation: Arc<AtomicU64>,
 }
 
 impl ManageConnection for Manager {
@@ -253,22 +328,29 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<Pooled, Self::Error> {
+        let generation = self.generation.load(Ordering::SeqCst);
         Ok(Pooled {
             conn: self.inner.connect()?,
             trusted_until: Some(Instant::now() + ALIVE_BYPASS),
+            trusted_generation: generation,
+            generation: self.generation.clone(),
             failed: false,
             suspect: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
-        if conn
-            .trusted_until
-            .is_some_and(|until| Instant::now() < until)
+        let current = self.generation.load(Ordering::SeqCst);
+        if conn.trusted_generation == current
+            && conn
+                .trusted_until
+                .is_some_and(|until| Instant::now() < until)
         {
             return Ok(());
         }
-        self.inner.is_valid(&mut conn.conn)
+        self.inner.is_valid(&mut conn.conn)?;
+        conn.trusted_generation = current;
+        Ok(())
     }
 
     /// Called by r2d2 when a connection comes back to the pool.
@@ -332,8 +414,9 @@ impl Db {
             ) = &outcome
             {
                 conn.failed = true;
-                conn.suspect =
-                    matches!(error, ApiError::Unavailable(why) if why == DATABASE_UNREACHABLE);
+                if matches!(error, ApiError::Unavailable(why) if why == DATABASE_UNREACHABLE) {
+                    conn.lost_the_server();
+                }
             }
             outcome
         })

@@ -90,19 +90,22 @@ pub fn find_stranded(
         .load(conn)
 }
 
-/// When the device's first still unprocessed copy of a notification arrived: a retry may be
-/// processed while an earlier copy, whose request died, waits for the sweep. Matching is decided
-/// as of the earliest.
+/// When the device's first still unprocessed copy of a notification arrived: a retry (the
+/// same id and the same body) may be processed while an earlier copy, whose request died, waits
+/// for the sweep. Matching is decided as of the earliest. Another body under the same id is not
+/// a copy (a listener that reuses ids), and moves nothing.
 pub fn first_unprocessed_arrival(
     conn: &mut PgConnection,
     device_id: &str,
     notification_id: &str,
+    body_sha256: &[u8],
 ) -> QueryResult<Option<DateTime<Utc>>> {
     notifications::table
         .filter(notifications::auth_result.eq(AuthResult::Ok))
         .filter(notifications::payment_id.is_null())
         .filter(notifications::rejection.is_null())
         .filter(notifications::device_id.eq(device_id))
+        .filter(notifications::body_sha256.eq(body_sha256))
         .filter(
             sql::<Bool>("notifications.reading->>'notification_id' = ")
                 .bind::<Text, _>(notification_id),

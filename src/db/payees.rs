@@ -67,6 +67,23 @@ pub fn find_by_device_and_channel(
         .optional()
 }
 
+/// Another payee of `channel` with this collection code, if there is one.
+pub fn with_qr_code(
+    conn: &mut PgConnection,
+    channel: Channel,
+    qr_code: &str,
+    except: Option<&str>,
+) -> QueryResult<Option<Payee>> {
+    let mut query = payees::table
+        .filter(payees::channel.eq(channel))
+        .filter(payees::qr_code.eq(qr_code))
+        .into_boxed();
+    if let Some(except) = except {
+        query = query.filter(payees::id.ne(except.to_string()));
+    }
+    query.select(Payee::as_select()).first(conn).optional()
+}
+
 pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payee>> {
     payees::table
         .find(id)

@@ -147,9 +147,12 @@ pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> 
     Ok(())
 }
 
-/// The first payment (a credit, a payment kept unmatched, or a duplicate) recorded from another
-/// report of the device that shares `same_payment_key` and arrived within `window` of
-/// `arrived_at` (any time when `None`); not `except` itself.
+/// The first payment recorded from another report of the device that shares
+/// `same_payment_key` and arrived within `window` of `arrived_at`; not `except` itself. With a
+/// window, only payments (a credit, one kept unmatched, a duplicate) count: the same text may be
+/// a second payment later on. Without one (the same Android notification, by its post time),
+/// any earlier report counts, whatever became of it: a copy once kept as a chat message stays
+/// kept when it comes again without its marks.
 pub fn earlier_report(
     conn: &mut PgConnection,
     device_id: &str,
@@ -163,13 +166,15 @@ pub fn earlier_report(
         .inner_join(notifications::table.on(notifications::id.eq(payments::notification_row)))
         .filter(payments::device_id.eq(device_id))
         .filter(payments::id.ne(except))
-        .filter(payments::result.eq_any([
+        .filter(notifications::same_payment_key.eq(same_payment_key))
+        .into_boxed();
+    if window.is_some() {
+        query = query.filter(payments::result.eq_any([
             PaymentResult::Matched,
             PaymentResult::Unmatched,
             PaymentResult::Duplicate,
-        ]))
-        .filter(notifications::same_payment_key.eq(same_payment_key))
-        .into_boxed();
+        ]));
+    }
     if let Some(window) = window {
         let window = super::interval(window);
         query = query.filter(

@@ -129,7 +129,9 @@ pub fn seal_stored_plaintext(conn: &mut PgConnection) -> QueryResult<usize> {
                 "{} OR {} OR {}",
                 unsealed("merchants.webhook_secret"),
                 unsealed("merchants.md5_key"),
-                unsealed("coalesce(merchants.previous_webhook_secret, '{PREFIX}')")
+                unsealed(&format!(
+                    "coalesce(merchants.previous_webhook_secret, '{PREFIX}')"
+                ))
             )))
             .select((
                 merchants::id,

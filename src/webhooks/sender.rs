@@ -68,9 +68,17 @@ impl Resolve for SafeResolver {
     }
 }
 
+/// An HTTP client builder with TLS by rustls and ring, the crypto provider solopay builds with
+/// (reqwest then needs it installed as the process default before any client is built).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // Installing twice is harmless: the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 impl Sender {
     pub fn new(timeout: Duration, allow_private: bool) -> Result<Sender, String> {
-        let client = reqwest::Client::builder()
+        let client = http_client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())

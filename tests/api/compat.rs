@@ -303,7 +303,7 @@ async fn vmq_refuses_bad_signs_reused_ids_stale_pushes_and_answers_in_its_own_wo
     // isHtml=1 sends the payer to the payment page.
     let mut html = create_order_fields("A4", "2", "2.00", "", "", &key);
     html.push(("isHtml", "1".to_string()));
-    let page = reqwest::Client::builder()
+    let page = solopay::webhooks::sender::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -543,7 +543,7 @@ async fn an_epay_round_trip_from_mapi_to_the_signed_notify() {
     assert!(queried["endtime"].is_string());
 
     // The payer's browser goes back with the same signed fields.
-    let back = reqwest::Client::builder()
+    let back = solopay::webhooks::sender::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -708,7 +708,7 @@ async fn epay_refuses_bad_signs_unknown_merchants_and_changed_reposts() {
     assert!(refused(&changed));
 
     // submit.php: a page, or a refusal page.
-    let no_redirect = reqwest::Client::builder()
+    let no_redirect = solopay::webhooks::sender::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -552,18 +552,21 @@ async fn a_late_copy_finds_the_paid_order_not_the_next_order_given_the_amount() 
     assert_eq!(late["result"], "duplicate", "{late}");
     assert!(late.get("duplicate_of").is_none());
 
-    // The duplicate is assignable: the operator decides it was a second, real payment.
+    // The duplicate is assignable, once the operator says the payer really paid twice.
     let other = app.order(&merchant, "30.00", "wechat").await;
-    let response = app
-        .admin_post(
-            &format!(
-                "/admin/payments/{}/assign",
-                again["payment_id"].as_str().unwrap()
-            ),
-            &json!({"order_id": other["id"], "note": "the payer confirmed a second payment"}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let assign = |second: bool| {
+        let body = json!({"order_id": other["id"], "note": "the payer confirmed a second payment",
+                          "second_payment": second});
+        let path = format!(
+            "/admin/payments/{}/assign",
+            again["payment_id"].as_str().unwrap()
+        );
+        let app = app.clone();
+        async move { app.admin_post(&path, &body).await }
+    };
+    assert_problem(assign(false).await, StatusCode::CONFLICT, "invalid_state").await;
+    assert_eq!(status(&app, &other).await, "pending");
+    assert_eq!(assign(true).await.status(), StatusCode::OK);
     assert_eq!(status(&app, &other).await, "paid");
 }
 
@@ -890,4 +893,115 @@ async fn an_old_notification_sent_again_never_pays_a_new_order() {
     )
     .await;
     assert_eq!(own["order_id"], next["id"], "{own}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_collection_code_is_one_payee() {
+    let TestEnv { app, db } = spawn_app().await;
+    let phone = app.create_device("phone").await;
+    let tablet = app.create_device("tablet").await;
+    app.create_payee(&phone, "wechat", json!({"qr_code": "wxp://f2f0shared"}))
+        .await;
+    // The same account listened to by a second phone would hand out its amounts twice, and one
+    // payment, reported by both phones, could pay an order of each.
+    let second = app
+        .admin_post(
+            "/admin/payees",
+            &json!({"channel": "wechat", "name": "tablet", "qr_code": "wxp://f2f0shared",
+                    "device_id": tablet.id}),
+        )
+        .await;
+    assert_problem(second, StatusCode::CONFLICT, "conflict").await;
+    let other = app
+        .create_payee(&tablet, "wechat", json!({"qr_code": "wxp://f2f0other"}))
+        .await;
+    let patched = app
+        .client
+        .patch(app.url(&format!("/admin/payees/{}", other["id"].as_str().unwrap())))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"qr_code": "wxp://f2f0shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(patched, StatusCode::CONFLICT, "conflict").await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM payees WHERE qr_code = 'wxp://f2f0shared'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_sent_again_keeps_what_its_first_copy_was() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("alipay").await;
+    let order = app.order(&merchant, "9.00", "alipay").await;
+    let posted_at = chrono::Utc::now().to_rfc3339();
+    // First marked by Android as a chat message: kept.
+    let mut chat = raw(
+        "m-1",
+        "alipay",
+        ALIPAY,
+        "支付宝通知",
+        "张三通过扫码向你付款9.00元",
+    );
+    chat["posted_at"] = json!(posted_at);
+    chat["category"] = json!("msg");
+    let (code, _) = report(&app, &listener.device, &chat).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    // The same notification again (same post time and text) without its marks, or with the
+    // listener's amount filled in: the same notification, still kept.
+    let mut bare = chat.clone();
+    bare["notification_id"] = json!("m-2");
+    bare.as_object_mut().unwrap().remove("category");
+    let (_, again) = report(&app, &listener.device, &bare).await;
+    assert_eq!(again["result"], "duplicate", "{again}");
+    let mut with_amount = bare.clone();
+    with_amount["notification_id"] = json!("m-3");
+    with_amount["amount"] = json!("9.00");
+    let (_, third) = report(&app, &listener.device, &with_amount).await;
+    assert_eq!(third["result"], "duplicate", "{third}");
+    assert_eq!(status(&app, &order).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_id_with_other_content_is_not_matched_as_of_an_old_copy() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let old = app.order(&merchant, "8.00", "wechat").await;
+    // A listener that reuses ids: a request under "reused" (another payment, 5.00) died 10 s
+    // ago after it was stored; it waits for the sweep.
+    let body =
+        json!({"notification_id": "reused", "channel": "wechat", "amount": "5.00"}).to_string();
+    let reading = json!({"notification_id": "reused", "channel": "wechat", "amount": "5.00",
+                         "package": null, "title": null, "text": null, "reported_at": null,
+                         "listener_vouches": true});
+    db.execute(&format!(
+        "INSERT INTO notifications (received_at, source, device_id, auth_result, auth_headers, \
+                                    body, body_length, body_sha256, reading) \
+         VALUES (now() - interval '10 seconds', 'notify', '{}', 'ok', '{{}}', \
+                 convert_to('{body}', 'UTF8'), octet_length(convert_to('{body}', 'UTF8')), \
+                 sha256(convert_to('{body}', 'UTF8')), '{reading}')",
+        listener.device.id
+    ))
+    .await;
+    // The old order held 8.00 then; its reservation ended 2 s ago, and 8.00 went to a new one.
+    age_order(&db, old["id"].as_str().unwrap(), 902).await;
+    let new = app.order(&merchant, "8.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "8.00");
+    // Now a payment of 8.00 under the same id: not a copy of the stored request, so it is
+    // matched as of its own arrival and pays the new order.
+    let answer = app
+        .notify(
+            &listener.device,
+            &json!({"notification_id": "reused", "channel": "wechat", "amount": "8.00"}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(answer["order_id"], new["id"], "{answer}");
+    assert_eq!(status(&app, &old).await, "expired");
 }

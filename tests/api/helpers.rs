@@ -155,7 +155,7 @@ pub async fn start(settings: Settings) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::builder()
+        client: solopay::webhooks::sender::http_client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client"),
@@ -206,7 +206,9 @@ impl TestApp {
     pub fn at_port(port: u16) -> TestApp {
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            client: solopay::webhooks::sender::http_client_builder()
+                .build()
+                .unwrap(),
         }
     }
 
@@ -501,7 +503,9 @@ pub fn solopay_on(url: &str, dir: &Path, port: u16) -> Command {
 
 /// Waits until the process on `port` is ready.
 pub async fn wait_until_up(port: u16) {
-    let client = reqwest::Client::new();
+    let client = solopay::webhooks::sender::http_client_builder()
+        .build()
+        .unwrap();
     let up = eventually(Duration::from_secs(20), || {
         let client = client.clone();
         async move {
@@ -583,7 +587,9 @@ impl Service {
 }
 
 pub async fn operator_can_list(port: u16, token: &str) -> StatusCode {
-    reqwest::Client::new()
+    solopay::webhooks::sender::http_client_builder()
+        .build()
+        .unwrap()
         .get(format!("http://127.0.0.1:{port}/admin/merchants"))
         .bearer_auth(token)
         .send()
@@ -596,4 +602,156 @@ pub fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("solopay-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A PostgreSQL cluster of the test's own, in a temporary folder on a free port, so that it can
+/// be stopped without disturbing the shared server other tests use at the same moment. Run as
+/// the `postgres` OS user when the tests run as root (the server refuses to run as root).
+pub struct PrivateCluster {
+    dir: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl PrivateCluster {
+    /// The folder of `initdb` and `pg_ctl`: `SOLOPAY_TEST_PG_BIN`, else the newest
+    /// `/usr/lib/postgresql/*/bin`, else whatever `PATH` finds.
+    fn bin(program: &str) -> PathBuf {
+        if let Some(dir) = std::env::var_os("SOLOPAY_TEST_PG_BIN") {
+            return Path::new(&dir).join(program);
+        }
+        let newest = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("bin").join(program))
+            .filter(|path| path.exists())
+            .max_by_key(|path| {
+                let version = path
+                    .parent()
+                    .and_then(Path::parent)
+                    .and_then(Path::file_name);
+                version
+                    .and_then(|v| v.to_str()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            });
+        newest.unwrap_or_else(|| program.into())
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut command = if self.as_root {
+            let mut command = std::process::Command::new("runuser");
+            command
+                .args(["-u", "postgres", "--"])
+                .arg(Self::bin(program));
+            command
+        } else {
+            std::process::Command::new(Self::bin(program))
+        };
+        command.current_dir(&self.dir).env("LC_ALL", "C");
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub fn create() -> PrivateCluster {
+        let cluster = PrivateCluster::create_stopped();
+        cluster.start();
+        cluster
+    }
+
+    /// A new cluster, initialised but not started.
+    pub fn create_stopped() -> PrivateCluster {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout;
+        let as_root = String::from_utf8_lossy(&uid).trim() == "0";
+        let dir = temp_dir();
+        if as_root {
+            let chowned = std::process::Command::new("chown")
+                .args(["postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(
+                chowned.success(),
+                "cannot give {} to the postgres user",
+                dir.display()
+            );
+        }
+        let cluster = PrivateCluster {
+            dir,
+            port: free_port(),
+            as_root,
+        };
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                "data",
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        cluster
+    }
+
+    pub fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                "data",
+                "-l",
+                "server.log",
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    /// A fast shutdown: open sessions are terminated, as in a restart or a failover.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", "data", "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/solopay?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", "data", "-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -1,6 +1,8 @@
 //! Operations: health and readiness, and the `solopay` binary itself: database creation,
 //! the operator token generated at first start, graceful shutdown, settings errors.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -161,5 +163,84 @@ async fn on_sigterm_waiting_long_polls_answer_at_once_and_the_process_exits() {
         waited < std::time::Duration::from_secs(5),
         "the long-poll held the shutdown for {waited:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_errors_name_the_setting_to_fix_and_help_lists_every_setting() {
+    let dir = temp_dir();
+    // No server on this port: the wait ends, and the message names DATABASE_URL (without the
+    // password) after logging each try.
+    let closed = free_port();
+    let url = format!("postgres://solopay:hunter2-secret@127.0.0.1:{closed}/solopay");
+    let started = std::time::Instant::now();
+    let output = solopay_on(&url, &dir, free_port())
+        .env("SOLOPAY_DB_WAIT_SECS", "2")
+        .arg("serve")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(said.contains("DATABASE_URL="), "{said}");
+    assert!(said.contains("retrying in 1 s"), "{said}");
+    assert!(!said.contains("hunter2-secret"), "{said}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // A port in use names SOLOPAY_BIND.
+    let db = TestDb::fresh();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = solopay(&db, &dir, port)
+        .arg("serve")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("SOLOPAY_BIND"), "{said}");
+
+    // `serve --help` lists every setting with its default.
+    let output = solopay(&db, &dir, 0)
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in solopay::config::variables::VARIABLES {
+        assert!(help.contains(variable.name), "{} missing", variable.name);
+        assert!(help.contains(variable.default), "{} default", variable.name);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_a_database_that_is_not_up_yet() {
+    // A private cluster of the test's own, started a few seconds after the service.
+    let cluster = tokio::task::spawn_blocking(PrivateCluster::create_stopped)
+        .await
+        .unwrap();
+    let dir = temp_dir();
+    let port = free_port();
+    let url = cluster.url();
+    let service = Service::spawn(
+        solopay_on(&url, &dir, port)
+            .env("SOLOPAY_DB_WAIT_SECS", "60")
+            .arg("serve"),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start();
+        cluster
+    })
+    .await
+    .unwrap();
+    wait_until_up(port).await;
+    assert!(service.logs().contains("does not accept connections yet"));
+    let (status, _) = service.terminate().await;
+    assert!(status.success());
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }

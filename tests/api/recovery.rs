@@ -365,7 +365,7 @@ async fn a_payment_that_arrived_in_time_is_on_time_however_late_it_is_processed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_the_server_ended_fail_one_request_each_at_most_and_are_replaced() {
+async fn connections_the_server_ended_fail_one_request_at_most_and_are_replaced() {
     let TestEnv { app, db } = spawn_app().await;
     let merchant = app.create_merchant("shop").await;
     let _listener = app.online_listener("wechat").await;
@@ -402,9 +402,16 @@ async fn connections_the_server_ended_fail_one_request_each_at_most_and_are_repl
             }
         }
     }
+    println!(
+        "{failures} of {} requests failed after {pool_size} connections were ended",
+        pool_size * 2 + 10
+    );
+    // The first request that meets an ended connection fails; it has every other connection
+    // tested before its next use, so no other request fails (none at all when the connections
+    // were no longer trusted untested by the time the first request came).
     assert!(
-        failures <= pool_size,
-        "{failures} requests failed with {pool_size} connections"
+        failures <= 1,
+        "{failures} requests failed with {pool_size} connections ended"
     );
     assert_eq!(last.len(), pool_size * 2 + 10 - failures);
 }

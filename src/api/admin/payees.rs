@@ -139,7 +139,7 @@ impl CreatePayeeRequest {
         (status = 201, description = "Created", body = Payee),
         (status = 400, description = "`invalid_request`, `invalid_amount`, or an unknown `device_id`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`conflict`: the device already listens for a payee of this channel", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the device already listens for a payee of this channel, or another payee has this collection code", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/payees")]
@@ -204,6 +204,7 @@ pub struct UpdatePayeeRequest {
         (status = 400, description = "`invalid_request` or `invalid_amount`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: another payee has this collection code", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[patch("/payees/{id}")]

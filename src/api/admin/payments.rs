@@ -142,6 +142,10 @@ pub struct AssignRequest {
     pub order_id: String,
     /// Why, for the audit log.
     pub note: Option<String>,
+    /// Required (`true`) to assign a `duplicate` of a payment that paid an order: it credits
+    /// what may be one payment a second time, so only when the payer really paid twice.
+    #[serde(default)]
+    pub second_payment: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -163,7 +167,7 @@ pub struct AssignResponse {
         (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such payment or order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: the payment already pays an order, or the order is paid", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`: the payment already pays an order, the order is paid, or the payment is a duplicate of one that paid an order and `second_payment` is not set", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/payments/{id}/assign")]
@@ -189,6 +193,7 @@ pub async fn assign(
                 &id,
                 &request.order_id,
                 request.note.as_deref(),
+                request.second_payment,
             )
         })
         .await?;

@@ -196,7 +196,7 @@ impl Api {
 }
 
 pub fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(solopay::webhooks::sender::http_client_builder()
         .timeout(Duration::from_secs(30))
         // Below the service's 5 s keep-alive, so that a request never goes out on a connection
         // the server is closing.

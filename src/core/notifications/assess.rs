@@ -154,14 +154,27 @@ pub fn assess(notification: &Notification, trust: &Trust) -> Verdict {
             ),
         };
     }
-    // A package the operator allowed that is not a payment app, or none from a listener that
-    // vouches for it, is read with the channel's wordings.
-    let package = n
-        .package
-        .as_deref()
-        .filter(|p| channel_of_package(p).is_some())
-        .or(official_packages(channel).first().copied())
-        .unwrap_or_default();
+    // No package, from a listener that vouches for what it read: the channel's app. A package
+    // the operator allowed that is not a payment app is never read as a receipt: its texts are
+    // whatever its senders type.
+    let package = match n.package.as_deref() {
+        Some(package) if channel_of_package(package).is_none() => {
+            return withhold(
+                not_a_receipt,
+                format!(
+                    "{package} is not a payment app: its texts are never read as receipts \
+                     (send the amount without a text to report for it)"
+                ),
+                Some(channel),
+                n.amount,
+            );
+        }
+        Some(package) => package,
+        None => official_packages(channel)
+            .first()
+            .copied()
+            .unwrap_or_default(),
+    };
     let read = reading::read(package, title, text);
     if let Ok(receipt) = &read
         && receipt.titled_by_itself
@@ -474,6 +487,33 @@ mod tests {
             result_of(&assess(&wrong_channel, &trust_both)),
             Some(PaymentResult::Contradicted)
         );
+    }
+
+    #[test]
+    fn an_allowed_app_that_is_not_a_payment_app_is_never_read() {
+        let trust = Trust {
+            packages: vec!["com.example.listener".into(), "com.android.mms".into()],
+            unlabelled: false,
+        };
+        let sms = notification(
+            None,
+            Some("com.android.mms"),
+            "微信支付",
+            "微信支付收款5.00元(朋友到店)",
+        );
+        assert_eq!(
+            result_of(&assess(&sms, &trust)),
+            Some(PaymentResult::Unparsed)
+        );
+        let mut with_amount = sms.clone();
+        with_amount.amount = Some(Amount::parse("5.00", Amount::storage_limit()).unwrap());
+        assert_eq!(
+            result_of(&assess(&with_amount, &trust)),
+            Some(PaymentResult::Contradicted)
+        );
+        // Its amount alone is the listener's word, as for any trusted app.
+        let own = notification(Some("5.00"), Some("com.example.listener"), "", "");
+        assert_eq!(assess(&own, &trust), payment("5.00"));
     }
 
     proptest::proptest! {

@@ -29,6 +29,8 @@ pub struct Report<'a> {
     pub notification: &'a Notification,
     /// What it shares with other reports of the same payment, where its id does not tell.
     pub same_payment_key: Option<&'a [u8]>,
+    /// The SHA-256 of its body: a retry of one request has the same.
+    pub body_sha256: &'a [u8],
 }
 
 /// Records a report's payment and matches it, in one transaction. A notification id the device
@@ -103,8 +105,8 @@ pub fn record_payment(
             return Ok(payment);
         };
         let recorded = match_payment(conn, rules, device, report, &payment, &payee.id, *amount)?;
-        // A payment that paid nothing keeps its amount from new orders for the window: a copy
-        // of it under another id may still come, and must find no order to pay.
+        // A payment that paid nothing keeps its amount from new orders as long as a paid order
+        // would: a copy of it under another id may still come, and must find no order to pay.
         if matches!(
             recorded.result,
             PaymentResult::Unmatched | PaymentResult::Duplicate
@@ -113,7 +115,7 @@ pub fn record_payment(
             return Ok(payment_rows::hold_amount(
                 conn,
                 &recorded.id,
-                rules.duplicate_window,
+                rules.paid_hold(),
             )?);
         }
         Ok(recorded)
@@ -137,9 +139,13 @@ fn match_payment(
         // one payment processed at once see each other.
         payment_rows::lock_amount(conn, payee_id, amount.as_decimal())?;
 
-        let mut arrived_at =
-            raw_rows::first_unprocessed_arrival(conn, &device.id, &notification.notification_id)?
-                .map_or(report.received_at, |first| first.min(report.received_at));
+        let mut arrived_at = raw_rows::first_unprocessed_arrival(
+            conn,
+            &device.id,
+            &notification.notification_id,
+            report.body_sha256,
+        )?
+        .map_or(report.received_at, |first| first.min(report.received_at));
         if let Some(key) = report.same_payment_key {
             let window = same_payment_window(notification, rules);
             if let Some(earlier) = payment_rows::earlier_report(

@@ -233,11 +233,6 @@ pub fn read_notify_body(body: &[u8]) -> Result<Notification, ApiError> {
 /// when the source gives one. `None` where the source's ids already tell payments apart and no
 /// post time says otherwise.
 pub fn same_payment_key(n: &Notification) -> Option<Vec<u8>> {
-    let posted_at = match (n.distinct_ids, n.android.posted_at) {
-        (true, None) => return None,
-        (_, Some(posted)) => posted.timestamp_millis().to_string(),
-        (false, None) => String::new(),
-    };
     let channel = n
         .channel
         .or_else(|| n.package.as_deref().and_then(channel_of_package))
@@ -245,9 +240,26 @@ pub fn same_payment_key(n: &Notification) -> Option<Vec<u8>> {
     let title = normalise(n.title.as_deref().unwrap_or_default());
     let text = normalise(n.text.as_deref().unwrap_or_default());
     let message = unstack(&title, &text).unwrap_or(&text);
-    let amount = n.amount.map(|a| a.to_string()).unwrap_or_default();
-    let package = n.package.as_deref().map(normalise).unwrap_or_default();
-    let parts = [channel, &amount, &package, &title, message, &posted_at];
+    let parts = match (n.distinct_ids, n.android.posted_at) {
+        (true, None) => return None,
+        // One Android notification: its post time and text, however the listener fills the
+        // optional fields (an amount, the package) when it sends it again.
+        (_, Some(posted)) => vec![
+            "posted".to_owned(),
+            channel.to_owned(),
+            posted.timestamp_millis().to_string(),
+            title.clone(),
+            message.to_owned(),
+        ],
+        (false, None) => vec![
+            "content".to_owned(),
+            channel.to_owned(),
+            n.amount.map(|a| a.to_string()).unwrap_or_default(),
+            n.package.as_deref().map(normalise).unwrap_or_default(),
+            title.clone(),
+            message.to_owned(),
+        ],
+    };
     Some(sha256(parts.join("\u{1f}").as_bytes()).to_vec())
 }
 
@@ -342,6 +354,7 @@ pub fn receive_notification(
         received_at,
         notification: &notification,
         same_payment_key: key.as_deref(),
+        body_sha256: &digest,
     };
     matching::record_payment(conn, rules, &device, &report)
 }
@@ -391,6 +404,7 @@ pub fn finish_stranded(
                 received_at: raw.received_at,
                 notification: &notification,
                 same_payment_key: raw.same_payment_key.as_deref(),
+                body_sha256: &raw.body_sha256,
             };
             matching::record_payment(conn, rules, &device, &report)
         })();

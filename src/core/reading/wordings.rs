@@ -293,6 +293,13 @@ impl CompiledWording {
             if let Err(sender) = unstack(fields.title, fields.text) {
                 return Attempt::OtherSender(sender);
             }
+            // A sender prefix that only appears once normalised (a look-alike colon, `﹕`) was
+            // not written by the app.
+            if let Some(sender) = stack_sender(fields.text_normalised)
+                && stack_sender(fields.text).is_none()
+            {
+                return Attempt::OtherSender(sender.to_owned());
+            }
             unstack(fields.title_normalised, fields.text_normalised)
                 .unwrap_or(fields.text_normalised)
         } else {
@@ -320,6 +327,14 @@ impl CompiledWording {
 
 fn amount_of<'t>(caps: &Captures<'t>) -> Option<&'t str> {
     caps.name(AMOUNT_GROUP).map(|m| m.as_str())
+}
+
+/// The sender a stacked text names, if it names one.
+fn stack_sender(text: &str) -> Option<&str> {
+    STACK_PREFIX
+        .captures(text)?
+        .name("sender")
+        .map(|sender| sender.as_str())
 }
 
 /// The message of a stacked text; `Err(sender)` when the sender it names is not the title,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::money::Amount;
 
+pub mod variables;
+
 /// Which way offsets move from the base amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetDirection {
@@ -39,6 +41,8 @@ pub struct Settings {
     pub allow_private_webhooks: bool,
     pub db_pool_size: u32,
     pub db_pool_timeout: Duration,
+    /// How long a start waits for the database to accept connections.
+    pub db_wait: Duration,
     /// How often the background sweep expires overdue orders and recovers stranded notifications.
     pub sweep_interval: Duration,
     /// Server-side timeout of one SQL statement (and lock waits), so no request hangs on the database.
@@ -217,6 +221,7 @@ impl Settings {
                 1..=500,
             )? as u32,
             db_pool_timeout: secs("SOLOPAY_DB_POOL_TIMEOUT_SECS", 5, 1..=120)?,
+            db_wait: secs("SOLOPAY_DB_WAIT_SECS", 60, 0..=600)?,
             sweep_interval: Duration::from_millis(parse_in_range(
                 "SOLOPAY_SWEEP_INTERVAL_MS",
                 get("SOLOPAY_SWEEP_INTERVAL_MS"),
@@ -428,6 +433,59 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_once_and_the_readme_agrees() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        Settings::from_lookup(|name| {
+            asked.lock().unwrap().insert(name.to_string());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner().unwrap();
+        // Read by the log set-up, before the settings, and by the database connections.
+        asked.insert("SOLOPAY_LOG".to_string());
+        asked.insert("PGPASSWORD".to_string());
+        let listed: std::collections::BTreeSet<String> = variables::VARIABLES
+            .iter()
+            .map(|v| v.name.to_string())
+            .collect();
+        assert_eq!(
+            listed.len(),
+            variables::VARIABLES.len(),
+            "a variable listed twice"
+        );
+        assert_eq!(asked, listed);
+
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| variable | default | meaning |")
+            .nth(1)
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .skip(2)
+            .map(|line| {
+                let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+                let cell = |i: usize| cells[i].trim().replace('`', "");
+                (cell(0), cell(1))
+            })
+            .collect();
+        let documented: Vec<(String, String)> = variables::VARIABLES
+            .iter()
+            .map(|v| (v.name.to_string(), v.default.to_string()))
+            .collect();
+        assert_eq!(
+            rows, documented,
+            "the README's settings table and VARIABLES differ"
+        );
+        for variable in variables::VARIABLES {
+            assert!(variables::help().contains(variable.name));
+        }
     }
 
     #[test]
