@@ -26,7 +26,8 @@ REPS=${REPS:-3}
 # 1,000 reserved orders of one amount with SOLOPAY_MAX_OFFSET_STEPS=999.
 ONE_PAYEE_ORDERS=${ONE_PAYEE_ORDERS:-1000}
 SPREAD_ORDERS=${SPREAD_ORDERS:-2000}
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# Absolute: solopay-bench starts the service from a folder of its own.
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
 COMMAND="CLIENTS=$CLIENTS THREADS=$THREADS TPCB_SCALE=$TPCB_SCALE TPCB_SECONDS=$TPCB_SECONDS REPS=$REPS $0 $*"
 echo "command: $COMMAND"
