@@ -16,13 +16,14 @@ use tokio::task::JoinHandle;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::core::operators::{TokenSource, ensure_token};
 use crate::core::orders::OrderRules;
 use crate::db::{self, Db, StartupError};
 use crate::error::ApiError;
+use crate::http::{self, AppState};
 use crate::metrics::{Metrics, RequestLabels};
+use crate::routes;
 use crate::watch::OrderWatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,23 +84,26 @@ impl Application {
         .await
         .map_err(|e| AppError::Task(e.to_string()))??;
         let db = Db::new(pool);
-        let key = match settings.secret_key {
-            Some(key) => key,
+        let key = match &settings.secret_key {
+            Some(key) => *key.expose(),
             None => load_or_create_key(&settings.secret_key_file)?,
         };
         db::sealed::install_key(key).map_err(AppError::SecretKey)?;
-        db.run(|conn| Ok(db::sealed::check_key_opens_stored(conn)))
+        db.run(|conn| -> Result<_, ApiError> { Ok(db::sealed::check_key_opens_stored(conn)) })
             .await
             .map_err(|e| AppError::SecretKey(e.to_string()))?
             .map_err(AppError::SecretKey)?;
         let sealed = db
-            .run(|conn| Ok(db::sealed::seal_stored_plaintext(conn)?))
+            .run(|conn| -> Result<_, ApiError> { Ok(db::sealed::seal_stored_plaintext(conn)?) })
             .await
             .map_err(|e| AppError::SecretKey(e.to_string()))?;
         if sealed > 0 {
             tracing::info!(rows = sealed, "sealed secrets that were stored in plain");
         }
-        if let Ok(Err(language)) = db.run(|conn| Ok(db::messages_are_english(conn)?)).await {
+        if let Ok(Err(language)) = db
+            .run(|conn| Ok::<_, db::StorageError>(db::messages_are_english(conn)?))
+            .await
+        {
             tracing::warn!(
                 lc_messages = %language,
                 "the database answers in another language and this role may not change it: \
@@ -107,7 +111,10 @@ impl Application {
                  ALTER ROLE <solopay's role> SET lc_messages = 'C'"
             );
         }
-        if let Ok(false) = db.run(|conn| Ok(db::autovacuum_is_on(conn)?)).await {
+        if let Ok(false) = db
+            .run(|conn| Ok::<_, db::StorageError>(db::autovacuum_is_on(conn)?))
+            .await
+        {
             tracing::warn!(
                 "autovacuum is off on the database server: the orders table's statistics go \
                  stale and its dead rows pile up, and allocation slows down with them; turn it \
@@ -117,10 +124,13 @@ impl Application {
 
         let token_settings = settings.clone();
         let source = db
-            .run(move |conn| {
+            .run(move |conn| -> Result<_, ApiError> {
                 ensure_token(
                     conn,
-                    token_settings.admin_token.as_deref(),
+                    token_settings
+                        .admin_token
+                        .as_ref()
+                        .map(|t| t.expose().as_str()),
                     &token_settings.admin_token_file,
                 )
             })
@@ -176,7 +186,10 @@ impl Application {
             settings: settings.clone(),
             watch: order_watch,
             metrics,
-            limiter: crate::api::limits::RateLimiter::new(
+            limited_routes: Arc::new(crate::http::limits::LimitedRoutes::from_openapi(
+                &routes::openapi(),
+            )),
+            limiter: crate::http::limits::RateLimiter::new(
                 settings.rate_limit,
                 settings.rate_limit_burst,
             ),
@@ -185,15 +198,15 @@ impl Application {
         let server = HttpServer::new(move || {
             let (app, mut openapi) = App::new()
                 .app_data(state.clone())
-                .app_data(api::query_config())
-                .app_data(api::path_config())
+                .app_data(http::query_config())
+                .app_data(http::path_config())
                 .wrap(from_fn(limit_requests))
                 .wrap(from_fn(log_request))
                 .into_utoipa_app()
-                .openapi(api::base_openapi())
-                .configure(api::configure)
+                .openapi(routes::base_openapi())
+                .configure(routes::configure)
                 .split_for_parts();
-            api::document_common_responses(&mut openapi);
+            routes::document_common_responses(&mut openapi);
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .route("/docs", web::get().to(redirect_to_docs))
                 .default_service(web::to(not_found))
@@ -326,10 +339,10 @@ async fn limit_requests(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let refused = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if crate::api::limits::is_limited(req.method(), req.path()) => {
+        Some(state) if state.limited_routes.is_limited(req.method(), req.path()) => {
             let forwarded = || {
                 let header = req.headers().get_all("x-forwarded-for").last()?;
-                crate::api::limits::forwarded_client(Some(header.as_bytes()))
+                crate::http::limits::forwarded_client(Some(header.as_bytes()))
             };
             // Without a usable forwarded address, the proxy's own: never no limit at all.
             let address = state

@@ -41,9 +41,9 @@ pub enum ApiError {
     AmountsExhausted,
     #[error("{0}")]
     Unavailable(String),
-    /// Postgres aborted the transaction (deadlock victim, serialization failure); retryable.
-    #[error("the database aborted the transaction ({0}); retry")]
-    Aborted(String),
+    /// Storage failed; what the caller is told depends on how (the cause is logged).
+    #[error("{}", storage_detail(.0))]
+    Storage(#[from] crate::db::StorageError),
     /// The detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,7 +87,12 @@ impl ApiError {
             ApiError::UnparseableNotification(_) => "unparseable_notification",
             ApiError::NoPayeeAvailable => "no_payee_available",
             ApiError::AmountsExhausted => "amounts_exhausted",
-            ApiError::Unavailable(_) | ApiError::Aborted(_) => "service_unavailable",
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Storage(error) => match storage_answer(error) {
+                StorageAnswer::Unavailable => "service_unavailable",
+                StorageAnswer::BadText => "invalid_request",
+                StorageAnswer::Fault => "internal_error",
+            },
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -108,7 +113,12 @@ impl ApiError {
             ApiError::UnparseableNotification(_) => "Unparseable notification",
             ApiError::NoPayeeAvailable => "No payee available",
             ApiError::AmountsExhausted => "Amounts exhausted",
-            ApiError::Unavailable(_) | ApiError::Aborted(_) => "Service unavailable",
+            ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Storage(error) => match storage_answer(error) {
+                StorageAnswer::Unavailable => "Service unavailable",
+                StorageAnswer::BadText => "Invalid request",
+                StorageAnswer::Fault => "Internal error",
+            },
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -124,6 +134,9 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let detail = match self {
             ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
+            ApiError::Storage(error) if storage_answer(error) == StorageAnswer::Fault => {
+                "an internal error occurred; it has been logged".to_string()
+            }
             other => other.to_string(),
         };
         Problem {
@@ -180,17 +193,26 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnparseableNotification(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NoPayeeAvailable
-            | ApiError::AmountsExhausted
-            | ApiError::Unavailable(_)
-            | ApiError::Aborted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoPayeeAvailable | ApiError::AmountsExhausted | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Storage(error) => match storage_answer(error) {
+                StorageAnswer::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                StorageAnswer::BadText => StatusCode::BAD_REQUEST,
+                StorageAnswer::Fault => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(context) = self {
-            tracing::error!(error = %context, "internal error");
+        match self {
+            ApiError::Internal(context) => tracing::error!(error = %context, "internal error"),
+            ApiError::Storage(error) => match storage_answer(error) {
+                StorageAnswer::Fault => tracing::error!(%error, "storage fault"),
+                _ => tracing::warn!(%error, "storage unavailable"),
+            },
+            _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((
@@ -215,72 +237,64 @@ impl From<AmountError> for ApiError {
     }
 }
 
-/// The detail of [`ApiError::Unavailable`] when the server closed the connection or cannot be
-/// reached (the pool then replaces the connection).
-pub const DATABASE_UNREACHABLE: &str = "the database is unreachable; retry later";
+/// How a storage error is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StorageAnswer {
+    /// Retry later: the database is unreachable, busy, slow, or aborted the work.
+    Unavailable,
+    /// The request carried text the database cannot store.
+    BadText,
+    /// A fault: logged, never shown.
+    Fault,
+}
 
-impl From<diesel::result::Error> for ApiError {
-    fn from(error: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match &error {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
-                ApiError::Unavailable(DATABASE_UNREACHABLE.into())
-            }
-            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-                ApiError::Aborted(info.message().to_string())
-            }
-            // Two reservations of one amount met (an order being created as a paid order's
-            // reservation is extended): the loser changed nothing and is retried.
-            Error::DatabaseError(DatabaseErrorKind::ExclusionViolation, info) => {
-                ApiError::Aborted(info.message().to_string())
-            }
-            Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
-                ApiError::Aborted(info.message().to_string())
-            }
-            Error::DatabaseError(_, info) if is_connection_lost(info.message()) => {
-                ApiError::Unavailable(DATABASE_UNREACHABLE.into())
-            }
-            // A NUL character slipped past the input checks: bad input, not a fault.
-            Error::DatabaseError(_, info) if is_unstorable_text(info.message()) => {
-                ApiError::InvalidRequest(
-                    "text fields must not contain NUL (U+0000) characters".into(),
-                )
-            }
-            Error::DatabaseError(_, info) if is_timeout(info.message()) => {
-                ApiError::Unavailable("the database did not answer in time; retry later".into())
-            }
-            _ => ApiError::Internal(format!("database: {error}")),
+fn storage_answer(error: &crate::db::StorageError) -> StorageAnswer {
+    use crate::db::StorageError;
+    match error {
+        StorageError::Unreachable(_)
+        | StorageError::PoolExhausted
+        | StorageError::Aborted(_)
+        | StorageError::Timeout(_) => StorageAnswer::Unavailable,
+        StorageError::UnstorableText(_) => StorageAnswer::BadText,
+        StorageError::Constraint { .. } | StorageError::Other(_) => StorageAnswer::Fault,
+    }
+}
+
+/// What a caller is told of a storage error (the cause stays in the logs).
+fn storage_detail(error: &crate::db::StorageError) -> String {
+    use crate::db::StorageError;
+    match error {
+        StorageError::Unreachable(_) => "the database is unreachable; retry later".into(),
+        StorageError::PoolExhausted => "no database connection available; retry later".into(),
+        StorageError::Aborted(_) => "the database aborted the transaction; retry".into(),
+        StorageError::Timeout(_) => "the database did not answer in time; retry later".into(),
+        StorageError::UnstorableText(_) => {
+            "text fields must not contain NUL (U+0000) characters".into()
+        }
+        StorageError::Constraint { .. } | StorageError::Other(_) => {
+            "an internal error occurred; it has been logged".into()
         }
     }
 }
 
-/// libpq's and the server's words for a connection that went away under the query: a server
-/// shut down or restarted, a backend terminated by an administrator, a network cut.
-fn is_connection_lost(message: &str) -> bool {
-    message.contains("terminating connection")
-        || message.contains("server closed the connection")
-        || message.contains("no connection to the server")
-        || message.contains("could not receive data from server")
-        || message.contains("could not send data to server")
-        || message.contains("the database system is shutting down")
-        || message.contains("the database system is starting up")
-}
-
-fn is_unstorable_text(message: &str) -> bool {
-    message.contains("invalid byte sequence for encoding")
-        || message.contains("unsupported Unicode escape sequence")
-}
-
-fn is_timeout(message: &str) -> bool {
-    message.contains("canceling statement due to statement timeout")
-        || message.contains("canceling statement due to lock timeout")
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        ApiError::Storage(error.into())
+    }
 }
 
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
-        tracing::warn!(error = %error, "no database connection available");
-        ApiError::Unavailable("no database connection available; retry later".into())
+        ApiError::Storage(error.into())
+    }
+}
+
+impl crate::db::StorageFailure for ApiError {
+    fn storage_error(&self) -> Option<&crate::db::StorageError> {
+        match self {
+            ApiError::Storage(error) => Some(error),
+            _ => None,
+        }
     }
 }
 
@@ -307,7 +321,7 @@ mod tests {
             ApiError::NoPayeeAvailable,
             ApiError::AmountsExhausted,
             ApiError::Unavailable(text()),
-            ApiError::Aborted(text()),
+            ApiError::Storage(crate::db::StorageError::PoolExhausted),
             ApiError::Internal(text()),
         ];
         // No wildcard arm: a new variant does not compile until it is numbered here, next to the
@@ -328,7 +342,7 @@ mod tests {
             ApiError::NoPayeeAvailable => 12,
             ApiError::AmountsExhausted => 13,
             ApiError::Unavailable(_) => 14,
-            ApiError::Aborted(_) => 15,
+            ApiError::Storage(_) => 15,
             ApiError::Internal(_) => 16,
         };
         let variants: std::collections::BTreeSet<usize> = errors.iter().map(variant).collect();

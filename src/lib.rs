@@ -1,6 +1,7 @@
 //! solopay: a headless payment gateway for personal WeChat Pay and Alipay collection codes.
 //!
-//! Data flows one way: [`api`] (HTTP) → [`core`] (rules) → [`db`] (storage).
+//! Data flows one way: [`api`] and [`compat`] (HTTP, sharing [`http`]; every route in
+//! [`routes`]) → [`core`] (rules) → [`db`] (storage).
 
 pub mod api;
 pub mod app;
@@ -10,8 +11,10 @@ pub mod core;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod money;
+pub mod routes;
 pub mod sweeper;
 pub mod telemetry;
 pub mod views;

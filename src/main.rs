@@ -96,7 +96,7 @@ async fn admin_token(settings: Settings) -> Result<(), String> {
 }
 
 fn print_openapi(output: Option<&std::path::Path>) -> ExitCode {
-    let json = match solopay::api::openapi().to_pretty_json() {
+    let json = match solopay::routes::openapi().to_pretty_json() {
         Ok(json) => json + "\n",
         Err(error) => {
             eprintln!("solopay: cannot render the OpenAPI document: {error}");

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::core::notifications::finish_stranded;
 use crate::core::orders::{OrderRules, expire_overdue_batch};
 use crate::db::{Db, forwarder_signatures};
+use crate::error::ApiError;
 
 const EXPIRY_BATCH: i64 = 500;
 /// A live request finishes its own notification well within this time.
@@ -33,7 +34,7 @@ pub fn spawn(
             }
             let rules = rules.clone();
             let outcome = db
-                .run(move |conn| {
+                .run(move |conn| -> Result<_, ApiError> {
                     // Stored payments first: one that arrived before its order's expiry pays it
                     // on time, before this pass would expire the order.
                     let finished = finish_stranded(conn, &rules, STRANDED_AFTER, 100)?;

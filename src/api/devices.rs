@@ -7,14 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::device_credentials;
-use crate::api::{AppState, read_body};
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
-use crate::core::notifications::{
-    Credentials, Notification, NotifyBody, answer, read_notify_body, receive_notification,
-};
-use crate::db::payments::Payment;
-use crate::domain::PaymentResult;
+use crate::core::notifications::{NotifyBody, read_notify_body};
 use crate::error::{ApiError, Problem};
+use crate::http::receive::{NotifyResult, receive};
+use crate::http::{AppState, read_body};
 
 /// The body of `POST /heartbeat` (`{}` or empty is fine).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -71,7 +68,7 @@ pub async fn heartbeat(
             .map_err(|e| ApiError::InvalidRequest(format!("invalid heartbeat body: {e}")))?
     };
     if let Some(version) = &request.app_version {
-        crate::api::check_text("app_version", version, 64)?;
+        crate::http::check_text("app_version", version, 64)?;
     }
     if request.battery.is_some_and(|b| b > 100) {
         return Err(ApiError::InvalidRequest(
@@ -91,31 +88,6 @@ pub async fn heartbeat(
         online: true,
         last_seen_at: device.last_seen_at,
     }))
-}
-
-/// The answer to a notification: what became of the payment.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct NotifyResult {
-    pub result: PaymentResult,
-    #[schema(example = "pay_5d1f0e2c3b4a59687766554433221100")]
-    pub payment_id: String,
-    /// The order the payment paid, when `result` is `matched`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<String>,
-    /// The first report of the same payment, when `result` is `duplicate` and there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duplicate_of: Option<String>,
-}
-
-impl From<&Payment> for NotifyResult {
-    fn from(payment: &Payment) -> Self {
-        NotifyResult {
-            result: payment.result,
-            payment_id: payment.id.clone(),
-            order_id: payment.order_id.clone(),
-            duplicate_of: payment.duplicate_of.clone(),
-        }
-    }
 }
 
 /// Report a payment the listener saw.
@@ -155,41 +127,4 @@ pub async fn notify(
     let body = read_body(payload).await?;
     let credentials = device_credentials(&req);
     receive(&state, &req, "notify", credentials, body, read_notify_body).await
-}
-
-/// Receives a notification (stored, authenticated, read, matched by the core) and answers with
-/// what became of its payment; shared by every notification endpoint.
-pub async fn receive<F>(
-    state: &AppState,
-    req: &HttpRequest,
-    source: &'static str,
-    credentials: Credentials,
-    body: web::Bytes,
-    read: F,
-) -> Result<HttpResponse, ApiError>
-where
-    F: Fn(&[u8]) -> Result<Notification, ApiError> + Send + 'static,
-{
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
-    let rules = state.rules.clone();
-    let outcome = state
-        .db
-        .run(move |conn| {
-            let payment = receive_notification(
-                conn,
-                &rules,
-                source,
-                &credentials,
-                &body,
-                remote.as_deref(),
-                read,
-            )?;
-            answer(payment)
-        })
-        .await;
-    state.metrics.record_notification(match &outcome {
-        Ok(payment) => payment.result.as_str(),
-        Err(error) => error.code(),
-    });
-    Ok(HttpResponse::Ok().json(NotifyResult::from(&outcome?)))
 }

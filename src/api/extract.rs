@@ -9,12 +9,12 @@ use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 use diesel::PgConnection;
 
-use crate::api::AppState;
 use crate::core::notifications::Credentials;
 use crate::core::secrets::sha256;
 use crate::core::{merchants, operators};
 use crate::db::merchants::Merchant;
 use crate::error::ApiError;
+use crate::http::AppState;
 
 /// The merchant whose `Authorization: Bearer <api key>` the request carries.
 pub struct MerchantAuth(pub Merchant);
@@ -101,7 +101,11 @@ impl FromRequest for OperatorAuth {
         let state = state(req);
         Box::pin(async move {
             let (token, state) = (token?, state?);
-            let configured = state.settings.admin_token.clone();
+            let configured = state
+                .settings
+                .admin_token
+                .as_ref()
+                .map(|t| t.expose().clone());
             let name = state
                 .db
                 .run(move |conn| operators::authenticate(conn, configured.as_deref(), &token))

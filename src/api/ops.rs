@@ -6,10 +6,10 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::AppState;
 use crate::db::schema::orders;
 use crate::db::{migrations_applied, webhooks as delivery_rows};
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
 use crate::metrics::Snapshot;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -39,9 +39,9 @@ pub async fn healthz() -> web::Json<Health> {
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ready = state
         .db
-        .run(|conn| {
+        .run(|conn| -> Result<_, ApiError> {
             diesel::sql_query("SELECT 1").execute(conn)?;
-            migrations_applied(conn)
+            Ok(migrations_applied(conn)?)
         })
         .await?;
     if !ready {
@@ -69,7 +69,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let max = i64::from(state.db.pool().max_size());
     let (orders_by_status, webhook_queue_depth) = state
         .db
-        .run(|conn| {
+        .run(|conn| -> Result<_, ApiError> {
             let by_status: Vec<(String, i64)> = orders::table
                 .group_by(orders::status)
                 .select((orders::status, count_star()))

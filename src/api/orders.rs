@@ -8,10 +8,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{MerchantAuth, MerchantKey};
-use crate::api::{AppState, check_text, check_url, parse_json};
 use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
 use crate::error::{ApiError, Problem};
+use crate::http::{AppState, check_text, check_url, parse_json};
 use crate::money::AmountInput;
 use crate::views::{Order, PublicOrder};
 
@@ -145,7 +145,7 @@ pub async fn create_order(
     // The key is checked by the statement that creates the order.
     let creation = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             order_rules::create_order(conn, Creator::ApiKeyHash(&key.hash()), &request, &rules)
         })
         .await?;

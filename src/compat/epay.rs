@@ -11,7 +11,6 @@ use actix_web::{HttpRequest, HttpResponse, route, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::AppState;
 use crate::compat::{Fields, public_base, read_fields, require};
 use crate::config::Protocol;
 use crate::core::compat::{channel_of_epay_type, epay_time, epay_type};
@@ -22,6 +21,7 @@ use crate::db::merchants::{self as merchant_rows, Merchant};
 use crate::db::orders::{self as order_rows, Order};
 use crate::domain::{OrderProtocol, OrderStatus};
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
 use crate::money::Amount;
 
 /// The enabled merchant with this `pid`.
@@ -95,7 +95,7 @@ async fn create(state: &AppState, fields: Fields) -> Result<Order, ApiError> {
     let (rules, max) = (state.rules.clone(), state.settings.max_amount);
     state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let merchant = merchant_by_pid(conn, fields.text("pid"))?;
             check_sign(&fields, &merchant)?;
             let request = epay_order_request(&fields, max)?;
@@ -261,7 +261,7 @@ pub async fn api(
     let fields = read_fields(&req, payload).await?;
     let outcome = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             if fields.text("act") != "order" {
                 return Err(ApiError::InvalidRequest("act must be order".into()));
             }

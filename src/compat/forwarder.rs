@@ -12,8 +12,6 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::api::devices::{NotifyResult, receive};
-use crate::api::{AppState, read_body};
 use crate::compat::require;
 use crate::config::Protocol;
 use crate::core::notifications::{
@@ -21,6 +19,8 @@ use crate::core::notifications::{
 };
 use crate::core::secrets::sha256;
 use crate::error::{ApiError, Problem};
+use crate::http::receive::{NotifyResult, receive};
+use crate::http::{AppState, read_body};
 
 /// What a forwarder posts (its template decides which fields; others are ignored).
 #[derive(Debug, Default, Deserialize, ToSchema)]

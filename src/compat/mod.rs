@@ -13,9 +13,9 @@ use actix_web::HttpRequest;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web;
 
-use crate::api::read_body;
 use crate::config::{Protocol, Settings};
 use crate::error::ApiError;
+use crate::http::read_body;
 
 /// `404` unless `protocol` is served.
 pub fn require(settings: &Settings, protocol: Protocol) -> Result<(), ApiError> {
@@ -51,7 +51,7 @@ impl Fields {
     pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.get(name).map(str::trim).filter(|u| !u.is_empty()) {
             None => Ok(None),
-            Some(url) => crate::api::check_url(name, url).map(|()| Some(url.to_string())),
+            Some(url) => crate::http::check_url(name, url).map(|()| Some(url.to_string())),
         }
     }
 

@@ -6,13 +6,13 @@
 use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpResponse, get, web};
 
-use crate::api::AppState;
 use crate::core::compat::return_location;
 use crate::core::orders as order_rules;
 use crate::db::merchants as merchant_rows;
 use crate::db::orders::Order;
 use crate::domain::OrderStatus;
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
 use crate::money::Amount;
 
 /// Text made safe to place in HTML (element content and quoted attributes).
@@ -131,7 +131,7 @@ pub async fn pay_page(
     let id = id.into_inner();
     let order = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))
         })
         .await?;
@@ -156,7 +156,7 @@ pub async fn pay_return(
     let id = id.into_inner();
     let (order, location) = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let order =
                 order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
             let merchant = merchant_rows::find(conn, &order.merchant_id)?

@@ -10,8 +10,6 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::api::AppState;
-use crate::api::devices::receive;
 use crate::compat::{Fields, public_base, read_fields, require};
 use crate::config::Protocol;
 use crate::core::compat::{
@@ -28,6 +26,8 @@ use crate::db::orders::Order;
 use crate::db::{devices as device_rows, payments as payment_rows};
 use crate::domain::{OrderProtocol, OrderStatus, PaymentResult};
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
+use crate::http::receive::receive;
 use crate::money::Amount;
 
 /// Every V免签 answer.
@@ -162,7 +162,7 @@ pub async fn app_heart(
     let credentials = app_credentials(&state, fields.text("t").to_string(), &fields);
     let outcome = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let device = authenticate(conn, &credentials, &fields.raw)?;
             record_heartbeat(conn, &device.id, &Heartbeat::default())
         })
@@ -310,7 +310,7 @@ pub async fn create_order(
     );
     let outcome = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
             let message = format!(
                 "{}{}{}{}",
@@ -349,7 +349,7 @@ async fn merchant_order(state: &AppState, order_id: String) -> Result<(Order, Me
     let merchant_id = state.settings.vmq_merchant.clone();
     state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
             let order = order_rules::read_order(conn, &order_id)?
                 .filter(|o| o.merchant_id == merchant.id)
@@ -440,7 +440,7 @@ pub async fn close_order(
     );
     let outcome = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
             let order_id = fields.text("orderId");
             check_sign(order_id, merchant.md5_key.expose(), &fields)?;
@@ -486,7 +486,7 @@ pub async fn get_state(
     );
     let outcome = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
             check_sign(fields.text("t"), merchant.md5_key.expose(), &fields)?;
             let devices = device_rows::list_with_online(conn, offline_after)?;

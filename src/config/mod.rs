@@ -10,6 +10,26 @@ use crate::money::Amount;
 
 pub mod variables;
 
+/// A secret setting: `Debug` prints `<hidden>`, so that no log of the settings shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Secret<T> {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
 /// Which way offsets move from the base amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetDirection {
@@ -22,12 +42,12 @@ pub struct Settings {
     pub database_url: String,
     pub bind: SocketAddr,
     /// When set, the only operator token; otherwise tokens stored (hashed) in the database.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret<String>>,
     /// Where `serve` writes a generated operator token on first start.
     pub admin_token_file: PathBuf,
     /// Seals stored secrets (`SOLOPAY_SECRET_KEY`); when unset, the key in `secret_key_file`,
     /// generated there at first start.
-    pub secret_key: Option<[u8; 32]>,
+    pub secret_key: Option<Secret<[u8; 32]>>,
     pub secret_key_file: PathBuf,
     pub order_ttl: Duration,
     pub late_payment_grace: Duration,
@@ -139,9 +159,9 @@ impl Settings {
             }
         };
 
-        let admin_token = get("SOLOPAY_ADMIN_TOKEN");
+        let admin_token = get("SOLOPAY_ADMIN_TOKEN").map(Secret::new);
         if let Some(token) = &admin_token
-            && token.len() < 16
+            && token.expose().len() < 16
         {
             return Err(SettingsError {
                 variable: "SOLOPAY_ADMIN_TOKEN",
@@ -179,7 +199,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("solopay-admin-token")),
             secret_key: match get("SOLOPAY_SECRET_KEY") {
                 None => None,
-                Some(text) => Some(parse_key(&text).ok_or_else(|| {
+                Some(text) => Some(parse_key(&text).map(Secret::new).ok_or_else(|| {
                     SettingsError {
                         variable: "SOLOPAY_SECRET_KEY",
                         value: "<hidden>".into(),
@@ -486,6 +506,19 @@ mod tests {
         for variable in variables::VARIABLES {
             assert!(variables::help().contains(variable.name));
         }
+    }
+
+    #[test]
+    fn secrets_in_the_settings_never_print() {
+        let s = settings(&[
+            ("SOLOPAY_ADMIN_TOKEN", "operator-token-0123456789"),
+            ("SOLOPAY_SECRET_KEY", &"2a".repeat(32)),
+        ])
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("operator-token-0123456789"), "{printed}");
+        assert!(!printed.contains("42, 42"), "{printed}");
+        assert!(printed.contains("<hidden>"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub fn create_device(
     operator: &str,
     name: &str,
 ) -> Result<Device, ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let device = device_rows::insert(
             conn,
             &NewDevice {
@@ -45,7 +45,7 @@ pub fn update_device(
     id: &str,
     changes: &DeviceChanges<'_>,
 ) -> Result<Device, ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let device =
             device_rows::update(conn, id, changes)?.ok_or_else(|| ApiError::not_found("device"))?;
         audit(
@@ -73,7 +73,7 @@ pub fn rotate_secret(
     id: &str,
 ) -> Result<Device, ApiError> {
     let secret = Sealed::new(new_device_secret());
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let device = device_rows::replace_secret(conn, id, &secret)?
             .ok_or_else(|| ApiError::not_found("device"))?;
         audit(

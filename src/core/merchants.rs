@@ -28,7 +28,7 @@ pub fn create_merchant(
     notify_url: Option<&str>,
 ) -> Result<CreatedMerchant, ApiError> {
     let api_key = new_api_key();
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let merchant = merchant_rows::insert(
             conn,
             &NewMerchant {
@@ -70,7 +70,7 @@ pub fn update_merchant(
     id: &str,
     changes: &MerchantChanges<'_>,
 ) -> Result<Merchant, ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let merchant = merchant_rows::update(conn, id, changes)?
             .ok_or_else(|| ApiError::not_found("merchant"))?;
         audit(
@@ -96,7 +96,7 @@ pub fn rotate_api_key(
     id: &str,
 ) -> Result<CreatedMerchant, ApiError> {
     let api_key = new_api_key();
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let merchant = merchant_rows::replace_api_key(conn, id, &sha256(api_key.as_bytes()))?
             .ok_or_else(|| ApiError::not_found("merchant"))?;
         audit(
@@ -121,7 +121,7 @@ pub fn rotate_webhook_secret(
     id: &str,
 ) -> Result<Merchant, ApiError> {
     let secret = Sealed::new(new_webhook_secret());
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let merchant =
             merchant_rows::rotate_webhook_secret(conn, id, &secret, WEBHOOK_SECRET_OVERLAP)?
                 .ok_or_else(|| ApiError::not_found("merchant"))?;

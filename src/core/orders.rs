@@ -157,7 +157,7 @@ pub fn create_order(
     };
     // One statement on its own (no BEGIN/COMMIT around it): the payee lock it takes is held
     // through the server-side call and commit only, never across a round trip to this process.
-    match retry_aborted(|| Ok(order_rows::create(conn, &allocation)?))? {
+    match retry_aborted(|| Ok::<_, ApiError>(order_rows::create(conn, &allocation)?))? {
         Allocation::Created(order) => Ok(Creation::Created(order)),
         Allocation::Existing(existing) => {
             if existing.request_fingerprint == fingerprint {
@@ -184,15 +184,28 @@ fn secs_i32(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
 }
 
-/// Reads an order, expiring it first when it is pending past its expiry (unless a payment holds
-/// it this very moment), so that a reader does not see a stale `pending`.
+/// How long a reader waits for a transaction holding an overdue order (the sweep expiring it,
+/// a payment paying it) before it answers with the order as it was.
+const READER_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads an order, expiring it first when it is pending past its expiry, so that a reader does
+/// not see a stale `pending`: when another transaction holds it (the sweep expiring it, a
+/// payment that arrived in time paying it), the reader waits briefly for what that transaction
+/// decides.
 pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, ApiError> {
     match order_rows::find_with_overdue(conn, id)? {
         Some((_, true)) => {
-            transaction_with_retry(conn, |conn| {
-                let expired = order_rows::expire_overdue(conn, ExpiryScope::Order(id), 1)?;
-                record_transitions(conn, EventType::OrderExpired, &expired)
-            })?;
+            let expired = transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+                let expired = order_rows::expire_for_reader(conn, id, READER_WAIT)?;
+                record_transitions(conn, EventType::OrderExpired, expired.as_slice())?;
+                Ok(expired)
+            });
+            match expired {
+                Ok(_) => {}
+                // Held longer than the wait: the order as it is now.
+                Err(ApiError::Storage(crate::db::StorageError::Timeout(_))) => {}
+                Err(error) => return Err(error),
+            }
             Ok(order_rows::find(conn, id)?)
         }
         Some((order, false)) => Ok(Some(order)),
@@ -222,7 +235,7 @@ pub fn close_order(
 ) -> Result<Order, ApiError> {
     // The inner result is the answer; the outer one aborts the transaction. A refusal commits,
     // keeping an expiry this call noticed.
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let Some((order, overdue)) = order_rows::lock_for_merchant(conn, merchant_id, id)? else {
             return Ok(Err(ApiError::not_found("order")));
         };
@@ -276,7 +289,7 @@ fn expire_locked(conn: &mut PgConnection, order: &Order) -> Result<Order, ApiErr
 
 /// Expires up to `limit` overdue pending orders in one transaction; returns how many.
 pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize, ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let expired = order_rows::expire_overdue(conn, ExpiryScope::All, limit)?;
         record_transitions(conn, EventType::OrderExpired, &expired)?;
         Ok(expired.len())

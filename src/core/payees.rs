@@ -27,7 +27,7 @@ pub fn create_payee(
     operator: &str,
     request: &PayeeRequest,
 ) -> Result<(Payee, Vec<FixedCode>), ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         if !device_rows::exists(conn, &request.device_id)? {
             return Err(ApiError::InvalidRequest(format!(
                 "device_id {:?} does not name a device",
@@ -95,7 +95,7 @@ pub fn update_payee(
     changes: &PayeeChanges<'_>,
     fixed_amount_codes: Option<&[(Amount, String)]>,
 ) -> Result<(Payee, Vec<FixedCode>), ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         if let (Some(qr_code), Some(current)) = (changes.qr_code, payee_rows::find(conn, id)?) {
             refuse_shared_code(conn, current.channel, qr_code, Some(id))?;
         }

@@ -47,7 +47,7 @@ pub fn mark_paid(
     order_id: &str,
     note: &str,
 ) -> Result<Order, ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let (order, overdue) =
             order_rows::lock(conn, order_id)?.ok_or_else(|| ApiError::not_found("order"))?;
         if order.status == OrderStatus::Paid {
@@ -78,7 +78,7 @@ pub fn assign_payment(
     note: Option<&str>,
     second_payment: bool,
 ) -> Result<(Payment, Order), ApiError> {
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let payment =
             payment_rows::lock(conn, payment_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
         if let Some(paid) = &payment.order_id {

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod devices;
+pub mod error;
 pub mod events;
 pub mod forwarder_signatures;
 pub mod merchants;
@@ -30,7 +31,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tokio::sync::Semaphore;
 
-use crate::error::{ApiError, DATABASE_UNREACHABLE};
+pub use error::{StorageError, StorageFailure};
 
 pub type PgPool = Pool<Manager>;
 
@@ -187,14 +188,11 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupErr
 }
 
 /// Whether every embedded migration and SQL source has been applied (for `/readyz`).
-pub fn migrations_applied(conn: &mut PgConnection) -> Result<bool, ApiError> {
-    let unavailable = |e: &dyn std::fmt::Display| {
-        ApiError::Unavailable(format!("cannot read the migration state: {e}"))
-    };
+pub fn migrations_applied(conn: &mut PgConnection) -> Result<bool, StorageError> {
     let pending = conn
         .has_pending_migration(MIGRATIONS)
-        .map_err(|e| unavailable(&e))?;
-    Ok(!pending && sql_sources::applied(conn).map_err(|e| unavailable(&e))?)
+        .map_err(|e| StorageError::Unreachable(format!("cannot read the migration state: {e}")))?;
+    Ok(!pending && sql_sources::applied(conn)?)
 }
 
 /// Whether the server answers in English on pooled connections (needed to recognise deadlocks
@@ -386,11 +384,14 @@ impl Db {
         &self.pool
     }
 
-    /// Runs `work` with a pooled connection on a blocking thread.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// Runs `work` with a pooled connection on a blocking thread. `work` fails with an error of
+    /// its caller's layer, which tells whether the database failed (and how, for the
+    /// connection's sake).
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
+        E: StorageFailure + Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
     {
         let timeout = self.pool.connection_timeout();
         let started = Instant::now();
@@ -398,51 +399,66 @@ impl Db {
             .await
             .map_err(|_| {
                 tracing::warn!("no database connection became free in time");
-                ApiError::Unavailable("no database connection available; retry later".into())
+                E::from(StorageError::PoolExhausted)
             })?
-            .map_err(|e| ApiError::internal(format!("database slots closed: {e}")))?;
+            // The semaphore is never closed while a Db exists.
+            .map_err(|_| E::from(StorageError::PoolExhausted))?;
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        let outcome = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let left = timeout.saturating_sub(started.elapsed());
-            let mut conn = pool.get_timeout(left.max(Duration::from_millis(10)))?;
+            let mut conn = pool
+                .get_timeout(left.max(Duration::from_millis(10)))
+                .map_err(|e| E::from(StorageError::from(e)))?;
             let outcome = work(&mut conn);
             // Only what the database answered counts: a refused key or a conflict says nothing
             // about the connection.
-            if let Err(
-                error @ (ApiError::Unavailable(_) | ApiError::Aborted(_) | ApiError::Internal(_)),
-            ) = &outcome
-            {
+            if let Some(error) = outcome.as_ref().err().and_then(E::storage_error) {
                 conn.failed = true;
-                if matches!(error, ApiError::Unavailable(why) if why == DATABASE_UNREACHABLE) {
+                if error.lost_the_server() {
                     conn.lost_the_server();
                 }
             }
             outcome
         })
-        .await
-        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+        .await;
+        match outcome {
+            Ok(outcome) => outcome,
+            // The work panicked: the connection is dropped with its thread; the caller learns
+            // as much as a lost server tells.
+            Err(join) => Err(E::from(StorageError::Unreachable(format!(
+                "the database task failed: {join}"
+            )))),
+        }
     }
 }
 
 /// Runs `work` in a transaction, again when Postgres aborted it as a deadlock victim or a
 /// serialization failure (safe to retry: the aborted attempt changed nothing).
-pub fn transaction_with_retry<T, F>(conn: &mut PgConnection, mut work: F) -> Result<T, ApiError>
+pub fn transaction_with_retry<T, E, F>(conn: &mut PgConnection, mut work: F) -> Result<T, E>
 where
-    F: FnMut(&mut PgConnection) -> Result<T, ApiError>,
+    E: StorageFailure + From<diesel::result::Error>,
+    F: FnMut(&mut PgConnection) -> Result<T, E>,
 {
     retry_aborted(|| conn.transaction(&mut work))
 }
 
 /// Runs `work` (one statement on its own, or a whole transaction) again when Postgres aborted
 /// it as a deadlock victim or a serialization failure, up to three attempts in all.
-pub fn retry_aborted<T>(mut work: impl FnMut() -> Result<T, ApiError>) -> Result<T, ApiError> {
+pub fn retry_aborted<T, E: StorageFailure>(mut work: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     const ATTEMPTS: usize = 3;
     let mut attempt = 1;
     loop {
         match work() {
-            Err(ApiError::Aborted(reason)) if attempt < ATTEMPTS => {
-                tracing::debug!(attempt, %reason, "retrying work the database aborted");
+            Err(error)
+                if attempt < ATTEMPTS
+                    && error
+                        .storage_error()
+                        .is_some_and(StorageError::is_retryable) =>
+            {
+                if let Some(reason) = error.storage_error() {
+                    tracing::debug!(attempt, %reason, "retrying work the database aborted");
+                }
                 attempt += 1;
             }
             outcome => return outcome,

@@ -86,9 +86,10 @@ pub enum Allocation {
     UnknownCreator,
 }
 
-/// The messages `solopay_create_order` raises for its two refusals.
-const NO_PAYEE: &str = "solopay: no payee available";
-const EXHAUSTED: &str = "solopay: amounts exhausted";
+/// The conditions `solopay_create_order` names for its two refusals (SQLSTATEs SP001 and SP002;
+/// diesel exposes an error's constraint field, not SQLSTATEs outside its own list).
+const NO_PAYEE: &str = "solopay_no_payee";
+const EXHAUSTED: &str = "solopay_amounts_exhausted";
 
 /// Reserves a payable amount and inserts the order in one server-side call (see the migration
 /// for the algorithm), and returns the order. Run it on its own, outside a transaction: the
@@ -99,10 +100,14 @@ pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResu
         Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
         Ok(order) => Ok(Allocation::Existing(order)),
         Err(diesel::result::Error::NotFound) => Ok(Allocation::UnknownCreator),
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == NO_PAYEE => {
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.constraint_name() == Some(NO_PAYEE) =>
+        {
             Ok(Allocation::NoPayee)
         }
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == EXHAUSTED => {
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.constraint_name() == Some(EXHAUSTED) =>
+        {
             Ok(Allocation::Exhausted)
         }
         Err(e) => Err(e),
@@ -301,6 +306,31 @@ pub fn expire_overdue(
     .bind::<Nullable<Text>, _>(id)
     .bind::<diesel::sql_types::Int8, _>(limit)
     .load(conn)
+}
+
+/// Expires one pending order past its expiry for a reader (in the caller's transaction),
+/// waiting up to `wait` for a
+/// transaction that holds it (the sweep expiring it, a payment paying it) so that the reader
+/// sees what that transaction decided, not a stale `pending`. Returns it if this call expired it;
+/// `None` when it was not pending past its expiry once the lock was free, or the wait ran out.
+pub fn expire_for_reader(
+    conn: &mut PgConnection,
+    id: &str,
+    wait: Duration,
+) -> QueryResult<Option<Order>> {
+    // Part of the caller's transaction: the shorter lock wait lasts until it ends.
+    diesel::sql_query(format!(
+        "SET LOCAL lock_timeout = {}",
+        wait.as_millis().max(1)
+    ))
+    .execute(conn)?;
+    diesel::sql_query(
+        "UPDATE orders SET status = 'expired' \
+         WHERE id = $1 AND status = 'pending' AND expires_at <= now() RETURNING *",
+    )
+    .bind::<Text, _>(id)
+    .get_result::<Order>(conn)
+    .optional()
 }
 
 /// → `paid` (from `pending`, `expired`, or `closed` by the operator's hand), `paid_late` when

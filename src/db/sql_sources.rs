@@ -153,8 +153,8 @@ mod tests {
     /// revision (its first line) and a new line here.
     const PINNED: &[(&str, i32, &str)] = &[(
         "allocation",
-        2,
-        "e56a3543d28ebdd2ffe104fc7d8f863b9fb2cc196c978bad439beeb40a71f37e",
+        3,
+        "09c2c75192f52f7413c52fd7b4270557b551d49ee0093e6ad00522f453786134",
     )];
 
     #[test]

@@ -22,6 +22,7 @@ use crate::db::schema::events;
 use crate::db::sealed::Sealed;
 use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
 use crate::db::{Db, merchants as merchant_rows};
+use crate::db::{StorageError, StorageFailure};
 use crate::domain::{DeliveryKind, EventType};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -184,14 +185,16 @@ impl Worker {
     async fn claim(&self, limit: usize) -> Result<Vec<Job>, ApiError> {
         let lease = self.lease;
         self.db
-            .run(move |conn| {
+            .run(move |conn| -> Result<_, ApiError> {
                 let claimed =
                     delivery_rows::claim_due(conn, i64::try_from(limit).unwrap_or(1), lease)?;
                 let mut jobs = Vec::with_capacity(claimed.len());
                 for delivery in claimed {
                     let loaded = match load(conn, &delivery) {
                         Ok(loaded) => Ok(loaded),
-                        Err(e @ (ApiError::Unavailable(_) | ApiError::Aborted(_))) => return Err(e),
+                        Err(e) if e.storage_error().is_some_and(StorageError::is_unavailable) => {
+                            return Err(e);
+                        }
                         Err(error) => {
                             tracing::warn!(delivery = %delivery.id, %error, "cannot load a delivery");
                             Err(format!("cannot load the delivery: {error}"))
@@ -257,7 +260,7 @@ impl Worker {
         };
         let recorded = self
             .db
-            .run(move |conn| {
+            .run(move |conn| -> Result<_, ApiError> {
                 Ok(delivery_rows::record_attempt(
                     conn,
                     &NewAttempt {

@@ -203,3 +203,34 @@ async fn a_payment_of_a_closed_orders_amount_within_the_grace_is_kept_unmatched(
         .await;
     assert_problem(response, StatusCode::CONFLICT, "invalid_state").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_while_another_transaction_expires_the_order_answers_expired() {
+    // No sweep of the instance's own: the test's session plays it.
+    let TestEnv { app, db } =
+        spawn_app_with(|s| s.sweep_interval = Duration::from_secs(3600)).await;
+    let merchant = app.create_merchant("shop").await;
+    app.online_listener("wechat").await;
+    let order = app.order(&merchant, "6.00", "wechat").await;
+    let id = order["id"].as_str().unwrap().to_string();
+    age_order(&db, &id, 301).await;
+
+    // A sweep (of another instance) is expiring it right now and has not committed yet.
+    let sweep = db.client().await;
+    sweep.batch_execute("BEGIN").await.unwrap();
+    sweep
+        .execute(
+            "UPDATE orders SET status = 'expired' WHERE id = $1 AND status = 'pending'",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let reading = {
+        let (app, id) = (app.clone(), id.clone());
+        tokio::spawn(async move { app.get_order(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sweep.batch_execute("COMMIT").await.unwrap();
+    // The reader waited for the sweep's decision instead of answering a stale `pending`.
+    assert_eq!(reading.await.unwrap()["status"], "expired");
+}

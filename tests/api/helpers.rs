@@ -97,11 +97,11 @@ pub fn test_settings(db: &TestDb) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings");
     settings.database_url = db.url.clone();
     settings.bind = "127.0.0.1:0".parse().expect("address");
-    settings.admin_token = Some(ADMIN_TOKEN.to_string());
+    settings.admin_token = Some(solopay::config::Secret::new(ADMIN_TOKEN.to_string()));
     settings.db_pool_size = 8;
     settings.workers = 2;
     settings.sweep_interval = Duration::from_millis(200);
-    settings.secret_key = Some(TEST_SECRET_KEY);
+    settings.secret_key = Some(solopay::config::Secret::new(TEST_SECRET_KEY));
     // Tests fire bursts from one address; the limit itself is tested on its own.
     settings.rate_limit = 10_000;
     settings.rate_limit_burst = 10_000;

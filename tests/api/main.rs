@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod allocation;
+mod allocation_sql;
 mod bad_input;
 mod compat;
 mod edge;

@@ -10,7 +10,7 @@ const REGENERATE: &str = "cargo run -- openapi --output openapi/openapi.json";
 
 #[test]
 fn the_committed_openapi_document_matches_the_code() {
-    let generated = solopay::api::openapi().to_pretty_json().unwrap() + "\n";
+    let generated = solopay::routes::openapi().to_pretty_json().unwrap() + "\n";
     let committed =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
             .unwrap_or_default();
@@ -25,7 +25,7 @@ fn the_committed_openapi_document_matches_the_code() {
 fn documented_enums_list_the_wire_names() {
     use solopay::domain::{Channel, DeliveryStatus, EventType, OrderStatus, PaymentResult};
     let document: Value =
-        serde_json::from_str(&solopay::api::openapi().to_json().unwrap()).unwrap();
+        serde_json::from_str(&solopay::routes::openapi().to_json().unwrap()).unwrap();
     for (name, names) in [
         ("Channel", serde_json::to_value(Channel::ALL)),
         ("OrderStatus", serde_json::to_value(OrderStatus::ALL)),
@@ -55,7 +55,7 @@ async fn the_service_serves_its_openapi_document_and_swagger_ui() {
         .await
         .unwrap();
     let generated: Value =
-        serde_json::from_str(&solopay::api::openapi().to_json().unwrap()).unwrap();
+        serde_json::from_str(&solopay::routes::openapi().to_json().unwrap()).unwrap();
     assert_eq!(served, generated);
     for path in [
         "/orders",

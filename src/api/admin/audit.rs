@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::AppState;
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
 use crate::db::audit::{self as audit_rows, AuditEntry as AuditRow};
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
@@ -78,7 +78,7 @@ pub async fn list_audit(
     let limit = page_size(query.limit)?;
     let rows = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             Ok(audit_rows::list(
                 conn,
                 query.target_id.as_deref(),

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text, parse_json};
 use crate::core::devices::{create_device as create, rotate_secret, update_device as update};
 use crate::core::notifications::Trust;
 use crate::db::devices::{self as device_rows, Device as DeviceRow, DeviceChanges};
 use crate::error::{ApiError, Problem};
+use crate::http::{AppState, check_text, parse_json};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,7 +96,7 @@ pub async fn create_device(
     check_text("name", &request.name, 128)?;
     let (row, trust) = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let row = create(conn, &operator.name, &request.name)?;
             let trust = Trust::of_device(conn, &row)?;
             Ok((row, trust))
@@ -126,7 +126,7 @@ pub async fn list_devices(
     let offline_after = state.settings.device_offline_after;
     let data = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             device_rows::list_with_online(conn, offline_after)?
                 .into_iter()
                 .map(|(row, online)| {
@@ -192,7 +192,7 @@ pub async fn update_device(
     let offline_after = state.settings.device_offline_after;
     let updated = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let changes = DeviceChanges {
                 name: request.name.as_deref(),
                 enabled: request.enabled,

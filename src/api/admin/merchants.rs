@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text, check_url, parse_json};
 use crate::core::merchants::{
     CreatedMerchant, create_merchant as create, rotate_api_key as rotate_key,
     rotate_webhook_secret as rotate_secret, update_merchant as update,
 };
 use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow, MerchantChanges};
 use crate::error::{ApiError, Problem};
+use crate::http::{AppState, check_text, check_url, parse_json};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +95,7 @@ pub async fn create_merchant(
     }
     let CreatedMerchant { merchant, api_key } = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             create(
                 conn,
                 &operator.name,
@@ -126,7 +126,10 @@ pub async fn list_merchants(
     state: web::Data<AppState>,
     _operator: OperatorAuth,
 ) -> Result<web::Json<MerchantList>, ApiError> {
-    let rows = state.db.run(|conn| Ok(merchant_rows::list(conn)?)).await?;
+    let rows = state
+        .db
+        .run(|conn| Ok::<_, ApiError>(merchant_rows::list(conn)?))
+        .await?;
     Ok(web::Json(MerchantList {
         data: rows.iter().map(Merchant::from).collect(),
     }))
@@ -213,7 +216,7 @@ pub async fn update_merchant(
     let id = id.into_inner();
     let merchant = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let changes = MerchantChanges {
                 name: request.name.as_deref(),
                 enabled: request.enabled,

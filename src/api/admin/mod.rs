@@ -8,6 +8,7 @@ pub mod orders;
 pub mod payees;
 pub mod payments;
 pub mod summary;
+pub mod views;
 pub mod webhooks;
 
 use crate::error::ApiError;

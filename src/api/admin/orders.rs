@@ -6,38 +6,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::admin::audit::{AuditEntry, entry};
-use crate::api::admin::payments::{AdminPayment, payment};
+use crate::api::admin::views::{AdminOrder, AdminPayment, admin_order, payment};
 use crate::api::admin::webhooks::{WebhookDelivery, delivery};
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text, parse_json};
 use crate::core::reconciliation::mark_paid as pay_by_hand;
-use crate::db::orders::{self as order_rows, Order as OrderRow, OrderFilter};
+use crate::db::orders::{self as order_rows, OrderFilter};
 use crate::db::webhooks::{self as delivery_rows, DeliveryFilter};
 use crate::db::{audit as audit_rows, events as event_rows, payments as payment_rows};
 use crate::domain::{Channel, EventType, OrderStatus};
 use crate::error::{ApiError, Problem};
+use crate::http::{AppState, check_text, parse_json};
 use crate::money::Amount;
-use crate::views;
-
-/// An order as the operator sees it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AdminOrder {
-    #[serde(flatten)]
-    pub order: views::Order,
-    pub merchant_id: String,
-    pub payee_id: String,
-    pub closed_at: Option<DateTime<Utc>>,
-}
-
-pub fn admin_order(row: &OrderRow) -> AdminOrder {
-    AdminOrder {
-        order: views::Order::from(row),
-        merchant_id: row.merchant_id.clone(),
-        payee_id: row.payee_id.clone(),
-        closed_at: row.closed_at,
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AdminOrderList {
@@ -136,7 +116,7 @@ pub async fn list_orders(
     };
     let rows = state
         .db
-        .run(move |conn| Ok(order_rows::list(conn, &filter)?))
+        .run(move |conn| -> Result<_, ApiError> { Ok(order_rows::list(conn, &filter)?) })
         .await?;
     let (rows, has_more) = into_page(rows, limit);
     Ok(web::Json(AdminOrderList {
@@ -165,7 +145,7 @@ pub async fn get_order(
     let id = id.into_inner();
     let detail = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let order = crate::core::orders::read_order(conn, &id)?
                 .ok_or_else(|| ApiError::not_found("order"))?;
             let payments = payment_rows::of_order(conn, &id)?;

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text, parse_json};
 use crate::core::payees::{PayeeRequest, create_payee as create, update_payee as update};
 use crate::db::payees::{self as payee_rows, FixedCode, Payee as PayeeRow, PayeeChanges};
 use crate::domain::Channel;
 use crate::error::{ApiError, Problem};
+use crate::http::{AppState, check_text, parse_json};
 use crate::money::{Amount, AmountInput};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -174,7 +174,7 @@ pub async fn list_payees(
 ) -> Result<web::Json<PayeeList>, ApiError> {
     let rows = state
         .db
-        .run(|conn| Ok(payee_rows::list_with_codes(conn)?))
+        .run(|conn| -> Result<_, ApiError> { Ok(payee_rows::list_with_codes(conn)?) })
         .await?;
     Ok(web::Json(PayeeList {
         data: rows.iter().map(|(row, codes)| payee(row, codes)).collect(),
@@ -229,7 +229,7 @@ pub async fn update_payee(
     let id = id.into_inner();
     let (row, codes) = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let changes = PayeeChanges {
                 name: request.name.as_deref(),
                 qr_code: request.qr_code.as_deref(),

@@ -6,72 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::admin::orders::{AdminOrder, admin_order};
+use crate::api::admin::views::{AdminOrder, AdminPayment, admin_order, payment};
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
-use crate::api::{AppState, check_text, parse_json};
 use crate::core::reconciliation::assign_payment;
-use crate::db::payments::{self as payment_rows, Payment, PaymentFilter};
-use crate::domain::{Channel, PaymentResult};
+use crate::db::payments::{self as payment_rows, PaymentFilter};
+use crate::domain::PaymentResult;
 use crate::error::{ApiError, Problem};
-use crate::money::Amount;
-
-/// A payment as the operator sees it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AdminPayment {
-    #[schema(example = "pay_5d1f0e2c3b4a59687766554433221100")]
-    pub id: String,
-    pub device_id: String,
-    pub notification_id: String,
-    pub channel: Option<Channel>,
-    /// `null` when no amount could be read.
-    pub amount: Option<Amount>,
-    pub package: Option<String>,
-    pub title: Option<String>,
-    pub text: Option<String>,
-    /// When the phone saw it, as the phone says.
-    pub reported_at: Option<DateTime<Utc>>,
-    /// When solopay received it.
-    pub received_at: DateTime<Utc>,
-    pub payee_id: Option<String>,
-    pub result: PaymentResult,
-    /// Why it was not read, trusted or matched.
-    pub reason: Option<String>,
-    pub order_id: Option<String>,
-    /// For a `duplicate`: the first report of the same payment (the payment that paid the
-    /// order, or an earlier report kept), when there is one.
-    pub duplicate_of: Option<String>,
-    /// For an `ambiguous` text: every payment amount it mentions, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub amounts_read: Vec<Amount>,
-}
-
-pub fn payment(row: &Payment) -> AdminPayment {
-    AdminPayment {
-        id: row.id.clone(),
-        device_id: row.device_id.clone(),
-        notification_id: row.notification_id.clone(),
-        channel: row.channel,
-        amount: row.amount.map(Amount::from_stored),
-        package: row.package.clone(),
-        title: row.title.clone(),
-        text: row.text.clone(),
-        reported_at: row.reported_at,
-        received_at: row.created_at,
-        payee_id: row.payee_id.clone(),
-        result: row.result,
-        reason: row.reason.clone(),
-        order_id: row.order_id.clone(),
-        duplicate_of: row.duplicate_of.clone(),
-        amounts_read: row
-            .amounts_read
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|a| Amount::from_stored(*a))
-            .collect(),
-    }
-}
+use crate::http::{AppState, check_text, parse_json};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AdminPaymentList {
@@ -125,7 +67,7 @@ pub async fn list_payments(
     };
     let rows = state
         .db
-        .run(move |conn| Ok(payment_rows::list(conn, &filter)?))
+        .run(move |conn| -> Result<_, ApiError> { Ok(payment_rows::list(conn, &filter)?) })
         .await?;
     let (rows, has_more) = into_page(rows, limit);
     Ok(web::Json(AdminPaymentList {
@@ -185,7 +127,7 @@ pub async fn assign(
     let rules = state.rules.clone();
     let (paid_by, order) = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             assign_payment(
                 conn,
                 &rules,

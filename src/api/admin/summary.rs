@@ -5,10 +5,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::AppState;
 use crate::api::extract::OperatorAuth;
 use crate::core::reconciliation::{DayTotals, daily_summary};
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
 use crate::money::Amount;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

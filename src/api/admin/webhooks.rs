@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::AppState;
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
 use crate::db::webhooks::{self as delivery_rows, Attempt, Delivery, DeliveryFilter};
 use crate::domain::{DeliveryStatus, EventType};
 use crate::error::{ApiError, Problem};
+use crate::http::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WebhookDelivery {
@@ -128,7 +128,7 @@ pub async fn list_deliveries(
     };
     let rows = state
         .db
-        .run(move |conn| Ok(delivery_rows::list(conn, &filter)?))
+        .run(move |conn| -> Result<_, ApiError> { Ok(delivery_rows::list(conn, &filter)?) })
         .await?;
     let (rows, has_more) = into_page(rows, limit);
     Ok(web::Json(WebhookDeliveryList {
@@ -160,7 +160,7 @@ pub async fn get_delivery(
     let id = id.into_inner();
     let (row, kind, attempts) = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let (row, kind) = delivery_rows::find(conn, &id)?
                 .ok_or_else(|| ApiError::not_found("webhook delivery"))?;
             let attempts = delivery_rows::attempts_of(conn, &id)?;
@@ -195,7 +195,7 @@ pub async fn redeliver(
     let id = id.into_inner();
     let (row, kind) = state
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, ApiError> {
             let row = crate::webhooks::redeliver(conn, &operator.name, &id)?;
             let (_, kind) = delivery_rows::find(conn, &id)?
                 .ok_or_else(|| ApiError::not_found("webhook delivery"))?;

@@ -66,7 +66,7 @@ pub fn record_payment(
             }),
         ),
     };
-    transaction_with_retry(conn, |conn| {
+    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let payee = match channel {
             Some(channel) => payee_rows::find_by_device_and_channel(conn, &device.id, channel)?,
             None => None,

@@ -24,6 +24,7 @@ use crate::db::devices as device_rows;
 use crate::db::notifications::{self as raw_rows, NewRawNotification};
 use crate::db::payments::Payment;
 use crate::db::transaction_with_retry;
+use crate::db::{StorageError, StorageFailure};
 use crate::domain::{AuthResult, Channel, PaymentResult};
 use crate::error::ApiError;
 use crate::money::{Amount, AmountInput};
@@ -314,39 +315,40 @@ pub fn receive_notification(
     let key = reading.as_ref().ok().and_then(same_payment_key);
     let length = i32::try_from(body.len()).unwrap_or(i32::MAX);
 
-    let (raw_id, received_at, device) = transaction_with_retry(conn, |conn| {
-        let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
-        let ok = auth == AuthResult::Ok;
-        let device_id = device.as_ref().map(|d| d.id.as_str());
-        let (raw_id, received_at) = raw_rows::insert(
-            conn,
-            &NewRawNotification {
-                source,
-                device_id: credentials.device_id().or(device_id),
-                auth_result: auth,
-                auth_headers: &headers,
-                body: if ok {
-                    body
-                } else {
-                    &body[..body.len().min(REFUSED_BODY_BYTES)]
+    let (raw_id, received_at, device) =
+        transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+            let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
+            let ok = auth == AuthResult::Ok;
+            let device_id = device.as_ref().map(|d| d.id.as_str());
+            let (raw_id, received_at) = raw_rows::insert(
+                conn,
+                &NewRawNotification {
+                    source,
+                    device_id: credentials.device_id().or(device_id),
+                    auth_result: auth,
+                    auth_headers: &headers,
+                    body: if ok {
+                        body
+                    } else {
+                        &body[..body.len().min(REFUSED_BODY_BYTES)]
+                    },
+                    body_length: length,
+                    body_sha256: &digest,
+                    remote_addr,
+                    reading: stored_reading.as_ref().filter(|_| ok),
+                    rejection: rejection.as_deref().filter(|_| ok),
+                    same_payment_key: key.as_deref().filter(|_| ok),
                 },
-                body_length: length,
-                body_sha256: &digest,
-                remote_addr,
-                reading: stored_reading.as_ref().filter(|_| ok),
-                rejection: rejection.as_deref().filter(|_| ok),
-                same_payment_key: key.as_deref().filter(|_| ok),
-            },
-        )?;
-        let device = match (auth, device) {
-            (AuthResult::Ok, Some(device)) => {
-                device_rows::record_notification(conn, &device.id)?;
-                Ok(device)
-            }
-            (refused, _) => Err(refused),
-        };
-        Ok((raw_id, received_at, device))
-    })?;
+            )?;
+            let device = match (auth, device) {
+                (AuthResult::Ok, Some(device)) => {
+                    device_rows::record_notification(conn, &device.id)?;
+                    Ok(device)
+                }
+                (refused, _) => Err(refused),
+            };
+            Ok((raw_id, received_at, device))
+        })?;
     let device = device.map_err(refusal)?;
     let notification = reading?;
     let report = matching::Report {
@@ -410,7 +412,9 @@ pub fn finish_stranded(
         })();
         match outcome {
             Ok(_) => finished += 1,
-            Err(e @ (ApiError::Unavailable(_) | ApiError::Aborted(_))) => return Err(e),
+            Err(e) if e.storage_error().is_some_and(StorageError::is_unavailable) => {
+                return Err(e);
+            }
             Err(error) => {
                 tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification");
                 raw_rows::set_rejection(conn, raw.id, &format!("{}: {error}", error.code()))?;

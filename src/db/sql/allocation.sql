@@ -1,4 +1,4 @@
--- revision: 2
+-- revision: 3
 --
 -- Allocation: the amounts a payee has taken, the free offset of a payee, and the single
 -- statement that creates an order with a unique payable amount. This file is the only home of
@@ -13,6 +13,10 @@
 -- Revision 2: a payment that no order owed holds its amount on its payee for the duplicate
 -- window (`payments.holds_amount_until`): a copy of it may still come, and must not find a new
 -- order that was given the amount meanwhile.
+-- Revision 3: refusals are SQLSTATEs (SP001 no payee available, SP002 amounts exhausted), with
+-- the same messages as before (instances of the previous release still read those) and the
+-- condition named in the error's constraint field, which diesel exposes where it does not
+-- expose SQLSTATEs of its own choosing.
 
 -- The amounts between p_lo and p_hi that a payee has taken right now: the payable amounts of
 -- its reserved orders and the amounts held by its payments that no order owed. Inlined into the
@@ -32,6 +36,21 @@ AS $$
      WHERE q.payee_id = p_payee_id
        AND q.amount BETWEEN p_lo AND p_hi
        AND q.holds_amount_until > now()
+$$;
+
+-- The payees an order of `p_channel` may go to: enabled, with an enabled device seen within
+-- `p_offline_after` seconds. Inlined into the queries that call it.
+CREATE OR REPLACE FUNCTION solopay_online_payees(p_channel text, p_offline_after integer)
+RETURNS TABLE (id text, last_used_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT p.id, p.last_used_at
+      FROM payees p
+      JOIN devices d ON d.id = p.device_id
+     WHERE p.channel = p_channel
+       AND p.enabled
+       AND d.enabled
+       AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
 $$;
 
 -- The smallest offset step k in 0..=max_steps whose amount (amount + k * step) is not taken
@@ -85,8 +104,9 @@ $$;
 -- 3. Under the lock, new statements (a fresh snapshot each in READ COMMITTED) find the free
 --    offset again and insert the order. The exclusion constraint on orders backs this up.
 --
--- Raises 'solopay: no payee available' when no payee of the channel is enabled and online, and
--- 'solopay: amounts exhausted' when every candidate amount of every such payee is reserved.
+-- Raises SQLSTATE SP001 (constraint solopay_no_payee) when no payee of the channel is enabled
+-- and online, and SP002 (solopay_amounts_exhausted) when every candidate amount of every such
+-- payee is taken; SP003 when an order of the same merchant_order_id conflicts and cannot be read.
 CREATE OR REPLACE FUNCTION solopay_create_order(
     p_order_id text, p_merchant_id text, p_merchant_order_id text, p_request_fingerprint bytea,
     p_channel text, p_amount numeric, p_expires_in integer, p_subject text, p_notify_url text,
@@ -131,13 +151,8 @@ BEGIN
           FROM (SELECT p.id, p.last_used_at,
                        EXISTS (SELECT 1 FROM payee_fixed_codes fc
                                 WHERE fc.payee_id = p.id AND fc.amount = p_amount) AS fixed
-                  FROM payees p
-                  JOIN devices d ON d.id = p.device_id
-                 WHERE p.channel = p_channel
-                   AND p.enabled
-                   AND d.enabled
-                   AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
-                   AND NOT EXISTS (SELECT 1 FROM solopay_taken_amounts(p.id, p_amount, p_amount))) c;
+                  FROM solopay_online_payees(p_channel, p_offline_after) p
+                 WHERE NOT EXISTS (SELECT 1 FROM solopay_taken_amounts(p.id, p_amount, p_amount))) c;
     END IF;
 
     FOR round IN 1..2 LOOP
@@ -151,13 +166,7 @@ BEGIN
             -- reserved offsets, sorted, stop counting 0, 1, 2, … (as solopay_free_offset does
             -- for one payee).
             WITH candidates AS (
-                SELECT p.id, p.last_used_at
-                  FROM payees p
-                  JOIN devices d ON d.id = p.device_id
-                 WHERE p.channel = p_channel
-                   AND p.enabled
-                   AND d.enabled
-                   AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
+                SELECT p.id, p.last_used_at FROM solopay_online_payees(p_channel, p_offline_after) p
             ), offsets AS (
                 SELECT cd.id, cd.last_used_at,
                        CASE WHEN max_k >= 0 AND g.gap <= max_k THEN g.gap END AS free_k
@@ -183,12 +192,14 @@ BEGIN
                       FROM offsets os) c;
 
             IF ranked_ids IS NULL THEN
-                RAISE EXCEPTION 'solopay: no payee available';
+                RAISE EXCEPTION USING ERRCODE = 'SP001', MESSAGE = 'solopay: no payee available',
+                    CONSTRAINT = 'solopay_no_payee';
             END IF;
             -- Every amount of every payee was reserved a moment ago: waiting for each payee's
             -- lock to find it full again would only hold up other allocations.
             IF best_k IS NULL THEN
-                RAISE EXCEPTION 'solopay: amounts exhausted';
+                RAISE EXCEPTION USING ERRCODE = 'SP002', MESSAGE = 'solopay: amounts exhausted',
+                    CONSTRAINT = 'solopay_amounts_exhausted';
             END IF;
         END IF;
 
@@ -249,8 +260,9 @@ BEGIN
                                       WHERE o.merchant_id = p_merchant_id
                                         AND o.merchant_order_id = p_merchant_order_id;
                         IF NOT FOUND THEN
-                            RAISE EXCEPTION 'solopay: the conflicting order % of % is not visible',
-                                p_merchant_order_id, p_merchant_id;
+                            RAISE EXCEPTION USING ERRCODE = 'SP003',
+                                MESSAGE = format('solopay: the conflicting order %s of %s is not visible',
+                                                 p_merchant_order_id, p_merchant_id);
                         END IF;
                         RETURN;
                     END IF;
@@ -265,6 +277,7 @@ BEGIN
         END LOOP;
     END LOOP;
 
-    RAISE EXCEPTION 'solopay: amounts exhausted';
+    RAISE EXCEPTION USING ERRCODE = 'SP002', MESSAGE = 'solopay: amounts exhausted',
+        CONSTRAINT = 'solopay_amounts_exhausted';
 END;
 $$;
