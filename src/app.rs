@@ -53,6 +53,85 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
+/// The sealing key opens what the database stores; secrets still stored in plain are sealed.
+async fn check_secrets(db: &Db, settings: &Settings) -> Result<(), AppError> {
+    let key = match &settings.secret_key {
+        Some(key) => *key.expose(),
+        None => load_or_create_key(&settings.secret_key_file)?,
+    };
+    db::sealed::install_key(key).map_err(AppError::SecretKey)?;
+    db.run(|conn| -> Result<_, ApiError> { Ok(db::sealed::check_key_opens_stored(conn)) })
+        .await
+        .map_err(|e| AppError::SecretKey(e.to_string()))?
+        .map_err(AppError::SecretKey)?;
+    let sealed = db
+        .run(|conn| -> Result<_, ApiError> { Ok(db::sealed::seal_stored_plaintext(conn)?) })
+        .await
+        .map_err(|e| AppError::SecretKey(e.to_string()))?;
+    if sealed > 0 {
+        tracing::info!(rows = sealed, "sealed secrets that were stored in plain");
+    }
+    Ok(())
+}
+
+/// Warns about server settings that degrade solopay.
+async fn check_server(db: &Db) {
+    if let Ok(Err(language)) = db
+        .run(|conn| Ok::<_, db::StorageError>(db::messages_are_english(conn)?))
+        .await
+    {
+        tracing::warn!(
+            lc_messages = %language,
+            "the database answers in another language and this role may not change it: \
+             deadlocks will not be retried and timeouts will answer 500; as a superuser run \
+             ALTER ROLE <solopay's role> SET lc_messages = 'C'"
+        );
+    }
+    if let Ok(false) = db
+        .run(|conn| Ok::<_, db::StorageError>(db::autovacuum_is_on(conn)?))
+        .await
+    {
+        tracing::warn!(
+            "autovacuum is off on the database server: the orders table's statistics go \
+             stale and its dead rows pile up, and allocation slows down with them; turn it \
+             on, or run VACUUM ANALYZE regularly"
+        );
+    }
+}
+
+/// Makes sure there is an operator token, and says where it comes from.
+async fn operator_token(db: &Db, settings: &Arc<Settings>) -> Result<(), AppError> {
+    let token_settings = settings.clone();
+    let source = db
+        .run(move |conn| -> Result<_, ApiError> {
+            ensure_token(
+                conn,
+                token_settings
+                    .admin_token
+                    .as_ref()
+                    .map(|t| t.expose().as_str()),
+                &token_settings.admin_token_file,
+            )
+        })
+        .await
+        .map_err(AppError::OperatorToken)?;
+    let token_file = std::path::absolute(&settings.admin_token_file)
+        .unwrap_or_else(|_| settings.admin_token_file.clone());
+    match source {
+        TokenSource::Setting => tracing::info!("operator token: SOLOPAY_ADMIN_TOKEN"),
+        TokenSource::Generated => tracing::info!(
+            file = %token_file.display(),
+            "generated the operator token and wrote it to this file (mode 0600)"
+        ),
+        TokenSource::Stored => tracing::info!(
+            file = %token_file.display(),
+            "operator token: the one generated at first start, written then to this file \
+             (`solopay admin-token` replaces it)"
+        ),
+    }
+    Ok(())
+}
+
 /// Creates the database if missing and applies pending migrations; waits up to `wait` for the
 /// database to accept connections (a database server that is still starting).
 pub async fn prepare_database(database_url: &str, wait: Duration) -> Result<Vec<String>, AppError> {
@@ -84,72 +163,9 @@ impl Application {
         .await
         .map_err(|e| AppError::Task(e.to_string()))??;
         let db = Db::new(pool);
-        let key = match &settings.secret_key {
-            Some(key) => *key.expose(),
-            None => load_or_create_key(&settings.secret_key_file)?,
-        };
-        db::sealed::install_key(key).map_err(AppError::SecretKey)?;
-        db.run(|conn| -> Result<_, ApiError> { Ok(db::sealed::check_key_opens_stored(conn)) })
-            .await
-            .map_err(|e| AppError::SecretKey(e.to_string()))?
-            .map_err(AppError::SecretKey)?;
-        let sealed = db
-            .run(|conn| -> Result<_, ApiError> { Ok(db::sealed::seal_stored_plaintext(conn)?) })
-            .await
-            .map_err(|e| AppError::SecretKey(e.to_string()))?;
-        if sealed > 0 {
-            tracing::info!(rows = sealed, "sealed secrets that were stored in plain");
-        }
-        if let Ok(Err(language)) = db
-            .run(|conn| Ok::<_, db::StorageError>(db::messages_are_english(conn)?))
-            .await
-        {
-            tracing::warn!(
-                lc_messages = %language,
-                "the database answers in another language and this role may not change it: \
-                 deadlocks will not be retried and timeouts will answer 500; as a superuser run \
-                 ALTER ROLE <solopay's role> SET lc_messages = 'C'"
-            );
-        }
-        if let Ok(false) = db
-            .run(|conn| Ok::<_, db::StorageError>(db::autovacuum_is_on(conn)?))
-            .await
-        {
-            tracing::warn!(
-                "autovacuum is off on the database server: the orders table's statistics go \
-                 stale and its dead rows pile up, and allocation slows down with them; turn it \
-                 on, or run VACUUM ANALYZE regularly"
-            );
-        }
-
-        let token_settings = settings.clone();
-        let source = db
-            .run(move |conn| -> Result<_, ApiError> {
-                ensure_token(
-                    conn,
-                    token_settings
-                        .admin_token
-                        .as_ref()
-                        .map(|t| t.expose().as_str()),
-                    &token_settings.admin_token_file,
-                )
-            })
-            .await
-            .map_err(AppError::OperatorToken)?;
-        let token_file = std::path::absolute(&settings.admin_token_file)
-            .unwrap_or_else(|_| settings.admin_token_file.clone());
-        match source {
-            TokenSource::Setting => tracing::info!("operator token: SOLOPAY_ADMIN_TOKEN"),
-            TokenSource::Generated => tracing::info!(
-                file = %token_file.display(),
-                "generated the operator token and wrote it to this file (mode 0600)"
-            ),
-            TokenSource::Stored => tracing::info!(
-                file = %token_file.display(),
-                "operator token: the one generated at first start, written then to this file \
-                 (`solopay admin-token` replaces it)"
-            ),
-        }
+        check_secrets(&db, &settings).await?;
+        check_server(&db).await;
+        operator_token(&db, &settings).await?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let order_watch = OrderWatch::new();

@@ -168,6 +168,16 @@ pub fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
             let limited = !limits::takes_a_bearer_token(operation)
                 && !limits::UNMETERED.contains(&path.as_str());
             let responses = &mut operation.responses.responses;
+            // Every error answer is a problem document: the routes declare their error statuses
+            // and codes, and the body is the same for all.
+            for (status, response) in responses.iter_mut() {
+                if let utoipa::openapi::RefOr::T(response) = response
+                    && status.starts_with(['4', '5'])
+                    && response.content.is_empty()
+                {
+                    *response = problem(&response.description);
+                }
+            }
             if limited {
                 responses.entry("429".into()).or_insert_with(|| {
                     problem(

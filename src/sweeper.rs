@@ -42,7 +42,7 @@ pub fn spawn(
                     loop {
                         let n = expire_overdue_batch(conn, EXPIRY_BATCH)?;
                         expired += n;
-                        if (n as i64) < EXPIRY_BATCH {
+                        if i64::try_from(n).unwrap_or(i64::MAX) < EXPIRY_BATCH {
                             break;
                         }
                     }

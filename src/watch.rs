@@ -119,7 +119,7 @@ impl OrderWatch {
                 match watch.listen(&database_url, &mut shutdown).await {
                     Ok(()) => break,
                     Err(error) => {
-                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
+                        tracing::warn!(%error, retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                             "order change listener lost its connection");
                     }
                 }

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::api::extract::device_credentials;
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
 use crate::core::notifications::{NotifyBody, read_notify_body};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::receive::{NotifyResult, receive};
 use crate::http::{AppState, read_body};
 
@@ -39,10 +39,10 @@ pub struct HeartbeatResponse {
     security(("device_signature" = [])),
     responses(
         (status = 200, description = "Recorded", body = HeartbeatResponse),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: missing or bad signature, or timestamp outside the window", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the device is disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`: missing or bad signature, or timestamp outside the window"),
+        (status = 403, description = "`forbidden`: the device is disabled"),
+        (status = 413, description = "`payload_too_large`"),
     )
 )]
 #[post("/heartbeat")]
@@ -111,11 +111,11 @@ pub async fn heartbeat(
     security(("device_signature" = [])),
     responses(
         (status = 200, description = "What became of the payment", body = NotifyResult),
-        (status = 400, description = "`invalid_request` or `invalid_amount` (stored, not matched)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized` (stored, not matched)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the device is disabled (stored, not matched)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`unparseable_notification`: no amount (stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` or `invalid_amount` (stored, not matched)"),
+        (status = 401, description = "`unauthorized` (stored, not matched)"),
+        (status = 403, description = "`forbidden`: the device is disabled (stored, not matched)"),
+        (status = 413, description = "`payload_too_large`"),
+        (status = 422, description = "`unparseable_notification`: no amount (stored)"),
     )
 )]
 #[post("/notify")]

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::db::schema::orders;
 use crate::db::{migrations_applied, webhooks as delivery_rows};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 use crate::metrics::Snapshot;
 
@@ -32,7 +32,7 @@ pub async fn healthz() -> web::Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`"),
     )
 )]
 #[get("/readyz")]
@@ -60,7 +60,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 503, description = "`service_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`service_unavailable`"),
     )
 )]
 #[get("/metrics")]

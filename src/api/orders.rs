@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::extract::{MerchantAuth, MerchantKey};
 use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::{AppState, check_text, check_url, parse_json};
 use crate::money::AmountInput;
 use crate::views::{Order, PublicOrder};
@@ -117,11 +117,11 @@ impl CreateOrderRequest {
     responses(
         (status = 201, description = "Created", body = Order),
         (status = 200, description = "The same request was made before: its order", body = Order),
-        (status = 400, description = "`invalid_request` or `invalid_amount`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`idempotency_conflict`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`no_payee_available` or `amounts_exhausted`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` or `invalid_amount`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 409, description = "`idempotency_conflict`"),
+        (status = 413, description = "`payload_too_large`"),
+        (status = 503, description = "`no_payee_available` or `amounts_exhausted`"),
     )
 )]
 #[post("/orders")]
@@ -173,8 +173,8 @@ pub struct WaitQuery {
     params(("id" = String, Path, description = "The order id (`ord_…`)"), WaitQuery),
     responses(
         (status = 200, description = "The order", body = PublicOrder),
-        (status = 400, description = "`invalid_request` (bad `wait`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` (bad `wait`)"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/orders/{id}")]
@@ -258,9 +258,9 @@ pub struct FindQuery {
     security(("merchant_api_key" = [])),
     responses(
         (status = 200, description = "The order", body = Order),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/orders")]
@@ -288,9 +288,9 @@ pub async fn find_order(
     security(("merchant_api_key" = [])),
     responses(
         (status = 200, description = "The closed order", body = Order),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found` (also another merchant's order)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: the order is paid or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found` (also another merchant's order)"),
+        (status = 409, description = "`invalid_state`: the order is paid or expired"),
     )
 )]
 #[post("/orders/{id}/close")]

@@ -20,7 +20,7 @@ use crate::core::signing::epay_sign;
 use crate::db::merchants::{self as merchant_rows, Merchant};
 use crate::db::orders::{self as order_rows, Order};
 use crate::domain::{OrderProtocol, OrderStatus};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
 
@@ -133,7 +133,7 @@ fn message(error: &ApiError) -> String {
     responses(
         (status = 302, description = "To the payment page"),
         (status = 400, description = "A page saying why the order was refused", content_type = "text/html"),
-        (status = 404, description = "`not_found`: 易支付 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: 易支付 is switched off"),
     )
 )]
 #[route("/submit.php", method = "GET", method = "POST")]
@@ -192,7 +192,7 @@ pub struct EpayCreated {
     ),
     responses(
         (status = 200, description = "`{code: 1, trade_no, payurl, qrcode, real_money}`, or `{code: -1, msg}`", body = EpayCreated),
-        (status = 404, description = "`not_found`: 易支付 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: 易支付 is switched off"),
     )
 )]
 #[route("/mapi.php", method = "GET", method = "POST")]
@@ -248,7 +248,7 @@ pub struct EpayOrder {
     ),
     responses(
         (status = 200, description = "`{code: 1, msg: \"succ\", trade_no, out_trade_no, type, pid, addtime, endtime, name, money, status}`, or `{code: -1, msg}`", body = EpayOrder),
-        (status = 404, description = "`not_found`: 易支付 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: 易支付 is switched off"),
     )
 )]
 #[route("/api.php", method = "GET", method = "POST")]

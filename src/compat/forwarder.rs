@@ -18,7 +18,7 @@ use crate::core::notifications::{
     AndroidMetadata, Credentials, Notification, check_android_metadata, check_notification_fields,
 };
 use crate::core::secrets::sha256;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::receive::{NotifyResult, receive};
 use crate::http::{AppState, read_body};
 
@@ -218,11 +218,11 @@ fn android_metadata(parsed: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
     )),
     responses(
         (status = 200, description = "What became of the payment", body = NotifyResult),
-        (status = 400, description = "`invalid_request` (stored)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: bad sign, old timestamp, or a (timestamp, sign) already used for another message (stored)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: the forwarder protocol is switched off", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`unparseable_notification`: no single amount in the text (stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` (stored)"),
+        (status = 401, description = "`unauthorized`: bad sign, old timestamp, or a (timestamp, sign) already used for another message (stored)"),
+        (status = 404, description = "`not_found`: the forwarder protocol is switched off"),
+        (status = 413, description = "`payload_too_large`"),
+        (status = 422, description = "`unparseable_notification`: no single amount in the text (stored)"),
     )
 )]
 #[post("/forward/{device_id}")]

@@ -11,7 +11,7 @@ use crate::core::orders as order_rules;
 use crate::db::merchants as merchant_rows;
 use crate::db::orders::Order;
 use crate::domain::OrderStatus;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
 
@@ -120,7 +120,7 @@ fn html(body: String) -> HttpResponse {
     params(("id" = String, Path, description = "The order id (`ord_…`)")),
     responses(
         (status = 200, description = "The page", content_type = "text/html"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/pay/{id}")]
@@ -145,7 +145,7 @@ pub async fn pay_page(
     responses(
         (status = 302, description = "To the shop's return URL"),
         (status = 200, description = "A page saying the order is paid (no return URL) or not yet", content_type = "text/html"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/pay/{id}/return")]

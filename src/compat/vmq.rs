@@ -25,7 +25,7 @@ use crate::db::merchants::{self as merchant_rows, Merchant};
 use crate::db::orders::Order;
 use crate::db::{devices as device_rows, payments as payment_rows};
 use crate::domain::{OrderProtocol, OrderStatus, PaymentResult};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::receive::receive;
 use crate::money::Amount;
@@ -40,7 +40,7 @@ pub struct VmqAnswer {
     pub data: Option<Box<RawValue>>,
 }
 
-fn reply(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
+fn vmq_response(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
     HttpResponse::Ok().json(VmqAnswer {
         code,
         msg: msg.to_string(),
@@ -58,7 +58,7 @@ fn failure(error: &ApiError) -> HttpResponse {
         ApiError::NotFound(_) => "云端订单编号不存在".to_string(),
         other => other.to_string(),
     };
-    reply(-1, &msg, None)
+    vmq_response(-1, &msg, None)
 }
 
 fn json(value: &impl Serialize) -> Option<Box<RawValue>> {
@@ -68,6 +68,7 @@ fn json(value: &impl Serialize) -> Option<Box<RawValue>> {
 }
 
 /// An amount as a JSON number written exactly (`10.02`).
+#[allow(clippy::unreachable)] // an Amount prints as digits, a point and two digits: valid JSON
 fn number(amount: Amount) -> Box<RawValue> {
     RawValue::from_string(amount.to_string())
         .unwrap_or_else(|_| unreachable!("an amount prints as a JSON number"))
@@ -148,7 +149,7 @@ fn app_credentials(state: &AppState, message: String, fields: &Fields) -> Creden
     params(("t" = String, Query, description = "Client time (ms)"), ("sign" = String, Query, description = "md5(t + device secret)")),
     responses(
         (status = 200, description = "`{code: 1}`, or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/appHeart", method = "GET", method = "POST")]
@@ -168,7 +169,7 @@ pub async fn app_heart(
         })
         .await;
     Ok(match outcome {
-        Ok(_) => reply(1, "成功", None),
+        Ok(_) => vmq_response(1, "成功", None),
         Err(error) => failure(&error),
     })
 }
@@ -186,7 +187,7 @@ pub async fn app_heart(
     ),
     responses(
         (status = 200, description = "`{code: 1}` once recorded (matched or kept), or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/appPush", method = "GET", method = "POST")]
@@ -241,7 +242,7 @@ pub async fn app_push(
     };
     let answered = receive(&state, &req, "vmq", credentials, raw, read).await;
     Ok(match answered {
-        Ok(_) => reply(1, "成功", None),
+        Ok(_) => vmq_response(1, "成功", None),
         Err(error) => failure(&error),
     })
 }
@@ -291,7 +292,7 @@ fn vmq_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderRequest
     responses(
         (status = 200, description = "`{code: 1, data: {payId, orderId, payType, price, reallyPrice, payUrl, isAuto, state, timeOut, date}}`, or `{code: -1, msg}`", body = VmqAnswer),
         (status = 302, description = "`isHtml=1`: to the payment page"),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/createOrder", method = "GET", method = "POST")]
@@ -339,7 +340,7 @@ pub async fn create_order(
                 format!("{}/pay/{}", public_base(&state.settings, &req), order.id),
             ))
             .finish(),
-        Ok(order) => reply(1, "成功", json(&vmq_order(&order))),
+        Ok(order) => vmq_response(1, "成功", json(&vmq_order(&order))),
         Err(error) => failure(&error),
     })
 }
@@ -365,7 +366,7 @@ async fn merchant_order(state: &AppState, order_id: String) -> Result<(Order, Me
     params(("orderId" = String, Query)),
     responses(
         (status = 200, description = "`{code: 1, data: {…}}` as `/createOrder`, or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/getOrder", method = "GET", method = "POST")]
@@ -378,7 +379,7 @@ pub async fn get_order(
     let fields = read_fields(&req, payload).await?;
     Ok(
         match merchant_order(&state, fields.text("orderId").to_string()).await {
-            Ok((order, _)) => reply(1, "成功", json(&vmq_order(&order))),
+            Ok((order, _)) => vmq_response(1, "成功", json(&vmq_order(&order))),
             Err(error) => failure(&error),
         },
     )
@@ -391,7 +392,7 @@ pub async fn get_order(
     params(("orderId" = String, Query)),
     responses(
         (status = 200, description = "`{code: 1, data: \"<return URL>\"}`, or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/checkOrder", method = "GET", method = "POST")]
@@ -407,10 +408,10 @@ pub async fn check_order(
             Ok((order, merchant)) => match order.status {
                 OrderStatus::Paid => {
                     let location = return_location(&order, &merchant).unwrap_or_default();
-                    reply(1, "成功", json(&location))
+                    vmq_response(1, "成功", json(&location))
                 }
-                OrderStatus::Pending => reply(-1, "订单未支付", None),
-                OrderStatus::Expired | OrderStatus::Closed => reply(-1, "订单已过期", None),
+                OrderStatus::Pending => vmq_response(-1, "订单未支付", None),
+                OrderStatus::Expired | OrderStatus::Closed => vmq_response(-1, "订单已过期", None),
             },
             Err(error) => failure(&error),
         },
@@ -423,7 +424,7 @@ pub async fn check_order(
     params(("orderId" = String, Query), ("sign" = String, Query, description = "md5(orderId + key)")),
     responses(
         (status = 200, description = "`{code: 1}`, or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/closeOrder", method = "GET", method = "POST")]
@@ -448,7 +449,7 @@ pub async fn close_order(
         })
         .await;
     Ok(match outcome {
-        Ok(_) => reply(1, "成功", None),
+        Ok(_) => vmq_response(1, "成功", None),
         Err(error) => failure(&error),
     })
 }
@@ -469,7 +470,7 @@ struct ListenerState {
     params(("t" = String, Query), ("sign" = String, Query, description = "md5(t + key)")),
     responses(
         (status = 200, description = "`{code: 1, data: {lastheart, lastpay, state}}`, or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: V免签 is switched off"),
     )
 )]
 #[route("/getState", method = "GET", method = "POST")]
@@ -510,7 +511,7 @@ pub async fn get_state(
         })
         .await;
     Ok(match outcome {
-        Ok(listener) => reply(1, "成功", json(&listener)),
+        Ok(listener) => vmq_response(1, "成功", json(&listener)),
         Err(error) => failure(&error),
     })
 }

@@ -136,6 +136,7 @@ impl Settings {
     }
 
     /// Reads every setting through `lookup` (the environment, or a map in tests).
+    #[allow(clippy::too_many_lines)] // one field per setting, in the order of the table
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let secs = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
@@ -170,12 +171,15 @@ impl Settings {
             });
         }
 
-        let max_offset_steps = parse_in_range(
+        let max_offset_steps = narrow(
             "SOLOPAY_MAX_OFFSET_STEPS",
-            get("SOLOPAY_MAX_OFFSET_STEPS"),
-            99,
-            0..=999,
-        )? as u32;
+            parse_in_range(
+                "SOLOPAY_MAX_OFFSET_STEPS",
+                get("SOLOPAY_MAX_OFFSET_STEPS"),
+                99,
+                0..=999,
+            )?,
+        )?;
         // The largest payable amount (maximum plus the largest offset) must fit the storage.
         let largest_payable = max_amount.as_decimal()
             + rust_decimal::Decimal::from(max_offset_steps) * Amount::CENT.as_decimal();
@@ -234,12 +238,15 @@ impl Settings {
                 "SOLOPAY_ALLOW_PRIVATE_WEBHOOKS",
                 get("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS"),
             )?,
-            db_pool_size: parse_in_range(
+            db_pool_size: narrow(
                 "SOLOPAY_DB_POOL_SIZE",
-                get("SOLOPAY_DB_POOL_SIZE"),
-                16,
-                1..=500,
-            )? as u32,
+                parse_in_range(
+                    "SOLOPAY_DB_POOL_SIZE",
+                    get("SOLOPAY_DB_POOL_SIZE"),
+                    16,
+                    1..=500,
+                )?,
+            )?,
             db_pool_timeout: secs("SOLOPAY_DB_POOL_TIMEOUT_SECS", 5, 1..=120)?,
             db_wait: secs("SOLOPAY_DB_WAIT_SECS", 60, 0..=600)?,
             sweep_interval: Duration::from_millis(parse_in_range(
@@ -249,23 +256,30 @@ impl Settings {
                 50..=60_000,
             )?),
             statement_timeout: secs("SOLOPAY_STATEMENT_TIMEOUT_SECS", 10, 1..=600)?,
-            workers: parse_in_range(
+            workers: narrow(
                 "SOLOPAY_WORKERS",
-                get("SOLOPAY_WORKERS"),
-                std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
-                1..=256,
-            )? as usize,
+                parse_in_range(
+                    "SOLOPAY_WORKERS",
+                    get("SOLOPAY_WORKERS"),
+                    std::thread::available_parallelism()
+                        .map_or(2, |n| u64::try_from(n.get()).unwrap_or(2)),
+                    1..=256,
+                )?,
+            )?,
             webhook_timeout: secs("SOLOPAY_WEBHOOK_TIMEOUT_SECS", 10, 1..=120)?,
             webhook_retry_schedule: parse_schedule(
                 "SOLOPAY_WEBHOOK_RETRY_SCHEDULE",
                 get("SOLOPAY_WEBHOOK_RETRY_SCHEDULE"),
             )?,
-            webhook_concurrency: parse_in_range(
+            webhook_concurrency: narrow(
                 "SOLOPAY_WEBHOOK_CONCURRENCY",
-                get("SOLOPAY_WEBHOOK_CONCURRENCY"),
-                16,
-                1..=1024,
-            )? as usize,
+                parse_in_range(
+                    "SOLOPAY_WEBHOOK_CONCURRENCY",
+                    get("SOLOPAY_WEBHOOK_CONCURRENCY"),
+                    16,
+                    1..=1024,
+                )?,
+            )?,
             webhook_poll_interval: Duration::from_millis(parse_in_range(
                 "SOLOPAY_WEBHOOK_POLL_INTERVAL_MS",
                 get("SOLOPAY_WEBHOOK_POLL_INTERVAL_MS"),
@@ -291,18 +305,24 @@ impl Settings {
                     }
                 },
             },
-            rate_limit: parse_in_range(
+            rate_limit: narrow(
                 "SOLOPAY_RATE_LIMIT",
-                get("SOLOPAY_RATE_LIMIT"),
-                50,
-                0..=100_000,
-            )? as u32,
-            rate_limit_burst: parse_in_range(
+                parse_in_range(
+                    "SOLOPAY_RATE_LIMIT",
+                    get("SOLOPAY_RATE_LIMIT"),
+                    50,
+                    0..=100_000,
+                )?,
+            )?,
+            rate_limit_burst: narrow(
                 "SOLOPAY_RATE_LIMIT_BURST",
-                get("SOLOPAY_RATE_LIMIT_BURST"),
-                100,
-                1..=100_000,
-            )? as u32,
+                parse_in_range(
+                    "SOLOPAY_RATE_LIMIT_BURST",
+                    get("SOLOPAY_RATE_LIMIT_BURST"),
+                    100,
+                    1..=100_000,
+                )?,
+            )?,
             trust_forwarded_for: parse_bool(
                 "SOLOPAY_TRUST_FORWARDED_FOR",
                 get("SOLOPAY_TRUST_FORWARDED_FOR"),
@@ -335,6 +355,15 @@ where
         variable,
         value: value.clone(),
         reason: e.to_string(),
+    })
+}
+
+/// A setting already checked to be in its range, in the type it is used as.
+fn narrow<T: TryFrom<u64>>(variable: &'static str, value: u64) -> Result<T, SettingsError> {
+    T::try_from(value).map_err(|_| SettingsError {
+        variable,
+        value: value.to_string(),
+        reason: "does not fit this machine".into(),
     })
 }
 
@@ -384,7 +413,7 @@ fn parse_schedule(
             if !(0.01..=604_800.0).contains(&secs) {
                 return Err(refused());
             }
-            Ok(Duration::from_millis((secs * 1000.0).round() as u64))
+            Duration::try_from_secs_f64(secs).map_err(|_| refused())
         })
         .collect::<Result<Vec<_>, _>>()?;
     if waits.is_empty() || waits.len() > 20 {

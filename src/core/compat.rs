@@ -141,8 +141,8 @@ pub fn unix_or_zero(at: Option<DateTime<Utc>>) -> i64 {
 
 /// A time as 易支付 shows it: `YYYY-MM-DD HH:MM:SS` in China Standard Time.
 pub fn epay_time(at: DateTime<Utc>) -> String {
-    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!());
-    at.with_timezone(&china)
+    // China Standard Time is UTC+8 all year (no daylight saving).
+    (at.naive_utc() + chrono::TimeDelta::hours(8))
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
 }

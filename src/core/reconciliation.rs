@@ -201,23 +201,17 @@ pub fn daily_summary(
     .bind::<Text, _>(timezone)
     .load(conn)?;
 
-    let mut days: Vec<DayTotals> = Vec::new();
+    // Keyed by day and channel; sorted by the key at the end.
+    let mut days: std::collections::BTreeMap<(NaiveDate, Option<String>), DayTotals> =
+        std::collections::BTreeMap::new();
     for row in rows {
-        let index = match days
-            .iter()
-            .position(|d| d.date == row.day && d.channel == row.channel)
-        {
-            Some(index) => index,
-            None => {
-                days.push(DayTotals {
-                    date: row.day,
-                    channel: row.channel.clone(),
-                    ..DayTotals::default()
-                });
-                days.len() - 1
-            }
-        };
-        let day = &mut days[index];
+        let day = days
+            .entry((row.day, row.channel.clone()))
+            .or_insert_with(|| DayTotals {
+                date: row.day,
+                channel: row.channel.clone(),
+                ..DayTotals::default()
+            });
         match row.metric.as_str() {
             "created" => day.orders_created = row.n,
             "paid" => {
@@ -234,6 +228,5 @@ pub fn daily_summary(
             _ => {}
         }
     }
-    days.sort_by(|a, b| (a.date, &a.channel).cmp(&(b.date, &b.channel)));
-    Ok(days)
+    Ok(days.into_values().collect())
 }

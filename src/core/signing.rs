@@ -11,10 +11,15 @@ pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// An HMAC-SHA256 keyed with `key`.
+#[allow(clippy::unreachable)] // HMAC takes keys of any length: new_from_slice cannot fail
+fn hmac(key: &[u8]) -> HmacSha256 {
+    <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
 fn device_mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac(secret.as_bytes());
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -52,8 +57,7 @@ pub fn timestamp_within_window(timestamp: &str, now_unix: i64) -> bool {
 /// A generic forwarder's sign (SmsForwarder's "DingTalk" scheme): the URL-encoded base64 of
 /// HMAC-SHA256(secret, "<timestamp>\n<secret>"). It covers only the timestamp, never the message.
 pub fn forwarder_sign(secret: &str, timestamp: &str) -> String {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac(secret.as_bytes());
     mac.update(format!("{timestamp}\n{secret}").as_bytes());
     let encoded = BASE64.encode(mac.finalize().into_bytes());
     url::form_urlencoded::byte_serialize(encoded.as_bytes()).collect()
@@ -78,8 +82,7 @@ pub fn verify_forwarder_sign(secret: &str, timestamp: &str, sign: &str) -> bool 
     let Ok(signature) = BASE64.decode(decoded.as_bytes()) else {
         return false;
     };
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac(secret.as_bytes());
     mac.update(format!("{timestamp}\n{secret}").as_bytes());
     mac.verify_slice(&signature).is_ok()
 }

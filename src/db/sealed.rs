@@ -219,7 +219,7 @@ mod tests {
         );
         assert_eq!(open(&sealed).unwrap(), "whsec_secret");
         assert_eq!(open("plain from before").unwrap(), "plain from before");
-        let mut tampered = sealed.clone();
+        let mut tampered = sealed;
         tampered.replace_range(tampered.len() - 4.., "AAAA");
         assert!(open(&tampered).is_err());
         assert!(install_key([8u8; 32]).is_err());

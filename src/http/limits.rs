@@ -322,7 +322,7 @@ mod tests {
         let start = Instant::now();
         let busy: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(limiter.check(busy, start).is_ok());
-        for n in 0..(PRUNE_AT as u32 + 10) {
+        for n in 0..(u32::try_from(PRUNE_AT).unwrap() + 10) {
             let other = IpAddr::V4(std::net::Ipv4Addr::from_bits(0x0a00_0000 + n));
             assert!(limiter.check(other, start).is_ok());
         }
@@ -339,7 +339,7 @@ mod tests {
     fn idle_clients_are_forgotten() {
         let limiter = RateLimiter::new(1, 1).unwrap();
         let start = Instant::now();
-        for n in 0..(PRUNE_AT as u32) {
+        for n in 0..u32::try_from(PRUNE_AT).unwrap() {
             let client = IpAddr::V4(std::net::Ipv4Addr::from_bits(0x0a00_0000 + n));
             assert!(limiter.check(client, start).is_ok());
         }

@@ -6,7 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::core::notifications::{Credentials, Notification, answer, receive_notification};
+use crate::core::notifications::{
+    Credentials, Notification, receive_notification, refuse_unreadable,
+};
 use crate::db::payments::Payment;
 use crate::domain::PaymentResult;
 use crate::error::ApiError;
@@ -64,7 +66,7 @@ where
                 remote.as_deref(),
                 read,
             )?;
-            answer(payment)
+            refuse_unreadable(payment)
         })
         .await;
     state.metrics.record_notification(match &outcome {

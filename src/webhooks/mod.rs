@@ -29,14 +29,14 @@ use crate::metrics::Metrics;
 use sender::{Request, Sender};
 
 /// A claimed delivery with everything its attempt needs.
-struct Job {
+struct ClaimedDelivery {
     delivery: Delivery,
     /// What the request is made of, or why it could not be loaded (recorded as the attempt's
     /// error, so that one broken row never holds up the others claimed with it).
-    loaded: Result<Loaded, String>,
+    content: Result<DeliveryContent, String>,
 }
 
-struct Loaded {
+struct DeliveryContent {
     event_type: EventType,
     event_created_at: chrono::DateTime<Utc>,
     data: serde_json::Value,
@@ -82,15 +82,15 @@ pub fn spawn(
             let mut claimed = 0;
             if free > 0 {
                 match worker.claim(free).await {
-                    Ok(jobs) => {
-                        claimed = jobs.len();
-                        for job in jobs {
+                    Ok(deliveries) => {
+                        claimed = deliveries.len();
+                        for claim in deliveries {
                             let Ok(slot) = slots.clone().acquire_owned().await else {
                                 return;
                             };
                             let worker = worker.clone();
                             tokio::spawn(async move {
-                                worker.attempt(job).await;
+                                worker.attempt(claim).await;
                                 drop(slot);
                                 // A slot is free: look for more due work.
                                 worker.wake.notify_one();
@@ -116,7 +116,7 @@ pub fn spawn(
 }
 
 /// The event, the merchant's signing secrets and, for the old protocols, the order and merchant.
-fn load(conn: &mut PgConnection, delivery: &Delivery) -> Result<Loaded, ApiError> {
+fn load_content(conn: &mut PgConnection, delivery: &Delivery) -> Result<DeliveryContent, ApiError> {
     let (event_type, event_created_at, data) = events::table
         .find(&delivery.event_id)
         .select((events::type_, events::created_at, events::data))
@@ -129,7 +129,7 @@ fn load(conn: &mut PgConnection, delivery: &Delivery) -> Result<Loaded, ApiError
         let merchant = merchant_rows::find(conn, &delivery.merchant_id)?;
         order.zip(merchant)
     };
-    Ok(Loaded {
+    Ok(DeliveryContent {
         event_type,
         event_created_at,
         data,
@@ -141,24 +141,24 @@ fn load(conn: &mut PgConnection, delivery: &Delivery) -> Result<Loaded, ApiError
 impl Worker {
     /// The request a delivery's kind calls for: a signed Standard Webhooks POST, or an old
     /// protocol's signed GET.
-    fn request(&self, job: &Job, timestamp: i64) -> Result<Request, String> {
-        let delivery = &job.delivery;
-        let loaded = job.loaded.as_ref().map_err(Clone::clone)?;
+    fn request(&self, claim: &ClaimedDelivery, timestamp: i64) -> Result<Request, String> {
+        let delivery = &claim.delivery;
+        let content = claim.content.as_ref().map_err(Clone::clone)?;
         let get = |fields: Vec<(&'static str, String)>| Request {
             method: reqwest::Method::GET,
             url: with_query(&delivery.url, &fields),
             body: Vec::new(),
             headers: Vec::new(),
         };
-        match (delivery.kind, &loaded.compat) {
+        match (delivery.kind, &content.compat) {
             (DeliveryKind::Standard, _) => {
                 let body = Payload::body(
                     &delivery.event_id,
-                    loaded.event_type,
-                    loaded.event_created_at,
-                    &loaded.data,
+                    content.event_type,
+                    content.event_created_at,
+                    &content.data,
                 );
-                let secrets: Vec<&str> = loaded.secrets.iter().map(Sealed::expose).collect();
+                let secrets: Vec<&str> = content.secrets.iter().map(Sealed::expose).collect();
                 let signature = signature_header(&secrets, &delivery.event_id, timestamp, &body)
                     .map_err(|e| e.to_string())?;
                 Ok(Request {
@@ -182,16 +182,15 @@ impl Worker {
         }
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<Job>, ApiError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedDelivery>, ApiError> {
         let lease = self.lease;
         self.db
             .run(move |conn| -> Result<_, ApiError> {
-                let claimed =
-                    delivery_rows::claim_due(conn, i64::try_from(limit).unwrap_or(1), lease)?;
-                let mut jobs = Vec::with_capacity(claimed.len());
-                for delivery in claimed {
-                    let loaded = match load(conn, &delivery) {
-                        Ok(loaded) => Ok(loaded),
+                let due = delivery_rows::claim_due(conn, i64::try_from(limit).unwrap_or(1), lease)?;
+                let mut claimed = Vec::with_capacity(due.len());
+                for delivery in due {
+                    let content = match load_content(conn, &delivery) {
+                        Ok(content) => Ok(content),
                         Err(e) if e.storage_error().is_some_and(StorageError::is_unavailable) => {
                             return Err(e);
                         }
@@ -200,17 +199,17 @@ impl Worker {
                             Err(format!("cannot load the delivery: {error}"))
                         }
                     };
-                    jobs.push(Job { delivery, loaded });
+                    claimed.push(ClaimedDelivery { delivery, content });
                 }
-                Ok(jobs)
+                Ok(claimed)
             })
             .await
     }
 
-    async fn attempt(&self, job: Job) {
-        let delivery = &job.delivery;
+    async fn attempt(&self, claim: ClaimedDelivery) {
+        let delivery = &claim.delivery;
         let started_at = Utc::now();
-        let response = match self.request(&job, started_at.timestamp()) {
+        let response = match self.request(&claim, started_at.timestamp()) {
             Ok(request) => self.sender.send(request).await,
             Err(error) => sender::Response {
                 status: None,
@@ -240,7 +239,7 @@ impl Worker {
             event = %delivery.event_id,
             attempt = delivery.attempts,
             status = response.status,
-            latency_ms = response.latency.as_millis() as u64,
+            latency_ms = u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
             outcome = ?settled,
             error = response.error.as_deref(),
             "webhook attempt"

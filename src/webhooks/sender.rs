@@ -151,7 +151,7 @@ impl Sender {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     let room = EXCERPT_BYTES - excerpt.len();
-                    excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    excerpt.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -83,7 +83,7 @@ async fn vmq_setup(
     let merchant_id = merchant.id.clone();
     let vmq_app = spawn_instance(&env.db, move |s| {
         configure(s);
-        s.vmq_merchant = Some(merchant_id.clone());
+        s.vmq_merchant = Some(merchant_id);
     })
     .await;
     (env, vmq_app, merchant, md5_key)

@@ -1,6 +1,16 @@
 //! Integration tests: every test talks HTTP to real service instances on a fresh, migrated
 //! Postgres database of its own.
-#![allow(clippy::unwrap_used)]
+// Tests: a panic is how a failure is reported, and figures are rounded only for printing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::too_many_lines
+)]
 
 mod allocation;
 mod allocation_sql;

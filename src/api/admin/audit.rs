@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
 use crate::db::audit::{self as audit_rows, AuditEntry as AuditRow};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -64,8 +64,8 @@ pub struct AuditQuery {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "A page of the audit log", body = AuditList),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/audit")]

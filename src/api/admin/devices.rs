@@ -9,7 +9,7 @@ use crate::api::extract::OperatorAuth;
 use crate::core::devices::{create_device as create, rotate_secret, update_device as update};
 use crate::core::notifications::Trust;
 use crate::db::devices::{self as device_rows, Device as DeviceRow, DeviceChanges};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::{AppState, check_text, parse_json};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -82,8 +82,8 @@ fn device(row: &DeviceRow, online: bool, trust: Trust) -> Device {
     security(("operator_token" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedDeviceResponse),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[post("/devices")]
@@ -115,7 +115,7 @@ pub async fn create_device(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "Every device", body = DeviceList),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/devices")]
@@ -162,9 +162,9 @@ pub struct UpdateDeviceRequest {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The device", body = Device),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[patch("/devices/{id}")]
@@ -226,8 +226,8 @@ pub struct RotatedDeviceSecret {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The new secret", body = RotatedDeviceSecret),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[post("/devices/{id}/rotate-secret")]

@@ -11,7 +11,7 @@ use crate::core::merchants::{
     rotate_webhook_secret as rotate_secret, update_merchant as update,
 };
 use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow, MerchantChanges};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::{AppState, check_text, check_url, parse_json};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,8 +78,8 @@ impl From<&MerchantRow> for Merchant {
     security(("operator_token" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedMerchantResponse),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[post("/merchants")]
@@ -118,7 +118,7 @@ pub async fn create_merchant(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "Every merchant", body = MerchantList),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/merchants")]
@@ -152,8 +152,8 @@ pub struct RotatedWebhookSecret {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The new secret", body = RotatedWebhookSecret),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[post("/merchants/{id}/rotate-webhook-secret")]
@@ -194,9 +194,9 @@ pub struct UpdateMerchantRequest {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The merchant", body = Merchant),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[patch("/merchants/{id}")]
@@ -243,8 +243,8 @@ pub struct RotatedApiKey {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The new key", body = RotatedApiKey),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[post("/merchants/{id}/rotate-api-key")]

@@ -15,7 +15,7 @@ use crate::db::orders::{self as order_rows, OrderFilter};
 use crate::db::webhooks::{self as delivery_rows, DeliveryFilter};
 use crate::db::{audit as audit_rows, events as event_rows, payments as payment_rows};
 use crate::domain::{Channel, EventType, OrderStatus};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::{AppState, check_text, parse_json};
 use crate::money::Amount;
 
@@ -87,8 +87,8 @@ fn amount_filter(text: Option<&str>) -> Result<Option<rust_decimal::Decimal>, Ap
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "A page of orders", body = AdminOrderList),
-        (status = 400, description = "`invalid_request` or `invalid_amount`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` or `invalid_amount`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/orders")]
@@ -132,8 +132,8 @@ pub async fn list_orders(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The order and its history", body = AdminOrderDetail),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/orders/{id}")]
@@ -201,10 +201,10 @@ pub struct MarkPaidRequest {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The paid order", body = AdminOrder),
-        (status = 400, description = "`invalid_request` (the note is required)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: already paid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` (the note is required)"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`invalid_state`: already paid"),
     )
 )]
 #[post("/orders/{id}/mark-paid")]

@@ -9,7 +9,7 @@ use crate::api::extract::OperatorAuth;
 use crate::core::payees::{PayeeRequest, create_payee as create, update_payee as update};
 use crate::db::payees::{self as payee_rows, FixedCode, Payee as PayeeRow, PayeeChanges};
 use crate::domain::Channel;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::{AppState, check_text, parse_json};
 use crate::money::{Amount, AmountInput};
 
@@ -137,9 +137,9 @@ impl CreatePayeeRequest {
     security(("operator_token" = [])),
     responses(
         (status = 201, description = "Created", body = Payee),
-        (status = 400, description = "`invalid_request`, `invalid_amount`, or an unknown `device_id`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`conflict`: the device already listens for a payee of this channel, or another payee has this collection code", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`, `invalid_amount`, or an unknown `device_id`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 409, description = "`conflict`: the device already listens for a payee of this channel, or another payee has this collection code"),
     )
 )]
 #[post("/payees")]
@@ -164,7 +164,7 @@ pub async fn create_payee(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "Every payee", body = PayeeList),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/payees")]
@@ -201,10 +201,10 @@ pub struct UpdatePayeeRequest {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The payee", body = Payee),
-        (status = 400, description = "`invalid_request` or `invalid_amount`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`conflict`: another payee has this collection code", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request` or `invalid_amount`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`conflict`: another payee has this collection code"),
     )
 )]
 #[patch("/payees/{id}")]

@@ -12,7 +12,7 @@ use crate::api::extract::OperatorAuth;
 use crate::core::reconciliation::assign_payment;
 use crate::db::payments::{self as payment_rows, PaymentFilter};
 use crate::domain::PaymentResult;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::{AppState, check_text, parse_json};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -45,8 +45,8 @@ pub struct PaymentQuery {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "A page of payments", body = AdminPaymentList),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/payments")]
@@ -106,10 +106,10 @@ pub struct AssignResponse {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The payment and the order it now pays", body = AssignResponse),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: no such payment or order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: the payment already pays an order, the order is paid, or the payment is a duplicate of one that paid an order and `second_payment` is not set", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`: no such payment or order"),
+        (status = 409, description = "`invalid_state`: the payment already pays an order, the order is paid, or the payment is a duplicate of one that paid an order and `second_payment` is not set"),
     )
 )]
 #[post("/payments/{id}/assign")]

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::OperatorAuth;
 use crate::core::reconciliation::{DayTotals, daily_summary};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
 
@@ -60,8 +60,8 @@ pub struct SummaryQuery {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The days of the range", body = Summary),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/summary")]

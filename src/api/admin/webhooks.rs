@@ -9,7 +9,7 @@ use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
 use crate::db::webhooks::{self as delivery_rows, Attempt, Delivery, DeliveryFilter};
 use crate::domain::{DeliveryStatus, EventType};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -107,8 +107,8 @@ pub struct DeliveryQuery {
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "A page of deliveries", body = WebhookDeliveryList),
-        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`"),
+        (status = 401, description = "`unauthorized`"),
     )
 )]
 #[get("/webhooks")]
@@ -147,8 +147,8 @@ pub async fn list_deliveries(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The delivery and its attempts", body = WebhookDeliveryDetail),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/webhooks/{id}")]
@@ -181,9 +181,9 @@ pub async fn get_delivery(
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "The delivery, due now", body = WebhookDelivery),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: an attempt is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`"),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`invalid_state`: an attempt is in progress"),
     )
 )]
 #[post("/webhooks/{id}/redeliver")]

@@ -141,6 +141,12 @@ pub fn assess(notification: &Notification, trust: &Trust) -> Verdict {
         );
     }
 
+    read_text(n, channel, not_a_receipt)
+}
+
+/// The verdict on a notification's title and text (with the listener's amount, if any), once
+/// its app, channel and marks are trusted.
+fn read_text(n: &Notification, channel: Channel, not_a_receipt: PaymentResult) -> Verdict {
     let title = n.title.as_deref().filter(|t| !t.trim().is_empty());
     let text = n.text.as_deref().filter(|t| !t.trim().is_empty());
     if title.is_none() && text.is_none() {
@@ -505,7 +511,7 @@ mod tests {
             result_of(&assess(&sms, &trust)),
             Some(PaymentResult::Unparsed)
         );
-        let mut with_amount = sms.clone();
+        let mut with_amount = sms;
         with_amount.amount = Some(Amount::parse("5.00", Amount::storage_limit()).unwrap());
         assert_eq!(
             result_of(&assess(&with_amount, &trust)),

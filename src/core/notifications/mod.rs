@@ -330,7 +330,7 @@ pub fn receive_notification(
                     body: if ok {
                         body
                     } else {
-                        &body[..body.len().min(REFUSED_BODY_BYTES)]
+                        body.get(..REFUSED_BODY_BYTES).unwrap_or(body)
                     },
                     body_length: length,
                     body_sha256: &digest,
@@ -363,7 +363,7 @@ pub fn receive_notification(
 
 /// The answer a recorded payment gets: what became of it, or `422 unparseable_notification`
 /// when no amount could be established.
-pub fn answer(payment: Payment) -> Result<Payment, ApiError> {
+pub fn refuse_unreadable(payment: Payment) -> Result<Payment, ApiError> {
     let unreadable = payment.result == PaymentResult::Unparsed
         || (payment.result == PaymentResult::Ambiguous && payment.amount.is_none());
     if unreadable {
