@@ -111,6 +111,26 @@ async fn a_chat_message_inside_a_payment_app_pays_nothing() {
             "张三通过扫码向你付款100.00元了",
             "not a known receipt wording",
         ),
+        // A sentence is not a payer's name, with or without spaces and brackets.
+        (
+            "chat-6",
+            "支付宝",
+            "你好我没有通过扫码向你付款100.00元",
+            "not a known receipt wording",
+        ),
+        (
+            "chat-7",
+            "支付宝通知",
+            "【提醒】通过扫码向你付款100.00元",
+            "not a known receipt wording",
+        ),
+        // An earlier payment told again.
+        (
+            "chat-8",
+            "支付宝通知",
+            "上次通过扫码向你付款100.00元",
+            "a broadcast of an earlier payment",
+        ),
     ];
     for (id, title, text, why) in cases {
         let (code, answer) = report(&app, device, &raw(id, "alipay", ALIPAY, title, text)).await;
@@ -152,6 +172,29 @@ async fn a_chat_message_inside_a_payment_app_pays_nothing() {
         let (code, _) = report(&app, device, &body).await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{id}");
         assert_kept(&app, id, "unparsed", "a chat is never a receipt").await;
+    }
+    // A receipt in the title (a nickname anyone can take) needs a notice style Android knows;
+    // a style of the sender's own naming proves nothing, and neither does a second amount in
+    // the promotion below it.
+    for (id, template, text, why) in [
+        (
+            "titled-1",
+            "com.example.ChatStyle",
+            "已转入余额",
+            "one of Android's notice styles",
+        ),
+        (
+            "titled-2",
+            "android.app.Notification$BigTextStyle",
+            "已转入余额 刚又收一笔100.00",
+            "not a known receipt wording",
+        ),
+    ] {
+        let mut body = raw(id, "alipay", ALIPAY, "你已成功收款100.00元", text);
+        body["template"] = json!(template);
+        let (code, answer) = report(&app, device, &body).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{id}: {answer}");
+        assert_kept(&app, id, "unparsed", why).await;
     }
     assert_eq!(status(&app, &order).await, "pending");
 
@@ -302,11 +345,23 @@ async fn a_group_named_like_the_payment_service_pays_nothing() {
             "[2条]微信收款助手: 微信支付收款15.00元(朋友到店)",
             "\"微信收款助手\"",
         ),
+        // A WeChat Work group named like its collection notices, and a member named 收款通知.
+        (
+            "group-5",
+            "对外收款",
+            "收款通知：成功收款15.00元",
+            "not a known receipt wording",
+        ),
     ] {
+        let package = if id == "group-5" {
+            "com.tencent.wework"
+        } else {
+            WECHAT
+        };
         let (code, _) = report(
             &app,
             &listener.device,
-            &raw(id, "wechat", WECHAT, title, text),
+            &raw(id, "wechat", package, title, text),
         )
         .await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{id}");

@@ -456,6 +456,56 @@ async fn the_same_text_forwarded_again_within_the_window_is_one_payment_and_afte
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_template_carrying_android_marks_keeps_chats_and_pays_receipts() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "3.30", "wechat").await;
+    let text = "微信支付收款3.30元(朋友到店)";
+
+    // The receipt's exact words, marked by Android as a chat in three ways: kept, unpaid.
+    let started = now_ms();
+    for (offset, (key, value)) in [
+        ("category", "msg"),
+        ("template", "android.app.Notification$MessagingStyle"),
+        ("conversation", "true"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut fields = wechat_fields(&listener.device, started + offset as i64, text);
+        fields.push((key, value.to_string()));
+        let response = forward_form(&app, &listener.device, &fields).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+    }
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM payments WHERE result = 'unparsed' \
+             AND reason LIKE '%a chat is never a receipt%'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        app.get_order(order["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+
+    // The same words with the marks of a notice, and the post time: paid.
+    let mut fields = wechat_fields(&listener.device, started + 10, text);
+    fields.push(("category", "status".into()));
+    fields.push(("template", "android.app.Notification$BigTextStyle".into()));
+    fields.push(("posted_at", (started + 5).to_string()));
+    let paid: Value = forward_form(&app, &listener.device, &fields)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["result"], "matched", "{paid}");
+    assert_eq!(paid["order_id"], order["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protocol_switched_off_answers_404() {
     let TestEnv { app, db: _db } = spawn_app_with(|s| s.compat.clear()).await;
     let listener = app.online_listener("wechat").await;

@@ -191,7 +191,7 @@ fn read_text(n: &Notification, channel: Channel, not_a_receipt: PaymentResult) -
             format!(
                 "the receipt of {} is in the title, which a chat partner can choose as a name: \
                  credited only when the listener sends the notification's template and it is \
-                 not a chat",
+                 one of Android's notice styles, not a chat",
                 receipt.amount
             ),
             Some(channel),

@@ -95,12 +95,19 @@ impl AndroidMetadata {
         None
     }
 
-    /// Whether the listener read the notification's style and it is not a chat: what a receipt
-    /// that no system sender vouches for needs before it is credited.
+    /// Whether the listener read the notification's style and it is one of Android's styles for
+    /// notices, not a chat: what a receipt that no system sender vouches for needs before it is
+    /// credited. Any other style (a custom one, an unknown spelling) proves nothing.
     pub fn shows_no_chat(&self) -> bool {
+        const NOTICE_STYLES: &[&str] = &[
+            "android.app.Notification$BigTextStyle",
+            "android.app.Notification$InboxStyle",
+            "android.app.Notification$BigPictureStyle",
+            "android.app.Notification$DecoratedCustomViewStyle",
+        ];
         self.template
             .as_deref()
-            .is_some_and(|t| !t.trim().is_empty())
+            .is_some_and(|t| NOTICE_STYLES.contains(&t.trim()))
             && self.marked_as_message().is_none()
     }
 

@@ -79,13 +79,18 @@ const CLASSES: &[(RefusalClass, &[&str])] = &[
             "重[复複]播[报報]",
             "再次播[报報]",
             "[补補]播",
-            "(?i)previous payment",
+            // An earlier payment told again (上次, 之前, 前一次, …), in a chat or a notice.
+            "上[次回]",
+            "前一?次",
+            "[之此先]前",
+            "(?i)previous payment|last payment",
         ],
     ),
     (
         RefusalClass::Refund,
         &[
-            "退款",
+            // 欵 is a variant of 款 that NFKC leaves as it is.
+            "退[款欵]",
             "退回",
             "已退",
             "退[还還]",
@@ -286,6 +291,10 @@ mod tests {
             (RefusalClass::Refund, "退還給對方10.00元"),
             (RefusalClass::Refund, "Refunded ¥10.00"),
             (RefusalClass::Broadcast, "上1筆收款10.00元"),
+            (RefusalClass::Broadcast, "上次通过扫码向你付款100.00元"),
+            (RefusalClass::Broadcast, "之前通过扫码向你付款100.00元"),
+            (RefusalClass::Broadcast, "前一次通过扫码向你付款100.00元"),
+            (RefusalClass::Refund, "退欵通过扫码向你付款100.00元"),
             (RefusalClass::Summary, "累計收款10.00元"),
             (RefusalClass::Balance, "餘額10.00元"),
             (RefusalClass::Summary, "Today's total 10.00"),

@@ -327,10 +327,7 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
             if !["对外收款", "企业微信"].contains(&title.as_str()) {
                 return None;
             }
-            let message = text
-                .strip_prefix("收款通知:")
-                .map_or(text.as_str(), |rest| rest.trim_start_matches(' '));
-            let message = message.strip_prefix("成功收款")?.trim_start_matches(' ');
+            let message = text.strip_prefix("成功收款")?.trim_start_matches(' ');
             between(message, "", &["", "元"])
         }
         "com.eg.android.AlipayGphone" | "com.eg.android.AlipayGphoneHW" => {
@@ -344,7 +341,7 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
                 let accepted = plain.contains(&text.as_str())
                     || text
                         .strip_prefix("已转入余额 ")
-                        .is_some_and(|rest| rest.chars().count() <= 40 && !rest.contains('\n'))
+                        .is_some_and(promotion_counts_points_only)
                     || alipay_labels.iter().any(|l| {
                         between(&text, "你已成功收款", &[&format!("元{l}")]).as_deref()
                             == Some(token.as_str())
@@ -355,10 +352,14 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
                 return None;
             }
             if let Some((name, rest)) = text.split_once("通过扫码向你付款") {
-                let plain_name = (1..=24).contains(&name.chars().count())
-                    && !name
+                // A name: letters and digits (and the masking `*`, `·`), not a sentence.
+                let sentence_words =
+                    "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想";
+                let plain_name = (1..=16).contains(&name.chars().count())
+                    && name
                         .chars()
-                        .any(|c| c.is_whitespace() || ",.!?;:。、…¥".contains(c))
+                        .all(|c| c.is_alphanumeric() || "*·_-".contains(c))
+                    && !name.chars().any(|c| sentence_words.contains(c))
                     && !["付款", "收款", "到账", "转账", "扫码", "支付"]
                         .iter()
                         .any(|w| name.contains(w));
@@ -371,6 +372,26 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Whether Alipay's promotion after `已转入余额 ` is at most 40 characters on one line, a number
+/// of points (`100积分`) counting as one, and every number in it counts points.
+fn promotion_counts_points_only(rest: &str) -> bool {
+    let mut units = 0;
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        units += 1;
+        if c == '\n' {
+            return false;
+        }
+        if c.is_ascii_digit() {
+            while chars.next_if(char::is_ascii_digit).is_some() {}
+            if chars.next() != Some('积') || chars.next() != Some('分') {
+                return false;
+            }
+        }
+    }
+    units <= 40
 }
 
 /// The amount token of `before + [¥] + token + [spaces] + one of after`, the whole of `text`.
@@ -467,6 +488,17 @@ const PIECES: &[&str] = &[
     "昨日",
     "上月",
     "\n",
+    "收款通知",
+    "你好",
+    "我",
+    "没有",
+    "上次",
+    "之前",
+    "【",
+    "】",
+    "*",
+    "·",
+    "刚又收一笔",
 ];
 
 fn notification_text() -> impl Strategy<Value = String> {

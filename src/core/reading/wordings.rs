@@ -152,7 +152,9 @@ pub const WORDINGS: &[Wording] = &[
         channel: Channel::Wechat,
         title: Title::Official(WEWORK_TITLES),
         stacked: false,
-        text: concat!("(?:收款通知: *)?成功收款", amount!(), "(?: *元)?"),
+        // Only the bare receipt: `收款通知: 成功收款…` has the shape of a group member named
+        // 收款通知 speaking in a group named like the title, so it is not read.
+        text: concat!("成功收款", amount!(), "(?: *元)?"),
         example: ("对外收款", "成功收款66.00元", "66.00"),
     },
     Wording {
@@ -161,11 +163,11 @@ pub const WORDINGS: &[Wording] = &[
         channel: Channel::Alipay,
         title: Title::Official(ALIPAY_TITLES),
         stacked: false,
-        // The payer's name is theirs to choose: a name, not a sentence (no spaces or
-        // punctuation) and without payment words (`PAYER_WORDS`); money it mentions makes the
-        // notification ambiguous.
+        // The payer's name is theirs to choose: a name, not a sentence (letters, digits and
+        // the masking `*` or `·` only, at most 16 of them) and without payment or sentence
+        // words (`PAYER_WORDS`); money it mentions makes the notification ambiguous.
         text: concat!(
-            "(?P<payer>[^\\s,.!?;:。、…]{1,24}?)通过扫码向你付款",
+            "(?P<payer>[\\p{L}\\p{N}*·_-]{1,16}?)通过扫码向你付款",
             amount!(),
             " *元"
         ),
@@ -196,7 +198,9 @@ pub const WORDINGS: &[Wording] = &[
         title: Title::Receipt(concat!("你已成功收款", amount!(), " *元")),
         stacked: false,
         text: concat!(
-            "(?:已转入余额(?: .{0,40})?|点击查看详情|查看详情|你已成功收款",
+            // Alipay's promotion after 已转入余额 counts points (`100积分`), never money: any
+            // other number there may be a second payment, so the text is then not this row.
+            "(?:已转入余额(?: (?:[^0-9\\n]|[0-9]+积分){0,40})?|点击查看详情|查看详情|你已成功收款",
             amount!(),
             " *元",
             alipay_label!(),
@@ -214,8 +218,13 @@ pub const WORDINGS: &[Wording] = &[
 pub const AMOUNT_GROUP: &str = "amount";
 /// The capture group of a name the payer chose.
 const PAYER_GROUP: &str = "payer";
-/// Words a payer's name may not hold: with them, the name restates a payment.
-const PAYER_WORDS: &[&str] = &["付款", "收款", "到账", "转账", "扫码", "支付", "¥"];
+/// Words a payer's name may not hold: with them, the name restates a payment or is a sentence
+/// (pronouns, negations, particles and time words that names rarely carry), so it is not read.
+const PAYER_WORDS: &[&str] = &[
+    "付款", "收款", "到账", "转账", "扫码", "支付", "¥", "我", "你", "您", "他", "她", "没", "不",
+    "未", "已", "了", "吗", "呢", "吧", "啊", "请", "别", "假", "若", "次", "前", "刚", "曾", "再",
+    "又", "也", "是", "的", "被", "给", "向", "说", "就", "都", "还", "才", "要", "会", "想",
+];
 
 pub struct CompiledWording {
     pub wording: &'static Wording,
