@@ -4,25 +4,22 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::ResponseError;
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use utoipa_actix_web::AppExt;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
 use crate::core::operators::{TokenSource, ensure_token};
 use crate::core::orders::OrderRules;
 use crate::db::{self, Db, StartupError};
 use crate::error::ApiError;
-use crate::http::{self, AppState};
-use crate::metrics::{Metrics, RequestLabels};
+use crate::http::{self, AppState, middleware};
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::watch::OrderWatch;
 
@@ -202,29 +199,22 @@ impl Application {
             settings: settings.clone(),
             watch: order_watch,
             metrics,
-            limited_routes: Arc::new(crate::http::limits::LimitedRoutes::from_openapi(
-                &routes::openapi(),
-            )),
             limiter: crate::http::limits::RateLimiter::new(
                 settings.rate_limit,
                 settings.rate_limit_burst,
             ),
             shutdown: shutdown_rx,
         });
+        let document = routes::openapi();
         let server = HttpServer::new(move || {
-            let (app, mut openapi) = App::new()
+            App::new()
                 .app_data(state.clone())
                 .app_data(http::query_config())
                 .app_data(http::path_config())
-                .wrap(from_fn(limit_requests))
-                .wrap(from_fn(log_request))
+                .wrap(from_fn(middleware::log_request))
                 .into_utoipa_app()
-                .openapi(routes::base_openapi())
-                .configure(routes::configure)
-                .split_for_parts();
-            routes::document_common_responses(&mut openapi);
-            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
-                .route("/docs", web::get().to(redirect_to_docs))
+                .configure(|cfg| routes::configure_served(cfg, document.clone()))
+                .into_app()
                 .default_service(web::to(not_found))
         })
         .workers(settings.workers)
@@ -347,81 +337,6 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// Refuses a limited request over its address's rate with `429 rate_limited`.
-async fn limit_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let refused = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if state.limited_routes.is_limited(req.method(), req.path()) => {
-            let forwarded = || {
-                let header = req.headers().get_all("x-forwarded-for").last()?;
-                crate::http::limits::forwarded_client(Some(header.as_bytes()))
-            };
-            // Without a usable forwarded address, the proxy's own: never no limit at all.
-            let address = state
-                .settings
-                .trust_forwarded_for
-                .then(forwarded)
-                .flatten()
-                .or_else(|| req.peer_addr().map(|a| a.ip()));
-            match (&state.limiter, address) {
-                (Some(limiter), Some(ip)) => limiter.check(ip, Instant::now()).err(),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    match refused {
-        Some(wait) => {
-            let response = ApiError::RateLimited(wait).error_response();
-            Ok(req.into_response(response).map_into_right_body())
-        }
-        None => Ok(next.call(req).await?.map_into_left_body()),
-    }
-}
-
-async fn log_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_owned();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(req).await?;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    tracing::info!(
-        %method,
-        %path,
-        status,
-        elapsed_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
-    if let Some(state) = state {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
-        state.metrics.record_request(
-            RequestLabels {
-                method: method.to_string(),
-                route,
-                status,
-            },
-            elapsed,
-        );
-    }
-    Ok(response)
-}
-
-async fn redirect_to_docs() -> HttpResponse {
-    HttpResponse::PermanentRedirect()
-        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
-        .finish()
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

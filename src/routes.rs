@@ -1,8 +1,12 @@
-//! Every route of the service in one place, native and old protocols alike, and the OpenAPI
-//! document they make. Each route's rate limit follows from its declaration: operations that
-//! take a merchant's or the operator's bearer token are not limited per address; every other
-//! route is (see [`crate::http::limits`]).
+//! Every route of the service in one place, native and old protocols alike, with its rate limit
+//! attached where it is declared, and the OpenAPI document they make. Routes that take a
+//! merchant's or the operator's bearer token, and the few that touch neither the database nor a
+//! body, are declared first; every other route is declared in [`public`], a scope wrapped in the
+//! per-address limit that also catches every path no route serves, so a route added there, or a
+//! path nobody declared, is limited (see [`crate::http::limits`]).
 
+use actix_web::middleware::from_fn;
+use actix_web::web;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -11,29 +15,47 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::api::{admin, devices, ops, orders};
 use crate::compat::{epay, forwarder, page, vmq};
 use crate::error::Problem;
-use crate::http::limits;
+use crate::http::middleware;
 
-/// Every route of the service, in one place.
+/// Every route of the service, in the order the router tries them: the documented ones, then
+/// `served` (what is served beside them, such as the API documents), then the limited scope
+/// that catches everything else.
+fn routes(cfg: &mut ServiceConfig, served: impl FnOnce(&mut web::ServiceConfig)) {
+    authenticated(cfg);
+    cfg.service(ops::healthz);
+    cfg.map(|cfg| {
+        served(cfg);
+        cfg
+    });
+    cfg.service(
+        utoipa_actix_web::scope("")
+            .wrap(from_fn(middleware::limit_per_address))
+            .configure(public),
+    );
+}
+
+/// The routes, as the OpenAPI document describes them.
 pub fn configure(cfg: &mut ServiceConfig) {
+    routes(cfg, |_| {});
+}
+
+/// The routes, with the OpenAPI document and its Swagger UI served beside them (unlimited: they
+/// touch neither the database nor a body).
+pub fn configure_served(cfg: &mut ServiceConfig, document: utoipa::openapi::OpenApi) {
+    routes(cfg, move |cfg| {
+        cfg.service(
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document),
+        )
+        .route("/docs", web::get().to(redirect_to_docs));
+    });
+}
+
+/// What a merchant's API key or the operator token opens: not limited per address (who holds
+/// one is no anonymous flood).
+fn authenticated(cfg: &mut ServiceConfig) {
     cfg.service(orders::create_order)
         .service(orders::find_order)
-        .service(orders::get_order)
         .service(orders::close_order)
-        .service(devices::heartbeat)
-        .service(devices::notify)
-        .service(forwarder::forward)
-        .service(page::pay_page)
-        .service(page::pay_return)
-        .service(vmq::app_heart)
-        .service(vmq::app_push)
-        .service(vmq::create_order)
-        .service(vmq::get_order)
-        .service(vmq::check_order)
-        .service(vmq::close_order)
-        .service(vmq::get_state)
-        .service(epay::submit)
-        .service(epay::mapi)
-        .service(epay::api)
         .service(
             utoipa_actix_web::scope("/admin")
                 .service(admin::merchants::create_merchant)
@@ -58,10 +80,35 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(admin::payments::assign)
                 .service(admin::audit::list_audit)
                 .service(admin::summary::summary),
-        )
-        .service(ops::healthz)
+        );
+}
+
+/// What anyone can call: limited per address.
+fn public(cfg: &mut ServiceConfig) {
+    cfg.service(orders::get_order)
+        .service(devices::heartbeat)
+        .service(devices::notify)
+        .service(forwarder::forward)
+        .service(page::pay_page)
+        .service(page::pay_return)
+        .service(vmq::app_heart)
+        .service(vmq::app_push)
+        .service(vmq::create_order)
+        .service(vmq::get_order)
+        .service(vmq::check_order)
+        .service(vmq::close_order)
+        .service(vmq::get_state)
+        .service(epay::submit)
+        .service(epay::mapi)
+        .service(epay::api)
         .service(ops::readyz)
         .service(ops::metrics);
+}
+
+async fn redirect_to_docs() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
 }
 
 #[derive(OpenApi)]
@@ -130,20 +177,25 @@ pub fn base_openapi() -> utoipa::openapi::OpenApi {
 
 /// The complete OpenAPI document, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut document = actix_web::App::new()
-        .into_utoipa_app()
-        .openapi(base_openapi())
-        .configure(configure)
-        .split_for_parts()
-        .1;
+    let mut document = document_of(configure);
     document_common_responses(&mut document);
     document
 }
 
+fn document_of(routes: impl FnOnce(&mut ServiceConfig)) -> utoipa::openapi::OpenApi {
+    actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(base_openapi())
+        .configure(routes)
+        .split_for_parts()
+        .1
+}
+
 /// Adds the answers any operation may give besides its own: `429 rate_limited` where the
-/// per-IP limit applies, `408 request_timeout` where a body is read, `503 service_unavailable`
-/// wherever the database is involved.
-pub fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
+/// per-IP limit applies (the operations declared in [`public`]), `408 request_timeout` where a
+/// body is read, `503 service_unavailable` wherever the database is involved.
+fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
+    let limited = document_of(public);
     use utoipa::openapi::path::HttpMethod;
     use utoipa::openapi::{Content, Ref, ResponseBuilder};
     let problem = |description: &str| {
@@ -165,8 +217,11 @@ pub fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
         ];
         for (method, operation) in operations {
             let Some(operation) = operation else { continue };
-            let limited = !limits::takes_a_bearer_token(operation)
-                && !limits::UNMETERED.contains(&path.as_str());
+            let limited = limited
+                .paths
+                .paths
+                .get(path)
+                .is_some_and(|item| is_declared(item, &method));
             let responses = &mut operation.responses.responses;
             // Every error answer is a problem document: the routes declare their error statuses
             // and codes, and the body is the same for all.
@@ -201,5 +256,23 @@ pub fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
                 });
             }
         }
+    }
+}
+
+/// Whether a path item declares an operation for `method`.
+fn is_declared(
+    item: &utoipa::openapi::path::PathItem,
+    method: &utoipa::openapi::path::HttpMethod,
+) -> bool {
+    use utoipa::openapi::path::HttpMethod;
+    match method {
+        HttpMethod::Get => item.get.is_some(),
+        HttpMethod::Post => item.post.is_some(),
+        HttpMethod::Patch => item.patch.is_some(),
+        HttpMethod::Put => item.put.is_some(),
+        HttpMethod::Delete => item.delete.is_some(),
+        HttpMethod::Head => item.head.is_some(),
+        HttpMethod::Options => item.options.is_some(),
+        HttpMethod::Trace => item.trace.is_some(),
     }
 }

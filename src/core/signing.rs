@@ -106,12 +106,12 @@ pub fn verify_md5_sign(message: &str, key: &str, sign: &str) -> bool {
 /// 易支付's sign: every field but `sign`, `sign_type` and empty ones, sorted by name (byte
 /// order), joined as `k=v&k=v` without URL-encoding, the key appended, MD5 in lowercase hex.
 pub fn epay_sign<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> String {
-    let mut kept: Vec<(&str, &str)> = fields
+    let mut signed: Vec<(&str, &str)> = fields
         .into_iter()
         .filter(|(name, value)| !value.is_empty() && *name != "sign" && *name != "sign_type")
         .collect();
-    kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let joined: Vec<String> = kept.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    signed.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let joined: Vec<String> = signed.iter().map(|(k, v)| format!("{k}={v}")).collect();
     md5_hex(&format!("{}{key}", joined.join("&")))
 }
 

@@ -1,13 +1,13 @@
 //! Per-IP rate limiting of what anyone can call without a bearer token: the public order status
-//! and payment pages, the listener and forwarder endpoints, and the old protocols' endpoints.
-//! Over the limit, `429 rate_limited` with `Retry-After`.
+//! and payment pages, the listener and forwarder endpoints, and the old protocols' endpoints
+//! (the routes [`crate::routes`] declares public, wrapped in
+//! [`crate::http::middleware::limit_per_address`]). Over the limit, `429 rate_limited` with
+//! `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-use actix_web::http::Method;
 
 /// How many distinct addresses are tracked before idle ones are forgotten.
 const PRUNE_AT: usize = 10_000;
@@ -95,118 +95,6 @@ pub fn forwarded_client(forwarded_for: Option<&[u8]>) -> Option<IpAddr> {
     last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
-/// Which requests the per-address limit applies to, read from the routes' own declarations:
-/// every route except those whose operation takes a bearer token (a merchant's API key or the
-/// operator token: who holds one is no anonymous flood), and the few that touch neither the
-/// database nor a body ([`UNMETERED`]). A route added later is limited unless its declaration
-/// says it takes a bearer token; so is a path no route serves.
-pub struct LimitedRoutes {
-    exempt: Vec<(Method, Vec<Segment>)>,
-}
-
-/// Served without the database or a body, whoever asks: not limited.
-pub const UNMETERED: &[&str] = &["/healthz", "/openapi.json", "/docs"];
-
-/// The security schemes whose holders are not limited per address.
-pub const BEARER_SCHEMES: &[&str] = &["merchant_api_key", "operator_token"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Parameter,
-}
-
-impl LimitedRoutes {
-    /// The policy of the routes an OpenAPI document describes.
-    pub fn from_openapi(document: &utoipa::openapi::OpenApi) -> LimitedRoutes {
-        let mut exempt = Vec::new();
-        for (path, item) in &document.paths.paths {
-            for (method, operation) in operations(item) {
-                if takes_a_bearer_token(operation) {
-                    exempt.push((method, template(path)));
-                }
-            }
-        }
-        LimitedRoutes { exempt }
-    }
-
-    /// Whether a request is limited. `path` as received: it is percent-decoded here as the
-    /// router decodes it, so `/%6Eotify` is `/notify` for the limit too.
-    pub fn is_limited(&self, method: &Method, path: &str) -> bool {
-        let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-        let path = path.as_ref();
-        if UNMETERED
-            .iter()
-            .any(|free| path == *free || path.starts_with(&format!("{free}/")))
-        {
-            return false;
-        }
-        let segments: Vec<&str> = path.split('/').collect();
-        !self
-            .exempt
-            .iter()
-            .any(|(exempt, template)| exempt == method && matches(template, &segments))
-    }
-}
-
-/// Whether an operation's declaration asks for a merchant's or the operator's bearer token.
-pub fn takes_a_bearer_token(operation: &utoipa::openapi::path::Operation) -> bool {
-    let Some(requirements) = &operation.security else {
-        return false;
-    };
-    let json = serde_json::to_value(requirements).unwrap_or_default();
-    json.as_array().is_some_and(|all| {
-        !all.is_empty()
-            && all.iter().all(|requirement| {
-                requirement.as_object().is_some_and(|schemes| {
-                    !schemes.is_empty()
-                        && schemes
-                            .keys()
-                            .all(|scheme| BEARER_SCHEMES.contains(&scheme.as_str()))
-                })
-            })
-    })
-}
-
-/// The operations of a path item, with their methods.
-pub fn operations(
-    item: &utoipa::openapi::path::PathItem,
-) -> Vec<(Method, &utoipa::openapi::path::Operation)> {
-    [
-        (Method::GET, &item.get),
-        (Method::POST, &item.post),
-        (Method::PATCH, &item.patch),
-        (Method::PUT, &item.put),
-        (Method::DELETE, &item.delete),
-    ]
-    .into_iter()
-    .filter_map(|(method, operation)| operation.as_ref().map(|o| (method, o)))
-    .collect()
-}
-
-fn template(path: &str) -> Vec<Segment> {
-    path.split('/')
-        .map(|segment| {
-            if segment.starts_with('{') && segment.ends_with('}') {
-                Segment::Parameter
-            } else {
-                Segment::Literal(segment.to_string())
-            }
-        })
-        .collect()
-}
-
-fn matches(template: &[Segment], segments: &[&str]) -> bool {
-    template.len() == segments.len()
-        && template
-            .iter()
-            .zip(segments)
-            .all(|(part, segment)| match part {
-                Segment::Literal(literal) => literal == segment,
-                Segment::Parameter => !segment.is_empty(),
-            })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -235,32 +123,6 @@ mod tests {
                 .is_err()
         );
         assert!(RateLimiter::new(0, 10).is_none());
-    }
-
-    #[test]
-    fn only_public_and_unauthenticated_routes_are_limited() {
-        let routes = LimitedRoutes::from_openapi(&crate::routes::openapi());
-        let is_limited = |method: &Method, path: &str| routes.is_limited(method, path);
-        assert!(is_limited(&Method::GET, "/orders/ord_1"));
-        assert!(!is_limited(&Method::POST, "/orders"));
-        assert!(!is_limited(&Method::GET, "/orders"));
-        assert!(is_limited(&Method::POST, "/notify"));
-        assert!(is_limited(&Method::POST, "/forward/dev_1"));
-        assert!(is_limited(&Method::GET, "/pay/ord_1"));
-        assert!(is_limited(&Method::GET, "/appPush"));
-        assert!(!is_limited(&Method::GET, "/admin/orders"));
-        assert!(!is_limited(&Method::GET, "/healthz"));
-        assert!(is_limited(&Method::GET, "/readyz"));
-        // Encoded as the router would decode them: limited all the same.
-        assert!(is_limited(&Method::POST, "/%6Eotify"));
-        assert!(is_limited(&Method::GET, "/%6Frders/ord_1"));
-        assert!(is_limited(&Method::GET, "/%72eadyz"));
-        // The operator's routes are exempt by their declaration, a path no route serves is not.
-        assert!(!is_limited(&Method::POST, "/admin/payments/pay_1/assign"));
-        assert!(!is_limited(&Method::PATCH, "/admin/payees/pye_1"));
-        assert!(is_limited(&Method::POST, "/admin"));
-        assert!(is_limited(&Method::GET, "/no/such/route"));
-        assert!(!is_limited(&Method::GET, "/docs/index.html"));
     }
 
     #[test]

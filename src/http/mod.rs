@@ -3,6 +3,7 @@
 //! notification. Neither of them reaches into the other.
 
 pub mod limits;
+pub mod middleware;
 pub mod receive;
 
 use std::sync::Arc;
@@ -29,10 +30,8 @@ pub struct AppState {
     pub rules: OrderRules,
     pub watch: OrderWatch,
     pub metrics: Arc<Metrics>,
-    /// Per-IP limit of the public and unauthenticated endpoints, if any.
+    /// Per-IP limit of the routes [`crate::routes`] declares public, if any.
     pub limiter: Option<limits::RateLimiter>,
-    /// Which routes that limit applies to.
-    pub limited_routes: Arc<limits::LimitedRoutes>,
     /// Becomes `true` when the instance begins to shut down: long-polls answer at once.
     pub shutdown: watch::Receiver<bool>,
 }

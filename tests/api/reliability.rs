@@ -174,6 +174,90 @@ async fn over_the_limit_an_address_gets_429_with_retry_after() {
     );
 }
 
+/// Which routes the per-address limit applies to follows from where `routes.rs` declares them:
+/// every route anyone can call is limited, a path no route serves too, and what a bearer token
+/// opens, health and the API documents are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_covers_every_route_but_the_authenticated_ones_and_health() {
+    let TestEnv { app, db: _db } = spawn_app_with(|s| {
+        s.rate_limit = 1;
+        s.rate_limit_burst = 1;
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    let order = format!("/orders/ord_{}", "0".repeat(24));
+    let limited = [
+        ("GET", order.clone()),
+        ("POST", "/notify".to_string()),
+        ("POST", "/%6Eotify".to_string()),
+        ("POST", "/heartbeat".to_string()),
+        ("POST", "/forward/dev_1".to_string()),
+        ("GET", "/pay/ord_1".to_string()),
+        ("GET", "/appPush".to_string()),
+        ("GET", "/createOrder".to_string()),
+        ("GET", "/submit.php".to_string()),
+        ("GET", "/api.php".to_string()),
+        ("GET", "/readyz".to_string()),
+        ("GET", "/metrics".to_string()),
+        ("GET", "/no/such/route".to_string()),
+    ];
+    let send = |method: &str, path: &str, bearer: Option<&str>| {
+        let mut request = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .header("content-type", "application/json")
+            .body("{}");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    // Spends this address's allowance, so that the next limited request is refused.
+    let exhaust = || async {
+        for _ in 0..50 {
+            let response = send("GET", &order, None).await.unwrap();
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                return;
+            }
+        }
+        panic!("the public order status was never limited");
+    };
+    for (method, path) in &limited {
+        // A second passes between two allowances: under load, try again rather than fail.
+        let mut refused = false;
+        for _ in 0..5 {
+            exhaust().await;
+            if send(method, path, None).await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "{method} {path} is not limited");
+    }
+    let api_key = merchant.api_key.clone();
+    let admin = ADMIN_TOKEN.to_string();
+    let unlimited = [
+        ("GET", "/healthz".to_string(), None),
+        ("GET", "/openapi.json".to_string(), None),
+        ("GET", "/docs/".to_string(), None),
+        (
+            "GET",
+            "/orders?merchant_order_id=A1".to_string(),
+            Some(api_key.as_str()),
+        ),
+        ("POST", format!("{order}/close"), Some(api_key.as_str())),
+        ("GET", "/admin/orders".to_string(), Some(admin.as_str())),
+        ("GET", "/admin/merchants".to_string(), Some(admin.as_str())),
+    ];
+    exhaust().await;
+    for (method, path, bearer) in &unlimited {
+        for _ in 0..3 {
+            let status = send(method, path, *bearer).await.unwrap().status();
+            assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "{method} {path}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_answers_503_in_bounded_time_instead_of_hanging() {
     let TestEnv { app, db } = spawn_app_with(|s| {

@@ -4,12 +4,16 @@
 //! A second report of one payment never pays anything: it is a `duplicate` of the first report,
 //! or of the payment that paid the order holding the amount.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
-use super::{Notification, Trust, Verdict, assess, same_payment_window};
+use super::{Notification, Trust, Verdict, assess};
 use crate::core::orders::{OrderRules, pay_locked};
+use crate::core::reading::{channel_of_package, normalise, unstack};
 use crate::core::secrets::new_id;
+use crate::core::secrets::sha256;
 use crate::core::signing::SIGNATURE_WINDOW_SECS;
 use crate::db::devices::Device;
 use crate::db::notifications as raw_rows;
@@ -260,4 +264,49 @@ fn duplicate_of_paid(
         original.as_ref().map(|p| p.id.as_str()),
         &reason,
     )?)
+}
+
+/// What two reports of one payment share, hashed: the channel, the listener's amount, the app,
+/// the normalised title and text (a stacked copy's `[N条]sender: ` left out) and the post time
+/// when the source gives one. `None` where the source's ids already tell payments apart and no
+/// post time says otherwise.
+pub fn same_payment_key(n: &Notification) -> Option<Vec<u8>> {
+    let channel = n
+        .channel
+        .or_else(|| n.package.as_deref().and_then(channel_of_package))
+        .map_or("", |c| c.as_str());
+    let title = normalise(n.title.as_deref().unwrap_or_default());
+    let text = normalise(n.text.as_deref().unwrap_or_default());
+    let message = unstack(&title, &text).unwrap_or(&text);
+    let parts = match (n.distinct_ids, n.android.posted_at) {
+        (true, None) => return None,
+        // One Android notification: its post time and text, however the listener fills the
+        // optional fields (an amount, the package) when it sends it again.
+        (_, Some(posted)) => vec![
+            "posted".to_owned(),
+            channel.to_owned(),
+            posted.timestamp_millis().to_string(),
+            title.clone(),
+            message.to_owned(),
+        ],
+        (false, None) => vec![
+            "content".to_owned(),
+            channel.to_owned(),
+            n.amount.map(|a| a.to_string()).unwrap_or_default(),
+            n.package.as_deref().map(normalise).unwrap_or_default(),
+            title.clone(),
+            message.to_owned(),
+        ],
+    };
+    Some(sha256(parts.join("\u{1f}").as_bytes()).to_vec())
+}
+
+/// How far apart two reports sharing a [`same_payment_key`] may arrive and still be one
+/// payment: without a post time, the duplicate window (the text alone could be a second
+/// payment later on); with one, any time (it is the same Android notification, re-sent).
+pub fn same_payment_window(n: &Notification, rules: &OrderRules) -> Option<Duration> {
+    match n.android.posted_at {
+        Some(_) => None,
+        None => Some(rules.duplicate_window),
+    }
 }
