@@ -12,7 +12,7 @@ use crate::db::audit::{self as audit_rows, NewAuditEntry};
 use crate::db::orders::{self as order_rows, Order};
 use crate::db::payments::{self as payment_rows, Payment};
 use crate::db::transaction_with_retry;
-use crate::domain::OrderStatus;
+use crate::domain::{OrderStatus, PaymentResult};
 use crate::error::ApiError;
 
 /// Records an operator action; part of the action's transaction.
@@ -69,15 +69,25 @@ pub fn mark_paid(
 /// Pays an order (pending, expired or closed) with a payment that paid nothing: a payer who sent
 /// the wrong amount, paid after the grace, or while the listener was offline. Once, in one
 /// transaction: a payment pays at most one order and an order is paid at most once.
+///
+/// What could credit one payment twice needs `second_payment` (the payer really paid twice): a
+/// `duplicate`, and any report of a payment another report of which already paid an order. What
+/// makes the payment a doubtful fit for the order needs `accept_differences`: another amount (or
+/// none read), channel or payee, or a reading that proves no payment (`untrusted`,
+/// `contradicted`, `unparsed`).
 pub fn assign_payment(
     conn: &mut PgConnection,
     rules: &OrderRules,
     operator: &str,
-    payment_id: &str,
-    order_id: &str,
-    note: Option<&str>,
-    second_payment: bool,
+    assignment: &Assignment<'_>,
 ) -> Result<(Payment, Order), ApiError> {
+    let Assignment {
+        payment_id,
+        order_id,
+        note,
+        second_payment,
+        accept_differences,
+    } = *assignment;
     transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
         let payment =
             payment_rows::lock(conn, payment_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
@@ -86,22 +96,46 @@ pub fn assign_payment(
                 "the payment already pays order {paid}"
             )));
         }
-        // A report of a payment that already paid an order: assigning it credits one payment
-        // twice, unless the payer really paid twice, which the operator must say.
-        if let Some(first) = payment.duplicate_of.as_deref()
-            && !second_payment
-            && let Some(credited) =
-                payment_rows::find(conn, first)?.and_then(|first| first.order_id)
-        {
-            return Err(ApiError::InvalidState(format!(
-                "the payment is a duplicate of {first}, which paid order {credited}: assign it \
-                 only if the payer paid twice, with \"second_payment\": true"
-            )));
+        // Every report of one payment is decided one at a time: the first report's row is the
+        // lock they share (taken after the report's own, as every assign does).
+        let first = payment.duplicate_of.as_deref().unwrap_or(&payment.id);
+        if first != payment.id {
+            payment_rows::lock(conn, first)?;
+        }
+        if !second_payment {
+            if let Some(credited) = payment_rows::order_paid_by_reports_of(conn, first)? {
+                return Err(ApiError::InvalidState(format!(
+                    "another report of this payment paid order {credited}: assign it only if \
+                     the payer paid twice, with \"second_payment\": true"
+                )));
+            }
+            if payment.result == PaymentResult::Duplicate {
+                let instead = match &payment.duplicate_of {
+                    Some(first) => format!(" (or assign its first report, {first})"),
+                    None => String::new(),
+                };
+                return Err(ApiError::InvalidState(format!(
+                    "the payment is a duplicate ({}): assign it only if the payer paid twice, \
+                     with \"second_payment\": true{instead}",
+                    payment
+                        .reason
+                        .as_deref()
+                        .unwrap_or("a report of an earlier payment")
+                )));
+            }
         }
         let (order, overdue) =
             order_rows::lock(conn, order_id)?.ok_or_else(|| ApiError::not_found("order"))?;
         if order.status == OrderStatus::Paid {
             return Err(ApiError::InvalidState("the order is already paid".into()));
+        }
+        let differences = differences(&payment, &order);
+        if !differences.is_empty() && !accept_differences {
+            return Err(ApiError::InvalidState(format!(
+                "the payment does not fit the order: {}; assign it anyway with \
+                 \"accept_differences\": true",
+                differences.join("; ")
+            )));
         }
         let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
         let assigned = payment_rows::assign(conn, payment_id, order_id)?;
@@ -118,10 +152,70 @@ pub fn assign_payment(
                 "payable_amount": order.payable_amount.to_string(),
                 "previous_order_status": order.status,
                 "second_payment": second_payment,
+                "differences": differences,
             }),
         )?;
         Ok((assigned, paid))
     })
+}
+
+/// An operator's assignment of a payment to an order, with what the operator confirms.
+#[derive(Debug, Clone, Copy)]
+pub struct Assignment<'a> {
+    pub payment_id: &'a str,
+    pub order_id: &'a str,
+    pub note: Option<&'a str>,
+    /// The payer paid twice: a report of a payment that already paid an order may pay another.
+    pub second_payment: bool,
+    /// The operator has seen how the payment differs from the order and assigns it anyway.
+    pub accept_differences: bool,
+}
+
+/// How a payment differs from what the order asks for, in words for the operator.
+fn differences(payment: &Payment, order: &Order) -> Vec<String> {
+    let mut differences = Vec::new();
+    let payable = order.payable_amount;
+    let read_the_payable = payment
+        .amounts_read
+        .iter()
+        .flatten()
+        .any(|read| *read == Some(payable));
+    match payment.amount {
+        Some(amount) if amount == payable => {}
+        None if read_the_payable => {}
+        Some(amount) => differences.push(format!(
+            "it is {amount}, the order's payable amount is {payable}"
+        )),
+        None => differences.push(format!(
+            "no amount was read, the order's payable amount is {payable}"
+        )),
+    }
+    match payment.channel {
+        Some(channel) if channel == order.channel => {}
+        Some(channel) => differences.push(format!(
+            "it came through {channel}, the order is for {}",
+            order.channel
+        )),
+        None => differences.push("its channel is unknown".into()),
+    }
+    if payment.payee_id.as_deref() != Some(order.payee_id.as_str()) {
+        differences.push(format!(
+            "it reached payee {}, the order's payee is {}",
+            payment.payee_id.as_deref().unwrap_or("unknown"),
+            order.payee_id
+        ));
+    }
+    if matches!(
+        payment.result,
+        PaymentResult::Untrusted | PaymentResult::Contradicted | PaymentResult::Unparsed
+    ) {
+        differences.push(format!(
+            "it is kept as {}: nothing proves the payment ({})",
+            payment.result,
+            payment.reason.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    differences
 }
 
 /// One day and channel of the summary.

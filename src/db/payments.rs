@@ -203,6 +203,21 @@ pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
         .optional()
 }
 
+/// The order paid by a payment or by any other report of it: the first report `first` and every
+/// payment kept as a `duplicate` of it.
+pub fn order_paid_by_reports_of(
+    conn: &mut PgConnection,
+    first: &str,
+) -> QueryResult<Option<String>> {
+    payments::table
+        .filter(payments::id.eq(first).or(payments::duplicate_of.eq(first)))
+        .filter(payments::order_id.is_not_null())
+        .select(payments::order_id)
+        .first::<Option<String>>(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
 pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
     payments::table
         .find(id)

@@ -607,22 +607,179 @@ async fn a_late_copy_finds_the_paid_order_not_the_next_order_given_the_amount() 
     assert_eq!(late["result"], "duplicate", "{late}");
     assert!(late.get("duplicate_of").is_none());
 
-    // The duplicate is assignable, once the operator says the payer really paid twice.
+    // A duplicate is assignable once the operator says the payer really paid twice, and (as it
+    // is another amount than the order's) that the difference is seen.
     let other = app.order(&merchant, "30.00", "wechat").await;
-    let assign = |second: bool| {
+    let assign = |payment: &Value, second: bool, differences: bool| {
         let body = json!({"order_id": other["id"], "note": "the payer confirmed a second payment",
-                          "second_payment": second});
+                          "second_payment": second, "accept_differences": differences});
         let path = format!(
             "/admin/payments/{}/assign",
-            again["payment_id"].as_str().unwrap()
+            payment["payment_id"].as_str().unwrap()
         );
         let app = app.clone();
         async move { app.admin_post(&path, &body).await }
     };
-    assert_problem(assign(false).await, StatusCode::CONFLICT, "invalid_state").await;
+    // Also the duplicate of the order paid by hand, which names no first report.
+    for payment in [&again, &late] {
+        assert_problem(
+            assign(payment, false, true).await,
+            StatusCode::CONFLICT,
+            "invalid_state",
+        )
+        .await;
+    }
+    let unfit: Value = assign(&again, true, false).await.json().await.unwrap();
+    assert_eq!(unfit["code"], "invalid_state");
+    assert!(
+        unfit["detail"]
+            .as_str()
+            .unwrap()
+            .contains("it is 10.00, the order's payable amount is 30.00"),
+        "{unfit}"
+    );
     assert_eq!(status(&app, &other).await, "pending");
-    assert_eq!(assign(true).await.status(), StatusCode::OK);
+    assert_eq!(assign(&again, true, true).await.status(), StatusCode::OK);
     assert_eq!(status(&app, &other).await, "paid");
+}
+
+/// Two reports of one payment that paid nothing, assigned in either order: the second assign
+/// credits one payment twice unless the operator says the payer paid twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_of_one_payment_are_assigned_once_unless_the_payer_paid_twice() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let posted = chrono::Utc::now().to_rfc3339();
+    for (first_assigned, price) in [("first", "7.00"), ("copy", "8.00")] {
+        let text = format!("微信支付收款{price}元(朋友到店)");
+        let report_of = |id: String| {
+            let mut body = raw(&id, "wechat", WECHAT, "微信支付", &text);
+            body["posted_at"] = json!(posted);
+            body
+        };
+        let (_, first) = report(
+            &app,
+            &listener.device,
+            &report_of(format!("{first_assigned}-a")),
+        )
+        .await;
+        let (_, copy) = report(
+            &app,
+            &listener.device,
+            &report_of(format!("{first_assigned}-b")),
+        )
+        .await;
+        assert_eq!(first["result"], "unmatched", "{first}");
+        assert_eq!(copy["result"], "duplicate", "{copy}");
+        let orders = [
+            app.order(&merchant, price, "wechat").await,
+            app.order(&merchant, price, "wechat").await,
+        ];
+        let assign = |payment: &Value, order: &Value, second: bool| {
+            let path = format!(
+                "/admin/payments/{}/assign",
+                payment["payment_id"].as_str().unwrap()
+            );
+            let body = json!({"order_id": order["id"], "second_payment": second,
+                              "accept_differences": true});
+            let app = app.clone();
+            async move { app.admin_post(&path, &body).await }
+        };
+        let (one, other) = if first_assigned == "first" {
+            (&first, &copy)
+        } else {
+            (&copy, &first)
+        };
+        if first_assigned == "copy" {
+            // A duplicate always needs the operator's word, even before its first report paid.
+            assert_problem(
+                assign(one, &orders[0], false).await,
+                StatusCode::CONFLICT,
+                "invalid_state",
+            )
+            .await;
+        }
+        assert_eq!(
+            assign(one, &orders[0], first_assigned == "copy")
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let refused: Value = assign(other, &orders[1], false).await.json().await.unwrap();
+        assert_eq!(refused["code"], "invalid_state", "{refused}");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("paid order {}", orders[0]["id"].as_str().unwrap())),
+            "{refused}"
+        );
+        assert_eq!(status(&app, &orders[1]).await, "pending");
+        assert_eq!(
+            assign(other, &orders[1], true).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE order_id IS NOT NULL")
+            .await,
+        4
+    );
+}
+
+/// What does not fit the order is assigned only when the operator accepts the differences:
+/// another channel and payee, an `untrusted` claim with no amount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_that_does_not_fit_the_order_is_assigned_only_when_the_differences_are_accepted()
+{
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let wechat = app.online_listener("wechat").await;
+    let alipay = app.online_listener("alipay").await;
+    let order = app.order(&merchant, "100.00", "wechat").await;
+    let elsewhere = app.pay(&alipay.device, "alipay", "100.00").await;
+    assert_eq!(elsewhere["result"], "unmatched");
+    let (_, sms) = report(
+        &app,
+        &wechat.device,
+        &raw(
+            "sms-1",
+            "wechat",
+            "com.android.mms",
+            "10086",
+            "你已成功收款100.00元",
+        ),
+    )
+    .await;
+    assert_eq!(sms["result"], "untrusted");
+    let assign = |payment: &Value, accept: bool| {
+        let path = format!(
+            "/admin/payments/{}/assign",
+            payment["payment_id"].as_str().unwrap()
+        );
+        let body = json!({"order_id": order["id"], "accept_differences": accept});
+        let app = app.clone();
+        async move { app.admin_post(&path, &body).await }
+    };
+    for (payment, why) in [
+        (
+            &elsewhere,
+            "it came through alipay, the order is for wechat",
+        ),
+        (&elsewhere, "it reached payee"),
+        (&sms, "it is kept as untrusted: nothing proves the payment"),
+    ] {
+        let refused: Value = assign(payment, false).await.json().await.unwrap();
+        assert_eq!(refused["code"], "invalid_state", "{refused}");
+        assert!(
+            refused["detail"].as_str().unwrap().contains(why),
+            "{refused} lacks {why:?}"
+        );
+    }
+    assert_eq!(status(&app, &order).await, "pending");
+    assert_eq!(assign(&elsewhere, true).await.status(), StatusCode::OK);
+    assert_eq!(status(&app, &order).await, "paid");
 }
 
 fn md5_hex(text: &str) -> String {

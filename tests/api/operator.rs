@@ -256,10 +256,19 @@ async fn a_payment_that_paid_nothing_is_assigned_to_an_order_once() {
         "not_found",
     )
     .await;
-    let assigned = app
+    // Another amount than the order's: assigned once the operator accepts the difference.
+    let unfit = app
         .admin_post(
             &path,
             &json!({"order_id": order_id, "note": "sent 10.20 by mistake"}),
+        )
+        .await;
+    assert_problem(unfit, StatusCode::CONFLICT, "invalid_state").await;
+    let assigned = app
+        .admin_post(
+            &path,
+            &json!({"order_id": order_id, "note": "sent 10.20 by mistake",
+                    "accept_differences": true}),
         )
         .await;
     assert_eq!(assigned.status(), StatusCode::OK);

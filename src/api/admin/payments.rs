@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::admin::views::{AdminOrder, AdminPayment, admin_order, payment};
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
-use crate::core::reconciliation::assign_payment;
+use crate::core::reconciliation::{Assignment, assign_payment};
 use crate::db::payments::{self as payment_rows, PaymentFilter};
 use crate::domain::PaymentResult;
 use crate::error::ApiError;
@@ -84,10 +84,16 @@ pub struct AssignRequest {
     pub order_id: String,
     /// Why, for the audit log.
     pub note: Option<String>,
-    /// Required (`true`) to assign a `duplicate` of a payment that paid an order: it credits
-    /// what may be one payment a second time, so only when the payer really paid twice.
+    /// Required (`true`) to assign a `duplicate`, or a payment another report of which already
+    /// paid an order: it credits what may be one payment a second time, so only when the payer
+    /// really paid twice.
     #[serde(default)]
     pub second_payment: bool,
+    /// Required (`true`) when the payment does not fit the order: another amount (or none
+    /// read), channel or payee, or a payment kept as `untrusted`, `contradicted` or `unparsed`
+    /// (nothing proves it). The refusal lists the differences; the audit entry records them.
+    #[serde(default)]
+    pub accept_differences: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -109,7 +115,7 @@ pub struct AssignResponse {
         (status = 400, description = "`invalid_request`"),
         (status = 401, description = "`unauthorized`"),
         (status = 404, description = "`not_found`: no such payment or order"),
-        (status = 409, description = "`invalid_state`: the payment already pays an order, the order is paid, or the payment is a duplicate of one that paid an order and `second_payment` is not set"),
+        (status = 409, description = "`invalid_state`: the payment already pays an order, the order is paid, the payment is a duplicate or another report of it paid an order and `second_payment` is not set, or it does not fit the order and `accept_differences` is not set"),
     )
 )]
 #[post("/payments/{id}/assign")]
@@ -132,10 +138,13 @@ pub async fn assign(
                 conn,
                 &rules,
                 &operator.name,
-                &id,
-                &request.order_id,
-                request.note.as_deref(),
-                request.second_payment,
+                &Assignment {
+                    payment_id: &id,
+                    order_id: &request.order_id,
+                    note: request.note.as_deref(),
+                    second_payment: request.second_payment,
+                    accept_differences: request.accept_differences,
+                },
             )
         })
         .await?;

@@ -64,14 +64,77 @@ pub fn parse_amount(token: &str) -> Option<Amount> {
 }
 
 /// Words and signs right before digits that make them money changing hands (`收款100`,
-/// `金额: 5`, `RMB 5`), compared in lower case.
+/// `金额: 5`, `RMB 5`), in simplified and traditional Chinese and variant characters, compared
+/// in lower case. Any currency sign (Unicode's `Sc`) counts too.
 const MONEY_WORDS: &[&str] = &[
-    "收款", "到账", "付款", "转账", "入账", "收到", "赞赏", "支付", "金额", "实收", "退款", "红包",
-    "提现", "消费", "收入", "¥", "$", "€", "£", "rmb", "cny",
+    "收款",
+    "收欵",
+    "到账",
+    "到賬",
+    "到帳",
+    "付款",
+    "付欵",
+    "转账",
+    "轉賬",
+    "轉帳",
+    "入账",
+    "入賬",
+    "收到",
+    "赞赏",
+    "讚賞",
+    "支付",
+    "金额",
+    "金額",
+    "实收",
+    "實收",
+    "退款",
+    "红包",
+    "紅包",
+    "提现",
+    "提現",
+    "消费",
+    "消費",
+    "收入",
+    "人民币",
+    "人民幣",
+    "rmb",
+    "cny",
+    "usd",
+    "hkd",
+];
+
+/// Words that may stand between a money word and its digits (`金额为100`, `收款了 5`).
+const FILLERS: &[char] = &[
+    ' ', ':', '\t', '为', '為', '是', '了', '共', '约', '約', '计', '計', '达', '達',
 ];
 
 /// Units right after digits that make them money (`5.00元`, `5块`, `5 yuan`), in lower case.
-const MONEY_UNITS: &[&str] = &["元", "块", "圆", "rmb", "cny", "yuan", "kuai"];
+const MONEY_UNITS: &[&str] = &[
+    "元",
+    "块",
+    "塊",
+    "圆",
+    "圓",
+    "刀",
+    "美元",
+    "美金",
+    "港币",
+    "港幣",
+    "人民币",
+    "人民幣",
+    "rmb",
+    "cny",
+    "usd",
+    "hkd",
+    "yuan",
+    "kuai",
+    "dollar",
+];
+
+/// A currency sign at the end of a text (`¥`, `$`, `€`, `₩`, …).
+#[allow(clippy::expect_used)] // a constant pattern, compiled by the tests
+static CURRENCY_SIGN: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\p{Sc}$").expect("the sign pattern compiles"));
 
 /// Every run of digits (with the separators between them) in `field` that the text presents as
 /// money: after a currency sign or a money word, or before a unit. Each is returned as written;
@@ -106,7 +169,7 @@ pub fn money_mentions(field: &str) -> Vec<&str> {
         // The longest word or unit is four characters: look at no more, so that a long text
         // is read in linear time.
         let before: String = before
-            .trim_end_matches([' ', ':', '\t'])
+            .trim_end_matches(FILLERS)
             .chars()
             .rev()
             .take(4)
@@ -121,7 +184,8 @@ pub fn money_mentions(field: &str) -> Vec<&str> {
             .take(4)
             .collect::<String>()
             .to_lowercase();
-        let worded = MONEY_WORDS.iter().any(|word| before.ends_with(word));
+        let worded = MONEY_WORDS.iter().any(|word| before.ends_with(word))
+            || CURRENCY_SIGN.is_match(&before);
         let unit = MONEY_UNITS.iter().any(|unit| after.starts_with(unit));
         if worded || unit {
             mentions.push(run.trim_end_matches([',', '.']));
@@ -196,5 +260,21 @@ mod tests {
         assert_eq!(money_mentions("RMB88 小王"), ["88"]);
         assert_eq!(money_mentions("88yuan"), ["88"]);
         assert_eq!(money_mentions("€8 和 $9"), ["8", "9"]);
+        for (text, mention) in [
+            ("人民币100小王", "100"),
+            ("100圓", "100"),
+            ("100塊", "100"),
+            ("金额为100", "100"),
+            ("到賬100", "100"),
+            ("收欵100", "100"),
+            ("付欵 100", "100"),
+            ("USD100", "100"),
+            ("100美元", "100"),
+            ("100刀", "100"),
+            ("₩100", "100"),
+            ("收款了 100", "100"),
+        ] {
+            assert_eq!(money_mentions(text), [mention], "{text}");
+        }
     }
 }
