@@ -75,6 +75,9 @@ pub struct Settings {
     pub webhook_retry_schedule: Vec<Duration>,
     /// Webhook attempts in flight at once, per instance.
     pub webhook_concurrency: usize,
+    /// Webhook attempts in flight at once to one destination (scheme, host and port), across
+    /// all instances: one that hangs takes no more slots than this.
+    pub webhook_per_destination: usize,
     /// How often the delivery worker looks for due retries when nothing woke it.
     pub webhook_poll_interval: Duration,
     /// The compatibility protocols served; the others answer 404.
@@ -277,6 +280,15 @@ impl Settings {
                     "SOLOPAY_WEBHOOK_CONCURRENCY",
                     get("SOLOPAY_WEBHOOK_CONCURRENCY"),
                     16,
+                    1..=1024,
+                )?,
+            )?,
+            webhook_per_destination: narrow(
+                "SOLOPAY_WEBHOOK_PER_DESTINATION",
+                parse_in_range(
+                    "SOLOPAY_WEBHOOK_PER_DESTINATION",
+                    get("SOLOPAY_WEBHOOK_PER_DESTINATION"),
+                    4,
                     1..=1024,
                 )?,
             )?,

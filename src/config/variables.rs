@@ -103,6 +103,11 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "webhook attempts in flight per instance",
     },
     Variable {
+        name: "SOLOPAY_WEBHOOK_PER_DESTINATION",
+        default: "4",
+        meaning: "webhook attempts in flight to one destination (scheme, host, port), all instances together",
+    },
+    Variable {
         name: "SOLOPAY_WEBHOOK_POLL_INTERVAL_MS",
         default: "1000",
         meaning: "how often due retries are looked for when nothing woke the worker",

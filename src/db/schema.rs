@@ -207,6 +207,7 @@ diesel::table! {
         created_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
         kind -> Text,
+        destination -> Text,
     }
 }
 

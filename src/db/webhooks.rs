@@ -31,6 +31,9 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub kind: DeliveryKind,
+    /// The scheme, host and port the URL points at: attempts in flight are capped per
+    /// destination.
+    pub destination: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -67,14 +70,20 @@ pub const DELIVERY_DUE_CHANNEL: &str = "solopay_webhook_due";
 /// writes the events.
 pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryResult<usize> {
     diesel::sql_query(
-        "INSERT INTO webhook_deliveries (id, event_id, merchant_id, order_id, url, kind) \
+        "INSERT INTO webhook_deliveries (id, event_id, merchant_id, order_id, url, kind, \
+                                         destination) \
          SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, e.merchant_id, \
-                e.order_id, coalesce(o.notify_url, m.notify_url), \
-                CASE o.protocol WHEN 'native' THEN 'standard' ELSE o.protocol END \
+                e.order_id, d.url, \
+                CASE o.protocol WHEN 'native' THEN 'standard' ELSE o.protocol END, \
+                coalesce(lower(substring(d.url from '^([A-Za-z][A-Za-z0-9+.-]*://)')) || \
+                         lower(substring(d.url from \
+                             '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/?#]+)')), \
+                         d.url) \
          FROM events e \
          JOIN orders o ON o.id = e.order_id \
          JOIN merchants m ON m.id = e.merchant_id \
-         WHERE e.id = ANY($1) AND coalesce(o.notify_url, m.notify_url) IS NOT NULL \
+         CROSS JOIN LATERAL (SELECT coalesce(o.notify_url, m.notify_url) AS url) d \
+         WHERE e.id = ANY($1) AND d.url IS NOT NULL \
            AND (o.protocol = 'native' OR e.type = 'order.paid')",
     )
     .bind::<Array<Text>, _>(event_ids)
@@ -83,25 +92,50 @@ pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryRe
 
 /// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken
 /// (`attempts + 1`) and a lease set, so no other instance attempts them until the lease ends.
+/// No destination gets more than `per_destination` attempts in flight, counting every
+/// instance's: a receiver that hangs holds that many slots at most, and the deliveries due to
+/// the others are claimed meanwhile. Claims are made one at a time across instances (a
+/// transaction-scoped advisory lock), so that the count they read is the count they leave.
 pub fn claim_due(
     conn: &mut PgConnection,
     limit: i64,
+    per_destination: i64,
     lease: Duration,
 ) -> QueryResult<Vec<Delivery>> {
-    diesel::sql_query(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = now() + $2 \
-         WHERE id IN (SELECT id FROM webhook_deliveries \
-                      WHERE status = 'pending' AND next_attempt_at <= now() \
-                        AND (leased_until IS NULL OR leased_until <= now()) \
-                      ORDER BY next_attempt_at \
-                      LIMIT $1 \
-                      FOR UPDATE SKIP LOCKED) \
-         RETURNING *",
-    )
-    .bind::<Int8, _>(limit)
-    .bind::<Interval, _>(interval(lease))
-    .load(conn)
+    conn.transaction(|conn| {
+        diesel::sql_query(format!(
+            "SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, 0)"
+        ))
+        .execute(conn)?;
+        diesel::sql_query(
+            "WITH in_flight AS ( \
+                 SELECT destination, count(*) AS attempts FROM webhook_deliveries \
+                 WHERE status = 'pending' AND leased_until > now() \
+                 GROUP BY destination), \
+             due AS ( \
+                 SELECT d.id, d.next_attempt_at, coalesce(f.attempts, 0) + row_number() \
+                        OVER (PARTITION BY d.destination ORDER BY d.next_attempt_at, d.id) \
+                        AS place \
+                 FROM webhook_deliveries d LEFT JOIN in_flight f USING (destination) \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
+                   AND (d.leased_until IS NULL OR d.leased_until <= now())) \
+             UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = now() + $2 \
+             WHERE id IN (SELECT w.id FROM webhook_deliveries w JOIN due ON due.id = w.id \
+                          WHERE due.place <= $3 \
+                          ORDER BY due.next_attempt_at \
+                          LIMIT $1 \
+                          FOR UPDATE OF w SKIP LOCKED) \
+             RETURNING *",
+        )
+        .bind::<Int8, _>(limit)
+        .bind::<Interval, _>(interval(lease))
+        .bind::<Int8, _>(per_destination)
+        .load(conn)
+    })
 }
+
+/// The class of the advisory lock that makes claims one at a time.
+const CLAIM_LOCK_CLASS: i32 = 3;
 
 /// How an attempt ended, for the delivery row.
 #[derive(Debug, Clone, Copy)]

@@ -51,6 +51,8 @@ struct Worker {
     sender: Sender,
     schedule: Arc<Vec<Duration>>,
     lease: Duration,
+    /// Attempts in flight to one destination, all instances together.
+    per_destination: i64,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
 }
@@ -70,6 +72,7 @@ pub fn spawn(
         // Longer than an attempt can take (the client enforces the timeout) plus recording it,
         // so a lease only runs out when its holder died; then another instance takes over.
         lease: settings.webhook_timeout + Duration::from_secs(10),
+        per_destination: i64::try_from(settings.webhook_per_destination).unwrap_or(i64::MAX),
         metrics,
         wake,
     };
@@ -184,9 +187,15 @@ impl Worker {
 
     async fn claim(&self, limit: usize) -> Result<Vec<ClaimedDelivery>, ApiError> {
         let lease = self.lease;
+        let per_destination = self.per_destination;
         self.db
             .run(move |conn| -> Result<_, ApiError> {
-                let due = delivery_rows::claim_due(conn, i64::try_from(limit).unwrap_or(1), lease)?;
+                let due = delivery_rows::claim_due(
+                    conn,
+                    i64::try_from(limit).unwrap_or(1),
+                    per_destination,
+                    lease,
+                )?;
                 let mut claimed = Vec::with_capacity(due.len());
                 for delivery in due {
                     let content = match load_content(conn, &delivery) {

@@ -650,3 +650,120 @@ async fn a_delivery_that_cannot_be_loaded_does_not_hold_up_the_others_claimed_wi
     .await;
     assert!(failed_to_load, "the failure to load was not recorded");
 }
+
+/// A merchant's endpoint that accepts connections and never answers; counts the connections
+/// open at once.
+struct HangingReceiver {
+    port: u16,
+    most_at_once: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HangingReceiver {
+    async fn start() -> HangingReceiver {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(AtomicUsize::new(0));
+        let most_at_once = std::sync::Arc::new(AtomicUsize::new(0));
+        let (open_count, most) = (open, most_at_once.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let now = open_count.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let open_count = open_count.clone();
+                tokio::spawn(async move {
+                    // Read whatever comes, answer nothing, until the client gives up.
+                    let mut buffer = [0u8; 4096];
+                    use tokio::io::AsyncReadExt;
+                    while matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {}
+                    open_count.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        HangingReceiver { port, most_at_once }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+    }
+
+    fn most_at_once(&self) -> usize {
+        self.most_at_once.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Fair delivery: with 40 of merchant X's deliveries hanging, merchant Y's webhook still comes
+/// within a second, on one instance and on two: X holds no more than its share of the slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_destination_does_not_hold_up_another_merchants_webhook() {
+    for instances in [1, 2] {
+        let hanging = HangingReceiver::start().await;
+        let healthy = Receiver::start().await;
+        let settings = |s: &mut Settings| {
+            fast_local_webhooks(s);
+            s.webhook_timeout = Duration::from_secs(30);
+            s.webhook_concurrency = 8;
+            s.webhook_per_destination = 3;
+        };
+        let TestEnv { app, db } = spawn_app_with(settings).await;
+        let second = match instances {
+            2 => Some(spawn_instance(&db, settings).await),
+            _ => None,
+        };
+        let slow = app.merchant_with_webhooks(&hanging.url()).await;
+        let fine = app.merchant_with_webhooks(&healthy.url()).await;
+        let listener = app.online_listener("wechat").await;
+        for i in 0..40 {
+            let order = app.order(&slow, "1.00", "wechat").await;
+            let paid = app
+                .pay(
+                    &listener.device,
+                    "wechat",
+                    order["payable_amount"].as_str().unwrap(),
+                )
+                .await;
+            assert_eq!(paid["result"], "matched", "{i}: {paid}");
+        }
+        // X's attempts are in flight, as many as it may have.
+        let waited = Instant::now();
+        while db
+            .count(
+                "SELECT count(*) FROM webhook_deliveries \
+                 WHERE status = 'pending' AND leased_until > now()",
+            )
+            .await
+            < 3
+        {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "X was never attempted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let order = app.order(&fine, "2.00", "wechat").await;
+        let paid_at = Instant::now();
+        let on = second.as_ref().unwrap_or(&app);
+        let paid = on
+            .pay(
+                &listener.device,
+                "wechat",
+                order["payable_amount"].as_str().unwrap(),
+            )
+            .await;
+        assert_eq!(paid["result"], "matched");
+        let received = healthy.wait_for(1, Duration::from_secs(40)).await;
+        assert_eq!(received.len(), 1, "Y's webhook never came");
+        let latency = received[0].at.duration_since(paid_at);
+        println!("{instances} instance(s): Y's webhook after {latency:?} with X hanging");
+        assert!(
+            latency < Duration::from_secs(1),
+            "{instances} instance(s): Y's webhook came {latency:?} after its payment"
+        );
+        assert!(
+            hanging.most_at_once() <= 3,
+            "X had {} attempts in flight at once",
+            hanging.most_at_once()
+        );
+    }
+}

@@ -1,0 +1,2 @@
+DROP INDEX webhook_deliveries_in_flight_idx;
+ALTER TABLE webhook_deliveries DROP COLUMN destination;
