@@ -211,6 +211,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(http::query_config())
                 .app_data(http::path_config())
+                .wrap(from_fn(middleware::limit_body))
                 .wrap(from_fn(middleware::log_request))
                 .into_utoipa_app()
                 .configure(|cfg| routes::configure_served(cfg, document.clone()))

@@ -1,18 +1,61 @@
-//! What runs around the handlers: the per-address rate limit (wrapped around the routes that
-//! [`crate::routes`] declares public) and the request log with its metrics (around all of them).
+//! What runs around the handlers: the body limit and the request log with its metrics (around
+//! every route), and the per-address rate limit (around the routes that [`crate::routes`]
+//! declares public).
 
 use std::time::Instant;
 
-use actix_web::ResponseError;
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web;
+use actix_web::{HttpMessage, ResponseError};
 
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::http::limits::forwarded_client;
+use crate::http::{AppState, MAX_BODY_BYTES, read_body};
 use crate::metrics::RequestLabels;
+
+/// Refuses a body over [`MAX_BODY_BYTES`] with `413 payload_too_large` before any route sees the
+/// request, whether or not the route reads a body: a declared length over the limit at once, a
+/// body of unknown length once it passes the limit (it is read here, within
+/// [`crate::http::BODY_TIMEOUT`], and handed on whole).
+pub async fn limit_body(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let refuse = |req: ServiceRequest, error: ApiError| {
+        let response = error.error_response();
+        Ok(req.into_response(response).map_into_right_body())
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).map(|length| {
+        length
+            .to_str()
+            .ok()
+            .and_then(|length| length.trim().parse::<u64>().ok())
+    });
+    match declared {
+        Some(Some(length)) if length > MAX_BODY_BYTES as u64 => {
+            return refuse(req, ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        Some(None) => {
+            return refuse(
+                req,
+                ApiError::InvalidRequest("Content-Length is not a number".into()),
+            );
+        }
+        Some(Some(_)) => {}
+        // A body of unknown length (chunked): read it now, up to the limit.
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            match read_body(req.take_payload()).await {
+                Ok(body) => req.set_payload(Payload::from(body)),
+                Err(error) => return refuse(req, error),
+            }
+        }
+        None => {}
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
 
 /// Refuses a request over its address's rate with `429 rate_limited`.
 pub async fn limit_per_address(

@@ -84,13 +84,19 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Reads a whole body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`], for handlers that
 /// need the exact bytes (to verify a signature over them, or to store them as received).
-pub async fn read_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
+pub async fn read_body(
+    payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+    + Unpin,
+) -> Result<web::Bytes, ApiError> {
     tokio::time::timeout(BODY_TIMEOUT, read_whole(payload))
         .await
         .map_err(|_| ApiError::RequestTimeout)?
 }
 
-async fn read_whole(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+async fn read_whole(
+    mut payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+    + Unpin,
+) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -116,12 +122,19 @@ pub fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiE
     Ok(())
 }
 
-/// Checks a URL field: absolute `http` or `https`, at most 2048 characters.
+/// Checks a URL field: absolute `http` or `https`, at most 2048 characters, no control
+/// characters (the URL parser would drop tabs and line breaks silently, and the URL goes into
+/// headers such as `Location` later).
 pub fn check_url(field: &str, value: &str) -> Result<(), ApiError> {
     let refused = || ApiError::InvalidRequest(format!("{field} must be an absolute http(s) URL"));
     if value.len() > 2048 {
         return Err(ApiError::InvalidRequest(format!(
             "{field} must be at most 2048 characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} must not contain control characters (such as line breaks)"
         )));
     }
     let url = url::Url::parse(value).map_err(|_| refused())?;
