@@ -19,7 +19,7 @@ use crate::core::secrets::constant_time_eq;
 use crate::core::signing::epay_sign;
 use crate::db::merchants::{self as merchant_rows, Merchant};
 use crate::db::orders::{self as order_rows, Order};
-use crate::domain::{OrderProtocol, OrderStatus};
+use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
@@ -46,17 +46,8 @@ fn check_sign(fields: &Fields, merchant: &Merchant) -> Result<(), ApiError> {
 }
 
 fn epay_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderRequest, ApiError> {
-    let out_trade_no = fields.text("out_trade_no");
-    if out_trade_no.is_empty()
-        || out_trade_no.len() > 64
-        || !out_trade_no
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._|-".contains(&b))
-    {
-        return Err(ApiError::InvalidRequest(
-            "out_trade_no must be 1 to 64 characters of A-Z a-z 0-9 . _ | -".into(),
-        ));
-    }
+    let merchant_order_id =
+        MerchantOrderId::parse(fields.text("out_trade_no"), OrderProtocol::Epay)?;
     let channel = channel_of_epay_type(fields.text("type")).ok_or_else(|| {
         ApiError::InvalidRequest("不支持的支付方式 (type: wxpay or alipay)".into())
     })?;
@@ -74,7 +65,7 @@ fn epay_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderReques
         ));
     }
     Ok(OrderRequest {
-        merchant_order_id: out_trade_no.to_string(),
+        merchant_order_id,
         amount,
         channel,
         subject: Some(name.to_string()).filter(|n| !n.is_empty()),

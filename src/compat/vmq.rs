@@ -24,7 +24,7 @@ use crate::core::signing::verify_md5_sign;
 use crate::db::merchants::{self as merchant_rows, Merchant};
 use crate::db::orders::Order;
 use crate::db::{devices as device_rows, payments as payment_rows};
-use crate::domain::{OrderProtocol, OrderStatus, PaymentResult};
+use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus, PaymentResult};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::receive::receive;
@@ -248,12 +248,7 @@ pub async fn app_push(
 }
 
 fn vmq_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderRequest, ApiError> {
-    let pay_id = fields.text("payId");
-    if !(1..=64).contains(&pay_id.chars().count()) || pay_id.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(
-            "payId must be 1 to 64 printable characters".into(),
-        ));
-    }
+    let merchant_order_id = MerchantOrderId::parse(fields.text("payId"), OrderProtocol::Vmq)?;
     let param = fields.text("param");
     if param.chars().count() > 1024 || param.contains('\0') {
         return Err(ApiError::InvalidRequest(
@@ -264,7 +259,7 @@ fn vmq_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderRequest
         .ok_or_else(|| ApiError::InvalidRequest("type must be 1 (WeChat) or 2 (Alipay)".into()))?;
     let amount = parse_vmq_price(fields.text("price"), max_amount)?;
     Ok(OrderRequest {
-        merchant_order_id: pay_id.to_string(),
+        merchant_order_id,
         amount,
         channel,
         subject: None,

@@ -13,7 +13,7 @@ use crate::core::secrets::new_id;
 pub use crate::db::orders::Creator;
 use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
-use crate::domain::{Channel, EventType, OrderProtocol, OrderStatus};
+use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::money::Amount;
 use crate::views;
@@ -55,7 +55,7 @@ impl From<&Settings> for OrderRules {
 /// A validated order request.
 #[derive(Debug, Clone)]
 pub struct OrderRequest {
-    pub merchant_order_id: String,
+    pub merchant_order_id: MerchantOrderId,
     pub amount: Amount,
     pub channel: Channel,
     pub subject: Option<String>,
@@ -74,7 +74,7 @@ impl OrderRequest {
     /// a retry of the same request.
     pub fn fingerprint(&self) -> Vec<u8> {
         let canonical = serde_json::json!({
-            "merchant_order_id": self.merchant_order_id,
+            "merchant_order_id": self.merchant_order_id.as_str(),
             "amount": self.amount.to_string(),
             "channel": self.channel.as_str(),
             "subject": self.subject,
@@ -139,7 +139,7 @@ pub fn create_order(
     let allocation = AllocationRequest {
         order_id: &order_id,
         creator,
-        merchant_order_id: &request.merchant_order_id,
+        merchant_order_id: request.merchant_order_id.as_str(),
         request_fingerprint: &fingerprint,
         channel: request.channel,
         amount: request.amount.as_decimal(),
@@ -167,7 +167,7 @@ pub fn create_order(
             } else {
                 Err(ApiError::IdempotencyConflict(format!(
                     "merchant_order_id {:?} was already used with different parameters",
-                    request.merchant_order_id
+                    request.merchant_order_id.as_str()
                 )))
             }
         }
