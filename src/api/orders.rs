@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{MerchantAuth, MerchantKey};
-use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
+use crate::core::orders::{self as order_rules, Creation, Creator, OrderLookup, OrderRequest};
 use crate::domain::{Channel, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::{AppState, check_text, check_url, parse_json};
@@ -263,7 +263,10 @@ pub async fn find_order(
     let merchant_order_id = query.into_inner().merchant_order_id;
     let order = state
         .db
-        .run(move |conn| order_rules::read_merchant_order(conn, &merchant.id, &merchant_order_id))
+        .run(move |conn| {
+            let lookup = OrderLookup::ByMerchantOrderId(&merchant_order_id);
+            order_rules::read_merchant_order(conn, &merchant.id, lookup)
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
     Ok(web::Json(Order::from(&order)))

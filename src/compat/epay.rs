@@ -14,25 +14,22 @@ use utoipa::ToSchema;
 use crate::compat::{Fields, public_base, read_fields, require};
 use crate::config::Protocol;
 use crate::core::compat::{channel_of_epay_type, epay_time, epay_type};
-use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
+use crate::core::merchants::{Merchant, merchant_by_pid};
+use crate::core::orders::{
+    self as order_rules, Creation, Creator, Order, OrderLookup, OrderRequest,
+};
 use crate::core::secrets::constant_time_eq;
 use crate::core::signing::epay_sign;
-use crate::db::merchants::{self as merchant_rows, Merchant};
-use crate::db::orders::{self as order_rows, Order};
 use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
 
-/// The enabled merchant with this `pid`.
-fn merchant_by_pid(conn: &mut diesel::PgConnection, pid: &str) -> Result<Merchant, ApiError> {
-    let pid: i64 = pid
-        .trim()
+/// 易支付's `pid`: a merchant's number.
+fn merchant_number(pid: &str) -> Result<i64, ApiError> {
+    pid.trim()
         .parse()
-        .map_err(|_| ApiError::InvalidRequest("pid must be a merchant number".into()))?;
-    merchant_rows::find_by_pid(conn, pid)?
-        .filter(|m| m.enabled)
-        .ok_or_else(|| ApiError::InvalidRequest("no such merchant".into()))
+        .map_err(|_| ApiError::InvalidRequest("pid must be a merchant number".into()))
 }
 
 fn check_sign(fields: &Fields, merchant: &Merchant) -> Result<(), ApiError> {
@@ -87,7 +84,7 @@ async fn create(state: &AppState, fields: Fields) -> Result<Order, ApiError> {
     state
         .db
         .run(move |conn| -> Result<_, ApiError> {
-            let merchant = merchant_by_pid(conn, fields.text("pid"))?;
+            let merchant = merchant_by_pid(conn, merchant_number(fields.text("pid"))?)?;
             check_sign(&fields, &merchant)?;
             let request = epay_order_request(&fields, max)?;
             match order_rules::create_order(conn, Creator::Merchant(&merchant.id), &request, &rules)
@@ -256,24 +253,23 @@ pub async fn api(
             if fields.text("act") != "order" {
                 return Err(ApiError::InvalidRequest("act must be order".into()));
             }
-            let merchant = merchant_by_pid(conn, fields.text("pid"))?;
+            let merchant = merchant_by_pid(conn, merchant_number(fields.text("pid"))?)?;
             if !constant_time_eq(
                 merchant.md5_key.expose().as_bytes(),
                 fields.text("key").as_bytes(),
             ) {
                 return Err(ApiError::Unauthorized("商户密钥错误 (wrong key)".into()));
             }
-            let found = match (fields.get("trade_no"), fields.get("out_trade_no")) {
-                (Some(trade_no), _) => order_rows::find(conn, trade_no)?,
-                (None, Some(out_trade_no)) => {
-                    order_rows::find_by_merchant_order_id(conn, &merchant.id, out_trade_no)?
-                }
+            let lookup = match (fields.get("trade_no"), fields.get("out_trade_no")) {
+                (Some(trade_no), _) => Some(OrderLookup::ById(trade_no)),
+                (None, Some(out_trade_no)) => Some(OrderLookup::ByMerchantOrderId(out_trade_no)),
                 (None, None) => None,
             };
-            let order = found
-                .filter(|o| o.merchant_id == merchant.id)
-                .ok_or_else(|| ApiError::not_found("order"))?;
-            let order = order_rules::read_order(conn, &order.id)?.unwrap_or(order);
+            let order = match lookup {
+                Some(lookup) => order_rules::read_merchant_order(conn, &merchant.id, lookup)?,
+                None => None,
+            }
+            .ok_or_else(|| ApiError::not_found("order"))?;
             Ok((order, merchant.pid))
         })
         .await;

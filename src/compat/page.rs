@@ -7,9 +7,8 @@ use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpResponse, get, web};
 
 use crate::core::compat::return_location;
-use crate::core::orders as order_rules;
-use crate::db::merchants as merchant_rows;
-use crate::db::orders::Order;
+use crate::core::merchants::order_merchant;
+use crate::core::orders::{self as order_rules, Order};
 use crate::domain::OrderStatus;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -159,8 +158,7 @@ pub async fn pay_return(
         .run(move |conn| -> Result<_, ApiError> {
             let order =
                 order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
-            let merchant = merchant_rows::find(conn, &order.merchant_id)?
-                .ok_or_else(|| ApiError::internal("the order's merchant is gone"))?;
+            let merchant = order_merchant(conn, &order)?;
             let location = return_location(&order, &merchant);
             Ok((order, location))
         })

@@ -16,15 +16,16 @@ use crate::core::compat::{
     channel_of_vmq_type, parse_vmq_price, return_location, unix_or_zero, vmq_state, vmq_type,
 };
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
+use crate::core::devices::{ListenerStatus, listener_state};
+use crate::core::merchants::{Merchant, vmq_merchant};
 use crate::core::notifications::{
     AndroidMetadata, Credentials, Notification, check_notification_fields,
 };
-use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
+use crate::core::orders::{
+    self as order_rules, Creation, Creator, Order, OrderLookup, OrderRequest,
+};
 use crate::core::signing::verify_md5_sign;
-use crate::db::merchants::{self as merchant_rows, Merchant};
-use crate::db::orders::Order;
-use crate::db::{devices as device_rows, payments as payment_rows};
-use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus, PaymentResult};
+use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::receive::receive;
@@ -109,20 +110,6 @@ fn vmq_order(order: &Order) -> VmqOrder {
         time_out: (order.expires_at - order.created_at).num_minutes(),
         date: order.created_at.timestamp(),
     }
-}
-
-/// The merchant the V免签 merchant endpoints act for.
-fn vmq_merchant(conn: &mut diesel::PgConnection, id: Option<&str>) -> Result<Merchant, ApiError> {
-    let id = id.ok_or_else(|| {
-        ApiError::InvalidRequest(
-            "V免签's merchant endpoints are not configured: set SOLOPAY_VMQ_MERCHANT".into(),
-        )
-    })?;
-    merchant_rows::find(conn, id)?
-        .filter(|m| m.enabled)
-        .ok_or_else(|| {
-            ApiError::InvalidRequest("SOLOPAY_VMQ_MERCHANT names no enabled merchant".into())
-        })
 }
 
 fn check_sign(message: &str, key: &str, fields: &Fields) -> Result<(), ApiError> {
@@ -347,9 +334,9 @@ async fn merchant_order(state: &AppState, order_id: String) -> Result<(Order, Me
         .db
         .run(move |conn| -> Result<_, ApiError> {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
-            let order = order_rules::read_order(conn, &order_id)?
-                .filter(|o| o.merchant_id == merchant.id)
-                .ok_or_else(|| ApiError::not_found("order"))?;
+            let order =
+                order_rules::read_merchant_order(conn, &merchant.id, OrderLookup::ById(&order_id))?
+                    .ok_or_else(|| ApiError::not_found("order"))?;
             Ok((order, merchant))
         })
         .await
@@ -485,22 +472,14 @@ pub async fn get_state(
         .run(move |conn| -> Result<_, ApiError> {
             let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
             check_sign(fields.text("t"), merchant.md5_key.expose(), &fields)?;
-            let devices = device_rows::list_with_online(conn, offline_after)?;
-            let listening: Vec<_> = devices.into_iter().filter(|(d, _)| d.enabled).collect();
-            let lastpay = payment_rows::latest_received(conn, PaymentResult::Matched)?;
+            let listeners = listener_state(conn, offline_after)?;
             Ok(ListenerState {
-                lastheart: listening
-                    .iter()
-                    .map(|(d, _)| unix_or_zero(d.last_heartbeat_at))
-                    .max()
-                    .unwrap_or(0),
-                lastpay: unix_or_zero(lastpay),
-                state: if listening.iter().any(|(_, online)| *online) {
-                    1
-                } else if listening.iter().any(|(d, _)| d.last_seen_at.is_some()) {
-                    0
-                } else {
-                    -1
+                lastheart: unix_or_zero(listeners.last_heartbeat_at),
+                lastpay: unix_or_zero(listeners.last_payment_at),
+                state: match listeners.status {
+                    ListenerStatus::Online => 1,
+                    ListenerStatus::Offline => 0,
+                    ListenerStatus::NeverSeen => -1,
                 },
             })
         })

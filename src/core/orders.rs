@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
-pub use crate::db::orders::Creator;
-use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
+use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope};
+pub use crate::db::orders::{Creator, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
@@ -213,15 +213,33 @@ pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, Ap
     }
 }
 
-/// The merchant's order with this `merchant_order_id`.
+/// How a merchant names one of its orders.
+#[derive(Debug, Clone, Copy)]
+pub enum OrderLookup<'a> {
+    /// solopay's order id (`ord_…`).
+    ById(&'a str),
+    /// The merchant's own order number, as given (any text: one no protocol accepts finds
+    /// nothing).
+    ByMerchantOrderId(&'a str),
+}
+
+/// One of the merchant's orders, as it is now (see [`read_order`]); another merchant's order is
+/// not found.
 pub fn read_merchant_order(
     conn: &mut PgConnection,
     merchant_id: &str,
-    merchant_order_id: &str,
+    lookup: OrderLookup<'_>,
 ) -> Result<Option<Order>, ApiError> {
-    match order_rows::find_by_merchant_order_id(conn, merchant_id, merchant_order_id)? {
-        Some(order) => read_order(conn, &order.id),
-        None => Ok(None),
+    match lookup {
+        OrderLookup::ById(id) => {
+            Ok(read_order(conn, id)?.filter(|order| order.merchant_id == merchant_id))
+        }
+        OrderLookup::ByMerchantOrderId(merchant_order_id) => {
+            match order_rows::find_by_merchant_order_id(conn, merchant_id, merchant_order_id)? {
+                Some(order) => read_order(conn, &order.id),
+                None => Ok(None),
+            }
+        }
     }
 }
 
