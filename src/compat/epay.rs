@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, route, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::compat::{Fields, public_base, read_fields, require};
+use crate::compat::{Fields, check_param, optional_url, public_base, read_fields, require};
 use crate::config::Protocol;
 use crate::core::compat::{channel_of_epay_type, epay_time, epay_type};
 use crate::core::merchants::{Merchant, merchant_by_pid};
@@ -56,18 +56,14 @@ fn epay_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderReques
         ));
     }
     let param = fields.text("param");
-    if param.chars().count() > 1024 || param.contains('\0') {
-        return Err(ApiError::InvalidRequest(
-            "param must be at most 1024 characters".into(),
-        ));
-    }
+    check_param(param)?;
     Ok(OrderRequest {
         merchant_order_id,
         amount,
         channel,
         subject: Some(name.to_string()).filter(|n| !n.is_empty()),
-        notify_url: fields.url("notify_url")?,
-        return_url: fields.url("return_url")?,
+        notify_url: optional_url("notify_url", fields.get("notify_url"))?,
+        return_url: optional_url("return_url", fields.get("return_url"))?,
         expires_in: None,
         metadata: None,
         protocol: OrderProtocol::Epay,

@@ -47,17 +47,27 @@ impl Fields {
         self.get(name).unwrap_or_default()
     }
 
-    /// An optional URL field: absent or blank is `None`, otherwise an absolute http(s) URL.
-    pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.get(name).map(str::trim).filter(|u| !u.is_empty()) {
-            None => Ok(None),
-            Some(url) => crate::http::check_url(name, url).map(|()| Some(url.to_string())),
-        }
-    }
-
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+}
+
+/// An optional URL field as sent: absent or blank is `None`, otherwise an absolute http(s) URL.
+pub fn optional_url(name: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(None),
+        Some(url) => crate::http::check_url(name, url).map(|()| Some(url.to_string())),
+    }
+}
+
+/// The old protocols' `param`, echoed back to the merchant: at most 1024 characters, no NUL.
+pub fn check_param(param: &str) -> Result<(), ApiError> {
+    if param.chars().count() > 1024 || param.contains('\0') {
+        return Err(ApiError::InvalidRequest(
+            "param must be at most 1024 characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
@@ -200,7 +210,7 @@ mod tests {
             is_json in any::<bool>(),
         ) {
             if let Ok(fields) = parse_fields(&query, &body, is_json) {
-                let _ = fields.url("notify_url");
+                let _ = super::optional_url("notify_url", fields.get("notify_url"));
                 prop_assert!(fields.raw.starts_with(query.as_bytes()));
             }
         }

@@ -1,11 +1,12 @@
 //! V免签's listener app: `/appHeart` (the device is online) and `/appPush` (a payment it saw),
-//! signed with the device's secret.
+//! signed with the device's secret. The device is the one whose secret makes the sign match.
+
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
-use super::{VmqAnswer, failure, vmq_response};
-use crate::compat::{Fields, read_fields, require};
-use crate::config::Protocol;
+use super::{VmqAnswer, VmqReply, serve};
+use crate::compat::Fields;
 use crate::core::compat::{channel_of_vmq_type, parse_vmq_price};
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
 use crate::core::notifications::{
@@ -16,13 +17,58 @@ use crate::http::AppState;
 use crate::http::receive::receive;
 use crate::money::Amount;
 
-/// The listener app's credentials: `sign = md5(message + device secret)` with `t` in ms.
-fn app_credentials(state: &AppState, message: String, fields: &Fields) -> Credentials {
-    Credentials::Md5 {
-        message,
-        timestamp_ms: fields.get("t").map(str::to_string),
-        sign: fields.get("sign").map(str::to_string),
-        window: state.settings.compat_window,
+/// What signs every app request, as sent: the app's clock and
+/// `sign = md5(signed fields + device secret)`.
+struct AppSign {
+    /// Milliseconds since the epoch.
+    t: Option<String>,
+    sign: Option<String>,
+}
+
+impl AppSign {
+    fn read(fields: &Fields) -> AppSign {
+        AppSign {
+            t: fields.get("t").map(str::to_string),
+            sign: fields.get("sign").map(str::to_string),
+        }
+    }
+
+    /// `t` as the sign covers it (empty when absent).
+    fn t(&self) -> &str {
+        self.t.as_deref().unwrap_or_default()
+    }
+
+    /// The credentials of a request whose signed fields concatenate to `signed_text`; `t` must
+    /// fall within `window` of the server's clock.
+    fn credentials(&self, signed_text: String, window: Duration) -> Credentials {
+        Credentials::Md5 {
+            message: signed_text,
+            timestamp_ms: self.t.clone(),
+            sign: self.sign.clone(),
+            window,
+        }
+    }
+}
+
+/// `/appHeart`: `t` and `sign = md5(t + device secret)`.
+pub struct AppHeart {
+    signed: AppSign,
+    /// The request as received.
+    raw: web::Bytes,
+}
+
+impl From<Fields> for AppHeart {
+    fn from(fields: Fields) -> AppHeart {
+        AppHeart {
+            signed: AppSign::read(&fields),
+            raw: fields.raw.into(),
+        }
+    }
+}
+
+impl AppHeart {
+    fn credentials(&self, window: Duration) -> Credentials {
+        self.signed.credentials(self.signed.t().to_string(), window)
     }
 }
 
@@ -41,20 +87,86 @@ pub async fn app_heart(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    let credentials = app_credentials(&state, fields.text("t").to_string(), &fields);
-    let outcome = state
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let device = authenticate(conn, &credentials, &fields.raw)?;
-            record_heartbeat(conn, &device.id, &Heartbeat::default())
-        })
-        .await;
-    Ok(match outcome {
-        Ok(_) => vmq_response(1, "成功", None),
-        Err(error) => failure(&error),
+    serve(&state, &req, payload, async |heartbeat: AppHeart| {
+        let credentials = heartbeat.credentials(state.settings.compat_window);
+        state
+            .db
+            .run(move |conn| -> Result<_, ApiError> {
+                let device = authenticate(conn, &credentials, &heartbeat.raw)?;
+                record_heartbeat(conn, &device.id, &Heartbeat::default())
+            })
+            .await?;
+        Ok(VmqReply::Success(None))
     })
+    .await
+}
+
+/// `/appPush`: `t`, `type`, `price` and `sign = md5(type + price + t + device secret)`, as
+/// sent.
+pub struct AppPush {
+    signed: AppSign,
+    /// 1 WeChat, 2 Alipay.
+    pay_type: String,
+    /// The amount received, as the app prints a double (`1.0`).
+    price: String,
+    /// The request as received.
+    raw: web::Bytes,
+}
+
+impl From<Fields> for AppPush {
+    fn from(fields: Fields) -> AppPush {
+        AppPush {
+            signed: AppSign::read(&fields),
+            pay_type: fields.text("type").to_string(),
+            price: fields.text("price").to_string(),
+            raw: fields.raw.into(),
+        }
+    }
+}
+
+impl AppPush {
+    fn credentials(&self, window: Duration) -> Credentials {
+        let signed_text = format!("{}{}{}", self.pay_type, self.price, self.signed.t());
+        self.signed.credentials(signed_text, window)
+    }
+
+    /// The payment notification the push reports, read like `POST /notify`'s.
+    fn notification(&self) -> Result<Notification, ApiError> {
+        let (t, pay_type, price) = (self.signed.t(), &self.pay_type, &self.price);
+        let channel = channel_of_vmq_type(pay_type)
+            .ok_or_else(|| ApiError::InvalidRequest("type must be 1 or 2".into()))?;
+        let amount = parse_vmq_price(price, Amount::storage_limit())?;
+        if t.is_empty() || t.starts_with('0') || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::InvalidRequest(
+                "t must be the time in milliseconds, digits only".into(),
+            ));
+        }
+        // The same push again (the app retries with the same t and sign) is the same payment.
+        // The sign covers type + price + t glued together, so the fields could be re-split
+        // (price=10.0&t=0<t> for price=10.00&t=<t>) under the same sign: `t` in plain digits
+        // rules that out (moving a digit into or out of it leaves the window).
+        let notification_id = format!("vmq_{t}_{pay_type}_{price}");
+        check_notification_fields(
+            &notification_id,
+            [("type", None), ("price", None), ("t", None)],
+        )?;
+        Ok(Notification {
+            notification_id,
+            channel: Some(channel),
+            amount: Some(amount),
+            package: None,
+            title: None,
+            text: None,
+            reported_at: t
+                .parse()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis),
+            listener_vouches: true,
+            // The app sends a new `t` on each retry: its pushes are told apart by content.
+            distinct_ids: false,
+            android: AndroidMetadata::default(),
+        })
+    }
 }
 
 /// The V免签 app's payment push: `t` (ms), `type` (1 WeChat, 2 Alipay), `price` and
@@ -79,53 +191,15 @@ pub async fn app_push(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    let (t, kind, price) = (
-        fields.text("t").to_string(),
-        fields.text("type").to_string(),
-        fields.text("price").to_string(),
-    );
-    let credentials = app_credentials(&state, format!("{kind}{price}{t}"), &fields);
-    let raw = web::Bytes::from(fields.raw.clone());
-    let read = move |_: &[u8]| {
-        let channel = channel_of_vmq_type(&kind)
-            .ok_or_else(|| ApiError::InvalidRequest("type must be 1 or 2".into()))?;
-        let amount = parse_vmq_price(&price, Amount::storage_limit())?;
-        if t.is_empty() || t.starts_with('0') || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::InvalidRequest(
-                "t must be the time in milliseconds, digits only".into(),
-            ));
-        }
-        // The same push again (the app retries with the same t and sign) is the same payment.
-        // The sign covers type + price + t glued together, so the fields could be re-split
-        // (price=10.0&t=0<t> for price=10.00&t=<t>) under the same sign: `t` in plain digits
-        // rules that out (moving a digit into or out of it leaves the window).
-        let notification_id = format!("vmq_{t}_{kind}_{price}");
-        check_notification_fields(
-            &notification_id,
-            [("type", None), ("price", None), ("t", None)],
-        )?;
-        Ok(Notification {
-            notification_id,
-            channel: Some(channel),
-            amount: Some(amount),
-            package: None,
-            title: None,
-            text: None,
-            reported_at: t
-                .parse()
-                .ok()
-                .and_then(chrono::DateTime::from_timestamp_millis),
-            listener_vouches: true,
-            // The app sends a new `t` on each retry: its pushes are told apart by content.
-            distinct_ids: false,
-            android: AndroidMetadata::default(),
+    serve(&state, &req, payload, async |push: AppPush| {
+        let credentials = push.credentials(state.settings.compat_window);
+        let raw = push.raw.clone();
+        // Recorded like any notification; its native answer is not V免签's.
+        receive(&state, &req, "vmq", credentials, raw, move |_| {
+            push.notification()
         })
-    };
-    let answered = receive(&state, &req, "vmq", credentials, raw, read).await;
-    Ok(match answered {
-        Ok(_) => vmq_response(1, "成功", None),
-        Err(error) => failure(&error),
+        .await?;
+        Ok(VmqReply::Success(None))
     })
+    .await
 }

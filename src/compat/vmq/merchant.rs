@@ -1,18 +1,19 @@
 //! V免签's merchant API: `/createOrder`, `/getOrder`, `/checkOrder`, `/closeOrder` and
-//! `/getState`, for the merchant `SOLOPAY_VMQ_MERCHANT` names, signed with its md5 key.
+//! `/getState`, for the merchant `SOLOPAY_VMQ_MERCHANT` names, signed with its md5 key. Each
+//! request is read as sent (the sign covers the fields exactly as sent), then converted into
+//! the native core call.
 
-use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, route, web};
+use diesel::PgConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{VmqAnswer, check_sign, failure, json, number, vmq_response};
-use crate::compat::{Fields, public_base, read_fields, require};
-use crate::config::Protocol;
+use super::{VmqAnswer, VmqReply, check_sign, serve};
+use crate::compat::{Fields, check_param, optional_url, public_base};
 use crate::core::compat::{
     channel_of_vmq_type, parse_vmq_price, return_location, unix_or_zero, vmq_state, vmq_type,
 };
-use crate::core::devices::{ListenerStatus, listener_state};
+use crate::core::devices::{ListenerState, ListenerStatus, listener_state};
 use crate::core::merchants::{Merchant, vmq_merchant};
 use crate::core::orders::{
     self as order_rules, Creation, Creator, Order, OrderLookup, OrderRequest,
@@ -21,6 +22,18 @@ use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
+
+/// The V免签 merchant, once `sign = md5(signed_text + its key)` checks out.
+fn signing_merchant(
+    conn: &mut PgConnection,
+    merchant_id: Option<&str>,
+    signed_text: &str,
+    sign: &str,
+) -> Result<Merchant, ApiError> {
+    let merchant = vmq_merchant(conn, merchant_id)?;
+    check_sign(signed_text, merchant.md5_key.expose(), sign)?;
+    Ok(merchant)
+}
 
 /// An order as V免签 answers it.
 #[derive(Debug, Serialize)]
@@ -44,44 +57,91 @@ struct VmqOrder {
     date: i64,
 }
 
-fn vmq_order(order: &Order) -> VmqOrder {
-    VmqOrder {
-        pay_id: order.merchant_order_id.clone(),
-        order_id: order.id.clone(),
-        pay_type: vmq_type(order.channel),
-        price: number(Amount::from_stored(order.amount)),
-        really_price: number(Amount::from_stored(order.payable_amount)),
-        pay_url: order.qr_code.clone(),
-        is_auto: u8::from(!order.qr_fixed_amount),
-        state: vmq_state(order),
-        time_out: (order.expires_at - order.created_at).num_minutes(),
-        date: order.created_at.timestamp(),
+impl From<&Order> for VmqOrder {
+    fn from(order: &Order) -> VmqOrder {
+        VmqOrder {
+            pay_id: order.merchant_order_id.clone(),
+            order_id: order.id.clone(),
+            pay_type: vmq_type(order.channel),
+            price: json_amount(Amount::from_stored(order.amount)),
+            really_price: json_amount(Amount::from_stored(order.payable_amount)),
+            pay_url: order.qr_code.clone(),
+            is_auto: u8::from(!order.qr_fixed_amount),
+            state: vmq_state(order),
+            time_out: (order.expires_at - order.created_at).num_minutes(),
+            date: order.created_at.timestamp(),
+        }
     }
 }
 
-fn vmq_order_request(fields: &Fields, max_amount: Amount) -> Result<OrderRequest, ApiError> {
-    let merchant_order_id = MerchantOrderId::parse(fields.text("payId"), OrderProtocol::Vmq)?;
-    let param = fields.text("param");
-    if param.chars().count() > 1024 || param.contains('\0') {
-        return Err(ApiError::InvalidRequest(
-            "param must be at most 1024 characters".into(),
-        ));
+/// An amount as a JSON number written exactly (`10.02`).
+#[allow(clippy::unreachable)] // an Amount prints as digits, a point and two digits: valid JSON
+fn json_amount(amount: Amount) -> Box<RawValue> {
+    RawValue::from_string(amount.to_string())
+        .unwrap_or_else(|_| unreachable!("an amount prints as a JSON number"))
+}
+
+/// `/createOrder`'s fields, as sent.
+pub struct VmqCreateOrder {
+    /// The merchant's order number.
+    pay_id: String,
+    /// Echoed back in the callback; empty when absent.
+    param: String,
+    /// 1 WeChat, 2 Alipay.
+    pay_type: String,
+    price: String,
+    notify_url: Option<String>,
+    return_url: Option<String>,
+    /// `isHtml=1`: answer with a redirect to the payment page.
+    to_payment_page: bool,
+    /// `md5(payId + param + type + price + key)`.
+    sign: String,
+}
+
+impl From<Fields> for VmqCreateOrder {
+    fn from(fields: Fields) -> VmqCreateOrder {
+        VmqCreateOrder {
+            pay_id: fields.text("payId").to_string(),
+            param: fields.text("param").to_string(),
+            pay_type: fields.text("type").to_string(),
+            price: fields.text("price").to_string(),
+            notify_url: fields.get("notifyUrl").map(str::to_string),
+            return_url: fields.get("returnUrl").map(str::to_string),
+            to_payment_page: fields.text("isHtml") == "1",
+            sign: fields.text("sign").to_string(),
+        }
     }
-    let channel = channel_of_vmq_type(fields.text("type"))
-        .ok_or_else(|| ApiError::InvalidRequest("type must be 1 (WeChat) or 2 (Alipay)".into()))?;
-    let amount = parse_vmq_price(fields.text("price"), max_amount)?;
-    Ok(OrderRequest {
-        merchant_order_id,
-        amount,
-        channel,
-        subject: None,
-        notify_url: fields.url("notifyUrl")?,
-        return_url: fields.url("returnUrl")?,
-        expires_in: None,
-        metadata: None,
-        protocol: OrderProtocol::Vmq,
-        compat: Some(serde_json::json!({ "param": param })),
-    })
+}
+
+impl VmqCreateOrder {
+    fn signed_text(&self) -> String {
+        format!(
+            "{}{}{}{}",
+            self.pay_id, self.param, self.pay_type, self.price
+        )
+    }
+
+    /// The native order request, each field checked in the order V免签 clients have seen.
+    fn order_request(&self, max_amount: Amount) -> Result<OrderRequest, ApiError> {
+        let merchant_order_id = MerchantOrderId::parse(&self.pay_id, OrderProtocol::Vmq)?;
+        check_param(&self.param)?;
+        let channel = channel_of_vmq_type(&self.pay_type).ok_or_else(|| {
+            ApiError::InvalidRequest("type must be 1 (WeChat) or 2 (Alipay)".into())
+        })?;
+        let amount = parse_vmq_price(&self.price, max_amount)?;
+        Ok(OrderRequest {
+            merchant_order_id,
+            amount,
+            channel,
+            subject: None,
+            notify_url: optional_url("notifyUrl", self.notify_url.as_deref())?,
+            return_url: optional_url("returnUrl", self.return_url.as_deref())?,
+            expires_in: None,
+            metadata: None,
+            protocol: OrderProtocol::Vmq,
+            compat: Some(serde_json::json!({ "param": self.param })),
+        })
+    }
 }
 
 /// Create an order: `payId`, `type`, `price`, optional `param`, `notifyUrl`, `returnUrl`,
@@ -108,63 +168,68 @@ pub async fn create_order(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    let html = fields.text("isHtml") == "1";
-    let (merchant_id, rules, max) = (
-        state.settings.vmq_merchant.clone(),
-        state.rules.clone(),
-        state.settings.max_amount,
-    );
-    let outcome = state
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
-            let message = format!(
-                "{}{}{}{}",
-                fields.text("payId"),
-                fields.text("param"),
-                fields.text("type"),
-                fields.text("price")
-            );
-            check_sign(&message, merchant.md5_key.expose(), &fields)?;
-            let request = vmq_order_request(&fields, max)?;
-            match order_rules::create_order(
-                conn,
-                Creator::Merchant(&merchant.id),
-                &request,
-                &rules,
-            )? {
-                Creation::Created(order) => Ok(order),
-                Creation::Repeated(_) => Err(ApiError::IdempotencyConflict(String::new())),
-            }
+    serve(&state, &req, payload, async |request: VmqCreateOrder| {
+        let to_payment_page = request.to_payment_page;
+        let (merchant_id, rules, max_amount) = (
+            state.settings.vmq_merchant.clone(),
+            state.rules.clone(),
+            state.settings.max_amount,
+        );
+        let order = state
+            .db
+            .run(move |conn| -> Result<_, ApiError> {
+                let merchant = signing_merchant(
+                    conn,
+                    merchant_id.as_deref(),
+                    &request.signed_text(),
+                    &request.sign,
+                )?;
+                let order_request = request.order_request(max_amount)?;
+                let creator = Creator::Merchant(&merchant.id);
+                match order_rules::create_order(conn, creator, &order_request, &rules)? {
+                    Creation::Created(order) => Ok(order),
+                    Creation::Repeated(_) => Err(ApiError::IdempotencyConflict(String::new())),
+                }
+            })
+            .await?;
+        Ok(if to_payment_page {
+            let base = public_base(&state.settings, &req);
+            VmqReply::Redirect(format!("{base}/pay/{}", order.id))
+        } else {
+            VmqReply::success(&VmqOrder::from(&order))
         })
-        .await;
-    Ok(match outcome {
-        Ok(order) if html => HttpResponse::Found()
-            .insert_header((
-                LOCATION,
-                format!("{}/pay/{}", public_base(&state.settings, &req), order.id),
-            ))
-            .finish(),
-        Ok(order) => vmq_response(1, "成功", json(&vmq_order(&order))),
-        Err(error) => failure(&error),
     })
+    .await
 }
 
-/// One of the V免签 merchant's orders by `orderId`.
-async fn merchant_order(state: &AppState, order_id: String) -> Result<(Order, Merchant), ApiError> {
-    let merchant_id = state.settings.vmq_merchant.clone();
-    state
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
-            let order =
-                order_rules::read_merchant_order(conn, &merchant.id, OrderLookup::ById(&order_id))?
+/// `/getOrder`'s and `/checkOrder`'s fields: `orderId`, unsigned (the id is unguessable).
+pub struct VmqOrderQuery {
+    order_id: String,
+}
+
+impl From<Fields> for VmqOrderQuery {
+    fn from(fields: Fields) -> VmqOrderQuery {
+        VmqOrderQuery {
+            order_id: fields.text("orderId").to_string(),
+        }
+    }
+}
+
+impl VmqOrderQuery {
+    /// The V免签 merchant's order, with that merchant.
+    async fn read(self, state: &AppState) -> Result<(Order, Merchant), ApiError> {
+        let merchant_id = state.settings.vmq_merchant.clone();
+        state
+            .db
+            .run(move |conn| -> Result<_, ApiError> {
+                let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
+                let lookup = OrderLookup::ById(&self.order_id);
+                let order = order_rules::read_merchant_order(conn, &merchant.id, lookup)?
                     .ok_or_else(|| ApiError::not_found("order"))?;
-            Ok((order, merchant))
-        })
-        .await
+                Ok((order, merchant))
+            })
+            .await
+    }
 }
 
 /// An order by `orderId` (no sign: the id is unguessable).
@@ -182,14 +247,11 @@ pub async fn get_order(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    Ok(
-        match merchant_order(&state, fields.text("orderId").to_string()).await {
-            Ok((order, _)) => vmq_response(1, "成功", json(&vmq_order(&order))),
-            Err(error) => failure(&error),
-        },
-    )
+    serve(&state, &req, payload, async |query: VmqOrderQuery| {
+        let (order, _) = query.read(&state).await?;
+        Ok(VmqReply::success(&VmqOrder::from(&order)))
+    })
+    .await
 }
 
 /// Whether an order is paid: `code 1` with the return URL carrying the callback fields, or
@@ -208,21 +270,33 @@ pub async fn check_order(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    Ok(
-        match merchant_order(&state, fields.text("orderId").to_string()).await {
-            Ok((order, merchant)) => match order.status {
-                OrderStatus::Paid => {
-                    let location = return_location(&order, &merchant).unwrap_or_default();
-                    vmq_response(1, "成功", json(&location))
-                }
-                OrderStatus::Pending => vmq_response(-1, "订单未支付", None),
-                OrderStatus::Expired | OrderStatus::Closed => vmq_response(-1, "订单已过期", None),
-            },
-            Err(error) => failure(&error),
-        },
-    )
+    serve(&state, &req, payload, async |query: VmqOrderQuery| {
+        let (order, merchant) = query.read(&state).await?;
+        Ok(match order.status {
+            OrderStatus::Paid => {
+                VmqReply::success(&return_location(&order, &merchant).unwrap_or_default())
+            }
+            OrderStatus::Pending => VmqReply::Refusal("订单未支付"),
+            OrderStatus::Expired | OrderStatus::Closed => VmqReply::Refusal("订单已过期"),
+        })
+    })
+    .await
+}
+
+/// `/closeOrder`'s fields, as sent.
+pub struct VmqCloseOrder {
+    order_id: String,
+    /// `md5(orderId + key)`.
+    sign: String,
+}
+
+impl From<Fields> for VmqCloseOrder {
+    fn from(fields: Fields) -> VmqCloseOrder {
+        VmqCloseOrder {
+            order_id: fields.text("orderId").to_string(),
+            sign: fields.text("sign").to_string(),
+        }
+    }
 }
 
 /// Close an unpaid order: `orderId` and `sign = md5(orderId + key)`.
@@ -240,35 +314,65 @@ pub async fn close_order(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    let (merchant_id, grace) = (
-        state.settings.vmq_merchant.clone(),
-        state.rules.late_payment_grace,
-    );
-    let outcome = state
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
-            let order_id = fields.text("orderId");
-            check_sign(order_id, merchant.md5_key.expose(), &fields)?;
-            order_rules::close_order(conn, &merchant.id, order_id, grace)
-        })
-        .await;
-    Ok(match outcome {
-        Ok(_) => vmq_response(1, "成功", None),
-        Err(error) => failure(&error),
+    serve(&state, &req, payload, async |request: VmqCloseOrder| {
+        let (merchant_id, grace) = (
+            state.settings.vmq_merchant.clone(),
+            state.rules.late_payment_grace,
+        );
+        state
+            .db
+            .run(move |conn| -> Result<_, ApiError> {
+                let order_id = &request.order_id;
+                let merchant =
+                    signing_merchant(conn, merchant_id.as_deref(), order_id, &request.sign)?;
+                order_rules::close_order(conn, &merchant.id, order_id, grace)
+            })
+            .await?;
+        Ok(VmqReply::Success(None))
     })
+    .await
 }
 
+/// `/getState`'s fields, as sent.
+pub struct VmqGetState {
+    /// The merchant's clock; signed, not checked.
+    t: String,
+    /// `md5(t + key)`.
+    sign: String,
+}
+
+impl From<Fields> for VmqGetState {
+    fn from(fields: Fields) -> VmqGetState {
+        VmqGetState {
+            t: fields.text("t").to_string(),
+            sign: fields.text("sign").to_string(),
+        }
+    }
+}
+
+/// `/getState`'s answer.
 #[derive(Debug, Serialize)]
-struct ListenerState {
+struct VmqListenerState {
     /// The last heartbeat of any listening device, seconds since the epoch (0: never).
     lastheart: i64,
     /// The last payment received, seconds since the epoch (0: never).
     lastpay: i64,
     /// 1 a listener is online, 0 none is, -1 none was ever seen.
     state: i8,
+}
+
+impl From<ListenerState> for VmqListenerState {
+    fn from(listeners: ListenerState) -> VmqListenerState {
+        VmqListenerState {
+            lastheart: unix_or_zero(listeners.last_heartbeat_at),
+            lastpay: unix_or_zero(listeners.last_payment_at),
+            state: match listeners.status {
+                ListenerStatus::Online => 1,
+                ListenerStatus::Offline => 0,
+                ListenerStatus::NeverSeen => -1,
+            },
+        }
+    }
 }
 
 /// Whether a listener is online: `t` and `sign = md5(t + key)`.
@@ -286,47 +390,35 @@ pub async fn get_state(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let fields = read_fields(&req, payload).await?;
-    let (merchant_id, offline_after) = (
-        state.settings.vmq_merchant.clone(),
-        state.settings.device_offline_after,
-    );
-    let outcome = state
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
-            check_sign(fields.text("t"), merchant.md5_key.expose(), &fields)?;
-            let listeners = listener_state(conn, offline_after)?;
-            Ok(ListenerState {
-                lastheart: unix_or_zero(listeners.last_heartbeat_at),
-                lastpay: unix_or_zero(listeners.last_payment_at),
-                state: match listeners.status {
-                    ListenerStatus::Online => 1,
-                    ListenerStatus::Offline => 0,
-                    ListenerStatus::NeverSeen => -1,
-                },
+    serve(&state, &req, payload, async |request: VmqGetState| {
+        let (merchant_id, offline_after) = (
+            state.settings.vmq_merchant.clone(),
+            state.settings.device_offline_after,
+        );
+        let listeners = state
+            .db
+            .run(move |conn| -> Result<_, ApiError> {
+                signing_merchant(conn, merchant_id.as_deref(), &request.t, &request.sign)?;
+                listener_state(conn, offline_after)
             })
-        })
-        .await;
-    Ok(match outcome {
-        Ok(listener) => vmq_response(1, "成功", json(&listener)),
-        Err(error) => failure(&error),
+            .await?;
+        Ok(VmqReply::success(&VmqListenerState::from(listeners)))
     })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::vmq_order_request;
+    use super::VmqCreateOrder;
     use crate::compat::fuzz::fields;
     use crate::money::Amount;
 
     proptest! {
         #[test]
         fn reading_an_order_from_any_fields_never_panics(fields in fields()) {
-            let _ = vmq_order_request(&fields, Amount::storage_limit());
+            let _ = VmqCreateOrder::from(fields).order_request(Amount::storage_limit());
         }
     }
 }

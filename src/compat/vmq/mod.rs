@@ -4,21 +4,24 @@
 //! fields concatenated as sent, then the key: a device's secret for the app, the md5 key of the
 //! merchant `SOLOPAY_VMQ_MERCHANT` names for the merchant API.
 //!
-//! This module holds what both sides share (the answer, its words for failures, the sign);
-//! [`listener`] serves the app, [`merchant`] the merchant API.
+//! This module holds what every endpoint shares: [`serve`], the envelope that reads a typed
+//! request and answers in V免签's words, and the merchant's sign. [`listener`] serves the app,
+//! [`merchant`] the merchant API.
 
 pub mod listener;
 pub mod merchant;
 
-use actix_web::HttpResponse;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::compat::Fields;
+use crate::compat::{Fields, read_fields, require};
+use crate::config::Protocol;
 use crate::core::signing::verify_md5_sign;
 use crate::error::ApiError;
-use crate::money::Amount;
+use crate::http::AppState;
 
 /// Every V免签 answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,7 +33,49 @@ pub struct VmqAnswer {
     pub data: Option<Box<RawValue>>,
 }
 
-pub(super) fn vmq_response(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
+/// What an endpoint answers once its work is done.
+enum VmqReply {
+    /// `{code: 1, msg: "成功", data}`.
+    Success(Option<Box<RawValue>>),
+    /// `{code: -1, msg}`: an outcome V免签 reports as a failure (`订单未支付`).
+    Refusal(&'static str),
+    /// To a page (`createOrder` with `isHtml=1`).
+    Redirect(String),
+}
+
+impl VmqReply {
+    /// Success with `data` as the answer's `data`.
+    fn success(data: &impl Serialize) -> VmqReply {
+        VmqReply::Success(
+            serde_json::to_string(data)
+                .ok()
+                .and_then(|text| RawValue::from_string(text).ok()),
+        )
+    }
+}
+
+/// Every V免签 endpoint: `404` when V免签 is not served, the request read from its fields as
+/// `R`, handled, and answered as `{code, msg, data}`, a failure in V免签's words. A body that
+/// cannot be read is answered as a problem, as before any protocol is spoken.
+async fn serve<R: From<Fields>>(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    handle: impl AsyncFnOnce(R) -> Result<VmqReply, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    require(&state.settings, Protocol::Vmq)?;
+    let request = R::from(read_fields(req, payload).await?);
+    Ok(match handle(request).await {
+        Ok(VmqReply::Success(data)) => answer(1, "成功", data),
+        Ok(VmqReply::Refusal(msg)) => answer(-1, msg, None),
+        Ok(VmqReply::Redirect(location)) => HttpResponse::Found()
+            .insert_header((LOCATION, location))
+            .finish(),
+        Err(error) => answer(-1, &failure_message(&error), None),
+    })
+}
+
+fn answer(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
     HttpResponse::Ok().json(VmqAnswer {
         code,
         msg: msg.to_string(),
@@ -39,33 +84,20 @@ pub(super) fn vmq_response(code: i8, msg: &str, data: Option<Box<RawValue>>) -> 
 }
 
 /// A failure in V免签's words where it has words for it.
-pub(super) fn failure(error: &ApiError) -> HttpResponse {
-    let msg = match error {
+fn failure_message(error: &ApiError) -> String {
+    match error {
         ApiError::Unauthorized(_) => "签名错误".to_string(),
         ApiError::NoPayeeAvailable => "监控端状态异常，请检查".to_string(),
         ApiError::AmountsExhausted => "订单超出负荷，请稍后重试".to_string(),
         ApiError::IdempotencyConflict(_) => "商户订单号已存在".to_string(),
         ApiError::NotFound(_) => "云端订单编号不存在".to_string(),
         other => other.to_string(),
-    };
-    vmq_response(-1, &msg, None)
+    }
 }
 
-pub(super) fn json(value: &impl Serialize) -> Option<Box<RawValue>> {
-    serde_json::to_string(value)
-        .ok()
-        .and_then(|text| RawValue::from_string(text).ok())
-}
-
-/// An amount as a JSON number written exactly (`10.02`).
-#[allow(clippy::unreachable)] // an Amount prints as digits, a point and two digits: valid JSON
-pub(super) fn number(amount: Amount) -> Box<RawValue> {
-    RawValue::from_string(amount.to_string())
-        .unwrap_or_else(|_| unreachable!("an amount prints as a JSON number"))
-}
-
-pub(super) fn check_sign(message: &str, key: &str, fields: &Fields) -> Result<(), ApiError> {
-    if verify_md5_sign(message, key, fields.text("sign")) {
+/// Checks `sign = md5(signed_text + key)`, `signed_text` being the fields as sent.
+fn check_sign(signed_text: &str, key: &str, sign: &str) -> Result<(), ApiError> {
+    if verify_md5_sign(signed_text, key, sign) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized("bad sign".into()))
