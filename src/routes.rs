@@ -31,9 +31,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(vmq::merchant::check_order)
         .service(vmq::merchant::close_order)
         .service(vmq::merchant::get_state)
-        .service(epay::submit)
-        .service(epay::mapi)
-        .service(epay::api)
+        .service(epay::submit::submit)
+        .service(epay::submit::mapi)
+        .service(epay::query::api)
         .service(
             utoipa_actix_web::scope("/admin")
                 .service(admin::merchants::create_merchant)

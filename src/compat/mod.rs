@@ -70,7 +70,19 @@ pub fn check_param(param: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
+/// An old protocol's request, read as sent from its fields; `404` when the protocol is not
+/// served.
+pub async fn read_request<R: From<Fields>>(
+    settings: &Settings,
+    protocol: Protocol,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<R, ApiError> {
+    require(settings, protocol)?;
+    Ok(R::from(read_fields(req, payload).await?))
+}
+
+async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
     let body = read_body(payload).await?;
     let is_json = req
         .headers()

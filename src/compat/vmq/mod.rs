@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::compat::{Fields, read_fields, require};
+use crate::compat::{Fields, read_request};
 use crate::config::Protocol;
 use crate::core::signing::verify_md5_sign;
 use crate::error::ApiError;
@@ -63,8 +63,7 @@ async fn serve<R: From<Fields>>(
     payload: web::Payload,
     handle: impl AsyncFnOnce(R) -> Result<VmqReply, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state.settings, Protocol::Vmq)?;
-    let request = R::from(read_fields(req, payload).await?);
+    let request = read_request(&state.settings, Protocol::Vmq, req, payload).await?;
     Ok(match handle(request).await {
         Ok(VmqReply::Success(data)) => answer(1, "成功", data),
         Ok(VmqReply::Refusal(msg)) => answer(-1, msg, None),
