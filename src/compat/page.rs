@@ -106,7 +106,7 @@ fn payment_page(order: &Order) -> String {
     )
 }
 
-fn html(body: String) -> HttpResponse {
+fn page_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
@@ -134,7 +134,7 @@ pub async fn pay_page(
             order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))
         })
         .await?;
-    Ok(html(payment_page(&order)))
+    Ok(page_response(payment_page(&order)))
 }
 
 /// Back to the shop once paid: the order's return URL, with the old protocols' signed fields.
@@ -167,7 +167,9 @@ pub async fn pay_return(
         (OrderStatus::Paid, Some(location)) => HttpResponse::Found()
             .insert_header((LOCATION, location))
             .finish(),
-        (OrderStatus::Paid, None) => html(message_page("支付成功", "订单已支付，可以关闭此页面。")),
-        _ => html(payment_page(&order)),
+        (OrderStatus::Paid, None) => {
+            page_response(message_page("支付成功", "订单已支付，可以关闭此页面。"))
+        }
+        _ => page_response(payment_page(&order)),
     })
 }

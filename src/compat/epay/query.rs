@@ -124,7 +124,7 @@ pub async fn api(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let query: EpayQuery = read_request(&state.settings, Protocol::Epay, &req, payload).await?;
-    let found = state
+    let order_fields = state
         .db
         .run(move |conn| -> Result<_, ApiError> {
             if query.act != "order" {
@@ -142,11 +142,11 @@ pub async fn api(
             Ok(EpayOrderFields::new(order, merchant.pid))
         })
         .await;
-    Ok(HttpResponse::Ok().json(match found {
-        Ok(order) => EpayOrder {
+    Ok(HttpResponse::Ok().json(match order_fields {
+        Ok(fields) => EpayOrder {
             code: 1,
             msg: "succ".into(),
-            order: Some(order),
+            order: Some(fields),
         },
         Err(error) => EpayOrder {
             code: -1,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
 
-use super::{VmqAnswer, VmqReply, serve};
+use super::{VmqAnswer, VmqOutcome, serve};
 use crate::compat::Fields;
 use crate::core::compat::{channel_of_vmq_type, parse_vmq_price};
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
@@ -96,7 +96,7 @@ pub async fn app_heart(
                 record_heartbeat(conn, &device.id, &Heartbeat::default())
             })
             .await?;
-        Ok(VmqReply::Success(None))
+        Ok(VmqOutcome::Success(None))
     })
     .await
 }
@@ -199,7 +199,7 @@ pub async fn app_push(
             push.notification()
         })
         .await?;
-        Ok(VmqReply::Success(None))
+        Ok(VmqOutcome::Success(None))
     })
     .await
 }

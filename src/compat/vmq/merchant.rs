@@ -8,7 +8,7 @@ use diesel::PgConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{VmqAnswer, VmqReply, check_sign, serve};
+use super::{VmqAnswer, VmqOutcome, check_sign, serve};
 use crate::compat::{Fields, check_param, optional_url, public_base};
 use crate::core::compat::{
     channel_of_vmq_type, parse_vmq_price, return_location, unix_or_zero, vmq_state, vmq_type,
@@ -194,9 +194,9 @@ pub async fn create_order(
             .await?;
         Ok(if to_payment_page {
             let base = public_base(&state.settings, &req);
-            VmqReply::Redirect(format!("{base}/pay/{}", order.id))
+            VmqOutcome::Redirect(format!("{base}/pay/{}", order.id))
         } else {
-            VmqReply::success(&VmqOrder::from(&order))
+            VmqOutcome::success(&VmqOrder::from(&order))
         })
     })
     .await
@@ -249,7 +249,7 @@ pub async fn get_order(
 ) -> Result<HttpResponse, ApiError> {
     serve(&state, &req, payload, async |query: VmqOrderQuery| {
         let (order, _) = query.read(&state).await?;
-        Ok(VmqReply::success(&VmqOrder::from(&order)))
+        Ok(VmqOutcome::success(&VmqOrder::from(&order)))
     })
     .await
 }
@@ -274,10 +274,10 @@ pub async fn check_order(
         let (order, merchant) = query.read(&state).await?;
         Ok(match order.status {
             OrderStatus::Paid => {
-                VmqReply::success(&return_location(&order, &merchant).unwrap_or_default())
+                VmqOutcome::success(&return_location(&order, &merchant).unwrap_or_default())
             }
-            OrderStatus::Pending => VmqReply::Refusal("订单未支付"),
-            OrderStatus::Expired | OrderStatus::Closed => VmqReply::Refusal("订单已过期"),
+            OrderStatus::Pending => VmqOutcome::Refusal("订单未支付"),
+            OrderStatus::Expired | OrderStatus::Closed => VmqOutcome::Refusal("订单已过期"),
         })
     })
     .await
@@ -328,7 +328,7 @@ pub async fn close_order(
                 order_rules::close_order(conn, &merchant.id, order_id, grace)
             })
             .await?;
-        Ok(VmqReply::Success(None))
+        Ok(VmqOutcome::Success(None))
     })
     .await
 }
@@ -402,7 +402,7 @@ pub async fn get_state(
                 listener_state(conn, offline_after)
             })
             .await?;
-        Ok(VmqReply::success(&VmqListenerState::from(listeners)))
+        Ok(VmqOutcome::success(&VmqListenerState::from(listeners)))
     })
     .await
 }

@@ -33,8 +33,8 @@ pub struct VmqAnswer {
     pub data: Option<Box<RawValue>>,
 }
 
-/// What an endpoint answers once its work is done.
-enum VmqReply {
+/// How an endpoint's work came out, before it is put in V免签's answer.
+enum VmqOutcome {
     /// `{code: 1, msg: "成功", data}`.
     Success(Option<Box<RawValue>>),
     /// `{code: -1, msg}`: an outcome V免签 reports as a failure (`订单未支付`).
@@ -43,10 +43,10 @@ enum VmqReply {
     Redirect(String),
 }
 
-impl VmqReply {
+impl VmqOutcome {
     /// Success with `data` as the answer's `data`.
-    fn success(data: &impl Serialize) -> VmqReply {
-        VmqReply::Success(
+    fn success(data: &impl Serialize) -> VmqOutcome {
+        VmqOutcome::Success(
             serde_json::to_string(data)
                 .ok()
                 .and_then(|text| RawValue::from_string(text).ok()),
@@ -61,20 +61,20 @@ async fn serve<R: From<Fields>>(
     state: &AppState,
     req: &HttpRequest,
     payload: web::Payload,
-    handle: impl AsyncFnOnce(R) -> Result<VmqReply, ApiError>,
+    handle: impl AsyncFnOnce(R) -> Result<VmqOutcome, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let request = read_request(&state.settings, Protocol::Vmq, req, payload).await?;
     Ok(match handle(request).await {
-        Ok(VmqReply::Success(data)) => answer(1, "成功", data),
-        Ok(VmqReply::Refusal(msg)) => answer(-1, msg, None),
-        Ok(VmqReply::Redirect(location)) => HttpResponse::Found()
+        Ok(VmqOutcome::Success(data)) => vmq_answer(1, "成功", data),
+        Ok(VmqOutcome::Refusal(msg)) => vmq_answer(-1, msg, None),
+        Ok(VmqOutcome::Redirect(location)) => HttpResponse::Found()
             .insert_header((LOCATION, location))
             .finish(),
-        Err(error) => answer(-1, &failure_message(&error), None),
+        Err(error) => vmq_answer(-1, &failure_message(&error), None),
     })
 }
 
-fn answer(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
+fn vmq_answer(code: i8, msg: &str, data: Option<Box<RawValue>>) -> HttpResponse {
     HttpResponse::Ok().json(VmqAnswer {
         code,
         msg: msg.to_string(),
