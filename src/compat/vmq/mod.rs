@@ -5,20 +5,23 @@
 //! merchant `SOLOPAY_VMQ_MERCHANT` names for the merchant API.
 //!
 //! This module holds what every endpoint shares: [`serve`], the envelope that reads a typed
-//! request and answers in V免签's words, and the merchant's sign. [`listener`] serves the app,
-//! [`merchant`] the merchant API.
+//! request and answers in V免签's words, and the merchant's sign. [`listener`] serves the app;
+//! [`orders`] and [`state`] serve the merchant.
 
 pub mod listener;
-pub mod merchant;
+pub mod orders;
+pub mod state;
 
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
+use diesel::PgConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::compat::{Fields, read_request};
 use crate::config::Protocol;
+use crate::core::merchants::{Merchant, vmq_merchant};
 use crate::core::signing::verify_md5_sign;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -94,10 +97,17 @@ fn failure_message(error: &ApiError) -> String {
     }
 }
 
-/// Checks `sign = md5(signed_text + key)`, `signed_text` being the fields as sent.
-fn check_sign(signed_text: &str, key: &str, sign: &str) -> Result<(), ApiError> {
-    if verify_md5_sign(signed_text, key, sign) {
-        Ok(())
+/// The V免签 merchant, once `sign = md5(signed_text + its key)` checks out, `signed_text` being
+/// the signed fields as sent.
+fn signing_merchant(
+    conn: &mut PgConnection,
+    merchant_id: Option<&str>,
+    signed_text: &str,
+    sign: &str,
+) -> Result<Merchant, ApiError> {
+    let merchant = vmq_merchant(conn, merchant_id)?;
+    if verify_md5_sign(signed_text, merchant.md5_key.expose(), sign) {
+        Ok(merchant)
     } else {
         Err(ApiError::Unauthorized("bad sign".into()))
     }

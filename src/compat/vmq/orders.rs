@@ -1,19 +1,16 @@
-//! V免签's merchant API: `/createOrder`, `/getOrder`, `/checkOrder`, `/closeOrder` and
-//! `/getState`, for the merchant `SOLOPAY_VMQ_MERCHANT` names, signed with its md5 key. Each
-//! request is read as sent (the sign covers the fields exactly as sent), then converted into
-//! the native core call.
+//! V免签's merchant orders: `/createOrder`, `/getOrder`, `/checkOrder` and `/closeOrder`, for
+//! the merchant `SOLOPAY_VMQ_MERCHANT` names. Each request is read as sent (the sign covers the
+//! fields exactly as sent), then converted into the native core call.
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
-use diesel::PgConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{VmqAnswer, VmqOutcome, check_sign, serve};
+use super::{VmqAnswer, VmqOutcome, serve, signing_merchant};
 use crate::compat::{Fields, check_param, optional_url, public_base};
 use crate::core::compat::{
-    channel_of_vmq_type, parse_vmq_price, return_location, unix_or_zero, vmq_state, vmq_type,
+    channel_of_vmq_type, parse_vmq_price, return_location, vmq_state, vmq_type,
 };
-use crate::core::devices::{ListenerState, ListenerStatus, listener_state};
 use crate::core::merchants::{Merchant, vmq_merchant};
 use crate::core::orders::{
     self as order_rules, Creation, Creator, Order, OrderLookup, OrderRequest,
@@ -22,18 +19,6 @@ use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
-
-/// The V免签 merchant, once `sign = md5(signed_text + its key)` checks out.
-fn signing_merchant(
-    conn: &mut PgConnection,
-    merchant_id: Option<&str>,
-    signed_text: &str,
-    sign: &str,
-) -> Result<Merchant, ApiError> {
-    let merchant = vmq_merchant(conn, merchant_id)?;
-    check_sign(signed_text, merchant.md5_key.expose(), sign)?;
-    Ok(merchant)
-}
 
 /// An order as V免签 answers it.
 #[derive(Debug, Serialize)]
@@ -329,80 +314,6 @@ pub async fn close_order(
             })
             .await?;
         Ok(VmqOutcome::Success(None))
-    })
-    .await
-}
-
-/// `/getState`'s fields, as sent.
-pub struct VmqGetState {
-    /// The merchant's clock; signed, not checked.
-    t: String,
-    /// `md5(t + key)`.
-    sign: String,
-}
-
-impl From<Fields> for VmqGetState {
-    fn from(fields: Fields) -> VmqGetState {
-        VmqGetState {
-            t: fields.text("t").to_string(),
-            sign: fields.text("sign").to_string(),
-        }
-    }
-}
-
-/// `/getState`'s answer.
-#[derive(Debug, Serialize)]
-struct VmqListenerState {
-    /// The last heartbeat of any listening device, seconds since the epoch (0: never).
-    lastheart: i64,
-    /// The last payment received, seconds since the epoch (0: never).
-    lastpay: i64,
-    /// 1 a listener is online, 0 none is, -1 none was ever seen.
-    state: i8,
-}
-
-impl From<ListenerState> for VmqListenerState {
-    fn from(listeners: ListenerState) -> VmqListenerState {
-        VmqListenerState {
-            lastheart: unix_or_zero(listeners.last_heartbeat_at),
-            lastpay: unix_or_zero(listeners.last_payment_at),
-            state: match listeners.status {
-                ListenerStatus::Online => 1,
-                ListenerStatus::Offline => 0,
-                ListenerStatus::NeverSeen => -1,
-            },
-        }
-    }
-}
-
-/// Whether a listener is online: `t` and `sign = md5(t + key)`.
-#[utoipa::path(
-    tag = "compat: V免签",
-    params(("t" = String, Query), ("sign" = String, Query, description = "md5(t + key)")),
-    responses(
-        (status = 200, description = "`{code: 1, data: {lastheart, lastpay, state}}`, or `{code: -1, msg}`", body = VmqAnswer),
-        (status = 404, description = "`not_found`: V免签 is switched off"),
-    )
-)]
-#[route("/getState", method = "GET", method = "POST")]
-pub async fn get_state(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    serve(&state, &req, payload, async |request: VmqGetState| {
-        let (merchant_id, offline_after) = (
-            state.settings.vmq_merchant.clone(),
-            state.settings.device_offline_after,
-        );
-        let listeners = state
-            .db
-            .run(move |conn| -> Result<_, ApiError> {
-                signing_merchant(conn, merchant_id.as_deref(), &request.t, &request.sign)?;
-                listener_state(conn, offline_after)
-            })
-            .await?;
-        Ok(VmqOutcome::success(&VmqListenerState::from(listeners)))
     })
     .await
 }
