@@ -3,6 +3,11 @@
 //! generic notification forwarders ([`forwarder`]), and the payment page ([`page`]) the first two
 //! send payers to. Each protocol can be switched off with `SOLOPAY_COMPAT`; a protocol that is
 //! off answers 404.
+//!
+//! Every endpoint works the same way: its [`Fields`] are read into a typed request as sent
+//! ([`read_request`]; signs cover the strings exactly as sent), the request is converted into
+//! the native core request (`OrderRequest`, `OrderLookup`, a `Notification`), the same core
+//! function as the native API's is called, and the outcome is shaped in the protocol's words.
 
 pub mod epay;
 pub mod forwarder;
@@ -27,7 +32,8 @@ pub fn require(settings: &Settings, protocol: Protocol) -> Result<(), ApiError> 
 }
 
 /// An old client's fields: its query string and, for a POST, its form (or JSON object) body,
-/// exactly as sent; the raw text is kept for storage.
+/// exactly as sent; the raw text is kept for storage. Only the typed requests' `From<Fields>`
+/// read them by name.
 #[derive(Debug, Default)]
 pub struct Fields {
     pairs: Vec<(String, String)>,

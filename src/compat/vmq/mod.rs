@@ -4,7 +4,7 @@
 //! fields concatenated as sent, then the key: a device's secret for the app, the md5 key of the
 //! merchant `SOLOPAY_VMQ_MERCHANT` names for the merchant API.
 //!
-//! This module holds what every endpoint shares: [`serve`], the envelope that reads a typed
+//! This module holds what every endpoint shares: `serve`, the envelope that reads a typed
 //! request and answers in V免签's words, and the merchant's sign. [`listener`] serves the app;
 //! [`orders`] and [`state`] serve the merchant.
 
