@@ -1,5 +1,6 @@
 //! The closed vocabularies of the payment domain (channels, order statuses, payment results,
-//! event types), stored as text columns with CHECK constraints and typed here.
+//! event types), stored as text columns with CHECK constraints and typed here, and the
+//! merchant's order number ([`MerchantOrderId`]), parsed once for every protocol.
 
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
@@ -158,5 +159,105 @@ text_enum! {
         Vmq => "vmq",
         /// 易支付's notify: GET with a sorted md5 sign; success is a body containing `success`.
         Epay => "epay",
+    }
+}
+
+/// A merchant's own order number, unique per merchant: a retried request with the same number is
+/// the same order. Each protocol keeps the alphabet its clients have always sent; once parsed, an
+/// order number is one thing whatever the protocol it came through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MerchantOrderId(String);
+
+impl MerchantOrderId {
+    /// The most characters any protocol may send.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Reads an order number as `protocol` sends it: 1 to 64 characters, each one that protocol
+    /// allows:
+    ///
+    /// - native `POST /orders`, `merchant_order_id`: `A-Z a-z 0-9 . _ : -`;
+    /// - 易支付, `out_trade_no`: `A-Z a-z 0-9 . _ | -` (its plugins put `|` in their numbers);
+    /// - V免签, `payId`: any character but a control character (its plugins send whatever
+    ///   their shop numbers orders with, Chinese included).
+    ///
+    /// Looking an order up (`GET /orders?merchant_order_id=`, 易支付's `api.php`) takes any text:
+    /// a number no protocol accepts finds nothing.
+    pub fn parse(text: &str, protocol: OrderProtocol) -> Result<Self, InvalidMerchantOrderId> {
+        let allowed = |c: char| match protocol {
+            OrderProtocol::Native => c.is_ascii_alphanumeric() || "._:-".contains(c),
+            OrderProtocol::Epay => c.is_ascii_alphanumeric() || "._|-".contains(c),
+            OrderProtocol::Vmq => !c.is_control(),
+        };
+        if (1..=Self::MAX_CHARS).contains(&text.chars().count()) && text.chars().all(allowed) {
+            Ok(MerchantOrderId(text.to_string()))
+        } else {
+            Err(InvalidMerchantOrderId(protocol))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A text that is not an order number in this protocol; the message names the protocol's field
+/// and alphabet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidMerchantOrderId(pub OrderProtocol);
+
+impl std::fmt::Display for InvalidMerchantOrderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            OrderProtocol::Native => {
+                "merchant_order_id must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"
+            }
+            OrderProtocol::Epay => "out_trade_no must be 1 to 64 characters of A-Z a-z 0-9 . _ | -",
+            OrderProtocol::Vmq => "payId must be 1 to 64 printable characters",
+        })
+    }
+}
+
+impl std::error::Error for InvalidMerchantOrderId {}
+
+#[cfg(test)]
+mod tests {
+    use super::{MerchantOrderId, OrderProtocol};
+
+    fn accepts(protocol: OrderProtocol, text: &str) -> bool {
+        MerchantOrderId::parse(text, protocol).is_ok()
+    }
+
+    #[test]
+    fn each_protocol_accepts_the_order_numbers_its_clients_send() {
+        use OrderProtocol::{Epay, Native, Vmq};
+        let longest = "a".repeat(64);
+        for protocol in [Native, Epay, Vmq] {
+            assert!(accepts(protocol, "A-1001.x_9"), "{protocol}");
+            assert!(accepts(protocol, &longest), "{protocol}");
+            assert!(!accepts(protocol, ""), "{protocol}");
+            assert!(!accepts(protocol, &format!("{longest}a")), "{protocol}");
+            assert!(!accepts(protocol, "A\n1"), "{protocol}");
+        }
+        assert!(accepts(Native, "shop:A1") && !accepts(Native, "E-1|x"));
+        assert!(accepts(Epay, "E-1|x") && !accepts(Epay, "shop:A1"));
+        for vmq_only in ["订单 1", "A/1?#&", "shop:A1|x"] {
+            assert!(accepts(Vmq, vmq_only) && !accepts(Native, vmq_only));
+        }
+        // Characters, not bytes: 64 Chinese characters are one V免签 payId.
+        assert!(accepts(Vmq, &"单".repeat(64)) && !accepts(Vmq, &"单".repeat(65)));
+    }
+
+    #[test]
+    fn the_refusal_names_the_field_the_protocol_sends() {
+        for (protocol, field) in [
+            (OrderProtocol::Native, "merchant_order_id "),
+            (OrderProtocol::Epay, "out_trade_no "),
+            (OrderProtocol::Vmq, "payId "),
+        ] {
+            let refusal = MerchantOrderId::parse("", protocol)
+                .err()
+                .map(|e| e.to_string());
+            assert!(refusal.is_some_and(|m| m.starts_with(field)), "{protocol}");
+        }
     }
 }

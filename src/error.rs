@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::InvalidMerchantOrderId;
 use crate::money::AmountError;
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +229,12 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         response.json(self.problem())
+    }
+}
+
+impl From<InvalidMerchantOrderId> for ApiError {
+    fn from(error: InvalidMerchantOrderId) -> Self {
+        ApiError::InvalidRequest(error.to_string())
     }
 }
 

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{MerchantAuth, MerchantKey};
-use crate::core::orders::{self as order_rules, Creation, Creator, OrderRequest};
-use crate::domain::{Channel, OrderProtocol, OrderStatus};
+use crate::core::orders::{self as order_rules, Creation, Creator, OrderLookup, OrderRequest};
+use crate::domain::{Channel, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::{AppState, check_text, check_url, parse_json};
 use crate::money::AmountInput;
@@ -46,17 +46,8 @@ const MAX_METADATA_BYTES: usize = 4096;
 
 impl CreateOrderRequest {
     fn validate(self, state: &AppState) -> Result<OrderRequest, ApiError> {
-        let id = &self.merchant_order_id;
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-        {
-            return Err(ApiError::InvalidRequest(
-                "merchant_order_id must be 1 to 64 characters of A-Z a-z 0-9 . _ : -".into(),
-            ));
-        }
+        let merchant_order_id =
+            MerchantOrderId::parse(&self.merchant_order_id, OrderProtocol::Native)?;
         let amount = self.amount.parse(state.settings.max_amount)?;
         if let Some(subject) = &self.subject {
             check_text("subject", subject, 256)?;
@@ -91,7 +82,7 @@ impl CreateOrderRequest {
             }
         };
         Ok(OrderRequest {
-            merchant_order_id: self.merchant_order_id,
+            merchant_order_id,
             amount,
             channel: self.channel,
             subject: self.subject,
@@ -272,7 +263,10 @@ pub async fn find_order(
     let merchant_order_id = query.into_inner().merchant_order_id;
     let order = state
         .db
-        .run(move |conn| order_rules::read_merchant_order(conn, &merchant.id, &merchant_order_id))
+        .run(move |conn| {
+            let lookup = OrderLookup::ByMerchantOrderId(&merchant_order_id);
+            order_rules::read_merchant_order(conn, &merchant.id, lookup)
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
     Ok(web::Json(Order::from(&order)))

@@ -57,25 +57,25 @@ pub struct ForwardBody {
 /// Reads a forwarder's body: a form, or a JSON object (numbers accepted for the timestamp).
 fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
     if form {
-        let mut parsed = ForwardBody::default();
+        let mut posted = ForwardBody::default();
         for (key, value) in url::form_urlencoded::parse(body) {
             let value = Some(value.into_owned());
             match key.as_ref() {
-                "from" => parsed.from = value,
-                "title" => parsed.title = value,
-                "content" => parsed.content = value,
-                "org_content" => parsed.org_content = value,
-                "timestamp" => parsed.timestamp = value,
-                "sign" => parsed.sign = value,
-                "category" => parsed.category = value,
-                "template" => parsed.template = value,
-                "channel_id" => parsed.channel_id = value,
-                "conversation" => parsed.conversation = value,
-                "posted_at" => parsed.posted_at = value,
+                "from" => posted.from = value,
+                "title" => posted.title = value,
+                "content" => posted.content = value,
+                "org_content" => posted.org_content = value,
+                "timestamp" => posted.timestamp = value,
+                "sign" => posted.sign = value,
+                "category" => posted.category = value,
+                "template" => posted.template = value,
+                "channel_id" => posted.channel_id = value,
+                "conversation" => posted.conversation = value,
+                "posted_at" => posted.posted_at = value,
                 _ => {}
             }
         }
-        return Ok(parsed);
+        return Ok(posted);
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
@@ -121,14 +121,14 @@ fn is_form(req: &HttpRequest, body: &[u8]) -> bool {
 /// notification; a report of the same message under another timestamp within the duplicate
 /// window is the same payment (`duplicate`), never a second credit.
 fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
-    let parsed = parse_body(body, form)?;
-    let android = android_metadata(&parsed)?;
-    let text = parsed.org_content.or(parsed.content);
-    let timestamp = parsed.timestamp.unwrap_or_default();
+    let posted = parse_body(body, form)?;
+    let android = android_metadata(&posted)?;
+    let text = posted.org_content.or(posted.content);
+    let timestamp = posted.timestamp.unwrap_or_default();
     let digest = sha256(
         [
-            parsed.from.as_deref().unwrap_or_default(),
-            parsed.title.as_deref().unwrap_or_default(),
+            posted.from.as_deref().unwrap_or_default(),
+            posted.title.as_deref().unwrap_or_default(),
             text.as_deref().unwrap_or_default(),
             &timestamp,
         ]
@@ -139,8 +139,8 @@ fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
     check_notification_fields(
         &notification_id,
         [
-            ("from", parsed.from.as_deref()),
-            ("title", parsed.title.as_deref()),
+            ("from", posted.from.as_deref()),
+            ("title", posted.title.as_deref()),
             ("content", text.as_deref()),
         ],
     )?;
@@ -148,8 +148,8 @@ fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
         notification_id,
         channel: None,
         amount: None,
-        package: parsed.from.filter(|f| !f.trim().is_empty()),
-        title: parsed.title,
+        package: posted.from.filter(|f| !f.trim().is_empty()),
+        title: posted.title,
         text,
         reported_at: timestamp
             .parse::<i64>()
@@ -162,8 +162,8 @@ fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
 }
 
 /// The Android metadata a forwarder's template carried, checked like a listener's.
-fn android_metadata(parsed: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
-    let conversation = match parsed.conversation.as_deref().map(str::trim) {
+fn android_metadata(posted: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
+    let conversation = match posted.conversation.as_deref().map(str::trim) {
         None | Some("") => None,
         Some("true") | Some("1") => Some(true),
         Some("false") | Some("0") => Some(false),
@@ -173,7 +173,7 @@ fn android_metadata(parsed: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
             ));
         }
     };
-    let posted_at = match parsed.posted_at.as_deref().map(str::trim) {
+    let posted_at = match posted.posted_at.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) => Some(
             text.parse::<i64>()
@@ -192,9 +192,9 @@ fn android_metadata(parsed: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
         ),
     };
     let android = AndroidMetadata {
-        category: parsed.category.clone(),
-        template: parsed.template.clone(),
-        channel_id: parsed.channel_id.clone(),
+        category: posted.category.clone(),
+        template: posted.template.clone(),
+        channel_id: posted.channel_id.clone(),
         conversation,
         posted_at,
     };

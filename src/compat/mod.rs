@@ -3,6 +3,11 @@
 //! generic notification forwarders ([`forwarder`]), and the payment page ([`page`]) the first two
 //! send payers to. Each protocol can be switched off with `SOLOPAY_COMPAT`; a protocol that is
 //! off answers 404.
+//!
+//! Every endpoint works the same way: its [`Fields`] are read into a typed request as sent
+//! ([`read_request`]; signs cover the strings exactly as sent), the request is converted into
+//! the native core request (`OrderRequest`, `OrderLookup`, a `Notification`), the same core
+//! function as the native API's is called, and the outcome is shaped in the protocol's words.
 
 pub mod epay;
 pub mod forwarder;
@@ -27,7 +32,8 @@ pub fn require(settings: &Settings, protocol: Protocol) -> Result<(), ApiError> 
 }
 
 /// An old client's fields: its query string and, for a POST, its form (or JSON object) body,
-/// exactly as sent; the raw text is kept for storage.
+/// exactly as sent; the raw text is kept for storage. Only the typed requests' `From<Fields>`
+/// read them by name.
 #[derive(Debug, Default)]
 pub struct Fields {
     pairs: Vec<(String, String)>,
@@ -47,20 +53,42 @@ impl Fields {
         self.get(name).unwrap_or_default()
     }
 
-    /// An optional URL field: absent or blank is `None`, otherwise an absolute http(s) URL.
-    pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.get(name).map(str::trim).filter(|u| !u.is_empty()) {
-            None => Ok(None),
-            Some(url) => crate::http::check_url(name, url).map(|()| Some(url.to_string())),
-        }
-    }
-
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
-pub async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
+/// An optional URL field as sent: absent or blank is `None`, otherwise an absolute http(s) URL.
+pub fn optional_url(name: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(None),
+        Some(url) => crate::http::check_url(name, url).map(|()| Some(url.to_string())),
+    }
+}
+
+/// The old protocols' `param`, echoed back to the merchant: at most 1024 characters, no NUL.
+pub fn check_param(param: &str) -> Result<(), ApiError> {
+    if param.chars().count() > 1024 || param.contains('\0') {
+        return Err(ApiError::InvalidRequest(
+            "param must be at most 1024 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An old protocol's request, read as sent from its fields; `404` when the protocol is not
+/// served.
+pub async fn read_request<R: From<Fields>>(
+    settings: &Settings,
+    protocol: Protocol,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<R, ApiError> {
+    require(settings, protocol)?;
+    Ok(R::from(read_fields(req, payload).await?))
+}
+
+async fn read_fields(req: &HttpRequest, payload: web::Payload) -> Result<Fields, ApiError> {
     let body = read_body(payload).await?;
     let is_json = req
         .headers()
@@ -200,7 +228,7 @@ mod tests {
             is_json in any::<bool>(),
         ) {
             if let Ok(fields) = parse_fields(&query, &body, is_json) {
-                let _ = fields.url("notify_url");
+                let _ = super::optional_url("notify_url", fields.get("notify_url"));
                 prop_assert!(fields.raw.starts_with(query.as_bytes()));
             }
         }

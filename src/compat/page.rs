@@ -7,9 +7,8 @@ use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpResponse, get, web};
 
 use crate::core::compat::return_location;
-use crate::core::orders as order_rules;
-use crate::db::merchants as merchant_rows;
-use crate::db::orders::Order;
+use crate::core::merchants::order_merchant;
+use crate::core::orders::{self as order_rules, Order};
 use crate::domain::OrderStatus;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -107,7 +106,7 @@ fn payment_page(order: &Order) -> String {
     )
 }
 
-fn html(body: String) -> HttpResponse {
+fn page_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
@@ -135,7 +134,7 @@ pub async fn pay_page(
             order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))
         })
         .await?;
-    Ok(html(payment_page(&order)))
+    Ok(page_response(payment_page(&order)))
 }
 
 /// Back to the shop once paid: the order's return URL, with the old protocols' signed fields.
@@ -159,8 +158,7 @@ pub async fn pay_return(
         .run(move |conn| -> Result<_, ApiError> {
             let order =
                 order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
-            let merchant = merchant_rows::find(conn, &order.merchant_id)?
-                .ok_or_else(|| ApiError::internal("the order's merchant is gone"))?;
+            let merchant = order_merchant(conn, &order)?;
             let location = return_location(&order, &merchant);
             Ok((order, location))
         })
@@ -169,7 +167,9 @@ pub async fn pay_return(
         (OrderStatus::Paid, Some(location)) => HttpResponse::Found()
             .insert_header((LOCATION, location))
             .finish(),
-        (OrderStatus::Paid, None) => html(message_page("支付成功", "订单已支付，可以关闭此页面。")),
-        _ => html(payment_page(&order)),
+        (OrderStatus::Paid, None) => {
+            page_response(message_page("支付成功", "订单已支付，可以关闭此页面。"))
+        }
+        _ => page_response(payment_page(&order)),
     })
 }

@@ -1,5 +1,8 @@
-//! Listener devices: creating one with its secret, and heartbeats.
+//! Listener devices: creating one with its secret, heartbeats, and whether any is listening.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
 use crate::core::notifications::{Credentials, check_credentials, refusal};
@@ -7,9 +10,10 @@ use crate::core::reconciliation::audit;
 use crate::core::secrets::sha256;
 use crate::core::secrets::{new_device_secret, new_id};
 use crate::db::devices::{self as device_rows, Device, DeviceChanges, NewDevice};
+use crate::db::payments as payment_rows;
 use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
-use crate::domain::AuthResult;
+use crate::domain::{AuthResult, PaymentResult};
 use crate::error::ApiError;
 
 pub fn create_device(
@@ -120,4 +124,118 @@ pub fn record_heartbeat(
         heartbeat.app_version.as_deref(),
         heartbeat.battery,
     )?)
+}
+
+/// Whether the enabled listener devices are listening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerStatus {
+    /// At least one is online.
+    Online,
+    /// None is online, and at least one was seen once.
+    Offline,
+    /// None was ever seen.
+    NeverSeen,
+}
+
+/// How the listeners stand (V免签's `getState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerState {
+    /// The latest heartbeat of any enabled device.
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// When the latest payment that paid an order was received.
+    pub last_payment_at: Option<DateTime<Utc>>,
+    pub status: ListenerStatus,
+}
+
+impl ListenerState {
+    /// The state of `devices` (each with whether it is online now); disabled ones do not count.
+    pub fn of<'a>(
+        devices: impl IntoIterator<Item = (&'a Device, bool)>,
+        last_payment_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        let listening: Vec<_> = devices.into_iter().filter(|(d, _)| d.enabled).collect();
+        let status = if listening.iter().any(|(_, online)| *online) {
+            ListenerStatus::Online
+        } else if listening.iter().any(|(d, _)| d.last_seen_at.is_some()) {
+            ListenerStatus::Offline
+        } else {
+            ListenerStatus::NeverSeen
+        };
+        ListenerState {
+            last_heartbeat_at: listening
+                .iter()
+                .filter_map(|(d, _)| d.last_heartbeat_at)
+                .max(),
+            last_payment_at,
+            status,
+        }
+    }
+}
+
+/// How the listeners stand now; a device is online when seen within `offline_after`.
+pub fn listener_state(
+    conn: &mut PgConnection,
+    offline_after: Duration,
+) -> Result<ListenerState, ApiError> {
+    let devices = device_rows::list_with_online(conn, offline_after)?;
+    let last_payment_at = payment_rows::latest_received(conn, PaymentResult::Matched)?;
+    Ok(ListenerState::of(
+        devices.iter().map(|(device, online)| (device, *online)),
+        last_payment_at,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use super::{ListenerState, ListenerStatus};
+    use crate::db::devices::Device;
+    use crate::db::sealed::Sealed;
+
+    fn device(enabled: bool, last_heartbeat_at: Option<DateTime<Utc>>) -> Device {
+        Device {
+            id: "dev_1".into(),
+            name: "phone".into(),
+            secret: Sealed::new("secret"),
+            enabled,
+            last_seen_at: last_heartbeat_at,
+            last_heartbeat_at,
+            last_notification_at: None,
+            app_version: None,
+            battery: None,
+            created_at: Utc::now(),
+            allowed_packages: None,
+            trust_unlabelled: false,
+        }
+    }
+
+    #[test]
+    fn listeners_are_online_offline_or_never_seen_counting_enabled_devices_only() {
+        let now = Utc::now();
+        let earlier = now - TimeDelta::minutes(5);
+        let never = [device(true, None)];
+        assert_eq!(
+            ListenerState::of(never.iter().map(|d| (d, false)), None),
+            ListenerState {
+                last_heartbeat_at: None,
+                last_payment_at: None,
+                status: ListenerStatus::NeverSeen,
+            }
+        );
+        let seen = [device(true, Some(earlier)), device(true, Some(now))];
+        let offline = ListenerState::of(seen.iter().map(|d| (d, false)), Some(earlier));
+        assert_eq!(offline.status, ListenerStatus::Offline);
+        assert_eq!(offline.last_heartbeat_at, Some(now));
+        assert_eq!(offline.last_payment_at, Some(earlier));
+        let online = ListenerState::of(seen.iter().map(|d| (d, d.last_seen_at == Some(now))), None);
+        assert_eq!(online.status, ListenerStatus::Online);
+        // A disabled device neither listens nor counts as seen.
+        let disabled = [device(false, Some(now))];
+        let state = ListenerState::of(disabled.iter().map(|d| (d, true)), None);
+        assert_eq!(
+            (state.status, state.last_heartbeat_at),
+            (ListenerStatus::NeverSeen, None)
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! Merchants: creating one with its secrets, authenticating its API key, and the operator's
-//! changes (each recorded in the audit log).
+//! Merchants: creating one with its secrets, authenticating its API key, finding the merchant an
+//! old protocol names, and the operator's changes (each recorded in the audit log).
 
 use std::time::Duration;
 
@@ -7,7 +7,9 @@ use diesel::PgConnection;
 
 use crate::core::reconciliation::audit;
 use crate::core::secrets::{new_api_key, new_id, new_md5_key, new_webhook_secret, sha256};
-use crate::db::merchants::{self as merchant_rows, Merchant, MerchantChanges, NewMerchant};
+pub use crate::db::merchants::Merchant;
+use crate::db::merchants::{self as merchant_rows, MerchantChanges, NewMerchant};
+use crate::db::orders::Order;
 use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
 use crate::error::ApiError;
@@ -60,6 +62,33 @@ pub fn create_merchant(
 pub fn authenticate(conn: &mut PgConnection, api_key: &str) -> Result<Merchant, ApiError> {
     merchant_rows::find_enabled_by_api_key_hash(conn, &sha256(api_key.as_bytes()))?
         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))
+}
+
+/// The merchant V免签's merchant endpoints act for: the enabled one `SOLOPAY_VMQ_MERCHANT` names.
+pub fn vmq_merchant(conn: &mut PgConnection, id: Option<&str>) -> Result<Merchant, ApiError> {
+    let id = id.ok_or_else(|| {
+        ApiError::InvalidRequest(
+            "V免签's merchant endpoints are not configured: set SOLOPAY_VMQ_MERCHANT".into(),
+        )
+    })?;
+    merchant_rows::find(conn, id)?
+        .filter(|m| m.enabled)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("SOLOPAY_VMQ_MERCHANT names no enabled merchant".into())
+        })
+}
+
+/// The enabled merchant with this number (易支付's `pid`).
+pub fn merchant_by_pid(conn: &mut PgConnection, pid: i64) -> Result<Merchant, ApiError> {
+    merchant_rows::find_by_pid(conn, pid)?
+        .filter(|m| m.enabled)
+        .ok_or_else(|| ApiError::InvalidRequest("no such merchant".into()))
+}
+
+/// The merchant an order belongs to (enabled or not).
+pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant, ApiError> {
+    merchant_rows::find(conn, &order.merchant_id)?
+        .ok_or_else(|| ApiError::internal("the order's merchant is gone"))
 }
 
 /// Renames, enables or disables a merchant, or changes its default webhook URL. A disabled

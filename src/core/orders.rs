@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
-pub use crate::db::orders::Creator;
-use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope, Order};
+use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope};
+pub use crate::db::orders::{Creator, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
-use crate::domain::{Channel, EventType, OrderProtocol, OrderStatus};
+use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::money::Amount;
 use crate::views;
@@ -55,7 +55,7 @@ impl From<&Settings> for OrderRules {
 /// A validated order request.
 #[derive(Debug, Clone)]
 pub struct OrderRequest {
-    pub merchant_order_id: String,
+    pub merchant_order_id: MerchantOrderId,
     pub amount: Amount,
     pub channel: Channel,
     pub subject: Option<String>,
@@ -74,7 +74,7 @@ impl OrderRequest {
     /// a retry of the same request.
     pub fn fingerprint(&self) -> Vec<u8> {
         let canonical = serde_json::json!({
-            "merchant_order_id": self.merchant_order_id,
+            "merchant_order_id": self.merchant_order_id.as_str(),
             "amount": self.amount.to_string(),
             "channel": self.channel.as_str(),
             "subject": self.subject,
@@ -139,7 +139,7 @@ pub fn create_order(
     let allocation = AllocationRequest {
         order_id: &order_id,
         creator,
-        merchant_order_id: &request.merchant_order_id,
+        merchant_order_id: request.merchant_order_id.as_str(),
         request_fingerprint: &fingerprint,
         channel: request.channel,
         amount: request.amount.as_decimal(),
@@ -167,7 +167,7 @@ pub fn create_order(
             } else {
                 Err(ApiError::IdempotencyConflict(format!(
                     "merchant_order_id {:?} was already used with different parameters",
-                    request.merchant_order_id
+                    request.merchant_order_id.as_str()
                 )))
             }
         }
@@ -213,15 +213,33 @@ pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, Ap
     }
 }
 
-/// The merchant's order with this `merchant_order_id`.
+/// How a merchant names one of its orders.
+#[derive(Debug, Clone, Copy)]
+pub enum OrderLookup<'a> {
+    /// solopay's order id (`ord_…`).
+    ById(&'a str),
+    /// The merchant's own order number, as given (any text: one no protocol accepts finds
+    /// nothing).
+    ByMerchantOrderId(&'a str),
+}
+
+/// One of the merchant's orders, as it is now (see [`read_order`]); another merchant's order is
+/// not found.
 pub fn read_merchant_order(
     conn: &mut PgConnection,
     merchant_id: &str,
-    merchant_order_id: &str,
+    lookup: OrderLookup<'_>,
 ) -> Result<Option<Order>, ApiError> {
-    match order_rows::find_by_merchant_order_id(conn, merchant_id, merchant_order_id)? {
-        Some(order) => read_order(conn, &order.id),
-        None => Ok(None),
+    match lookup {
+        OrderLookup::ById(id) => {
+            Ok(read_order(conn, id)?.filter(|order| order.merchant_id == merchant_id))
+        }
+        OrderLookup::ByMerchantOrderId(merchant_order_id) => {
+            match order_rows::find_by_merchant_order_id(conn, merchant_id, merchant_order_id)? {
+                Some(order) => read_order(conn, &order.id),
+                None => Ok(None),
+            }
+        }
     }
 }
 
