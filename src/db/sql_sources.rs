@@ -153,8 +153,8 @@ mod tests {
     /// revision (its first line) and a new line here.
     const PINNED: &[(&str, i32, &str)] = &[(
         "allocation",
-        3,
-        "09c2c75192f52f7413c52fd7b4270557b551d49ee0093e6ad00522f453786134",
+        4,
+        "1a9db8ccbd58141701246cd05a3477d84658f6924f28602926e98ef34371a3ce",
     )];
 
     #[test]
