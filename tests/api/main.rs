@@ -29,4 +29,5 @@ mod reading;
 mod receiver;
 mod recovery;
 mod reliability;
+mod sql_sources;
 mod webhooks;
