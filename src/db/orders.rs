@@ -91,8 +91,8 @@ pub enum Allocation {
 const NO_PAYEE: &str = "solopay_no_payee";
 const EXHAUSTED: &str = "solopay_amounts_exhausted";
 
-/// Reserves a payable amount and inserts the order in one server-side call (see the migration
-/// for the algorithm), and returns the order. Run it on its own, outside a transaction: the
+/// Reserves a payable amount and inserts the order in one server-side call
+/// (`solopay_create_order`, in src/db/sql/allocation.sql), and returns the order. Run it on its own, outside a transaction: the
 /// payee lock it takes is then held only through the call and the server's commit.
 pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
     let created = CreateOrder(req).get_result::<Order>(conn);
