@@ -191,6 +191,14 @@ impl QueryFragment<Pg> for CreateOrder<'_> {
     }
 }
 
+/// How many orders there are of each status (for `/metrics`).
+pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
+    orders::table
+        .group_by(orders::status)
+        .select((orders::status, diesel::dsl::count_star()))
+        .load(conn)
+}
+
 pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Order>> {
     orders::table
         .find(id)
