@@ -93,9 +93,7 @@ impl Db {
             Ok(outcome) => outcome,
             // The work panicked: the connection is dropped with its thread; the caller learns
             // as much as a lost server tells.
-            Err(join) => Err(E::from(StorageError::Unreachable(format!(
-                "the database task failed: {join}"
-            )))),
+            Err(join) => Err(E::from(StorageError::Unreachable(Box::new(join)))),
         }
     }
 }

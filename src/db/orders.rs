@@ -11,6 +11,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Bytea, Int4, Interval, Jsonb, Nullable, Numeric, Text, Timestamptz};
 use rust_decimal::Decimal;
 
+use super::error::SqlRefusal;
 use super::interval;
 use super::schema::orders;
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
@@ -86,11 +87,6 @@ pub enum Allocation {
     UnknownCreator,
 }
 
-/// The conditions `solopay_create_order` names for its two refusals (SQLSTATEs SP001 and SP002;
-/// diesel exposes an error's constraint field, not SQLSTATEs outside its own list).
-const NO_PAYEE: &str = "solopay_no_payee";
-const EXHAUSTED: &str = "solopay_amounts_exhausted";
-
 /// Reserves a payable amount and inserts the order in one server-side call
 /// (`solopay_create_order`, in src/db/sql/allocation.sql), and returns the order. Run it on its own, outside a transaction: the
 /// payee lock it takes is then held only through the call and the server's commit.
@@ -100,17 +96,11 @@ pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResu
         Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
         Ok(order) => Ok(Allocation::Existing(order)),
         Err(diesel::result::Error::NotFound) => Ok(Allocation::UnknownCreator),
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.constraint_name() == Some(NO_PAYEE) =>
-        {
-            Ok(Allocation::NoPayee)
-        }
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.constraint_name() == Some(EXHAUSTED) =>
-        {
-            Ok(Allocation::Exhausted)
-        }
-        Err(e) => Err(e),
+        Err(error) => match SqlRefusal::of(&error) {
+            Some(SqlRefusal::NoPayee) => Ok(Allocation::NoPayee),
+            Some(SqlRefusal::AmountsExhausted) => Ok(Allocation::Exhausted),
+            _ => Err(error),
+        },
     }
 }
 

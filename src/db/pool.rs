@@ -55,7 +55,7 @@ pub fn build_pool(
             inner: ConnectionManager::new(url),
             generation: Arc::new(AtomicU64::new(0)),
         })
-        .map_err(|e| StartupError::Pool(e.to_string()))
+        .map_err(StartupError::Pool)
 }
 
 /// How long after a connection came back to the pool in working order it is handed out again

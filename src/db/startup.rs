@@ -5,27 +5,42 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::{ConnectionError, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::StorageError;
-use super::sql_sources;
+use super::error::{Cause, ConnectFailure, is_database_already_there};
+use super::sql_sources::{self, SqlSourceError};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Serializes concurrent `migrate` runs of several instances starting at once.
 const MIGRATION_LOCK_KEY: i64 = 0x5a1a_9a7d_0001;
 
+/// Why storage could not start; each keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot connect to the database (DATABASE_URL={url}): {reason}")]
-    Connect { url: String, reason: String },
+    #[error("cannot connect to the database (DATABASE_URL={url}): {}", .source.to_string().trim())]
+    Connect {
+        /// Without its password.
+        url: String,
+        #[source]
+        source: ConnectionError,
+    },
+    #[error("cannot create the database of DATABASE_URL: unusable database name {0:?}")]
+    DatabaseName(String),
+    #[error(
+        "cannot create the database of DATABASE_URL: connecting to the `postgres` database: {0}"
+    )]
+    ConnectToCreate(#[source] ConnectionError),
     #[error("cannot create the database of DATABASE_URL: {0}")]
-    Create(String),
+    Create(#[source] Cause),
     #[error("cannot migrate the database: {0}")]
-    Migrate(String),
+    Migrate(#[source] Cause),
+    #[error("cannot migrate the database: {0}")]
+    SqlSource(#[from] SqlSourceError),
     #[error("cannot build the connection pool: {0}")]
-    Pool(String),
+    Pool(#[source] diesel::r2d2::PoolError),
 }
 
 /// `url` without its password, for messages.
@@ -40,10 +55,10 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-fn connect_error(url: &str, error: impl std::fmt::Display) -> StartupError {
+fn connect_error(url: &str, source: ConnectionError) -> StartupError {
     StartupError::Connect {
         url: redacted(url),
-        reason: error.to_string().trim().to_string(),
+        source,
     }
 }
 
@@ -51,7 +66,7 @@ fn connect_error(url: &str, error: impl std::fmt::Display) -> StartupError {
 pub fn connect_creating_database(url: &str) -> Result<PgConnection, StartupError> {
     match PgConnection::establish(url) {
         Ok(conn) => Ok(conn),
-        Err(error) if is_missing_database(&error.to_string()) => {
+        Err(error) if ConnectFailure::of(&error) == ConnectFailure::MissingDatabase => {
             create_database(url)?;
             PgConnection::establish(url).map_err(|e| connect_error(url, e))
         }
@@ -67,13 +82,14 @@ pub fn connect_waiting(url: &str, wait: Duration) -> Result<PgConnection, Startu
     let mut attempt = 1;
     loop {
         match connect_creating_database(url) {
-            Err(StartupError::Connect { url: shown, reason })
-                if is_transient(&reason) && started.elapsed() < wait =>
+            Err(StartupError::Connect { url: shown, source })
+                if ConnectFailure::of(&source) != ConnectFailure::Refused
+                    && started.elapsed() < wait =>
             {
                 tracing::warn!(
                     attempt,
                     database = %shown,
-                    error = %reason,
+                    error = %source.to_string().trim(),
                     waited_secs = started.elapsed().as_secs(),
                     wait_secs = wait.as_secs(),
                     "the database does not accept connections yet; retrying in 1 s \
@@ -87,60 +103,39 @@ pub fn connect_waiting(url: &str, wait: Duration) -> Result<PgConnection, Startu
     }
 }
 
-/// Whether a connection error can go away by itself (a server starting, restarting or not yet
-/// reachable), as opposed to a refusal (authentication, an unknown role).
-fn is_transient(reason: &str) -> bool {
-    let refusal = reason.contains("password authentication failed")
-        || reason.contains("no pg_hba.conf entry")
-        || (reason.contains("role \"") && reason.contains("does not exist"))
-        || reason.contains("invalid connection string")
-        || reason.contains("invalid URI");
-    !refusal
-}
-
-/// `FATAL: database "x" does not exist` (not a missing role).
-fn is_missing_database(message: &str) -> bool {
-    message.contains("database \"") && message.contains("\" does not exist")
-}
-
 fn create_database(url: &str) -> Result<(), StartupError> {
-    let mut parsed = url::Url::parse(url).map_err(|e| StartupError::Create(e.to_string()))?;
+    let mut parsed = url::Url::parse(url).map_err(|e| StartupError::Create(Box::new(e)))?;
     let name = parsed.path().trim_start_matches('/').to_string();
     if name.is_empty() || name.contains('"') {
-        return Err(StartupError::Create(format!(
-            "unusable database name {name:?}"
-        )));
+        return Err(StartupError::DatabaseName(name));
     }
     parsed.set_path("/postgres");
-    let mut admin = PgConnection::establish(parsed.as_str())
-        .map_err(|e| StartupError::Create(format!("connecting to the `postgres` database: {e}")))?;
+    let mut admin =
+        PgConnection::establish(parsed.as_str()).map_err(StartupError::ConnectToCreate)?;
     match diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin) {
         Ok(_) => {
             tracing::info!(database = %name, "created the database");
             Ok(())
         }
         // Another instance created it at the same moment.
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
-        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
-            Ok(())
-        }
-        Err(e) => Err(StartupError::Create(e.to_string())),
+        Err(error) if is_database_already_there(&error) => Ok(()),
+        Err(error) => Err(StartupError::Create(Box::new(error))),
     }
 }
 
 /// Applies the embedded migrations that are not applied yet, then the SQL sources that changed
 /// ([`sql_sources`]), one instance at a time. Returns what it applied.
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupError> {
-    let migrate = |e: &dyn std::fmt::Display| StartupError::Migrate(e.to_string());
+    let migrate = |error: DieselError| StartupError::Migrate(Box::new(error));
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
         .execute(conn)
-        .map_err(|e| migrate(&e))?;
+        .map_err(migrate)?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .map_err(|e| migrate(&e))
+        .map_err(StartupError::Migrate)
         .and_then(|mut applied| {
-            for outcome in sql_sources::apply(conn).map_err(|e| migrate(&e))? {
+            for outcome in sql_sources::apply(conn)? {
                 match outcome {
                     sql_sources::SourceOutcome::Applied { name, revision } => {
                         applied.push(format!("{name} (SQL source, revision {revision})"));
@@ -157,7 +152,7 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupErr
         });
     let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
         .execute(conn)
-        .map_err(|e| migrate(&e));
+        .map_err(migrate);
     let applied = applied?;
     unlock?;
     Ok(applied)
@@ -167,7 +162,7 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, StartupErr
 pub fn migrations_applied(conn: &mut PgConnection) -> Result<bool, StorageError> {
     let pending = conn
         .has_pending_migration(MIGRATIONS)
-        .map_err(|e| StorageError::Unreachable(format!("cannot read the migration state: {e}")))?;
+        .map_err(StorageError::Unreachable)?;
     Ok(!pending && sql_sources::applied(conn)?)
 }
 
