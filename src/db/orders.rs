@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use super::error::SqlRefusal;
 use super::interval;
 use super::schema::orders;
+use super::{StorageError, StorageFailure};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
@@ -75,32 +76,61 @@ pub enum Creator<'a> {
     ApiKeyHash(&'a [u8]),
 }
 
-/// What `solopay_create_order` did.
+/// What creating an order did: the one outcome type of order creation, from storage to HTTP.
 #[derive(Debug)]
-pub enum Allocation {
+pub enum Creation {
     Created(Order),
-    /// The order the merchant already created with this merchant_order_id, as stored.
-    Existing(Order),
+    /// The same request was made before (the same merchant_order_id and parameters): its
+    /// order, as stored.
+    Repeated(Order),
+}
+
+/// Why no order was created.
+#[derive(Debug, thiserror::Error)]
+pub enum NotCreated {
+    #[error("no payee of the channel is enabled with an online device")]
     NoPayee,
-    Exhausted,
+    #[error("every candidate amount of every payee of the channel is taken")]
+    AmountsExhausted,
     /// No enabled merchant is the creator.
+    #[error("no enabled merchant is the creator")]
     UnknownCreator,
+    /// The merchant used the merchant_order_id before, with other parameters.
+    #[error("the merchant_order_id was used before with other parameters")]
+    MerchantOrderIdReused,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl StorageFailure for NotCreated {
+    fn storage_error(&self) -> Option<&StorageError> {
+        match self {
+            NotCreated::Storage(error) => Some(error),
+            _ => None,
+        }
+    }
 }
 
 /// Reserves a payable amount and inserts the order in one server-side call
-/// (`solopay_create_order`, in src/db/sql/allocation.sql), and returns the order. Run it on its own, outside a transaction: the
-/// payee lock it takes is then held only through the call and the server's commit.
-pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
-    let created = CreateOrder(req).get_result::<Order>(conn);
-    match created {
-        Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
-        Ok(order) => Ok(Allocation::Existing(order)),
-        Err(diesel::result::Error::NotFound) => Ok(Allocation::UnknownCreator),
-        Err(error) => match SqlRefusal::of(&error) {
-            Some(SqlRefusal::NoPayee) => Ok(Allocation::NoPayee),
-            Some(SqlRefusal::AmountsExhausted) => Ok(Allocation::Exhausted),
-            _ => Err(error),
-        },
+/// (`solopay_create_order`, in src/db/sql/allocation.sql), and returns the order; or the order
+/// an identical earlier request created. Run it on its own, outside a transaction: the payee
+/// lock it takes is then held only through the call and the server's commit.
+pub fn create(
+    conn: &mut PgConnection,
+    req: &AllocationRequest<'_>,
+) -> Result<Creation, NotCreated> {
+    match CreateOrder(req).get_result::<Order>(conn) {
+        Ok(order) if order.id == req.order_id => Ok(Creation::Created(order)),
+        Ok(order) if order.request_fingerprint == req.request_fingerprint => {
+            Ok(Creation::Repeated(order))
+        }
+        Ok(_) => Err(NotCreated::MerchantOrderIdReused),
+        Err(diesel::result::Error::NotFound) => Err(NotCreated::UnknownCreator),
+        Err(error) => Err(match SqlRefusal::of(&error) {
+            Some(SqlRefusal::NoPayee) => NotCreated::NoPayee,
+            Some(SqlRefusal::AmountsExhausted) => NotCreated::AmountsExhausted,
+            _ => NotCreated::Storage(error.into()),
+        }),
     }
 }
 
