@@ -172,7 +172,7 @@ impl Application {
         let order_watch = OrderWatch::new();
         let metrics = Arc::new(Metrics::new());
         let background = vec![
-            order_watch.spawn_listener(settings.database_url.clone(), shutdown_rx.clone()),
+            order_watch.spawn_listener(settings.database_url.to_string(), shutdown_rx.clone()),
             crate::sweeper::spawn(
                 db.clone(),
                 OrderRules::from(settings.as_ref()),

@@ -11,6 +11,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use super::StorageError;
 use super::error::{Cause, ConnectFailure, is_database_already_there};
 use super::sql_sources::{self, SqlSourceError};
+use crate::config::redacted;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -41,18 +42,6 @@ pub enum StartupError {
     SqlSource(#[from] SqlSourceError),
     #[error("cannot build the connection pool: {0}")]
     Pool(#[source] diesel::r2d2::PoolError),
-}
-
-/// `url` without its password, for messages.
-pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) => "<not a URL>".to_string(),
-    }
 }
 
 fn connect_error(url: &str, source: ConnectionError) -> StartupError {
