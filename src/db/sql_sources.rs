@@ -5,6 +5,9 @@
 //! release during a rolling upgrade, is left alone; the same revision with other content stops
 //! the start, so that two builds can never take turns replacing each other's functions (a test
 //! pins each revision's digest, so an edit without a new revision fails the tests first).
+//! `CREATE OR REPLACE` keeps a function's name, parameters (names too) and result type: older
+//! instances still running call the new body, and a source that changes any of those fails to
+//! apply (nothing of it applied) and stops the start.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
