@@ -16,7 +16,8 @@ use utoipa_actix_web::AppExt;
 use crate::config::Settings;
 use crate::core::operators::{TokenSource, ensure_token};
 use crate::core::orders::OrderRules;
-use crate::db::{self, Db, StartupError};
+use crate::db::startup::{self, StartupError};
+use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::http::{self, AppState, middleware};
 use crate::metrics::Metrics;
@@ -74,7 +75,7 @@ async fn check_secrets(db: &Db, settings: &Settings) -> Result<(), AppError> {
 /// Warns about server settings that degrade solopay.
 async fn check_server(db: &Db) {
     if let Ok(Err(language)) = db
-        .run(|conn| Ok::<_, db::StorageError>(db::messages_are_english(conn)?))
+        .run(|conn| Ok::<_, db::StorageError>(startup::messages_are_english(conn)?))
         .await
     {
         tracing::warn!(
@@ -85,7 +86,7 @@ async fn check_server(db: &Db) {
         );
     }
     if let Ok(false) = db
-        .run(|conn| Ok::<_, db::StorageError>(db::autovacuum_is_on(conn)?))
+        .run(|conn| Ok::<_, db::StorageError>(startup::autovacuum_is_on(conn)?))
         .await
     {
         tracing::warn!(
@@ -134,8 +135,8 @@ async fn operator_token(db: &Db, settings: &Arc<Settings>) -> Result<(), AppErro
 pub async fn prepare_database(database_url: &str, wait: Duration) -> Result<Vec<String>, AppError> {
     let url = database_url.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut conn = db::connect_waiting(&url, wait)?;
-        Ok(db::run_migrations(&mut conn)?)
+        let mut conn = startup::connect_waiting(&url, wait)?;
+        Ok(startup::run_migrations(&mut conn)?)
     })
     .await
     .map_err(|e| AppError::Task(e.to_string()))?
@@ -150,7 +151,7 @@ impl Application {
         }
         let pool_settings = settings.clone();
         let pool = tokio::task::spawn_blocking(move || {
-            db::build_pool(
+            db::pool::build_pool(
                 &pool_settings.database_url,
                 pool_settings.db_pool_size,
                 pool_settings.db_pool_timeout,
@@ -168,7 +169,7 @@ impl Application {
         let order_watch = OrderWatch::new();
         let metrics = Arc::new(Metrics::new());
         let background = vec![
-            order_watch.spawn_listener(settings.database_url.clone(), shutdown_rx.clone()),
+            order_watch.spawn_listener(settings.database_url.to_string(), shutdown_rx.clone()),
             crate::sweeper::spawn(
                 db.clone(),
                 OrderRules::from(settings.as_ref()),

@@ -86,7 +86,8 @@ async fn admin_token(settings: Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let url = settings.database_url.clone();
     let token = tokio::task::spawn_blocking(move || {
-        let mut conn = solopay::db::connect_creating_database(&url).map_err(|e| e.to_string())?;
+        let mut conn =
+            solopay::db::startup::connect_creating_database(&url).map_err(|e| e.to_string())?;
         solopay::core::operators::rotate_generated_token(&mut conn).map_err(|e| e.to_string())
     })
     .await

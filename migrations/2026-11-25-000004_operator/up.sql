@@ -13,7 +13,8 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_target_idx ON audit_log (target_id, id);
 
--- Append-only: the database refuses to change or remove a record.
+-- Append-only: the database refuses to change or remove a record. The function's body of today
+-- lives in src/db/sql/audit.sql (applied at start, after the migrations), which replaces this one.
 CREATE FUNCTION solopay_audit_log_is_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,13 +1,11 @@
 //! Operations: liveness, readiness and metrics.
 
 use actix_web::{HttpResponse, get, web};
-use diesel::dsl::count_star;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::schema::orders;
-use crate::db::{migrations_applied, webhooks as delivery_rows};
+use crate::db::startup::is_ready;
+use crate::db::{orders as order_rows, webhooks as delivery_rows};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::metrics::Snapshot;
@@ -39,10 +37,7 @@ pub async fn healthz() -> web::Json<Health> {
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ready = state
         .db
-        .run(|conn| -> Result<_, ApiError> {
-            diesel::sql_query("SELECT 1").execute(conn)?;
-            Ok(migrations_applied(conn)?)
-        })
+        .run(|conn| -> Result<_, ApiError> { Ok(is_ready(conn)?) })
         .await?;
     if !ready {
         return Err(ApiError::Unavailable(
@@ -70,11 +65,10 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let (orders_by_status, webhook_queue_depth) = state
         .db
         .run(|conn| -> Result<_, ApiError> {
-            let by_status: Vec<(String, i64)> = orders::table
-                .group_by(orders::status)
-                .select((orders::status, count_star()))
-                .load(conn)?;
-            Ok((by_status, delivery_rows::pending_count(conn)?))
+            Ok((
+                order_rows::count_by_status(conn)?,
+                delivery_rows::pending_count(conn)?,
+            ))
         })
         .await?;
     state.metrics.set_snapshot(&Snapshot {

@@ -27,6 +27,7 @@
     clippy::cast_possible_truncation,
     clippy::cast_possible_wrap,
     clippy::cast_sign_loss,
+    clippy::as_conversions,
     clippy::too_many_lines
 )]
 

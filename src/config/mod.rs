@@ -30,6 +30,61 @@ impl<T> std::fmt::Debug for Secret<T> {
     }
 }
 
+/// `DATABASE_URL`, used as it is (`Display`, and as a `&str`); `Debug` prints it without its
+/// password, so that no log of the settings shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&redacted(&self.0), f)
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// A database URL without its password, for messages; a connection string that is not a URL
+/// is not shown at all.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
 /// Which way offsets move from the base amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetDirection {
@@ -39,7 +94,7 @@ pub enum OffsetDirection {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub bind: SocketAddr,
     /// When set, the only operator token; otherwise tokens stored (hashed) in the database.
     pub admin_token: Option<Secret<String>>,
@@ -198,7 +253,9 @@ impl Settings {
         }
 
         Ok(Settings {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            database_url: get("DATABASE_URL")
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+                .into(),
             bind: parse("SOLOPAY_BIND", get("SOLOPAY_BIND"), "127.0.0.1:8080")?,
             admin_token,
             admin_token_file: get("SOLOPAY_ADMIN_TOKEN_FILE")
@@ -560,6 +617,22 @@ mod tests {
         assert!(!printed.contains("operator-token-0123456789"), "{printed}");
         assert!(!printed.contains("42, 42"), "{printed}");
         assert!(printed.contains("<hidden>"));
+    }
+
+    #[test]
+    fn the_database_password_never_prints_but_the_url_is_used_as_given() {
+        let url = "postgres://solopay:s3cret-pw@db:5432/solopay?sslmode=require";
+        let s = settings(&[("DATABASE_URL", url)]).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("s3cret-pw"), "{printed}");
+        assert!(
+            printed.contains("postgres://solopay:***@db:5432/solopay?sslmode=require"),
+            "{printed}"
+        );
+        assert_eq!(s.database_url.to_string(), url);
+        assert_eq!(s.database_url.as_str(), url);
+        let keywords = settings(&[("DATABASE_URL", "host=db password=s3cret-pw")]).unwrap();
+        assert!(!format!("{keywords:?}").contains("s3cret-pw"));
     }
 
     #[test]

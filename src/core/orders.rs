@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{OffsetDirection, Settings};
 use crate::core::secrets::new_id;
-use crate::db::orders::{self as order_rows, Allocation, AllocationRequest, ExpiryScope};
-pub use crate::db::orders::{Creator, Order};
+use crate::db::orders::{self as order_rows, AllocationRequest, ExpiryScope, NotCreated};
+pub use crate::db::orders::{Creation, Creator, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
@@ -109,14 +109,6 @@ fn canonical_json(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// What creating an order did.
-#[derive(Debug)]
-pub enum Creation {
-    Created(Order),
-    /// The same request was made before: its order, unchanged.
-    Repeated(Order),
-}
-
 /// Creates an order with a unique payable amount, or returns the order an identical earlier
 /// request created, in one statement on its own (see `solopay_create_order`). An API key that
 /// no enabled merchant holds is `401`, and changes nothing.
@@ -157,26 +149,24 @@ pub fn create_order(
     };
     // One statement on its own (no BEGIN/COMMIT around it): the payee lock it takes is held
     // through the server-side call and commit only, never across a round trip to this process.
-    match retry_aborted(|| Ok::<_, ApiError>(order_rows::create(conn, &allocation)?))? {
-        Allocation::Created(order) => Ok(Creation::Created(order)),
-        Allocation::Existing(existing) => {
-            if existing.request_fingerprint == fingerprint {
-                // As it is now (an order past its expiry reads as expired).
-                let current = read_order(conn, &existing.id)?.unwrap_or(existing);
-                Ok(Creation::Repeated(current))
-            } else {
-                Err(ApiError::IdempotencyConflict(format!(
-                    "merchant_order_id {:?} was already used with different parameters",
-                    request.merchant_order_id.as_str()
-                )))
-            }
+    match retry_aborted(|| order_rows::create(conn, &allocation)) {
+        Ok(Creation::Repeated(stored)) => {
+            // As it is now (an order past its expiry reads as expired).
+            let current = read_order(conn, &stored.id)?.unwrap_or(stored);
+            Ok(Creation::Repeated(current))
         }
-        Allocation::NoPayee => Err(ApiError::NoPayeeAvailable),
-        Allocation::Exhausted => Err(ApiError::AmountsExhausted),
-        Allocation::UnknownCreator => Err(ApiError::Unauthorized(match creator {
+        Ok(created) => Ok(created),
+        Err(NotCreated::MerchantOrderIdReused) => Err(ApiError::IdempotencyConflict(format!(
+            "merchant_order_id {:?} was already used with different parameters",
+            request.merchant_order_id.as_str()
+        ))),
+        Err(NotCreated::NoPayee) => Err(ApiError::NoPayeeAvailable),
+        Err(NotCreated::AmountsExhausted) => Err(ApiError::AmountsExhausted),
+        Err(NotCreated::UnknownCreator) => Err(ApiError::Unauthorized(match creator {
             Creator::ApiKeyHash(_) => "invalid API key".into(),
             Creator::Merchant(_) => "the merchant is disabled".into(),
         })),
+        Err(NotCreated::Storage(error)) => Err(error.into()),
     }
 }
 

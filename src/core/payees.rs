@@ -1,12 +1,11 @@
 //! Payees: the owner's collection codes, each listened for by one device.
 
 use diesel::PgConnection;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::core::reconciliation::audit;
 use crate::core::secrets::new_id;
 use crate::db::payees::{self as payee_rows, FixedCode, NewPayee, Payee, PayeeChanges};
-use crate::db::{devices as device_rows, transaction_with_retry};
+use crate::db::{StorageError, devices as device_rows, transaction_with_retry};
 use crate::domain::Channel;
 use crate::error::ApiError;
 use crate::money::Amount;
@@ -47,14 +46,12 @@ pub fn create_payee(
                 enabled: request.enabled,
             },
         )
-        .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                ApiError::Conflict(format!(
-                    "device {} already listens for a {} payee: a notification names only the \
+        .map_err(|e| match StorageError::from(e) {
+            error if error.is_unique_violation() => ApiError::Conflict(format!(
+                "device {} already listens for a {} payee: a notification names only the \
                      device and the channel, so each device has at most one payee per channel",
-                    request.device_id, request.channel
-                ))
-            }
+                request.device_id, request.channel
+            )),
             other => other.into(),
         })?;
         let codes: Vec<FixedCode> = request

@@ -11,8 +11,10 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Bytea, Int4, Interval, Jsonb, Nullable, Numeric, Text, Timestamptz};
 use rust_decimal::Decimal;
 
+use super::error::SqlRefusal;
 use super::interval;
 use super::schema::orders;
+use super::{StorageError, StorageFailure};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
@@ -74,43 +76,61 @@ pub enum Creator<'a> {
     ApiKeyHash(&'a [u8]),
 }
 
-/// What `solopay_create_order` did.
+/// What creating an order did: the one outcome type of order creation, from storage to HTTP.
 #[derive(Debug)]
-pub enum Allocation {
+pub enum Creation {
     Created(Order),
-    /// The order the merchant already created with this merchant_order_id, as stored.
-    Existing(Order),
-    NoPayee,
-    Exhausted,
-    /// No enabled merchant is the creator.
-    UnknownCreator,
+    /// The same request was made before (the same merchant_order_id and parameters): its
+    /// order, as stored.
+    Repeated(Order),
 }
 
-/// The conditions `solopay_create_order` names for its two refusals (SQLSTATEs SP001 and SP002;
-/// diesel exposes an error's constraint field, not SQLSTATEs outside its own list).
-const NO_PAYEE: &str = "solopay_no_payee";
-const EXHAUSTED: &str = "solopay_amounts_exhausted";
+/// Why no order was created.
+#[derive(Debug, thiserror::Error)]
+pub enum NotCreated {
+    #[error("no payee of the channel is enabled with an online device")]
+    NoPayee,
+    #[error("every candidate amount of every payee of the channel is taken")]
+    AmountsExhausted,
+    /// No enabled merchant is the creator.
+    #[error("no enabled merchant is the creator")]
+    UnknownCreator,
+    /// The merchant used the merchant_order_id before, with other parameters.
+    #[error("the merchant_order_id was used before with other parameters")]
+    MerchantOrderIdReused,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
-/// Reserves a payable amount and inserts the order in one server-side call (see the migration
-/// for the algorithm), and returns the order. Run it on its own, outside a transaction: the
-/// payee lock it takes is then held only through the call and the server's commit.
-pub fn create(conn: &mut PgConnection, req: &AllocationRequest<'_>) -> QueryResult<Allocation> {
-    let created = CreateOrder(req).get_result::<Order>(conn);
-    match created {
-        Ok(order) if order.id == req.order_id => Ok(Allocation::Created(order)),
-        Ok(order) => Ok(Allocation::Existing(order)),
-        Err(diesel::result::Error::NotFound) => Ok(Allocation::UnknownCreator),
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.constraint_name() == Some(NO_PAYEE) =>
-        {
-            Ok(Allocation::NoPayee)
+impl StorageFailure for NotCreated {
+    fn storage_error(&self) -> Option<&StorageError> {
+        match self {
+            NotCreated::Storage(error) => Some(error),
+            _ => None,
         }
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.constraint_name() == Some(EXHAUSTED) =>
-        {
-            Ok(Allocation::Exhausted)
+    }
+}
+
+/// Reserves a payable amount and inserts the order in one server-side call
+/// (`solopay_create_order`, in src/db/sql/allocation.sql), and returns the order; or the order
+/// an identical earlier request created. Run it on its own, outside a transaction: the payee
+/// lock it takes is then held only through the call and the server's commit.
+pub fn create(
+    conn: &mut PgConnection,
+    req: &AllocationRequest<'_>,
+) -> Result<Creation, NotCreated> {
+    match CreateOrder(req).get_result::<Order>(conn) {
+        Ok(order) if order.id == req.order_id => Ok(Creation::Created(order)),
+        Ok(order) if order.request_fingerprint == req.request_fingerprint => {
+            Ok(Creation::Repeated(order))
         }
-        Err(e) => Err(e),
+        Ok(_) => Err(NotCreated::MerchantOrderIdReused),
+        Err(diesel::result::Error::NotFound) => Err(NotCreated::UnknownCreator),
+        Err(error) => Err(match SqlRefusal::of(&error) {
+            Some(SqlRefusal::NoPayee) => NotCreated::NoPayee,
+            Some(SqlRefusal::AmountsExhausted) => NotCreated::AmountsExhausted,
+            _ => NotCreated::Storage(error.into()),
+        }),
     }
 }
 
@@ -189,6 +209,14 @@ impl QueryFragment<Pg> for CreateOrder<'_> {
         }
         Ok(())
     }
+}
+
+/// How many orders there are of each status (for `/metrics`).
+pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
+    orders::table
+        .group_by(orders::status)
+        .select((orders::status, diesel::dsl::count_star()))
+        .load(conn)
 }
 
 pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Order>> {

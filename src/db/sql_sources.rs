@@ -5,6 +5,9 @@
 //! release during a rolling upgrade, is left alone; the same revision with other content stops
 //! the start, so that two builds can never take turns replacing each other's functions (a test
 //! pins each revision's digest, so an edit without a new revision fails the tests first).
+//! `CREATE OR REPLACE` keeps a function's name, parameters (names too) and result type: older
+//! instances still running call the new body, and a source that changes any of those fails to
+//! apply (nothing of it applied) and stops the start.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -19,10 +22,16 @@ pub struct SqlSource {
 }
 
 /// Every source, in the order they are applied.
-pub const SOURCES: &[SqlSource] = &[SqlSource {
-    name: "allocation",
-    text: include_str!("sql/allocation.sql"),
-}];
+pub const SOURCES: &[SqlSource] = &[
+    SqlSource {
+        name: "allocation",
+        text: include_str!("sql/allocation.sql"),
+    },
+    SqlSource {
+        name: "audit",
+        text: include_str!("sql/audit.sql"),
+    },
+];
 
 /// The revision a source declares on its first line (`-- revision: N`).
 pub fn revision(source: &SqlSource) -> Option<i32> {
@@ -59,71 +68,99 @@ pub enum SourceOutcome {
     },
 }
 
-/// Applies the sources that changed, each in a transaction of its own. The caller holds the
-/// migration lock, so instances starting together apply them one at a time.
-pub fn apply(conn: &mut PgConnection) -> Result<Vec<SourceOutcome>, String> {
-    let mut outcomes = Vec::new();
-    for source in SOURCES {
-        let revision = revision(source)
-            .ok_or_else(|| format!("SQL source {} declares no `-- revision: N`", source.name))?;
-        let digest = sha256(source.text.as_bytes()).to_vec();
-        let outcome = conn
-            .transaction(|conn| {
-                let applied: Option<Applied> = diesel::sql_query(
-                    "SELECT revision, sha256 FROM sql_sources WHERE name = $1 FOR UPDATE",
-                )
-                .bind::<Text, _>(source.name)
-                .get_result(conn)
-                .optional()?;
-                match applied {
-                    Some(applied) if applied.revision > revision => Ok(SourceOutcome::Newer {
-                        name: source.name,
-                        applied: applied.revision,
-                    }),
-                    Some(applied) if applied.revision == revision && applied.sha256 == digest => {
-                        Ok(SourceOutcome::Unchanged)
-                    }
-                    Some(applied) if applied.revision == revision => Err(Conflict::SameRevision),
-                    _ => {
-                        conn.batch_execute(source.text)?;
-                        diesel::sql_query(
-                            "INSERT INTO sql_sources (name, revision, sha256) VALUES ($1, $2, $3) \
-                             ON CONFLICT (name) DO UPDATE SET revision = excluded.revision, \
-                             sha256 = excluded.sha256, applied_at = now()",
-                        )
-                        .bind::<Text, _>(source.name)
-                        .bind::<Integer, _>(revision)
-                        .bind::<Bytea, _>(&digest)
-                        .execute(conn)?;
-                        Ok(SourceOutcome::Applied {
-                            name: source.name,
-                            revision,
-                        })
-                    }
-                }
-            })
-            .map_err(|e: Conflict| match e {
-                Conflict::SameRevision => format!(
-                    "SQL source {} revision {revision} in the database differs from this \
-                     build's: another build applied other content under the same revision",
-                    source.name
-                ),
-                Conflict::Database(e) => format!("cannot apply SQL source {}: {e}", source.name),
-            })?;
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+/// Why the sources could not be applied: the start stops.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlSourceError {
+    #[error("SQL source {name} declares no `-- revision: N` on its first line")]
+    NoRevision { name: &'static str },
+    #[error(
+        "SQL source {name} revision {revision} in the database differs from this build's: \
+         another build applied other content under the same revision"
+    )]
+    SameRevisionOtherContent { name: &'static str, revision: i32 },
+    #[error("cannot apply SQL source {name}: {source}")]
+    Database {
+        name: &'static str,
+        #[source]
+        source: diesel::result::Error,
+    },
 }
 
-/// Why a source was not applied.
-enum Conflict {
-    SameRevision,
+/// Applies the sources of this build that changed ([`SOURCES`]).
+pub fn apply(conn: &mut PgConnection) -> Result<Vec<SourceOutcome>, SqlSourceError> {
+    apply_sources(conn, SOURCES)
+}
+
+/// Applies `sources` that changed, each in a transaction of its own. The caller holds the
+/// migration lock, so instances starting together apply them one at a time.
+pub fn apply_sources(
+    conn: &mut PgConnection,
+    sources: &[SqlSource],
+) -> Result<Vec<SourceOutcome>, SqlSourceError> {
+    sources
+        .iter()
+        .map(|source| apply_one(conn, source))
+        .collect()
+}
+
+fn apply_one(conn: &mut PgConnection, source: &SqlSource) -> Result<SourceOutcome, SqlSourceError> {
+    let name = source.name;
+    let revision = revision(source).ok_or(SqlSourceError::NoRevision { name })?;
+    let digest = sha256(source.text.as_bytes()).to_vec();
+    conn.transaction(|conn| {
+        let applied: Option<Applied> = diesel::sql_query(
+            "SELECT revision, sha256 FROM sql_sources WHERE name = $1 FOR UPDATE",
+        )
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .optional()?;
+        match applied {
+            Some(applied) if applied.revision > revision => Ok(SourceOutcome::Newer {
+                name,
+                applied: applied.revision,
+            }),
+            Some(applied) if applied.revision == revision && applied.sha256 == digest => {
+                Ok(SourceOutcome::Unchanged)
+            }
+            Some(applied) if applied.revision == revision => {
+                Err(SqlSourceError::SameRevisionOtherContent { name, revision }.into())
+            }
+            _ => {
+                conn.batch_execute(source.text)?;
+                diesel::sql_query(
+                    "INSERT INTO sql_sources (name, revision, sha256) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET revision = excluded.revision, \
+                     sha256 = excluded.sha256, applied_at = now()",
+                )
+                .bind::<Text, _>(name)
+                .bind::<Integer, _>(revision)
+                .bind::<Bytea, _>(&digest)
+                .execute(conn)?;
+                Ok(SourceOutcome::Applied { name, revision })
+            }
+        }
+    })
+    .map_err(|error| match error {
+        Failure::Refused(error) => error,
+        Failure::Database(source) => SqlSourceError::Database { name, source },
+    })
+}
+
+/// How a source's transaction failed: refused by the rules above, or by the database.
+enum Failure {
+    Refused(SqlSourceError),
     Database(diesel::result::Error),
 }
 
-impl From<diesel::result::Error> for Conflict {
+impl From<SqlSourceError> for Failure {
+    fn from(error: SqlSourceError) -> Self {
+        Failure::Refused(error)
+    }
+}
+
+impl From<diesel::result::Error> for Failure {
     fn from(error: diesel::result::Error) -> Self {
-        Conflict::Database(error)
+        Failure::Database(error)
     }
 }
 
@@ -151,11 +188,18 @@ mod tests {
 
     /// Each source's revision and the SHA-256 of its text. Changing a source means a new
     /// revision (its first line) and a new line here.
-    const PINNED: &[(&str, i32, &str)] = &[(
-        "allocation",
-        3,
-        "09c2c75192f52f7413c52fd7b4270557b551d49ee0093e6ad00522f453786134",
-    )];
+    const PINNED: &[(&str, i32, &str)] = &[
+        (
+            "allocation",
+            4,
+            "1a9db8ccbd58141701246cd05a3477d84658f6924f28602926e98ef34371a3ce",
+        ),
+        (
+            "audit",
+            1,
+            "700bef0afc165f1c6060efe8886b43870bbabc2a1b28b490de1be84512f7ef5e",
+        ),
+    ];
 
     #[test]
     fn every_source_declares_its_revision_and_its_content_is_pinned() {

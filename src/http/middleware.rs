@@ -35,7 +35,7 @@ pub async fn limit_body(
             .and_then(|length| length.trim().parse::<u64>().ok())
     });
     match declared {
-        Some(Some(length)) if length > MAX_BODY_BYTES as u64 => {
+        Some(Some(length)) if usize::try_from(length).map_or(true, |l| l > MAX_BODY_BYTES) => {
             return refuse(req, ApiError::PayloadTooLarge(MAX_BODY_BYTES));
         }
         Some(None) => {

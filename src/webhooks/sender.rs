@@ -61,9 +61,12 @@ impl Resolve for SafeResolver {
                 .filter(|addr| allow_private || !is_forbidden_destination(addr.ip()))
                 .collect();
             if allowed.is_empty() {
-                return Err(Box::new(ForbiddenDestination(host)) as _);
+                let refused: Box<dyn std::error::Error + Send + Sync> =
+                    Box::new(ForbiddenDestination(host));
+                return Err(refused);
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
         })
     }
 }

@@ -9,6 +9,7 @@
     clippy::cast_possible_truncation,
     clippy::cast_possible_wrap,
     clippy::cast_sign_loss,
+    clippy::as_conversions,
     clippy::too_many_lines
 )]
 
@@ -29,4 +30,5 @@ mod reading;
 mod receiver;
 mod recovery;
 mod reliability;
+mod sql_sources;
 mod webhooks;

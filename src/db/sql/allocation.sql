@@ -1,4 +1,4 @@
--- revision: 3
+-- revision: 4
 --
 -- Allocation: the amounts a payee has taken, the free offset of a payee, and the single
 -- statement that creates an order with a unique payable amount. This file is the only home of
@@ -17,6 +17,8 @@
 -- the same messages as before (instances of the previous release still read those) and the
 -- condition named in the error's constraint field, which diesel exposes where it does not
 -- expose SQLSTATEs of its own choosing.
+-- Revision 4: the offset range of a price and the first free offset of a payee are written once
+-- (solopay_max_offset, solopay_first_free_offset), inlined where they were written out before.
 
 -- The amounts between p_lo and p_hi that a payee has taken right now: the payable amounts of
 -- its reserved orders and the amounts held by its payments that no order owed. Inlined into the
@@ -53,36 +55,55 @@ AS $$
        AND d.last_seen_at > now() - make_interval(secs => p_offline_after)
 $$;
 
+-- The largest offset step a price may take: p_max_steps, or fewer where stepping down would go
+-- below 0.01 (offsets below 0.01 are not payable). Inlined into the expressions that call it.
+CREATE OR REPLACE FUNCTION solopay_max_offset(p_amount numeric, p_max_steps integer, p_step numeric)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN p_step < 0
+                THEN least(p_max_steps, floor((p_amount - 0.01) / -p_step)::integer)
+                ELSE p_max_steps END
+$$;
+
+-- The smallest offset step k in 0..=p_max_k whose amount (p_amount + k * p_step) the payee has
+-- not taken right now; NULL when every candidate is taken. One row, always. One pass over the
+-- payee's taken amounts in the range, sorted: the first offset that is not taken is where the
+-- sorted offsets stop counting 0, 1, 2, … . One amount may be taken twice (two reservations,
+-- one ended before the other began, or an order and a held payment), hence DISTINCT. Inlined
+-- into the queries that call it (in FROM).
+CREATE OR REPLACE FUNCTION solopay_first_free_offset(p_payee_id text, p_amount numeric,
+                                                     p_max_k integer, p_step numeric)
+RETURNS TABLE (free_k integer)
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN p_max_k >= 0 AND g.gap <= p_max_k THEN g.gap END
+      FROM (SELECT coalesce(min(t.pos) FILTER (WHERE t.step <> t.pos), count(*))::integer AS gap
+              FROM (SELECT d.step, (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
+                      FROM (SELECT DISTINCT ((a.amount - p_amount) / p_step)::integer AS step
+                              FROM solopay_taken_amounts(
+                                       p_payee_id,
+                                       least(p_amount, p_amount + p_max_k * p_step),
+                                       greatest(p_amount, p_amount + p_max_k * p_step)) a
+                             WHERE mod(a.amount - p_amount, p_step) = 0) d) t) g
+$$;
+
 -- The smallest offset step k in 0..=max_steps whose amount (amount + k * step) is not taken
--- on the payee right now and stays at least 0.01; NULL when every candidate is taken. One pass
--- over the payee's taken amounts in the range, sorted: the first offset that is not taken
--- is where the sorted offsets stop counting 0, 1, 2, … .
+-- on the payee right now and stays at least 0.01; NULL when every candidate is taken.
 CREATE OR REPLACE FUNCTION solopay_free_offset(p_payee_id text, p_amount numeric,
                                                p_max_steps integer, p_step numeric)
 RETURNS integer
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    -- Offsets below 0.01 are not payable (stepping down from a small amount).
-    max_k  integer := CASE WHEN p_step < 0
-                           THEN least(p_max_steps, floor((p_amount - 0.01) / -p_step)::integer)
-                           ELSE p_max_steps END;
-    lo     numeric := least(p_amount, p_amount + max_k * p_step);
-    hi     numeric := greatest(p_amount, p_amount + max_k * p_step);
-    gap    integer;
+    max_k  integer := solopay_max_offset(p_amount, p_max_steps, p_step);
+    k      integer;
 BEGIN
     IF max_k < 0 THEN
         RETURN NULL;
     END IF;
-    -- One amount may be taken twice (two reservations, one ended before the other began, or
-    -- an order and a held payment), hence DISTINCT.
-    SELECT coalesce(min(t.pos) FILTER (WHERE t.step <> t.pos), count(*))
-      INTO gap
-      FROM (SELECT d.step, (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
-              FROM (SELECT DISTINCT ((a.amount - p_amount) / p_step)::integer AS step
-                      FROM solopay_taken_amounts(p_payee_id, lo, hi) a
-                     WHERE mod(a.amount - p_amount, p_step) = 0) d) t;
-    RETURN CASE WHEN gap <= max_k THEN gap END;
+    SELECT f.free_k INTO k FROM solopay_first_free_offset(p_payee_id, p_amount, max_k, p_step) f;
+    RETURN k;
 END;
 $$;
 
@@ -126,8 +147,6 @@ DECLARE
     amt         numeric(12, 2);
     created     orders%ROWTYPE;
     max_k       integer;
-    lo          numeric;
-    hi          numeric;
     held_from   timestamptz;
 BEGIN
     RETURN QUERY SELECT * FROM orders o
@@ -137,12 +156,7 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Offsets below 0.01 are not payable (stepping down from a small amount).
-    max_k := CASE WHEN p_step < 0
-                  THEN least(p_max_steps, floor((p_amount - 0.01) / -p_step)::integer)
-                  ELSE p_max_steps END;
-    lo := least(p_amount, p_amount + max_k * p_step);
-    hi := greatest(p_amount, p_amount + max_k * p_step);
+    max_k := solopay_max_offset(p_amount, p_max_steps, p_step);
 
     -- Round 1: the payees on which the price itself is free, the best offset there is.
     IF max_k >= 0 THEN
@@ -161,25 +175,12 @@ BEGIN
             ranked_ks := array_fill(0, ARRAY[array_length(ranked_ids, 1)]);
             best_k := 0;
         ELSE
-            -- Round 2: the free offset of every candidate in one statement: per payee (a
-            -- lateral subquery, one btree range read each), the first offset where its
-            -- reserved offsets, sorted, stop counting 0, 1, 2, … (as solopay_free_offset does
-            -- for one payee).
-            WITH candidates AS (
-                SELECT p.id, p.last_used_at FROM solopay_online_payees(p_channel, p_offline_after) p
-            ), offsets AS (
-                SELECT cd.id, cd.last_used_at,
-                       CASE WHEN max_k >= 0 AND g.gap <= max_k THEN g.gap END AS free_k
-                  FROM candidates cd
-                  CROSS JOIN LATERAL (
-                      SELECT coalesce(min(t.pos) FILTER (WHERE t.step <> t.pos), count(*))::integer
-                                 AS gap
-                        FROM (SELECT d.step,
-                                     (row_number() OVER (ORDER BY d.step) - 1)::integer AS pos
-                                FROM (SELECT DISTINCT
-                                             ((a.amount - p_amount) / p_step)::integer AS step
-                                        FROM solopay_taken_amounts(cd.id, lo, hi) a
-                                       WHERE mod(a.amount - p_amount, p_step) = 0) d) t) g
+            -- Round 2: the free offset of every candidate in one statement (per payee a
+            -- lateral subquery, one btree range read each).
+            WITH offsets AS (
+                SELECT p.id, p.last_used_at, f.free_k
+                  FROM solopay_online_payees(p_channel, p_offline_after) p
+                  CROSS JOIN LATERAL solopay_first_free_offset(p.id, p_amount, max_k, p_step) f
             )
             SELECT array_agg(c.id ORDER BY c.free_k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
                    array_agg(c.free_k ORDER BY c.free_k NULLS LAST, c.fixed DESC, c.last_used_at NULLS FIRST, c.id),
