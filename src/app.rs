@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use utoipa_actix_web::AppExt;
 
 use crate::config::Settings;
+use crate::core::error::RuleError;
 use crate::core::operators::{TokenSource, ensure_token};
 use crate::core::orders::OrderRules;
 use crate::db::startup::{self, StartupError};
@@ -29,7 +30,7 @@ pub enum AppError {
     #[error(transparent)]
     Database(#[from] StartupError),
     #[error("operator token: {0}")]
-    OperatorToken(ApiError),
+    OperatorToken(RuleError),
     #[error("cannot listen on {address} (SOLOPAY_BIND): {source}")]
     Bind {
         address: SocketAddr,
@@ -101,7 +102,7 @@ async fn check_server(db: &Db) {
 async fn operator_token(db: &Db, settings: &Arc<Settings>) -> Result<(), AppError> {
     let token_settings = settings.clone();
     let source = db
-        .run(move |conn| -> Result<_, ApiError> {
+        .run(move |conn| -> Result<_, RuleError> {
             ensure_token(
                 conn,
                 token_settings

@@ -1,5 +1,7 @@
-//! The one error type of the service: each variant has a stable machine-readable `code` and an
-//! HTTP status, and renders as `application/problem+json` (RFC 9457).
+//! The error of the HTTP edge: each variant has a stable machine-readable `code` and an HTTP
+//! status, and renders as `application/problem+json` (RFC 9457). The rules' refusals
+//! ([`crate::core::error::RuleError`]) and storage failures become one here, and only here; the
+//! cause of a fault is logged, never shown.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -229,6 +231,28 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         response.json(self.problem())
+    }
+}
+
+/// A rule's refusal, answered: each reason has its code and status.
+impl From<crate::core::error::RuleError> for ApiError {
+    fn from(error: crate::core::error::RuleError) -> Self {
+        use crate::core::error::RuleError;
+        match error {
+            RuleError::InvalidRequest(detail) => ApiError::InvalidRequest(detail),
+            RuleError::InvalidAmount(error) => ApiError::InvalidAmount(error.to_string()),
+            RuleError::Unauthorized(detail) => ApiError::Unauthorized(detail),
+            RuleError::Forbidden(detail) => ApiError::Forbidden(detail),
+            RuleError::NotFound(detail) => ApiError::NotFound(detail),
+            RuleError::IdempotencyConflict(detail) => ApiError::IdempotencyConflict(detail),
+            RuleError::InvalidState(detail) => ApiError::InvalidState(detail),
+            RuleError::Conflict(detail) => ApiError::Conflict(detail),
+            RuleError::UnparseableNotification(detail) => ApiError::UnparseableNotification(detail),
+            RuleError::NoPayeeAvailable => ApiError::NoPayeeAvailable,
+            RuleError::AmountsExhausted => ApiError::AmountsExhausted,
+            RuleError::Storage(error) => ApiError::Storage(error),
+            RuleError::Internal(detail) => ApiError::Internal(detail),
+        }
     }
 }
 

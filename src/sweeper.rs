@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::core::error::RuleError;
 use crate::core::notifications::finish_stranded;
 use crate::core::orders::{OrderRules, expire_overdue_batch};
 use crate::db::{Db, forwarder_signatures};
-use crate::error::ApiError;
 
 const EXPIRY_BATCH: i64 = 500;
 /// A live request finishes its own notification well within this time.
@@ -34,7 +34,7 @@ pub fn spawn(
             }
             let rules = rules.clone();
             let outcome = db
-                .run(move |conn| -> Result<_, ApiError> {
+                .run(move |conn| -> Result<_, RuleError> {
                     // Stored payments first: one that arrived before its order's expiry pays it
                     // on time, before this pass would expire the order.
                     let finished = finish_stranded(conn, &rules, STRANDED_AFTER, 100)?;

@@ -27,7 +27,7 @@ pub struct MerchantKey(String);
 impl MerchantKey {
     /// The merchant the key belongs to, or `401` as [`MerchantAuth`] answers.
     pub fn authenticate(&self, conn: &mut PgConnection) -> Result<Merchant, ApiError> {
-        merchants::authenticate(conn, &self.0)
+        Ok(merchants::authenticate(conn, &self.0)?)
     }
 
     /// What the merchants table holds of the key (its SHA-256).

@@ -137,7 +137,12 @@ pub async fn create_order(
     let creation = state
         .db
         .run(move |conn| -> Result<_, ApiError> {
-            order_rules::create_order(conn, Creator::ApiKeyHash(&key.hash()), &request, &rules)
+            Ok(order_rules::create_order(
+                conn,
+                Creator::ApiKeyHash(&key.hash()),
+                &request,
+                &rules,
+            )?)
         })
         .await?;
     Ok(match creation {

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::compat::require;
 use crate::config::Protocol;
+use crate::core::error::RuleError;
 use crate::core::notifications::{
     AndroidMetadata, Credentials, Notification, check_android_metadata, check_notification_fields,
 };
@@ -55,7 +56,7 @@ pub struct ForwardBody {
 }
 
 /// Reads a forwarder's body: a form, or a JSON object (numbers accepted for the timestamp).
-fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
+fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, RuleError> {
     if form {
         let mut posted = ForwardBody::default();
         for (key, value) in url::form_urlencoded::parse(body) {
@@ -78,10 +79,10 @@ fn parse_body(body: &[u8], form: bool) -> Result<ForwardBody, ApiError> {
         return Ok(posted);
     }
     let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| RuleError::InvalidRequest(format!("invalid JSON body: {e}")))?;
     let object = value
         .as_object()
-        .ok_or_else(|| ApiError::InvalidRequest("the body must be a JSON object".into()))?;
+        .ok_or_else(|| RuleError::InvalidRequest("the body must be a JSON object".into()))?;
     let field = |name: &str| match object.get(name) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -120,7 +121,7 @@ fn is_form(req: &HttpRequest, body: &[u8]) -> bool {
 /// from the message and its millisecond timestamp, so a retry of the same request is the same
 /// notification; a report of the same message under another timestamp within the duplicate
 /// window is the same payment (`duplicate`), never a second credit.
-fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
+fn read_forward(body: &[u8], form: bool) -> Result<Notification, RuleError> {
     let posted = parse_body(body, form)?;
     let android = android_metadata(&posted)?;
     let text = posted.org_content.or(posted.content);
@@ -162,13 +163,13 @@ fn read_forward(body: &[u8], form: bool) -> Result<Notification, ApiError> {
 }
 
 /// The Android metadata a forwarder's template carried, checked like a listener's.
-fn android_metadata(posted: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
+fn android_metadata(posted: &ForwardBody) -> Result<AndroidMetadata, RuleError> {
     let conversation = match posted.conversation.as_deref().map(str::trim) {
         None | Some("") => None,
         Some("true") | Some("1") => Some(true),
         Some("false") | Some("0") => Some(false),
         Some(_) => {
-            return Err(ApiError::InvalidRequest(
+            return Err(RuleError::InvalidRequest(
                 "conversation must be true or false".into(),
             ));
         }
@@ -185,7 +186,7 @@ fn android_metadata(posted: &ForwardBody) -> Result<AndroidMetadata, ApiError> {
                         .map(|t| t.with_timezone(&Utc))
                 })
                 .ok_or_else(|| {
-                    ApiError::InvalidRequest(
+                    RuleError::InvalidRequest(
                         "posted_at must be milliseconds since the epoch or an RFC 3339 time".into(),
                     )
                 })?,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
+use crate::core::error::RuleError;
 use crate::core::notifications::{Credentials, check_credentials, refusal};
 use crate::core::reconciliation::audit;
 use crate::core::secrets::sha256;
@@ -14,14 +15,13 @@ use crate::db::payments as payment_rows;
 use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
 use crate::domain::{AuthResult, PaymentResult};
-use crate::error::ApiError;
 
 pub fn create_device(
     conn: &mut PgConnection,
     operator: &str,
     name: &str,
-) -> Result<Device, ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+) -> Result<Device, RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let device = device_rows::insert(
             conn,
             &NewDevice {
@@ -48,10 +48,10 @@ pub fn update_device(
     operator: &str,
     id: &str,
     changes: &DeviceChanges<'_>,
-) -> Result<Device, ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
-        let device =
-            device_rows::update(conn, id, changes)?.ok_or_else(|| ApiError::not_found("device"))?;
+) -> Result<Device, RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+        let device = device_rows::update(conn, id, changes)?
+            .ok_or_else(|| RuleError::not_found("device"))?;
         audit(
             conn,
             operator,
@@ -75,11 +75,11 @@ pub fn rotate_secret(
     conn: &mut PgConnection,
     operator: &str,
     id: &str,
-) -> Result<Device, ApiError> {
+) -> Result<Device, RuleError> {
     let secret = Sealed::new(new_device_secret());
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let device = device_rows::replace_secret(conn, id, &secret)?
-            .ok_or_else(|| ApiError::not_found("device"))?;
+            .ok_or_else(|| RuleError::not_found("device"))?;
         audit(
             conn,
             operator,
@@ -98,7 +98,7 @@ pub fn authenticate(
     conn: &mut PgConnection,
     credentials: &Credentials,
     body: &[u8],
-) -> Result<Device, ApiError> {
+) -> Result<Device, RuleError> {
     match check_credentials(conn, credentials, body, &sha256(body))? {
         (Some(device), AuthResult::Ok) => Ok(device),
         (_, refused) => Err(refusal(refused)),
@@ -117,7 +117,7 @@ pub fn record_heartbeat(
     conn: &mut PgConnection,
     device_id: &str,
     heartbeat: &Heartbeat,
-) -> Result<Device, ApiError> {
+) -> Result<Device, RuleError> {
     Ok(device_rows::record_heartbeat(
         conn,
         device_id,
@@ -176,7 +176,7 @@ impl ListenerState {
 pub fn listener_state(
     conn: &mut PgConnection,
     offline_after: Duration,
-) -> Result<ListenerState, ApiError> {
+) -> Result<ListenerState, RuleError> {
     let devices = device_rows::list_with_online(conn, offline_after)?;
     let last_payment_at = payment_rows::latest_received(conn, PaymentResult::Matched)?;
     Ok(ListenerState::of(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use diesel::PgConnection;
 
+use crate::core::error::RuleError;
 use crate::core::reconciliation::audit;
 use crate::core::secrets::{new_api_key, new_id, new_md5_key, new_webhook_secret, sha256};
 pub use crate::db::merchants::Merchant;
@@ -12,7 +13,6 @@ use crate::db::merchants::{self as merchant_rows, MerchantChanges, NewMerchant};
 use crate::db::orders::Order;
 use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
-use crate::error::ApiError;
 
 /// How long the previous webhook secret keeps signing after a rotation.
 pub const WEBHOOK_SECRET_OVERLAP: Duration = Duration::from_secs(24 * 3600);
@@ -28,9 +28,9 @@ pub fn create_merchant(
     operator: &str,
     name: &str,
     notify_url: Option<&str>,
-) -> Result<CreatedMerchant, ApiError> {
+) -> Result<CreatedMerchant, RuleError> {
     let api_key = new_api_key();
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let merchant = merchant_rows::insert(
             conn,
             &NewMerchant {
@@ -59,36 +59,36 @@ pub fn create_merchant(
 
 /// The enabled merchant whose API key this is. Keys are stored as SHA-256 digests, so the lookup
 /// compares digests, never the key.
-pub fn authenticate(conn: &mut PgConnection, api_key: &str) -> Result<Merchant, ApiError> {
+pub fn authenticate(conn: &mut PgConnection, api_key: &str) -> Result<Merchant, RuleError> {
     merchant_rows::find_enabled_by_api_key_hash(conn, &sha256(api_key.as_bytes()))?
-        .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))
+        .ok_or_else(|| RuleError::Unauthorized("invalid API key".into()))
 }
 
 /// The merchant V免签's merchant endpoints act for: the enabled one `SOLOPAY_VMQ_MERCHANT` names.
-pub fn vmq_merchant(conn: &mut PgConnection, id: Option<&str>) -> Result<Merchant, ApiError> {
+pub fn vmq_merchant(conn: &mut PgConnection, id: Option<&str>) -> Result<Merchant, RuleError> {
     let id = id.ok_or_else(|| {
-        ApiError::InvalidRequest(
+        RuleError::InvalidRequest(
             "V免签's merchant endpoints are not configured: set SOLOPAY_VMQ_MERCHANT".into(),
         )
     })?;
     merchant_rows::find(conn, id)?
         .filter(|m| m.enabled)
         .ok_or_else(|| {
-            ApiError::InvalidRequest("SOLOPAY_VMQ_MERCHANT names no enabled merchant".into())
+            RuleError::InvalidRequest("SOLOPAY_VMQ_MERCHANT names no enabled merchant".into())
         })
 }
 
 /// The enabled merchant with this number (易支付's `pid`).
-pub fn merchant_by_pid(conn: &mut PgConnection, pid: i64) -> Result<Merchant, ApiError> {
+pub fn merchant_by_pid(conn: &mut PgConnection, pid: i64) -> Result<Merchant, RuleError> {
     merchant_rows::find_by_pid(conn, pid)?
         .filter(|m| m.enabled)
-        .ok_or_else(|| ApiError::InvalidRequest("no such merchant".into()))
+        .ok_or_else(|| RuleError::InvalidRequest("no such merchant".into()))
 }
 
 /// The merchant an order belongs to (enabled or not).
-pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant, ApiError> {
+pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant, RuleError> {
     merchant_rows::find(conn, &order.merchant_id)?
-        .ok_or_else(|| ApiError::internal("the order's merchant is gone"))
+        .ok_or_else(|| RuleError::internal("the order's merchant is gone"))
 }
 
 /// Renames, enables or disables a merchant, or changes its default webhook URL. A disabled
@@ -98,10 +98,10 @@ pub fn update_merchant(
     operator: &str,
     id: &str,
     changes: &MerchantChanges<'_>,
-) -> Result<Merchant, ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+) -> Result<Merchant, RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let merchant = merchant_rows::update(conn, id, changes)?
-            .ok_or_else(|| ApiError::not_found("merchant"))?;
+            .ok_or_else(|| RuleError::not_found("merchant"))?;
         audit(
             conn,
             operator,
@@ -123,11 +123,11 @@ pub fn rotate_api_key(
     conn: &mut PgConnection,
     operator: &str,
     id: &str,
-) -> Result<CreatedMerchant, ApiError> {
+) -> Result<CreatedMerchant, RuleError> {
     let api_key = new_api_key();
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let merchant = merchant_rows::replace_api_key(conn, id, &sha256(api_key.as_bytes()))?
-            .ok_or_else(|| ApiError::not_found("merchant"))?;
+            .ok_or_else(|| RuleError::not_found("merchant"))?;
         audit(
             conn,
             operator,
@@ -148,12 +148,12 @@ pub fn rotate_webhook_secret(
     conn: &mut PgConnection,
     operator: &str,
     id: &str,
-) -> Result<Merchant, ApiError> {
+) -> Result<Merchant, RuleError> {
     let secret = Sealed::new(new_webhook_secret());
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let merchant =
             merchant_rows::rotate_webhook_secret(conn, id, &secret, WEBHOOK_SECRET_OVERLAP)?
-                .ok_or_else(|| ApiError::not_found("merchant"))?;
+                .ok_or_else(|| RuleError::not_found("merchant"))?;
         audit(
             conn,
             operator,

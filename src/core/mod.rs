@@ -1,8 +1,10 @@
 //! The rules of the payment domain, as plain functions. Where a rule needs the database it takes
-//! a `&mut PgConnection` and opens (or joins) the transaction it needs.
+//! a `&mut PgConnection` and opens (or joins) the transaction it needs. A rule that refuses says
+//! why with a [`error::RuleError`]; the HTTP edge decides the answer.
 
 pub mod compat;
 pub mod devices;
+pub mod error;
 pub mod merchants;
 pub mod notifications;
 pub mod operators;

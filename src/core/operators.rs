@@ -6,9 +6,9 @@ use std::path::Path;
 
 use diesel::{Connection, PgConnection};
 
+use crate::core::error::RuleError;
 use crate::core::secrets::{constant_time_eq, new_operator_token, sha256};
 use crate::db::operator_tokens::{self as token_rows, GENERATED};
-use crate::error::ApiError;
 
 /// Where the operator token of this installation comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub fn ensure_token(
     conn: &mut PgConnection,
     configured: Option<&str>,
     file: &Path,
-) -> Result<TokenSource, ApiError> {
+) -> Result<TokenSource, RuleError> {
     if configured.is_some() {
         return Ok(TokenSource::Setting);
     }
@@ -38,7 +38,7 @@ pub fn ensure_token(
             return Ok(TokenSource::Stored);
         }
         write_token_file(file, &token).map_err(|e| {
-            ApiError::internal(format!(
+            RuleError::internal(format!(
                 "cannot write the operator token to {}: {e} (set SOLOPAY_ADMIN_TOKEN_FILE to a \
                  writable path, or set SOLOPAY_ADMIN_TOKEN)",
                 file.display()
@@ -49,7 +49,7 @@ pub fn ensure_token(
 }
 
 /// Replaces the generated token with a new one and returns it (the `admin-token` command).
-pub fn rotate_generated_token(conn: &mut PgConnection) -> Result<String, ApiError> {
+pub fn rotate_generated_token(conn: &mut PgConnection) -> Result<String, RuleError> {
     let token = new_operator_token();
     token_rows::replace(conn, GENERATED, &sha256(token.as_bytes()))?;
     Ok(token)
@@ -73,8 +73,8 @@ pub fn authenticate(
     conn: &mut PgConnection,
     configured: Option<&str>,
     presented: &str,
-) -> Result<String, ApiError> {
-    let refused = || ApiError::Unauthorized("invalid operator token".into());
+) -> Result<String, RuleError> {
+    let refused = || RuleError::Unauthorized("invalid operator token".into());
     match configured {
         Some(token) if constant_time_eq(token.as_bytes(), presented.as_bytes()) => {
             Ok("admin".to_string())

@@ -9,12 +9,12 @@ use diesel::PgConnection;
 use sha2::{Digest, Sha256};
 
 use crate::config::{OffsetDirection, Settings};
+use crate::core::error::RuleError;
 use crate::core::secrets::new_id;
 use crate::db::orders::{self as order_rows, AllocationRequest, ExpiryScope, NotCreated};
 pub use crate::db::orders::{Creation, Creator, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
-use crate::error::ApiError;
 use crate::money::Amount;
 use crate::views;
 
@@ -117,7 +117,7 @@ pub fn create_order(
     creator: Creator<'_>,
     request: &OrderRequest,
     rules: &OrderRules,
-) -> Result<Creation, ApiError> {
+) -> Result<Creation, RuleError> {
     let fingerprint = request.fingerprint();
     let order_id = new_id("ord");
     let expires_in = request
@@ -156,13 +156,13 @@ pub fn create_order(
             Ok(Creation::Repeated(current))
         }
         Ok(created) => Ok(created),
-        Err(NotCreated::MerchantOrderIdReused) => Err(ApiError::IdempotencyConflict(format!(
+        Err(NotCreated::MerchantOrderIdReused) => Err(RuleError::IdempotencyConflict(format!(
             "merchant_order_id {:?} was already used with different parameters",
             request.merchant_order_id.as_str()
         ))),
-        Err(NotCreated::NoPayee) => Err(ApiError::NoPayeeAvailable),
-        Err(NotCreated::AmountsExhausted) => Err(ApiError::AmountsExhausted),
-        Err(NotCreated::UnknownCreator) => Err(ApiError::Unauthorized(match creator {
+        Err(NotCreated::NoPayee) => Err(RuleError::NoPayeeAvailable),
+        Err(NotCreated::AmountsExhausted) => Err(RuleError::AmountsExhausted),
+        Err(NotCreated::UnknownCreator) => Err(RuleError::Unauthorized(match creator {
             Creator::ApiKeyHash(_) => "invalid API key".into(),
             Creator::Merchant(_) => "the merchant is disabled".into(),
         })),
@@ -182,10 +182,10 @@ const READER_WAIT: Duration = Duration::from_secs(1);
 /// not see a stale `pending`: when another transaction holds it (the sweep expiring it, a
 /// payment that arrived in time paying it), the reader waits briefly for what that transaction
 /// decides.
-pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, ApiError> {
+pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, RuleError> {
     match order_rows::find_with_overdue(conn, id)? {
         Some((_, true)) => {
-            let expired = transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+            let expired = transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
                 let expired = order_rows::expire_for_reader(conn, id, READER_WAIT)?;
                 record_transitions(conn, EventType::OrderExpired, expired.as_slice())?;
                 Ok(expired)
@@ -193,7 +193,7 @@ pub fn read_order(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, Ap
             match expired {
                 Ok(_) => {}
                 // Held longer than the wait: the order as it is now.
-                Err(ApiError::Storage(crate::db::StorageError::Timeout(_))) => {}
+                Err(RuleError::Storage(crate::db::StorageError::Timeout(_))) => {}
                 Err(error) => return Err(error),
             }
             Ok(order_rows::find(conn, id)?)
@@ -219,7 +219,7 @@ pub fn read_merchant_order(
     conn: &mut PgConnection,
     merchant_id: &str,
     lookup: OrderLookup<'_>,
-) -> Result<Option<Order>, ApiError> {
+) -> Result<Option<Order>, RuleError> {
     match lookup {
         OrderLookup::ById(id) => {
             Ok(read_order(conn, id)?.filter(|order| order.merchant_id == merchant_id))
@@ -240,12 +240,12 @@ pub fn close_order(
     merchant_id: &str,
     id: &str,
     grace: Duration,
-) -> Result<Order, ApiError> {
+) -> Result<Order, RuleError> {
     // The inner result is the answer; the outer one aborts the transaction. A refusal commits,
     // keeping an expiry this call noticed.
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let Some((order, overdue)) = order_rows::lock_for_merchant(conn, merchant_id, id)? else {
-            return Ok(Err(ApiError::not_found("order")));
+            return Ok(Err(RuleError::not_found("order")));
         };
         let order = if overdue {
             expire_locked(conn, &order)?
@@ -259,8 +259,8 @@ pub fn close_order(
                 Ok(closed)
             }
             OrderStatus::Closed => Ok(order),
-            OrderStatus::Paid => Err(ApiError::InvalidState("the order is already paid".into())),
-            OrderStatus::Expired => Err(ApiError::InvalidState("the order has expired".into())),
+            OrderStatus::Paid => Err(RuleError::InvalidState("the order is already paid".into())),
+            OrderStatus::Expired => Err(RuleError::InvalidState("the order has expired".into())),
         })
     })?
 }
@@ -277,7 +277,7 @@ pub fn pay_locked(
     overdue: bool,
     arrived_at: Option<DateTime<Utc>>,
     grace: Duration,
-) -> Result<Order, ApiError> {
+) -> Result<Order, RuleError> {
     if order.status == OrderStatus::Pending && overdue {
         expire_locked(conn, order)?;
     }
@@ -286,18 +286,18 @@ pub fn pay_locked(
     Ok(paid)
 }
 
-fn expire_locked(conn: &mut PgConnection, order: &Order) -> Result<Order, ApiError> {
+fn expire_locked(conn: &mut PgConnection, order: &Order) -> Result<Order, RuleError> {
     let expired = order_rows::expire_overdue(conn, ExpiryScope::Order(&order.id), 1)?;
     record_transitions(conn, EventType::OrderExpired, &expired)?;
     expired
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::internal(format!("locked order {} did not expire", order.id)))
+        .ok_or_else(|| RuleError::internal(format!("locked order {} did not expire", order.id)))
 }
 
 /// Expires up to `limit` overdue pending orders in one transaction; returns how many.
-pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize, ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize, RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let expired = order_rows::expire_overdue(conn, ExpiryScope::All, limit)?;
         record_transitions(conn, EventType::OrderExpired, &expired)?;
         Ok(expired.len())
@@ -310,7 +310,7 @@ fn record_transitions(
     conn: &mut PgConnection,
     event_type: EventType,
     orders: &[Order],
-) -> Result<(), ApiError> {
+) -> Result<(), RuleError> {
     if orders.is_empty() {
         return Ok(());
     }
@@ -325,10 +325,10 @@ fn record_transitions(
                 order_id: &order.id,
                 merchant_id: &order.merchant_id,
                 data: serde_json::to_value(views::Order::from(order))
-                    .map_err(ApiError::internal)?,
+                    .map_err(RuleError::internal)?,
             })
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+        .collect::<Result<Vec<_>, RuleError>>()?;
     events::insert(conn, &rows)?;
     let event_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     webhooks::create_for_events(conn, &event_ids)?;

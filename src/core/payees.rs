@@ -2,12 +2,12 @@
 
 use diesel::PgConnection;
 
+use crate::core::error::RuleError;
 use crate::core::reconciliation::audit;
 use crate::core::secrets::new_id;
 use crate::db::payees::{self as payee_rows, FixedCode, NewPayee, Payee, PayeeChanges};
 use crate::db::{StorageError, devices as device_rows, transaction_with_retry};
 use crate::domain::Channel;
-use crate::error::ApiError;
 use crate::money::Amount;
 
 /// A validated payee to create.
@@ -25,10 +25,10 @@ pub fn create_payee(
     conn: &mut PgConnection,
     operator: &str,
     request: &PayeeRequest,
-) -> Result<(Payee, Vec<FixedCode>), ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+) -> Result<(Payee, Vec<FixedCode>), RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         if !device_rows::exists(conn, &request.device_id)? {
-            return Err(ApiError::InvalidRequest(format!(
+            return Err(RuleError::InvalidRequest(format!(
                 "device_id {:?} does not name a device",
                 request.device_id
             )));
@@ -47,7 +47,7 @@ pub fn create_payee(
             },
         )
         .map_err(|e| match StorageError::from(e) {
-            error if error.is_unique_violation() => ApiError::Conflict(format!(
+            error if error.is_unique_violation() => RuleError::Conflict(format!(
                 "device {} already listens for a {} payee: a notification names only the \
                      device and the channel, so each device has at most one payee per channel",
                 request.device_id, request.channel
@@ -91,13 +91,13 @@ pub fn update_payee(
     id: &str,
     changes: &PayeeChanges<'_>,
     fixed_amount_codes: Option<&[(Amount, String)]>,
-) -> Result<(Payee, Vec<FixedCode>), ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+) -> Result<(Payee, Vec<FixedCode>), RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         if let (Some(qr_code), Some(current)) = (changes.qr_code, payee_rows::find(conn, id)?) {
             refuse_shared_code(conn, current.channel, qr_code, Some(id))?;
         }
         let payee =
-            payee_rows::update(conn, id, changes)?.ok_or_else(|| ApiError::not_found("payee"))?;
+            payee_rows::update(conn, id, changes)?.ok_or_else(|| RuleError::not_found("payee"))?;
         if let Some(codes) = fixed_amount_codes {
             let rows: Vec<FixedCode> = codes
                 .iter()
@@ -135,9 +135,9 @@ fn refuse_shared_code(
     channel: Channel,
     qr_code: &str,
     except: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), RuleError> {
     match payee_rows::with_qr_code(conn, channel, qr_code, except)? {
-        Some(other) => Err(ApiError::Conflict(format!(
+        Some(other) => Err(RuleError::Conflict(format!(
             "payee {} already has this collection code: one account must be one payee (one \
              payment reported by two phones would otherwise pay an order of each)",
             other.id

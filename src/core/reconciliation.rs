@@ -7,13 +7,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{Date, Nullable, Numeric, Text};
 use rust_decimal::Decimal;
 
+use crate::core::error::RuleError;
 use crate::core::orders::{OrderRules, pay_locked};
 use crate::db::audit::{self as audit_rows, NewAuditEntry};
 use crate::db::orders::{self as order_rows, Order};
 use crate::db::payments::{self as payment_rows, Payment};
 use crate::db::transaction_with_retry;
 use crate::domain::{OrderStatus, PaymentResult};
-use crate::error::ApiError;
 
 /// Records an operator action; part of the action's transaction.
 pub fn audit(
@@ -23,7 +23,7 @@ pub fn audit(
     target: (&str, &str),
     note: Option<&str>,
     details: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<(), RuleError> {
     audit_rows::insert(
         conn,
         &NewAuditEntry {
@@ -46,12 +46,12 @@ pub fn mark_paid(
     operator: &str,
     order_id: &str,
     note: &str,
-) -> Result<Order, ApiError> {
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+) -> Result<Order, RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let (order, overdue) =
-            order_rows::lock(conn, order_id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            order_rows::lock(conn, order_id)?.ok_or_else(|| RuleError::not_found("order"))?;
         if order.status == OrderStatus::Paid {
-            return Err(ApiError::InvalidState("the order is already paid".into()));
+            return Err(RuleError::InvalidState("the order is already paid".into()));
         }
         let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
         audit(
@@ -80,7 +80,7 @@ pub fn assign_payment(
     rules: &OrderRules,
     operator: &str,
     assignment: &Assignment<'_>,
-) -> Result<(Payment, Order), ApiError> {
+) -> Result<(Payment, Order), RuleError> {
     let Assignment {
         payment_id,
         order_id,
@@ -88,11 +88,11 @@ pub fn assign_payment(
         second_payment,
         accept_differences,
     } = *assignment;
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let payment =
-            payment_rows::lock(conn, payment_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
+            payment_rows::lock(conn, payment_id)?.ok_or_else(|| RuleError::not_found("payment"))?;
         if let Some(paid) = &payment.order_id {
-            return Err(ApiError::InvalidState(format!(
+            return Err(RuleError::InvalidState(format!(
                 "the payment already pays order {paid}"
             )));
         }
@@ -104,7 +104,7 @@ pub fn assign_payment(
         }
         if !second_payment {
             if let Some(credited) = payment_rows::order_paid_by_reports_of(conn, first)? {
-                return Err(ApiError::InvalidState(format!(
+                return Err(RuleError::InvalidState(format!(
                     "another report of this payment paid order {credited}: assign it only if \
                      the payer paid twice, with \"second_payment\": true"
                 )));
@@ -114,7 +114,7 @@ pub fn assign_payment(
                     Some(first) => format!(" (or assign its first report, {first})"),
                     None => String::new(),
                 };
-                return Err(ApiError::InvalidState(format!(
+                return Err(RuleError::InvalidState(format!(
                     "the payment is a duplicate ({}): assign it only if the payer paid twice, \
                      with \"second_payment\": true{instead}",
                     payment
@@ -125,13 +125,13 @@ pub fn assign_payment(
             }
         }
         let (order, overdue) =
-            order_rows::lock(conn, order_id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            order_rows::lock(conn, order_id)?.ok_or_else(|| RuleError::not_found("order"))?;
         if order.status == OrderStatus::Paid {
-            return Err(ApiError::InvalidState("the order is already paid".into()));
+            return Err(RuleError::InvalidState("the order is already paid".into()));
         }
         let differences = differences(&payment, &order);
         if !differences.is_empty() && !accept_differences {
-            return Err(ApiError::InvalidState(format!(
+            return Err(RuleError::InvalidState(format!(
                 "the payment does not fit the order: {}; assign it anyway with \
                  \"accept_differences\": true",
                 differences.join("; ")
@@ -257,7 +257,7 @@ pub fn daily_summary(
     from: NaiveDate,
     to: NaiveDate,
     timezone: &str,
-) -> Result<Vec<DayTotals>, ApiError> {
+) -> Result<Vec<DayTotals>, RuleError> {
     #[derive(QueryableByName)]
     struct Known {
         #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -269,7 +269,7 @@ pub fn daily_summary(
     .bind::<Text, _>(timezone)
     .get_result(conn)?;
     if !zone.known {
-        return Err(ApiError::InvalidRequest(format!(
+        return Err(RuleError::InvalidRequest(format!(
             "unknown time zone {timezone:?}"
         )));
     }

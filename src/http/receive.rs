@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::core::error::RuleError;
 use crate::core::notifications::{
     Credentials, Notification, receive_notification, refuse_unreadable,
 };
@@ -50,13 +51,13 @@ pub async fn receive<F>(
     read: F,
 ) -> Result<HttpResponse, ApiError>
 where
-    F: Fn(&[u8]) -> Result<Notification, ApiError> + Send + 'static,
+    F: Fn(&[u8]) -> Result<Notification, RuleError> + Send + 'static,
 {
     let remote = req.peer_addr().map(|a| a.ip().to_string());
     let rules = state.rules.clone();
     let outcome = state
         .db
-        .run(move |conn| -> Result<_, ApiError> {
+        .run(move |conn| -> Result<_, RuleError> {
             let payment = receive_notification(
                 conn,
                 &rules,
@@ -73,5 +74,5 @@ where
         Ok(payment) => payment.result.as_str(),
         Err(error) => error.code(),
     });
-    Ok(HttpResponse::Ok().json(NotifyResult::from(&outcome?)))
+    Ok(HttpResponse::Ok().json(NotifyResult::from(&outcome.map_err(ApiError::from)?)))
 }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::core::compat::{epay_notify_fields, vmq_callback_fields, with_query};
+use crate::core::error::RuleError;
 use crate::core::webhooks::{Next, Payload, accepted, after_failure, signature_header};
 use crate::db::merchants::Merchant;
 use crate::db::orders::{self as order_rows, Order};
@@ -24,7 +25,6 @@ use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
 use crate::db::{Db, merchants as merchant_rows};
 use crate::db::{StorageError, StorageFailure};
 use crate::domain::{DeliveryKind, EventType};
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use sender::{Request, Sender};
 
@@ -119,7 +119,10 @@ pub fn spawn(
 }
 
 /// The event, the merchant's signing secrets and, for the old protocols, the order and merchant.
-fn load_content(conn: &mut PgConnection, delivery: &Delivery) -> Result<DeliveryContent, ApiError> {
+fn load_content(
+    conn: &mut PgConnection,
+    delivery: &Delivery,
+) -> Result<DeliveryContent, RuleError> {
     let (event_type, event_created_at, data) = events::table
         .find(&delivery.event_id)
         .select((events::type_, events::created_at, events::data))
@@ -185,11 +188,11 @@ impl Worker {
         }
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedDelivery>, ApiError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedDelivery>, RuleError> {
         let lease = self.lease;
         let per_destination = self.per_destination;
         self.db
-            .run(move |conn| -> Result<_, ApiError> {
+            .run(move |conn| -> Result<_, RuleError> {
                 let due = delivery_rows::claim_due(
                     conn,
                     i64::try_from(limit).unwrap_or(1),
@@ -268,7 +271,7 @@ impl Worker {
         };
         let recorded = self
             .db
-            .run(move |conn| -> Result<_, ApiError> {
+            .run(move |conn| -> Result<_, RuleError> {
                 Ok(delivery_rows::record_attempt(
                     conn,
                     &NewAttempt {
@@ -303,14 +306,14 @@ struct RecordedAttempt {
 }
 
 /// Makes a delivery due again with a fresh retry schedule and wakes the workers.
-pub fn redeliver(conn: &mut PgConnection, operator: &str, id: &str) -> Result<Delivery, ApiError> {
+pub fn redeliver(conn: &mut PgConnection, operator: &str, id: &str) -> Result<Delivery, RuleError> {
     conn.transaction(|conn| {
         let Some(delivery) = delivery_rows::redeliver(conn, id)? else {
             return Err(match delivery_rows::find(conn, id)? {
                 Some(_) => {
-                    ApiError::InvalidState("an attempt of this delivery is in progress".into())
+                    RuleError::InvalidState("an attempt of this delivery is in progress".into())
                 }
-                None => ApiError::not_found("webhook delivery"),
+                None => RuleError::not_found("webhook delivery"),
             });
         };
         delivery_rows::notify_due(conn)?;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::OperatorAuth;
+use crate::core::error::RuleError;
 use crate::core::merchants::{
     CreatedMerchant, create_merchant as create, rotate_api_key as rotate_key,
     rotate_webhook_secret as rotate_secret, update_merchant as update,
@@ -95,7 +96,7 @@ pub async fn create_merchant(
     }
     let CreatedMerchant { merchant, api_key } = state
         .db
-        .run(move |conn| -> Result<_, ApiError> {
+        .run(move |conn| -> Result<_, RuleError> {
             create(
                 conn,
                 &operator.name,
@@ -222,7 +223,7 @@ pub async fn update_merchant(
                 enabled: request.enabled,
                 notify_url: request.notify_url.as_ref().map(Option::as_deref),
             };
-            update(conn, &operator.name, &id, &changes)
+            Ok(update(conn, &operator.name, &id, &changes)?)
         })
         .await?;
     Ok(web::Json(Merchant::from(&merchant)))

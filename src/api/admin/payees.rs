@@ -235,7 +235,13 @@ pub async fn update_payee(
                 qr_code: request.qr_code.as_deref(),
                 enabled: request.enabled,
             };
-            update(conn, &operator.name, &id, &changes, codes.as_deref())
+            Ok(update(
+                conn,
+                &operator.name,
+                &id,
+                &changes,
+                codes.as_deref(),
+            )?)
         })
         .await?;
     Ok(web::Json(payee(&row, &codes)))

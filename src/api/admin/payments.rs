@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::admin::views::{AdminOrder, AdminPayment, admin_order, payment};
 use crate::api::admin::{into_page, page_size};
 use crate::api::extract::OperatorAuth;
+use crate::core::error::RuleError;
 use crate::core::reconciliation::{Assignment, assign_payment};
 use crate::db::payments::{self as payment_rows, PaymentFilter};
 use crate::domain::PaymentResult;
@@ -133,7 +134,7 @@ pub async fn assign(
     let rules = state.rules.clone();
     let (paid_by, order) = state
         .db
-        .run(move |conn| -> Result<_, ApiError> {
+        .run(move |conn| -> Result<_, RuleError> {
             assign_payment(
                 conn,
                 &rules,

@@ -12,6 +12,7 @@ use crate::compat::page::message_page;
 use crate::compat::{Fields, check_param, optional_url, public_base, read_request};
 use crate::config::Protocol;
 use crate::core::compat::channel_of_epay_type;
+use crate::core::error::RuleError;
 use crate::core::merchants::merchant_by_pid;
 use crate::core::orders::{self as order_rules, Creation, Creator, Order, OrderRequest};
 use crate::domain::{MerchantOrderId, OrderProtocol};
@@ -99,10 +100,10 @@ async fn create_epay_order(state: &AppState, request: EpaySubmit) -> Result<Orde
             let creator = Creator::Merchant(&merchant.id);
             match order_rules::create_order(conn, creator, &order_request, &rules) {
                 Ok(Creation::Created(order) | Creation::Repeated(order)) => Ok(order),
-                Err(ApiError::IdempotencyConflict(_)) => Err(ApiError::IdempotencyConflict(
+                Err(RuleError::IdempotencyConflict(_)) => Err(ApiError::IdempotencyConflict(
                     "订单号已存在，且参数不同 (out_trade_no was used with other parameters)".into(),
                 )),
-                Err(other) => Err(other),
+                Err(other) => Err(other.into()),
             }
         })
         .await

@@ -9,6 +9,7 @@ use super::{VmqAnswer, VmqOutcome, serve};
 use crate::compat::Fields;
 use crate::core::compat::{channel_of_vmq_type, parse_vmq_price};
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
+use crate::core::error::RuleError;
 use crate::core::notifications::{
     AndroidMetadata, Credentials, Notification, check_notification_fields,
 };
@@ -93,7 +94,7 @@ pub async fn app_heart(
             .db
             .run(move |conn| -> Result<_, ApiError> {
                 let device = authenticate(conn, &credentials, &heartbeat.raw)?;
-                record_heartbeat(conn, &device.id, &Heartbeat::default())
+                Ok(record_heartbeat(conn, &device.id, &Heartbeat::default())?)
             })
             .await?;
         Ok(VmqOutcome::Success(None))
@@ -131,13 +132,13 @@ impl AppPush {
     }
 
     /// The payment notification the push reports, read like `POST /notify`'s.
-    fn notification(&self) -> Result<Notification, ApiError> {
+    fn notification(&self) -> Result<Notification, RuleError> {
         let (t, pay_type, price) = (self.signed.t(), &self.pay_type, &self.price);
         let channel = channel_of_vmq_type(pay_type)
-            .ok_or_else(|| ApiError::InvalidRequest("type must be 1 or 2".into()))?;
+            .ok_or_else(|| RuleError::InvalidRequest("type must be 1 or 2".into()))?;
         let amount = parse_vmq_price(price, Amount::storage_limit())?;
         if t.is_empty() || t.starts_with('0') || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::InvalidRequest(
+            return Err(RuleError::InvalidRequest(
                 "t must be the time in milliseconds, digits only".into(),
             ));
         }

@@ -310,7 +310,12 @@ pub async fn close_order(
                 let order_id = &request.order_id;
                 let merchant =
                     signing_merchant(conn, merchant_id.as_deref(), order_id, &request.sign)?;
-                order_rules::close_order(conn, &merchant.id, order_id, grace)
+                Ok(order_rules::close_order(
+                    conn,
+                    &merchant.id,
+                    order_id,
+                    grace,
+                )?)
             })
             .await?;
         Ok(VmqOutcome::Success(None))

@@ -77,7 +77,7 @@ pub async fn get_state(
             .db
             .run(move |conn| -> Result<_, ApiError> {
                 signing_merchant(conn, merchant_id.as_deref(), &request.t, &request.sign)?;
-                listener_state(conn, offline_after)
+                Ok(listener_state(conn, offline_after)?)
             })
             .await?;
         Ok(VmqOutcome::success(&VmqListenerState::from(listeners)))

@@ -4,10 +4,10 @@
 use diesel::PgConnection;
 
 use super::Notification;
+use crate::core::error::RuleError;
 use crate::core::reading::{self, Refusal, channel_of_package, official_packages};
 use crate::db::devices::{self as device_rows, Device};
 use crate::domain::{Channel, PaymentResult};
-use crate::error::ApiError;
 use crate::money::Amount;
 
 /// What a device may report payments for.
@@ -21,7 +21,7 @@ pub struct Trust {
 impl Trust {
     /// The operator's list for the device, or else the official packages of the channels of
     /// its payees.
-    pub fn of_device(conn: &mut PgConnection, device: &Device) -> Result<Trust, ApiError> {
+    pub fn of_device(conn: &mut PgConnection, device: &Device) -> Result<Trust, RuleError> {
         let unlabelled = device.trust_unlabelled;
         if let Some(packages) = device.listed_packages() {
             return Ok(Trust {

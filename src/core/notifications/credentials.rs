@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 use serde::Serialize;
 
+use crate::core::error::RuleError;
 use crate::core::signing::{
     forwarder_sign, timestamp_within_window, verify_device_signature, verify_forwarder_sign,
     verify_md5_sign,
@@ -14,7 +15,6 @@ use crate::core::signing::{
 use crate::db::devices::{self as device_rows, Device};
 use crate::db::forwarder_signatures::{self as forwarder_rows, Use};
 use crate::domain::AuthResult;
-use crate::error::ApiError;
 
 /// How a request proves which device sent it, as received (any part may be missing).
 #[derive(Debug, Clone, Serialize)]
@@ -85,21 +85,21 @@ pub fn check_signed(
 }
 
 /// The answer a refused credential check gets.
-pub fn refusal(result: AuthResult) -> ApiError {
+pub fn refusal(result: AuthResult) -> RuleError {
     match result {
-        AuthResult::StaleTimestamp => ApiError::Unauthorized(
+        AuthResult::StaleTimestamp => RuleError::Unauthorized(
             "the timestamp is too far from the server clock (replayed, or the phone's clock is off)"
                 .into(),
         ),
-        AuthResult::DeviceDisabled => ApiError::Forbidden("this device is disabled".into()),
-        AuthResult::MissingCredentials => ApiError::Unauthorized(
+        AuthResult::DeviceDisabled => RuleError::Forbidden("this device is disabled".into()),
+        AuthResult::MissingCredentials => RuleError::Unauthorized(
             "the device, timestamp and signature are required".into(),
         ),
-        AuthResult::Replayed => ApiError::Unauthorized(
+        AuthResult::Replayed => RuleError::Unauthorized(
             "this timestamp and sign were already used for another message".into(),
         ),
         AuthResult::Ok | AuthResult::UnknownDevice | AuthResult::BadSignature => {
-            ApiError::Unauthorized("unknown device or invalid signature".into())
+            RuleError::Unauthorized("unknown device or invalid signature".into())
         }
     }
 }
@@ -118,7 +118,7 @@ pub fn check_credentials(
     credentials: &Credentials,
     body: &[u8],
     body_sha256: &[u8],
-) -> Result<(Option<Device>, AuthResult), ApiError> {
+) -> Result<(Option<Device>, AuthResult), RuleError> {
     if let Credentials::Md5 {
         message,
         timestamp_ms,

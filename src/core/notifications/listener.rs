@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use super::model::{
     AndroidMetadata, Notification, check_android_metadata, check_notification_fields,
 };
+use crate::core::error::RuleError;
 use crate::domain::Channel;
-use crate::error::ApiError;
 use crate::money::{Amount, AmountInput};
 
 /// The body of `POST /notify`.
@@ -50,9 +50,9 @@ pub struct NotifyBody {
 }
 
 /// Reads a `/notify` body.
-pub fn read_notify_body(body: &[u8]) -> Result<Notification, ApiError> {
+pub fn read_notify_body(body: &[u8]) -> Result<Notification, RuleError> {
     let parsed: NotifyBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidRequest(format!("invalid notification body: {e}")))?;
+        .map_err(|e| RuleError::InvalidRequest(format!("invalid notification body: {e}")))?;
     check_notification_fields(
         &parsed.notification_id,
         [

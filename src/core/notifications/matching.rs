@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
 use super::{Notification, Trust, Verdict, assess};
+use crate::core::error::RuleError;
 use crate::core::orders::{OrderRules, pay_locked};
 use crate::core::reading::{channel_of_package, normalise, unstack};
 use crate::core::secrets::new_id;
@@ -21,7 +22,6 @@ use crate::db::orders::Order;
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
 use crate::db::{orders as order_rows, payees as payee_rows, transaction_with_retry};
 use crate::domain::{OrderStatus, PaymentResult};
-use crate::error::ApiError;
 use crate::money::Amount;
 
 /// One stored report of a notification, as it is recorded.
@@ -44,7 +44,7 @@ pub fn record_payment(
     rules: &OrderRules,
     device: &Device,
     report: &Report<'_>,
-) -> Result<Payment, ApiError> {
+) -> Result<Payment, RuleError> {
     let notification = report.notification;
     let trust = Trust::of_device(conn, device)?;
     let verdict = assess(notification, &trust);
@@ -70,7 +70,7 @@ pub fn record_payment(
             }),
         ),
     };
-    transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         let payee = match channel {
             Some(channel) => payee_rows::find_by_device_and_channel(conn, &device.id, channel)?,
             None => None,
@@ -136,7 +136,7 @@ fn match_payment(
     payment: &Payment,
     payee_id: &str,
     amount: Amount,
-) -> Result<Payment, ApiError> {
+) -> Result<Payment, RuleError> {
     let notification = report.notification;
     {
         // Reports of one amount on one payee are matched one at a time, so that two copies of
@@ -241,7 +241,7 @@ fn duplicate_of_paid(
     conn: &mut PgConnection,
     payment: &Payment,
     order: &Order,
-) -> Result<Payment, ApiError> {
+) -> Result<Payment, RuleError> {
     let original = payment_rows::of_order(conn, &order.id)?.into_iter().next();
     let paid_at = order
         .paid_at

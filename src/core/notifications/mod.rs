@@ -20,6 +20,7 @@ pub use listener::{NotifyBody, read_notify_body};
 pub use matching::{same_payment_key, same_payment_window};
 pub use model::{AndroidMetadata, Notification, check_android_metadata, check_notification_fields};
 
+use crate::core::error::RuleError;
 use crate::core::orders::OrderRules;
 use crate::core::secrets::sha256;
 use crate::db::devices as device_rows;
@@ -28,7 +29,6 @@ use crate::db::payments::Payment;
 use crate::db::transaction_with_retry;
 use crate::db::{StorageError, StorageFailure};
 use crate::domain::{AuthResult, PaymentResult};
-use crate::error::ApiError;
 
 /// Replaces U+0000 in every string of a JSON value with U+FFFD.
 fn replace_nul(value: &mut serde_json::Value) {
@@ -53,11 +53,11 @@ pub fn receive_notification(
     credentials: &Credentials,
     body: &[u8],
     remote_addr: Option<&str>,
-    read: impl Fn(&[u8]) -> Result<Notification, ApiError>,
-) -> Result<Payment, ApiError> {
+    read: impl Fn(&[u8]) -> Result<Notification, RuleError>,
+) -> Result<Payment, RuleError> {
     let reading = read(body);
     let stored_reading = match &reading {
-        Ok(notification) => Some(serde_json::to_value(notification).map_err(ApiError::internal)?),
+        Ok(notification) => Some(serde_json::to_value(notification).map_err(RuleError::internal)?),
         Err(_) => None,
     };
     let rejection = reading
@@ -65,14 +65,14 @@ pub fn receive_notification(
         .err()
         .map(|refused| format!("{}: {refused}", refused.code()).replace('\0', "\u{FFFD}"));
     // Stored as received, except U+0000, which Postgres text cannot hold.
-    let mut headers = serde_json::to_value(credentials).map_err(ApiError::internal)?;
+    let mut headers = serde_json::to_value(credentials).map_err(RuleError::internal)?;
     replace_nul(&mut headers);
     let digest = sha256(body);
     let key = reading.as_ref().ok().and_then(same_payment_key);
     let length = i32::try_from(body.len()).unwrap_or(i32::MAX);
 
     let (raw_id, received_at, device) =
-        transaction_with_retry(conn, |conn| -> Result<_, ApiError> {
+        transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
             let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
             let ok = auth == AuthResult::Ok;
             let device_id = device.as_ref().map(|d| d.id.as_str());
@@ -119,11 +119,11 @@ pub fn receive_notification(
 
 /// The answer a recorded payment gets: what became of it, or `422 unparseable_notification`
 /// when no amount could be established.
-pub fn refuse_unreadable(payment: Payment) -> Result<Payment, ApiError> {
+pub fn refuse_unreadable(payment: Payment) -> Result<Payment, RuleError> {
     let unreadable = payment.result == PaymentResult::Unparsed
         || (payment.result == PaymentResult::Ambiguous && payment.amount.is_none());
     if unreadable {
-        return Err(ApiError::UnparseableNotification(format!(
+        return Err(RuleError::UnparseableNotification(format!(
             "no single amount could be read ({}); the notification is kept for the operator \
              as payment {}",
             payment.reason.as_deref().unwrap_or("no reason recorded"),
@@ -144,17 +144,19 @@ pub fn finish_stranded(
     rules: &OrderRules,
     age: Duration,
     limit: i64,
-) -> Result<usize, ApiError> {
+) -> Result<usize, RuleError> {
     let mut finished = 0;
     for raw in raw_rows::find_stranded(conn, age, limit)? {
         let outcome = (|| {
             let device_id = raw.device_id.as_deref().unwrap_or_default();
             let device = device_rows::find_with_clock(conn, device_id)?
                 .0
-                .ok_or_else(|| ApiError::internal("the device of a stored notification is gone"))?;
+                .ok_or_else(|| {
+                    RuleError::internal("the device of a stored notification is gone")
+                })?;
             let notification = match &raw.reading {
                 Some(reading) => serde_json::from_value(reading.clone())
-                    .map_err(|e| ApiError::internal(format!("unreadable stored reading: {e}")))?,
+                    .map_err(|e| RuleError::internal(format!("unreadable stored reading: {e}")))?,
                 None => read_notify_body(&raw.body)?,
             };
             let report = matching::Report {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::core::error::RuleError;
 use crate::domain::Channel;
-use crate::error::ApiError;
 use crate::money::Amount;
 
 /// A notification as the service reads it, whichever way it came; stored with the raw request
@@ -108,27 +108,27 @@ const MAX_METADATA_CHARS: usize = 256;
 pub fn check_notification_fields(
     notification_id: &str,
     fields: [(&str, Option<&str>); 3],
-) -> Result<(), ApiError> {
+) -> Result<(), RuleError> {
     let id_len = notification_id.chars().count();
     if !(1..=128).contains(&id_len) || notification_id.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(
+        return Err(RuleError::InvalidRequest(
             "notification_id must be 1 to 128 printable characters".into(),
         ));
     }
     check_texts(fields, MAX_TEXT_CHARS)
 }
 
-fn check_texts(fields: [(&str, Option<&str>); 3], max_chars: usize) -> Result<(), ApiError> {
+fn check_texts(fields: [(&str, Option<&str>); 3], max_chars: usize) -> Result<(), RuleError> {
     for (name, value) in fields {
         let Some(value) = value else { continue };
         if value.chars().count() > max_chars {
-            return Err(ApiError::InvalidRequest(format!(
+            return Err(RuleError::InvalidRequest(format!(
                 "{name} must be at most {max_chars} characters"
             )));
         }
         // Postgres text cannot hold U+0000.
         if value.contains('\0') {
-            return Err(ApiError::InvalidRequest(format!(
+            return Err(RuleError::InvalidRequest(format!(
                 "{name} must not contain NUL characters"
             )));
         }
@@ -137,6 +137,6 @@ fn check_texts(fields: [(&str, Option<&str>); 3], max_chars: usize) -> Result<()
 }
 
 /// Checks the metadata fields a listener or forwarder sent.
-pub fn check_android_metadata(android: &AndroidMetadata) -> Result<(), ApiError> {
+pub fn check_android_metadata(android: &AndroidMetadata) -> Result<(), RuleError> {
     check_texts(android.fields(), MAX_METADATA_CHARS)
 }
