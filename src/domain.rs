@@ -162,6 +162,110 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What an operator did, as the audit log names it.
+    AuditAction {
+        MerchantCreate => "merchant.create",
+        MerchantUpdate => "merchant.update",
+        MerchantRotateApiKey => "merchant.rotate_api_key",
+        MerchantRotateWebhookSecret => "merchant.rotate_webhook_secret",
+        DeviceCreate => "device.create",
+        DeviceUpdate => "device.update",
+        DeviceRotateSecret => "device.rotate_secret",
+        PayeeCreate => "payee.create",
+        PayeeUpdate => "payee.update",
+        OrderMarkPaid => "order.mark_paid",
+        PaymentAssign => "payment.assign",
+        WebhookRedeliver => "webhook.redeliver",
+    }
+}
+
+text_enum! {
+    /// The kind of object an audit entry is about.
+    AuditTarget {
+        Merchant => "merchant",
+        Device => "device",
+        Payee => "payee",
+        Order => "order",
+        Payment => "payment",
+        WebhookDelivery => "webhook_delivery",
+    }
+}
+
+impl AuditAction {
+    /// What kind of object the action is done to.
+    pub fn target(self) -> AuditTarget {
+        match self {
+            AuditAction::MerchantCreate
+            | AuditAction::MerchantUpdate
+            | AuditAction::MerchantRotateApiKey
+            | AuditAction::MerchantRotateWebhookSecret => AuditTarget::Merchant,
+            AuditAction::DeviceCreate
+            | AuditAction::DeviceUpdate
+            | AuditAction::DeviceRotateSecret => AuditTarget::Device,
+            AuditAction::PayeeCreate | AuditAction::PayeeUpdate => AuditTarget::Payee,
+            AuditAction::OrderMarkPaid => AuditTarget::Order,
+            AuditAction::PaymentAssign => AuditTarget::Payment,
+            AuditAction::WebhookRedeliver => AuditTarget::WebhookDelivery,
+        }
+    }
+}
+
+text_enum! {
+    /// Which door a notification came in through.
+    NotificationSource {
+        /// A signed listener's `POST /notify`.
+        Notify => "notify",
+        /// A generic forwarder's `POST /forward/{device}`.
+        Forward => "forward",
+        /// The V免签 app's `appPush`.
+        Vmq => "vmq",
+    }
+}
+
+/// Declares a borrowed id of one kind of object, for functions that take ids of two kinds (or
+/// an id and a name) side by side, so that they cannot be passed in each other's place.
+macro_rules! id_of {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name<'a>(pub &'a str);
+
+        impl<'a> $name<'a> {
+            pub fn as_str(&self) -> &'a str {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+    };
+}
+
+id_of!(
+    /// A merchant's id (`mch_…`).
+    MerchantId
+);
+id_of!(
+    /// An order's id (`ord_…`).
+    OrderId
+);
+id_of!(
+    /// A payment's id (`pay_…`).
+    PaymentId
+);
+id_of!(
+    /// A listener device's id (`dev_…`).
+    DeviceId
+);
+id_of!(
+    /// The operator acting: the name of the token it signed in with, as the audit log records it.
+    Operator
+);
+
 /// A merchant's own order number, unique per merchant: a retried request with the same number is
 /// the same order. Each protocol keeps the alphabet its clients have always sent; once parsed, an
 /// order number is one thing whatever the protocol it came through.

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::api::extract::device_credentials;
 use crate::core::devices::{Heartbeat, authenticate, record_heartbeat};
 use crate::core::notifications::{NotifyBody, read_notify_body};
+use crate::domain::NotificationSource;
 use crate::error::ApiError;
 use crate::http::receive::{NotifyResult, receive};
 use crate::http::{AppState, read_body};
@@ -126,5 +127,13 @@ pub async fn notify(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload).await?;
     let credentials = device_credentials(&req);
-    receive(&state, &req, "notify", credentials, body, read_notify_body).await
+    receive(
+        &state,
+        &req,
+        NotificationSource::Notify,
+        credentials,
+        body,
+        read_notify_body,
+    )
+    .await
 }

@@ -4,35 +4,32 @@
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 
+use crate::core::merchants::Creator;
+use crate::core::notifications::Credentials;
+use crate::core::{merchants, operators};
+use crate::db::merchants::Merchant;
+use crate::domain::Operator;
+use crate::error::ApiError;
+use crate::http::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
-use diesel::PgConnection;
-
-use crate::core::notifications::Credentials;
-use crate::core::secrets::sha256;
-use crate::core::{merchants, operators};
-use crate::db::merchants::Merchant;
-use crate::error::ApiError;
-use crate::http::AppState;
 
 /// The merchant whose `Authorization: Bearer <api key>` the request carries.
 pub struct MerchantAuth(pub Merchant);
 
 /// A merchant's `Authorization: Bearer <api key>`, read but not checked yet: for a hot path that
-/// checks it in the same database call as its work ([`MerchantKey::authenticate`] first), which
-/// saves a trip through the pool. A missing or malformed header is refused at once.
-pub struct MerchantKey(String);
+/// checks it in the same database call as its work (the order-creating statement), which saves
+/// a trip through the pool. A missing or malformed header is refused at once.
+pub struct MerchantKey {
+    digest: Vec<u8>,
+}
 
 impl MerchantKey {
-    /// The merchant the key belongs to, or `401` as [`MerchantAuth`] answers.
-    pub fn authenticate(&self, conn: &mut PgConnection) -> Result<Merchant, ApiError> {
-        Ok(merchants::authenticate(conn, &self.0)?)
-    }
-
-    /// What the merchants table holds of the key (its SHA-256).
-    pub fn hash(&self) -> Vec<u8> {
-        sha256(self.0.as_bytes())
+    /// Who the key says the caller is, for [`merchants::authenticate`] or the statement that
+    /// checks it.
+    pub fn creator(&self) -> Creator<'_> {
+        Creator::ApiKeyHash(&self.digest)
     }
 }
 
@@ -41,13 +38,22 @@ impl FromRequest for MerchantKey {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(bearer(req.headers()).map(MerchantKey))
+        ready(bearer(req.headers()).map(|key| MerchantKey {
+            digest: merchants::api_key_digest(&key),
+        }))
     }
 }
 
 /// The operator whose `Authorization: Bearer <token>` the request carries.
 pub struct OperatorAuth {
     pub name: String,
+}
+
+impl OperatorAuth {
+    /// The operator, as the rules record who acted.
+    pub fn operator(&self) -> Operator<'_> {
+        Operator(&self.name)
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
@@ -79,13 +85,13 @@ impl FromRequest for MerchantAuth {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let key = bearer(req.headers());
+        let key = MerchantKey::from_request(req, &mut Payload::None).into_inner();
         let state = state(req);
         Box::pin(async move {
             let (key, state) = (key?, state?);
             let merchant = state
                 .db
-                .run(move |conn| merchants::authenticate(conn, &key))
+                .run(move |conn| merchants::authenticate(conn, key.creator()))
                 .await?;
             Ok(MerchantAuth(merchant))
         })

@@ -8,8 +8,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{MerchantAuth, MerchantKey};
-use crate::core::orders::{self as order_rules, Creation, Creator, OrderLookup, OrderRequest};
+use crate::core::merchants;
+use crate::core::orders::{self as order_rules, Creation, OrderLookup, OrderRequest};
 use crate::domain::{Channel, MerchantOrderId, OrderProtocol, OrderStatus};
+use crate::domain::{MerchantId, OrderId};
 use crate::error::ApiError;
 use crate::http::{AppState, check_text, check_url, parse_json};
 use crate::money::AmountInput;
@@ -128,7 +130,10 @@ pub async fn create_order(
         Ok(request) => request,
         Err(invalid) => {
             // A wrong key is answered before a bad body, as on every merchant endpoint.
-            state.db.run(move |conn| key.authenticate(conn)).await?;
+            state
+                .db
+                .run(move |conn| merchants::authenticate(conn, key.creator()))
+                .await?;
             return Err(invalid);
         }
     };
@@ -139,7 +144,7 @@ pub async fn create_order(
         .run(move |conn| -> Result<_, ApiError> {
             Ok(order_rules::create_order(
                 conn,
-                Creator::ApiKeyHash(&key.hash()),
+                key.creator(),
                 &request,
                 &rules,
             )?)
@@ -270,7 +275,7 @@ pub async fn find_order(
         .db
         .run(move |conn| {
             let lookup = OrderLookup::ByMerchantOrderId(&merchant_order_id);
-            order_rules::read_merchant_order(conn, &merchant.id, lookup)
+            order_rules::read_merchant_order(conn, MerchantId(&merchant.id), lookup)
         })
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
@@ -302,7 +307,9 @@ pub async fn close_order(
     let grace = state.rules.late_payment_grace;
     let order = state
         .db
-        .run(move |conn| order_rules::close_order(conn, &merchant.id, &id, grace))
+        .run(move |conn| {
+            order_rules::close_order(conn, MerchantId(&merchant.id), OrderId(&id), grace)
+        })
         .await?;
     Ok(web::Json(Order::from(&order)))
 }

@@ -19,6 +19,7 @@ use crate::core::notifications::{
     AndroidMetadata, Credentials, Notification, check_android_metadata, check_notification_fields,
 };
 use crate::core::secrets::sha256;
+use crate::domain::NotificationSource;
 use crate::error::ApiError;
 use crate::http::receive::{NotifyResult, receive};
 use crate::http::{AppState, read_body};
@@ -244,9 +245,14 @@ pub async fn forward(
         sign: fields.sign,
         window: state.settings.compat_window,
     };
-    receive(&state, &req, "forward", credentials, body, move |body| {
-        read_forward(body, form)
-    })
+    receive(
+        &state,
+        &req,
+        NotificationSource::Forward,
+        credentials,
+        body,
+        move |body| read_forward(body, form),
+    )
     .await
 }
 

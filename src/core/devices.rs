@@ -14,11 +14,12 @@ use crate::db::devices::{self as device_rows, Device, DeviceChanges, NewDevice};
 use crate::db::payments as payment_rows;
 use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
+use crate::domain::{AuditAction, Operator};
 use crate::domain::{AuthResult, PaymentResult};
 
 pub fn create_device(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     name: &str,
 ) -> Result<Device, RuleError> {
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
@@ -33,8 +34,8 @@ pub fn create_device(
         audit(
             conn,
             operator,
-            "device.create",
-            ("device", &device.id),
+            AuditAction::DeviceCreate,
+            &device.id,
             None,
             serde_json::json!({ "name": name }),
         )?;
@@ -45,7 +46,7 @@ pub fn create_device(
 /// Renames a device, enables or disables it, or changes what it is trusted to report.
 pub fn update_device(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     id: &str,
     changes: &DeviceChanges<'_>,
 ) -> Result<Device, RuleError> {
@@ -55,8 +56,8 @@ pub fn update_device(
         audit(
             conn,
             operator,
-            "device.update",
-            ("device", id),
+            AuditAction::DeviceUpdate,
+            id,
             None,
             serde_json::json!({
                 "name": changes.name,
@@ -73,7 +74,7 @@ pub fn update_device(
 /// listener app must be given the new one).
 pub fn rotate_secret(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     id: &str,
 ) -> Result<Device, RuleError> {
     let secret = Sealed::new(new_device_secret());
@@ -83,8 +84,8 @@ pub fn rotate_secret(
         audit(
             conn,
             operator,
-            "device.rotate_secret",
-            ("device", id),
+            AuditAction::DeviceRotateSecret,
+            id,
             None,
             serde_json::json!({}),
         )?;

@@ -8,11 +8,12 @@ use diesel::PgConnection;
 use crate::core::error::RuleError;
 use crate::core::reconciliation::audit;
 use crate::core::secrets::{new_api_key, new_id, new_md5_key, new_webhook_secret, sha256};
-pub use crate::db::merchants::Merchant;
 use crate::db::merchants::{self as merchant_rows, MerchantChanges, NewMerchant};
+pub use crate::db::merchants::{Creator, Merchant};
 use crate::db::orders::Order;
 use crate::db::sealed::Sealed;
 use crate::db::transaction_with_retry;
+use crate::domain::{AuditAction, Operator};
 
 /// How long the previous webhook secret keeps signing after a rotation.
 pub const WEBHOOK_SECRET_OVERLAP: Duration = Duration::from_secs(24 * 3600);
@@ -25,7 +26,7 @@ pub struct CreatedMerchant {
 
 pub fn create_merchant(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     name: &str,
     notify_url: Option<&str>,
 ) -> Result<CreatedMerchant, RuleError> {
@@ -45,8 +46,8 @@ pub fn create_merchant(
         audit(
             conn,
             operator,
-            "merchant.create",
-            ("merchant", &merchant.id),
+            AuditAction::MerchantCreate,
+            &merchant.id,
             None,
             serde_json::json!({ "name": name, "notify_url": notify_url }),
         )?;
@@ -57,11 +58,23 @@ pub fn create_merchant(
     })
 }
 
-/// The enabled merchant whose API key this is. Keys are stored as SHA-256 digests, so the lookup
-/// compares digests, never the key.
-pub fn authenticate(conn: &mut PgConnection, api_key: &str) -> Result<Merchant, RuleError> {
-    merchant_rows::find_enabled_by_api_key_hash(conn, &sha256(api_key.as_bytes()))?
-        .ok_or_else(|| RuleError::Unauthorized("invalid API key".into()))
+/// The digest of an API key as presented: keys are stored as SHA-256 digests, so merchant
+/// authentication compares digests, never the key.
+pub fn api_key_digest(api_key: &str) -> Vec<u8> {
+    sha256(api_key.as_bytes())
+}
+
+/// The enabled merchant `creator` names, or the refusal every merchant door gives.
+pub fn authenticate(conn: &mut PgConnection, creator: Creator<'_>) -> Result<Merchant, RuleError> {
+    merchant_rows::find_enabled_creator(conn, creator)?.ok_or_else(|| refusal(creator))
+}
+
+/// Why `creator` may not act as a merchant (no enabled merchant is it).
+pub fn refusal(creator: Creator<'_>) -> RuleError {
+    RuleError::Unauthorized(match creator {
+        Creator::ApiKeyHash(_) => "invalid API key".into(),
+        Creator::Merchant(_) => "the merchant is disabled".into(),
+    })
 }
 
 /// The merchant V免签's merchant endpoints act for: the enabled one `SOLOPAY_VMQ_MERCHANT` names.
@@ -95,7 +108,7 @@ pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant
 /// merchant's API key is refused.
 pub fn update_merchant(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     id: &str,
     changes: &MerchantChanges<'_>,
 ) -> Result<Merchant, RuleError> {
@@ -105,8 +118,8 @@ pub fn update_merchant(
         audit(
             conn,
             operator,
-            "merchant.update",
-            ("merchant", id),
+            AuditAction::MerchantUpdate,
+            id,
             None,
             serde_json::json!({
                 "name": changes.name,
@@ -121,7 +134,7 @@ pub fn update_merchant(
 /// A new API key; the old one stops working at once.
 pub fn rotate_api_key(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     id: &str,
 ) -> Result<CreatedMerchant, RuleError> {
     let api_key = new_api_key();
@@ -131,8 +144,8 @@ pub fn rotate_api_key(
         audit(
             conn,
             operator,
-            "merchant.rotate_api_key",
-            ("merchant", id),
+            AuditAction::MerchantRotateApiKey,
+            id,
             None,
             serde_json::json!({}),
         )?;
@@ -146,7 +159,7 @@ pub fn rotate_api_key(
 /// A new webhook secret; the old one keeps signing alongside for [`WEBHOOK_SECRET_OVERLAP`].
 pub fn rotate_webhook_secret(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     id: &str,
 ) -> Result<Merchant, RuleError> {
     let secret = Sealed::new(new_webhook_secret());
@@ -157,8 +170,8 @@ pub fn rotate_webhook_secret(
         audit(
             conn,
             operator,
-            "merchant.rotate_webhook_secret",
-            ("merchant", id),
+            AuditAction::MerchantRotateWebhookSecret,
+            id,
             None,
             serde_json::json!({}),
         )?;

@@ -15,6 +15,7 @@ use crate::db::orders::{self as order_rows, AllocationRequest, ExpiryScope, NotC
 pub use crate::db::orders::{Creation, Creator, Order};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
+use crate::domain::{MerchantId, OrderId};
 use crate::money::Amount;
 use crate::views;
 
@@ -162,10 +163,7 @@ pub fn create_order(
         ))),
         Err(NotCreated::NoPayee) => Err(RuleError::NoPayeeAvailable),
         Err(NotCreated::AmountsExhausted) => Err(RuleError::AmountsExhausted),
-        Err(NotCreated::UnknownCreator) => Err(RuleError::Unauthorized(match creator {
-            Creator::ApiKeyHash(_) => "invalid API key".into(),
-            Creator::Merchant(_) => "the merchant is disabled".into(),
-        })),
+        Err(NotCreated::UnknownCreator) => Err(crate::core::merchants::refusal(creator)),
         Err(NotCreated::Storage(error)) => Err(error.into()),
     }
 }
@@ -217,12 +215,12 @@ pub enum OrderLookup<'a> {
 /// not found.
 pub fn read_merchant_order(
     conn: &mut PgConnection,
-    merchant_id: &str,
+    merchant_id: MerchantId<'_>,
     lookup: OrderLookup<'_>,
 ) -> Result<Option<Order>, RuleError> {
     match lookup {
         OrderLookup::ById(id) => {
-            Ok(read_order(conn, id)?.filter(|order| order.merchant_id == merchant_id))
+            Ok(read_order(conn, id)?.filter(|order| order.merchant_id == merchant_id.as_str()))
         }
         OrderLookup::ByMerchantOrderId(merchant_order_id) => {
             match order_rows::find_by_merchant_order_id(conn, merchant_id, merchant_order_id)? {
@@ -237,8 +235,8 @@ pub fn read_merchant_order(
 /// expired order cannot be closed. Another merchant's order is "not found".
 pub fn close_order(
     conn: &mut PgConnection,
-    merchant_id: &str,
-    id: &str,
+    merchant_id: MerchantId<'_>,
+    id: OrderId<'_>,
     grace: Duration,
 ) -> Result<Order, RuleError> {
     // The inner result is the answer; the outer one aborts the transaction. A refusal commits,

@@ -8,6 +8,7 @@ use crate::core::secrets::new_id;
 use crate::db::payees::{self as payee_rows, FixedCode, NewPayee, Payee, PayeeChanges};
 use crate::db::{StorageError, devices as device_rows, transaction_with_retry};
 use crate::domain::Channel;
+use crate::domain::{AuditAction, Operator};
 use crate::money::Amount;
 
 /// A validated payee to create.
@@ -23,7 +24,7 @@ pub struct PayeeRequest {
 
 pub fn create_payee(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     request: &PayeeRequest,
 ) -> Result<(Payee, Vec<FixedCode>), RuleError> {
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
@@ -69,8 +70,8 @@ pub fn create_payee(
         audit(
             conn,
             operator,
-            "payee.create",
-            ("payee", &payee.id),
+            AuditAction::PayeeCreate,
+            &payee.id,
             None,
             serde_json::json!({
                 "channel": request.channel,
@@ -87,7 +88,7 @@ pub fn create_payee(
 /// replaced). Orders made before keep the code they were given.
 pub fn update_payee(
     conn: &mut PgConnection,
-    operator: &str,
+    operator: Operator<'_>,
     id: &str,
     changes: &PayeeChanges<'_>,
     fixed_amount_codes: Option<&[(Amount, String)]>,
@@ -112,8 +113,8 @@ pub fn update_payee(
         audit(
             conn,
             operator,
-            "payee.update",
-            ("payee", id),
+            AuditAction::PayeeUpdate,
+            id,
             None,
             serde_json::json!({
                 "name": changes.name,

@@ -13,24 +13,25 @@ use crate::db::audit::{self as audit_rows, NewAuditEntry};
 use crate::db::orders::{self as order_rows, Order};
 use crate::db::payments::{self as payment_rows, Payment};
 use crate::db::transaction_with_retry;
-use crate::domain::{OrderStatus, PaymentResult};
+use crate::domain::{AuditAction, Operator, OrderId, OrderStatus, PaymentId, PaymentResult};
 
-/// Records an operator action; part of the action's transaction.
+/// Records an operator action on the object `target_id` (of the kind the action is done to);
+/// part of the action's transaction.
 pub fn audit(
     conn: &mut PgConnection,
-    operator: &str,
-    action: &str,
-    target: (&str, &str),
+    operator: Operator<'_>,
+    action: AuditAction,
+    target_id: &str,
     note: Option<&str>,
     details: serde_json::Value,
 ) -> Result<(), RuleError> {
     audit_rows::insert(
         conn,
         &NewAuditEntry {
-            operator,
+            operator: operator.as_str(),
             action,
-            target_type: target.0,
-            target_id: target.1,
+            target_type: action.target(),
+            target_id,
             note,
             details,
         },
@@ -43,13 +44,13 @@ pub fn audit(
 pub fn mark_paid(
     conn: &mut PgConnection,
     rules: &OrderRules,
-    operator: &str,
-    order_id: &str,
+    operator: Operator<'_>,
+    order_id: OrderId<'_>,
     note: &str,
 ) -> Result<Order, RuleError> {
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
-        let (order, overdue) =
-            order_rows::lock(conn, order_id)?.ok_or_else(|| RuleError::not_found("order"))?;
+        let (order, overdue) = order_rows::lock(conn, order_id.as_str())?
+            .ok_or_else(|| RuleError::not_found("order"))?;
         if order.status == OrderStatus::Paid {
             return Err(RuleError::InvalidState("the order is already paid".into()));
         }
@@ -57,8 +58,8 @@ pub fn mark_paid(
         audit(
             conn,
             operator,
-            "order.mark_paid",
-            ("order", order_id),
+            AuditAction::OrderMarkPaid,
+            order_id.as_str(),
             Some(note),
             serde_json::json!({ "previous_status": order.status }),
         )?;
@@ -78,7 +79,7 @@ pub fn mark_paid(
 pub fn assign_payment(
     conn: &mut PgConnection,
     rules: &OrderRules,
-    operator: &str,
+    operator: Operator<'_>,
     assignment: &Assignment<'_>,
 ) -> Result<(Payment, Order), RuleError> {
     let Assignment {
@@ -138,12 +139,12 @@ pub fn assign_payment(
             )));
         }
         let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
-        let assigned = payment_rows::assign(conn, payment_id, order_id)?;
+        let assigned = payment_rows::assign(conn, PaymentId(payment_id), OrderId(order_id))?;
         audit(
             conn,
             operator,
-            "payment.assign",
-            ("payment", payment_id),
+            AuditAction::PaymentAssign,
+            payment_id,
             note,
             serde_json::json!({
                 "order_id": order_id,

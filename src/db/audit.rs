@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Int8};
 
 use super::schema::audit_log;
+use crate::domain::{AuditAction, AuditTarget};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = audit_log, check_for_backend(diesel::pg::Pg))]
@@ -25,8 +26,8 @@ pub struct AuditEntry {
 #[diesel(table_name = audit_log)]
 pub struct NewAuditEntry<'a> {
     pub operator: &'a str,
-    pub action: &'a str,
-    pub target_type: &'a str,
+    pub action: AuditAction,
+    pub target_type: AuditTarget,
     pub target_id: &'a str,
     pub note: Option<&'a str>,
     pub details: serde_json::Value,

@@ -8,6 +8,7 @@ use diesel::sql_types::{Bool, Interval};
 
 use super::interval;
 use super::schema::forwarder_signatures;
+use crate::domain::DeviceId;
 
 /// Whether this (timestamp, sign) was seen before, and with which body.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,14 +23,14 @@ pub enum Use {
 /// Records a use of (timestamp, sign) by a device; part of the transaction storing the request.
 pub fn record_use(
     conn: &mut PgConnection,
-    device_id: &str,
+    device_id: DeviceId<'_>,
     timestamp_ms: i64,
     sign: &str,
     body_sha256: &[u8],
 ) -> QueryResult<Use> {
     let inserted = diesel::insert_into(forwarder_signatures::table)
         .values((
-            forwarder_signatures::device_id.eq(device_id),
+            forwarder_signatures::device_id.eq(device_id.as_str()),
             forwarder_signatures::timestamp_ms.eq(timestamp_ms),
             forwarder_signatures::sign.eq(sign),
             forwarder_signatures::body_sha256.eq(body_sha256),
@@ -40,7 +41,7 @@ pub fn record_use(
         return Ok(Use::First);
     }
     let first: Vec<u8> = forwarder_signatures::table
-        .find((device_id, timestamp_ms, sign))
+        .find((device_id.as_str(), timestamp_ms, sign))
         .select(forwarder_signatures::body_sha256)
         .first(conn)?;
     Ok(if first == body_sha256 {

@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use diesel::dsl::sql;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Interval, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bool, Interval, Nullable, Text, Timestamptz};
 
 use super::interval;
 use super::schema::merchants;
@@ -47,13 +48,35 @@ pub fn insert(conn: &mut PgConnection, new: &NewMerchant<'_>) -> QueryResult<Mer
         .get_result(conn)
 }
 
-pub fn find_enabled_by_api_key_hash(
+/// Who acts as a merchant: named by id (its request was authenticated another way, such as an
+/// old protocol's md5 sign) or by the SHA-256 of the API key its request carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Creator<'a> {
+    Merchant(&'a str),
+    ApiKeyHash(&'a [u8]),
+}
+
+/// The one test of merchant credentials: an enabled merchant, by id or by key digest. Used by
+/// [`find_enabled_creator`] and inside the statement that creates an order, which checks the key
+/// in the same round trip.
+pub fn is_enabled_creator(
+    creator: Creator<'_>,
+) -> Box<dyn BoxableExpression<merchants::table, Pg, SqlType = Bool> + '_> {
+    match creator {
+        Creator::Merchant(id) => Box::new(merchants::enabled.and(merchants::id.eq(id))),
+        Creator::ApiKeyHash(hash) => {
+            Box::new(merchants::enabled.and(merchants::api_key_hash.eq(hash)))
+        }
+    }
+}
+
+/// The enabled merchant `creator` names, if there is one.
+pub fn find_enabled_creator(
     conn: &mut PgConnection,
-    hash: &[u8],
+    creator: Creator<'_>,
 ) -> QueryResult<Option<Merchant>> {
     merchants::table
-        .filter(merchants::api_key_hash.eq(hash))
-        .filter(merchants::enabled.eq(true))
+        .filter(is_enabled_creator(creator))
         .select(Merchant::as_select())
         .first(conn)
         .optional()

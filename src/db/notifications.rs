@@ -11,6 +11,8 @@ use diesel::sql_types::{Bool, Interval, Text};
 use super::interval;
 use super::schema::notifications;
 use crate::domain::AuthResult;
+use crate::domain::DeviceId;
+use crate::domain::NotificationSource;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
@@ -34,7 +36,7 @@ pub struct RawNotification {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = notifications)]
 pub struct NewRawNotification<'a> {
-    pub source: &'a str,
+    pub source: NotificationSource,
     pub device_id: Option<&'a str>,
     pub auth_result: AuthResult,
     pub auth_headers: &'a serde_json::Value,
@@ -96,7 +98,7 @@ pub fn find_stranded(
 /// a copy (a listener that reuses ids), and moves nothing.
 pub fn first_unprocessed_arrival(
     conn: &mut PgConnection,
-    device_id: &str,
+    device_id: DeviceId<'_>,
     notification_id: &str,
     body_sha256: &[u8],
 ) -> QueryResult<Option<DateTime<Utc>>> {
@@ -104,7 +106,7 @@ pub fn first_unprocessed_arrival(
         .filter(notifications::auth_result.eq(AuthResult::Ok))
         .filter(notifications::payment_id.is_null())
         .filter(notifications::rejection.is_null())
-        .filter(notifications::device_id.eq(device_id))
+        .filter(notifications::device_id.eq(device_id.as_str()))
         .filter(notifications::body_sha256.eq(body_sha256))
         .filter(
             sql::<Bool>("notifications.reading->>'notification_id' = ")

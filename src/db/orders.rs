@@ -13,9 +13,10 @@ use rust_decimal::Decimal;
 
 use super::error::SqlRefusal;
 use super::interval;
-use super::schema::orders;
+use super::schema::{merchants, orders};
 use super::{StorageError, StorageFailure};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
+use crate::domain::{MerchantId, OrderId};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
@@ -68,13 +69,8 @@ pub struct AllocationRequest<'a> {
     pub compat: Option<&'a serde_json::Value>,
 }
 
-/// Whose order it is: an enabled merchant, by id (its request was authenticated already) or by
-/// the SHA-256 of the API key its request carries (checked in the same statement).
-#[derive(Debug, Clone, Copy)]
-pub enum Creator<'a> {
-    Merchant(&'a str),
-    ApiKeyHash(&'a [u8]),
-}
+pub use super::merchants::Creator;
+use super::merchants::is_enabled_creator;
 
 /// What creating an order did: the one outcome type of order creation, from storage to HTTP.
 #[derive(Debug)]
@@ -119,7 +115,11 @@ pub fn create(
     conn: &mut PgConnection,
     req: &AllocationRequest<'_>,
 ) -> Result<Creation, NotCreated> {
-    match CreateOrder(req).get_result::<Order>(conn) {
+    let statement = CreateOrder {
+        request: req,
+        creator_test: is_enabled_creator(req.creator),
+    };
+    match statement.get_result::<Order>(conn) {
         Ok(order) if order.id == req.order_id => Ok(Creation::Created(order)),
         Ok(order) if order.request_fingerprint == req.request_fingerprint => {
             Ok(Creation::Repeated(order))
@@ -134,11 +134,14 @@ pub fn create(
     }
 }
 
-/// `SELECT <the columns of Order> FROM merchants m, solopay_create_order(…, m.id, …) o WHERE
-/// <m is the enabled creator>` as a query of its own, which diesel keeps prepared on each pooled
+/// `SELECT <the columns of Order> FROM merchants, solopay_create_order(…, merchants.id, …) o
+/// WHERE <the merchant is the enabled creator>` ([`is_enabled_creator`]) as a query of its own, which diesel keeps prepared on each pooled
 /// connection (by its SQL text; a `sql_query` is parsed and planned at every call). No row: the
 /// creator is not an enabled merchant, and the function was not called.
-struct CreateOrder<'q>(&'q AllocationRequest<'q>);
+struct CreateOrder<'q> {
+    request: &'q AllocationRequest<'q>,
+    creator_test: Box<dyn BoxableExpression<merchants::table, Pg, SqlType = Bool> + 'q>,
+}
 
 /// The columns [`Order`] reads, in its order.
 const ORDER_COLUMNS: &str = "o.id, o.merchant_id, o.merchant_order_id, o.request_fingerprint, \
@@ -159,14 +162,14 @@ impl RunQueryDsl<PgConnection> for CreateOrder<'_> {}
 
 impl QueryFragment<Pg> for CreateOrder<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let req = self.0;
+        let req = self.request;
         // The columns by name: a prepared `SELECT *` of a table-typed function fails ("cached
         // plan must not change result type") once a later migration adds a column.
         out.push_sql("SELECT ");
         out.push_sql(ORDER_COLUMNS);
-        out.push_sql(" FROM merchants m CROSS JOIN LATERAL solopay_create_order(");
+        out.push_sql(" FROM merchants CROSS JOIN LATERAL solopay_create_order(");
         out.push_bind_param::<Text, _>(&req.order_id)?;
-        out.push_sql(", m.id, ");
+        out.push_sql(", merchants.id, ");
         out.push_bind_param::<Text, _>(&req.merchant_order_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Bytea, _>(&req.request_fingerprint)?;
@@ -196,18 +199,9 @@ impl QueryFragment<Pg> for CreateOrder<'_> {
         out.push_bind_param::<Text, _>(&req.protocol)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Jsonb>, _>(&req.compat)?;
-        out.push_sql(") o WHERE m.enabled AND ");
-        match &req.creator {
-            Creator::Merchant(id) => {
-                out.push_sql("m.id = ");
-                out.push_bind_param::<Text, _>(id)?;
-            }
-            Creator::ApiKeyHash(hash) => {
-                out.push_sql("m.api_key_hash = ");
-                out.push_bind_param::<Bytea, _>(hash)?;
-            }
-        }
-        Ok(())
+        out.push_sql(") o WHERE ");
+        // The function runs for the enabled creator only: the one merchant test there is.
+        self.creator_test.walk_ast(out.reborrow())
     }
 }
 
@@ -238,11 +232,11 @@ pub fn find_with_overdue(conn: &mut PgConnection, id: &str) -> QueryResult<Optio
 
 pub fn find_by_merchant_order_id(
     conn: &mut PgConnection,
-    merchant_id: &str,
+    merchant_id: MerchantId<'_>,
     merchant_order_id: &str,
 ) -> QueryResult<Option<Order>> {
     orders::table
-        .filter(orders::merchant_id.eq(merchant_id))
+        .filter(orders::merchant_id.eq(merchant_id.as_str()))
         .filter(orders::merchant_order_id.eq(merchant_order_id))
         .select(Order::as_select())
         .first(conn)
@@ -252,12 +246,12 @@ pub fn find_by_merchant_order_id(
 /// Locks a merchant's order for a state change; with whether it is overdue.
 pub fn lock_for_merchant(
     conn: &mut PgConnection,
-    merchant_id: &str,
-    id: &str,
+    merchant_id: MerchantId<'_>,
+    id: OrderId<'_>,
 ) -> QueryResult<Option<(Order, bool)>> {
     orders::table
-        .find(id)
-        .filter(orders::merchant_id.eq(merchant_id))
+        .find(id.as_str())
+        .filter(orders::merchant_id.eq(merchant_id.as_str()))
         .select((Order::as_select(), overdue()))
         .for_update()
         .first(conn)

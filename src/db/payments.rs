@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 
 use super::schema::payments;
 use crate::domain::{Channel, PaymentResult};
+use crate::domain::{DeviceId, OrderId, PaymentId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
@@ -71,11 +72,11 @@ pub fn insert_if_new(
 
 pub fn find_by_notification_id(
     conn: &mut PgConnection,
-    device_id: &str,
+    device_id: DeviceId<'_>,
     notification_id: &str,
 ) -> QueryResult<Payment> {
     payments::table
-        .filter(payments::device_id.eq(device_id))
+        .filter(payments::device_id.eq(device_id.as_str()))
         .filter(payments::notification_id.eq(notification_id))
         .select(Payment::as_select())
         .first(conn)
@@ -228,8 +229,12 @@ pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
 }
 
 /// The operator's decision: this payment pays that order.
-pub fn assign(conn: &mut PgConnection, id: &str, order_id: &str) -> QueryResult<Payment> {
-    set_matched(conn, id, order_id)
+pub fn assign(
+    conn: &mut PgConnection,
+    id: PaymentId<'_>,
+    order_id: OrderId<'_>,
+) -> QueryResult<Payment> {
+    set_matched(conn, id.as_str(), order_id.as_str())
 }
 
 /// The payment that paid an order, if a payment did.

@@ -11,6 +11,7 @@ use crate::core::notifications::{
     Credentials, Notification, receive_notification, refuse_unreadable,
 };
 use crate::db::payments::Payment;
+use crate::domain::NotificationSource;
 use crate::domain::PaymentResult;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -45,7 +46,7 @@ impl From<&Payment> for NotifyResult {
 pub async fn receive<F>(
     state: &AppState,
     req: &HttpRequest,
-    source: &'static str,
+    source: NotificationSource,
     credentials: Credentials,
     body: web::Bytes,
     read: F,

@@ -24,6 +24,7 @@ use crate::db::sealed::Sealed;
 use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
 use crate::db::{Db, merchants as merchant_rows};
 use crate::db::{StorageError, StorageFailure};
+use crate::domain::{AuditAction, Operator};
 use crate::domain::{DeliveryKind, EventType};
 use crate::metrics::Metrics;
 use sender::{Request, Sender};
@@ -306,7 +307,11 @@ struct RecordedAttempt {
 }
 
 /// Makes a delivery due again with a fresh retry schedule and wakes the workers.
-pub fn redeliver(conn: &mut PgConnection, operator: &str, id: &str) -> Result<Delivery, RuleError> {
+pub fn redeliver(
+    conn: &mut PgConnection,
+    operator: Operator<'_>,
+    id: &str,
+) -> Result<Delivery, RuleError> {
     conn.transaction(|conn| {
         let Some(delivery) = delivery_rows::redeliver(conn, id)? else {
             return Err(match delivery_rows::find(conn, id)? {
@@ -320,8 +325,8 @@ pub fn redeliver(conn: &mut PgConnection, operator: &str, id: &str) -> Result<De
         crate::core::reconciliation::audit(
             conn,
             operator,
-            "webhook.redeliver",
-            ("webhook_delivery", id),
+            AuditAction::WebhookRedeliver,
+            id,
             None,
             serde_json::json!({ "previous_status": delivery.status }),
         )?;

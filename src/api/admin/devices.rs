@@ -97,7 +97,7 @@ pub async fn create_device(
     let (row, trust) = state
         .db
         .run(move |conn| -> Result<_, ApiError> {
-            let row = create(conn, &operator.name, &request.name)?;
+            let row = create(conn, operator.operator(), &request.name)?;
             let trust = Trust::of_device(conn, &row)?;
             Ok((row, trust))
         })
@@ -201,7 +201,7 @@ pub async fn update_device(
                     .map(|list| list.map(|packages| packages.into_iter().map(Some).collect())),
                 trust_unlabelled: request.trust_unlabelled,
             };
-            update(conn, &operator.name, &id, &changes)?;
+            update(conn, operator.operator(), &id, &changes)?;
             let (row, online) = device_rows::find_with_online(conn, &id, offline_after)?
                 .ok_or_else(|| ApiError::not_found("device"))?;
             let trust = Trust::of_device(conn, &row)?;
@@ -239,7 +239,7 @@ pub async fn rotate_device_secret(
     let id = id.into_inner();
     let device = state
         .db
-        .run(move |conn| rotate_secret(conn, &operator.name, &id))
+        .run(move |conn| rotate_secret(conn, operator.operator(), &id))
         .await?;
     Ok(web::Json(RotatedDeviceSecret {
         id: device.id,

@@ -99,7 +99,7 @@ pub async fn create_merchant(
         .run(move |conn| -> Result<_, RuleError> {
             create(
                 conn,
-                &operator.name,
+                operator.operator(),
                 &request.name,
                 request.notify_url.as_deref(),
             )
@@ -166,7 +166,7 @@ pub async fn rotate_webhook_secret(
     let id = id.into_inner();
     let merchant = state
         .db
-        .run(move |conn| rotate_secret(conn, &operator.name, &id))
+        .run(move |conn| rotate_secret(conn, operator.operator(), &id))
         .await?;
     Ok(web::Json(RotatedWebhookSecret {
         id: merchant.id,
@@ -223,7 +223,7 @@ pub async fn update_merchant(
                 enabled: request.enabled,
                 notify_url: request.notify_url.as_ref().map(Option::as_deref),
             };
-            Ok(update(conn, &operator.name, &id, &changes)?)
+            Ok(update(conn, operator.operator(), &id, &changes)?)
         })
         .await?;
     Ok(web::Json(Merchant::from(&merchant)))
@@ -257,7 +257,7 @@ pub async fn rotate_api_key(
     let id = id.into_inner();
     let CreatedMerchant { merchant, api_key } = state
         .db
-        .run(move |conn| rotate_key(conn, &operator.name, &id))
+        .run(move |conn| rotate_key(conn, operator.operator(), &id))
         .await?;
     Ok(web::Json(RotatedApiKey {
         id: merchant.id,

@@ -14,6 +14,7 @@ use crate::core::reconciliation::mark_paid as pay_by_hand;
 use crate::db::orders::{self as order_rows, OrderFilter};
 use crate::db::webhooks::{self as delivery_rows, DeliveryFilter};
 use crate::db::{audit as audit_rows, events as event_rows, payments as payment_rows};
+use crate::domain::OrderId;
 use crate::domain::{Channel, EventType, OrderStatus};
 use crate::error::ApiError;
 use crate::http::{AppState, check_text, parse_json};
@@ -220,7 +221,15 @@ pub async fn mark_paid(
     let rules = state.rules.clone();
     let order = state
         .db
-        .run(move |conn| pay_by_hand(conn, &rules, &operator.name, &id, &request.note))
+        .run(move |conn| {
+            pay_by_hand(
+                conn,
+                &rules,
+                operator.operator(),
+                OrderId(&id),
+                &request.note,
+            )
+        })
         .await?;
     Ok(web::Json(admin_order(&order)))
 }

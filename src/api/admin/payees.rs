@@ -153,7 +153,7 @@ pub async fn create_payee(
         .validate()?;
     let (row, codes) = state
         .db
-        .run(move |conn| create(conn, &operator.name, &request))
+        .run(move |conn| create(conn, operator.operator(), &request))
         .await?;
     Ok(HttpResponse::Created().json(payee(&row, &codes)))
 }
@@ -237,7 +237,7 @@ pub async fn update_payee(
             };
             Ok(update(
                 conn,
-                &operator.name,
+                operator.operator(),
                 &id,
                 &changes,
                 codes.as_deref(),

@@ -138,7 +138,7 @@ pub async fn assign(
             assign_payment(
                 conn,
                 &rules,
-                &operator.name,
+                operator.operator(),
                 &Assignment {
                     payment_id: &id,
                     order_id: &request.order_id,

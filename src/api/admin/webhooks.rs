@@ -196,7 +196,7 @@ pub async fn redeliver(
     let (row, kind) = state
         .db
         .run(move |conn| -> Result<_, ApiError> {
-            let row = crate::webhooks::redeliver(conn, &operator.name, &id)?;
+            let row = crate::webhooks::redeliver(conn, operator.operator(), &id)?;
             let (_, kind) = delivery_rows::find(conn, &id)?
                 .ok_or_else(|| ApiError::not_found("webhook delivery"))?;
             Ok((row, kind))

@@ -12,6 +12,7 @@ use crate::core::compat::{epay_time, epay_type};
 use crate::core::merchants::merchant_by_pid;
 use crate::core::orders::{self as order_rules, Order, OrderLookup};
 use crate::core::secrets::constant_time_eq;
+use crate::domain::MerchantId;
 use crate::domain::OrderStatus;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -135,7 +136,9 @@ pub async fn api(
                 return Err(ApiError::Unauthorized("商户密钥错误 (wrong key)".into()));
             }
             let order = match query.lookup() {
-                Some(lookup) => order_rules::read_merchant_order(conn, &merchant.id, lookup)?,
+                Some(lookup) => {
+                    order_rules::read_merchant_order(conn, MerchantId(&merchant.id), lookup)?
+                }
                 None => None,
             }
             .ok_or_else(|| ApiError::not_found("order"))?;

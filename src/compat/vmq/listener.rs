@@ -13,6 +13,7 @@ use crate::core::error::RuleError;
 use crate::core::notifications::{
     AndroidMetadata, Credentials, Notification, check_notification_fields,
 };
+use crate::domain::NotificationSource;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::receive::receive;
@@ -196,9 +197,14 @@ pub async fn app_push(
         let credentials = push.credentials(state.settings.compat_window);
         let raw = push.raw.clone();
         // Recorded like any notification; its native answer is not V免签's.
-        receive(&state, &req, "vmq", credentials, raw, move |_| {
-            push.notification()
-        })
+        receive(
+            &state,
+            &req,
+            NotificationSource::Vmq,
+            credentials,
+            raw,
+            move |_| push.notification(),
+        )
         .await?;
         Ok(VmqOutcome::Success(None))
     })

@@ -15,6 +15,7 @@ use crate::core::merchants::{Merchant, vmq_merchant};
 use crate::core::orders::{
     self as order_rules, Creation, Creator, Order, OrderLookup, OrderRequest,
 };
+use crate::domain::{MerchantId, OrderId};
 use crate::domain::{MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -209,8 +210,9 @@ impl VmqOrderQuery {
             .run(move |conn| -> Result<_, ApiError> {
                 let merchant = vmq_merchant(conn, merchant_id.as_deref())?;
                 let lookup = OrderLookup::ById(&self.order_id);
-                let order = order_rules::read_merchant_order(conn, &merchant.id, lookup)?
-                    .ok_or_else(|| ApiError::not_found("order"))?;
+                let order =
+                    order_rules::read_merchant_order(conn, MerchantId(&merchant.id), lookup)?
+                        .ok_or_else(|| ApiError::not_found("order"))?;
                 Ok((order, merchant))
             })
             .await
@@ -312,8 +314,8 @@ pub async fn close_order(
                     signing_merchant(conn, merchant_id.as_deref(), order_id, &request.sign)?;
                 Ok(order_rules::close_order(
                     conn,
-                    &merchant.id,
-                    order_id,
+                    MerchantId(&merchant.id),
+                    OrderId(order_id),
                     grace,
                 )?)
             })

@@ -15,6 +15,7 @@ use crate::core::signing::{
 use crate::db::devices::{self as device_rows, Device};
 use crate::db::forwarder_signatures::{self as forwarder_rows, Use};
 use crate::domain::AuthResult;
+use crate::domain::DeviceId;
 
 /// How a request proves which device sent it, as received (any part may be missing).
 #[derive(Debug, Clone, Serialize)]
@@ -183,8 +184,13 @@ pub fn check_credentials(
                     // Recorded as the service writes it: the sign has several spellings that
                     // verify (encoded or not, `+` or space), and each must count as this one.
                     let canonical = forwarder_sign(device.secret.expose(), timestamp);
-                    match forwarder_rows::record_use(conn, &device.id, ms, &canonical, body_sha256)?
-                    {
+                    match forwarder_rows::record_use(
+                        conn,
+                        DeviceId(&device.id),
+                        ms,
+                        &canonical,
+                        body_sha256,
+                    )? {
                         Use::First | Use::SameBody => AuthResult::Ok,
                         Use::OtherBody => AuthResult::Replayed,
                     }

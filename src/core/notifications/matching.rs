@@ -21,6 +21,7 @@ use crate::db::notifications as raw_rows;
 use crate::db::orders::Order;
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
 use crate::db::{orders as order_rows, payees as payee_rows, transaction_with_retry};
+use crate::domain::DeviceId;
 use crate::domain::{OrderStatus, PaymentResult};
 use crate::money::Amount;
 
@@ -98,7 +99,7 @@ pub fn record_payment(
         let Some(payment) = inserted else {
             let first = payment_rows::find_by_notification_id(
                 conn,
-                &device.id,
+                DeviceId(&device.id),
                 &notification.notification_id,
             )?;
             raw_rows::set_payment(conn, report.raw_id, &first.id)?;
@@ -145,7 +146,7 @@ fn match_payment(
 
         let mut arrived_at = raw_rows::first_unprocessed_arrival(
             conn,
-            &device.id,
+            DeviceId(&device.id),
             &notification.notification_id,
             report.body_sha256,
         )?

@@ -28,7 +28,7 @@ use crate::db::notifications::{self as raw_rows, NewRawNotification};
 use crate::db::payments::Payment;
 use crate::db::transaction_with_retry;
 use crate::db::{StorageError, StorageFailure};
-use crate::domain::{AuthResult, PaymentResult};
+use crate::domain::{AuthResult, NotificationSource, PaymentResult};
 
 /// Replaces U+0000 in every string of a JSON value with U+FFFD.
 fn replace_nul(value: &mut serde_json::Value) {
@@ -49,7 +49,7 @@ const REFUSED_BODY_BYTES: usize = 1024;
 pub fn receive_notification(
     conn: &mut PgConnection,
     rules: &OrderRules,
-    source: &str,
+    source: NotificationSource,
     credentials: &Credentials,
     body: &[u8],
     remote_addr: Option<&str>,
