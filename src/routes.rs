@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::api::extract::require_operator;
 use crate::api::{admin, devices, ops, orders};
 use crate::compat::{epay, forwarder, page, vmq};
 use crate::error::Problem;
@@ -58,6 +59,7 @@ fn authenticated(cfg: &mut ServiceConfig) {
         .service(orders::close_order)
         .service(
             utoipa_actix_web::scope("/admin")
+                .wrap(from_fn(require_operator))
                 .service(admin::merchants::create_merchant)
                 .service(admin::merchants::list_merchants)
                 .service(admin::devices::create_device)

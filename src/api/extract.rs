@@ -11,9 +11,11 @@ use crate::db::merchants::Merchant;
 use crate::domain::Operator;
 use crate::error::ApiError;
 use crate::http::AppState;
-use actix_web::dev::Payload;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderMap};
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 
 /// The merchant whose `Authorization: Bearer <api key>` the request carries.
 pub struct MerchantAuth(pub Merchant);
@@ -45,6 +47,7 @@ impl FromRequest for MerchantKey {
 }
 
 /// The operator whose `Authorization: Bearer <token>` the request carries.
+#[derive(Clone)]
 pub struct OperatorAuth {
     pub name: String,
 }
@@ -98,26 +101,53 @@ impl FromRequest for MerchantAuth {
     }
 }
 
+impl OperatorAuth {
+    /// Authenticates the operator token a request carries; [`require_operator`] calls it for
+    /// every request to the operator's routes before anything else is read.
+    async fn authenticate(req: &HttpRequest) -> Result<OperatorAuth, ApiError> {
+        let (token, state) = (bearer(req.headers())?, state(req)?);
+        let configured = state
+            .settings
+            .admin_token
+            .as_ref()
+            .map(|t| t.expose().clone());
+        let name = state
+            .db
+            .run(move |conn| operators::authenticate(conn, configured.as_deref(), &token))
+            .await?;
+        Ok(OperatorAuth { name })
+    }
+}
+
+/// The operator routes' guard (`routes.rs` wraps the `/admin` scope in it): the token is checked
+/// before the query, the path or the body is read, so a wrong token is always `401`, whatever
+/// else is wrong with the request. The handlers then read who acted with [`OperatorAuth`].
+pub async fn require_operator(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    match OperatorAuth::authenticate(req.request()).await {
+        Ok(operator) => {
+            req.extensions_mut().insert(operator);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(refused) => {
+            let response = refused.error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
 impl FromRequest for OperatorAuth {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req.headers());
-        let state = state(req);
-        Box::pin(async move {
-            let (token, state) = (token?, state?);
-            let configured = state
-                .settings
-                .admin_token
-                .as_ref()
-                .map(|t| t.expose().clone());
-            let name = state
-                .db
-                .run(move |conn| operators::authenticate(conn, configured.as_deref(), &token))
-                .await?;
-            Ok(OperatorAuth { name })
-        })
+        ready(
+            req.extensions_mut()
+                .remove::<OperatorAuth>()
+                .ok_or_else(|| ApiError::internal("an operator route outside the /admin guard")),
+        )
     }
 }
 

@@ -10,6 +10,9 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::metrics::Snapshot;
 
+/// How long `/readyz` may take.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(900);
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     #[schema(example = "ok")]
@@ -35,10 +38,17 @@ pub async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let ready = state
-        .db
-        .run(|conn| -> Result<_, ApiError> { Ok(is_ready(conn)?) })
-        .await?;
+    // Within a second, whatever the pool's timeout: a health checker's own timeout is short.
+    let ready = tokio::time::timeout(
+        READY_WITHIN,
+        state
+            .db
+            .run_within(READY_WITHIN, |conn| -> Result<_, ApiError> {
+                Ok(is_ready(conn)?)
+            }),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable("the database did not answer within a second".into()))??;
     if !ready {
         return Err(ApiError::Unavailable(
             "database migrations are pending".into(),

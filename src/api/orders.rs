@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -13,7 +13,7 @@ use crate::core::orders::{self as order_rules, Creation, OrderLookup, OrderReque
 use crate::domain::{Channel, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::domain::{MerchantId, OrderId};
 use crate::error::ApiError;
-use crate::http::{AppState, check_text, check_url, parse_json};
+use crate::http::{AppState, check_text, check_url, parse_json, parse_query};
 use crate::money::AmountInput;
 use crate::views::{Order, PublicOrder};
 
@@ -141,7 +141,7 @@ pub async fn create_order(
     // The key is checked by the statement that creates the order.
     let creation = state
         .db
-        .run(move |conn| -> Result<_, ApiError> {
+        .run_allocating(Some(request.channel), move |conn| -> Result<_, ApiError> {
             Ok(order_rules::create_order(
                 conn,
                 key.creator(),
@@ -247,6 +247,7 @@ async fn wait_for_change(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FindQuery {
     /// The merchant's own order number.
     pub merchant_order_id: String,
@@ -268,9 +269,10 @@ pub struct FindQuery {
 pub async fn find_order(
     state: web::Data<AppState>,
     MerchantAuth(merchant): MerchantAuth,
-    query: web::Query<FindQuery>,
+    req: HttpRequest,
 ) -> Result<web::Json<Order>, ApiError> {
-    let merchant_order_id = query.into_inner().merchant_order_id;
+    // Read after the key checked out: a wrong key is 401 whatever the query says.
+    let merchant_order_id = parse_query::<FindQuery>(&req)?.merchant_order_id;
     let order = state
         .db
         .run(move |conn| {

@@ -3,7 +3,11 @@
 //! paid (`/pay/{id}/return`). Small and self-contained: the QR code is drawn on the server as
 //! inline SVG; no script, style or font is fetched from anywhere.
 
-use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue, LOCATION, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use actix_web::{HttpResponse, get, web};
 
 use crate::core::compat::return_location;
@@ -50,18 +54,19 @@ font-size:14px}.qr svg{width:240px;height:240px}.status{font-size:15px;color:#55
 .gone{color:#b91c1c}";
 
 /// A page with a title and a message (errors of the browser-facing protocols).
-pub fn message_page(title: &str, message: &str) -> String {
+fn message_page(title: &str, message: &str, nonce: &Nonce) -> String {
     format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title}</title><style>{STYLE}</style></head><body><main><h1>{title}</h1>\
+         <title>{title}</title><style nonce=\"{nonce}\">{STYLE}</style></head><body><main><h1>{title}</h1>\
          <p class=\"status gone\">{message}</p></main></body></html>",
         title = escape(title),
         message = escape(message),
+        nonce = nonce.0,
     )
 }
 
-fn payment_page(order: &Order) -> String {
+fn payment_page(order: &Order, nonce: &Nonce) -> String {
     let amount = Amount::from_stored(order.payable_amount).to_string();
     let title = order.subject.as_deref().unwrap_or("订单支付");
     let channel = match order.channel {
@@ -83,10 +88,10 @@ fn payment_page(order: &Order) -> String {
     format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>支付 ¥{amount}</title><style>{STYLE}</style></head><body><main>\
+         <title>支付 ¥{amount}</title><style nonce=\"{nonce}\">{STYLE}</style></head><body><main>\
          <h1>{title}</h1><p class=\"amount\">¥{amount}</p><p class=\"hint\">{hint}</p>\
          <div class=\"qr\">{qr}</div><p id=\"status\" class=\"{status_class}\">{status_text}</p>\
-         <p id=\"countdown\" class=\"status\"></p></main><script>\
+         <p id=\"countdown\" class=\"status\"></p></main><script nonce=\"{nonce}\">\
          const id={id},expires=Date.parse({expires}),st=document.getElementById('status'),\
          cd=document.getElementById('countdown');let over=false;\
          function show(c,t){{st.className='status '+c;st.textContent=t;over=true;cd.textContent='';}}\
@@ -103,13 +108,49 @@ fn payment_page(order: &Order) -> String {
         id = serde_json::Value::String(order.id.clone()),
         expires = serde_json::Value::String(order.expires_at.to_rfc3339()),
         pending = order.status == OrderStatus::Pending,
+        nonce = nonce.0,
     )
 }
 
-fn page_response(body: String) -> HttpResponse {
-    HttpResponse::Ok()
+/// The one-time value that lets this response's own style and script run, and nothing else.
+struct Nonce(String);
+
+impl Nonce {
+    fn new() -> Nonce {
+        use base64::Engine;
+        let bytes: [u8; 16] = rand::random();
+        Nonce(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+}
+
+/// A page, with the headers that keep it from being framed, sniffed or made to run anything but
+/// its own inline style and script (the `nonce` they carry); it reaches only this service.
+fn page_response(body: String, nonce: &Nonce) -> HttpResponse {
+    page_with_status(StatusCode::OK, body, nonce)
+}
+
+/// A page saying why a browser's request was refused, with `status`.
+pub fn refusal_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    let nonce = Nonce::new();
+    page_with_status(status, message_page(title, message, &nonce), &nonce)
+}
+
+fn page_with_status(status: StatusCode, body: String, nonce: &Nonce) -> HttpResponse {
+    HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((
+            CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+                 img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+                 frame-ancestors 'none'",
+                nonce = nonce.0
+            ),
+        ))
+        .insert_header((X_FRAME_OPTIONS, "DENY"))
+        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((REFERRER_POLICY, "same-origin"))
         .body(body)
 }
 
@@ -134,7 +175,8 @@ pub async fn pay_page(
             order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))
         })
         .await?;
-    Ok(page_response(payment_page(&order)))
+    let nonce = Nonce::new();
+    Ok(page_response(payment_page(&order, &nonce), &nonce))
 }
 
 /// Back to the shop once paid: the order's return URL, with the old protocols' signed fields.
@@ -163,13 +205,18 @@ pub async fn pay_return(
             Ok((order, location))
         })
         .await?;
+    let nonce = Nonce::new();
+    // A return URL that cannot be a header (stored before URLs were checked for line breaks)
+    // is not followed: the payer is told the order is paid.
+    let location = location.and_then(|location| HeaderValue::try_from(location).ok());
     Ok(match (order.status, location) {
         (OrderStatus::Paid, Some(location)) => HttpResponse::Found()
             .insert_header((LOCATION, location))
             .finish(),
-        (OrderStatus::Paid, None) => {
-            page_response(message_page("支付成功", "订单已支付，可以关闭此页面。"))
-        }
-        _ => page_response(payment_page(&order)),
+        (OrderStatus::Paid, None) => page_response(
+            message_page("支付成功", "订单已支付，可以关闭此页面。", &nonce),
+            &nonce,
+        ),
+        _ => page_response(payment_page(&order, &nonce), &nonce),
     })
 }

@@ -21,6 +21,7 @@ pub mod sql_sources;
 pub mod startup;
 pub mod webhooks;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ use tokio::sync::Semaphore;
 pub use error::{StorageError, StorageFailure};
 use pool::PgPool;
 
+use crate::domain::Channel;
+
 /// The pool, and the one way handlers and background tasks reach the database.
 ///
 /// Work waits for a free connection on the async side (a semaphore as large as the pool) before
@@ -40,6 +43,10 @@ use pool::PgPool;
 pub struct Db {
     pool: PgPool,
     slots: Arc<Semaphore>,
+    /// The share of the pool that work waiting on a payee's lock may hold, per channel (half of
+    /// it): a payee whose lock is held up cannot take the connections that polls, notifications
+    /// and the other channel's payees need.
+    allocation_slots: HashMap<Channel, Arc<Semaphore>>,
 }
 
 impl Db {
@@ -47,7 +54,15 @@ impl Db {
         // A u32 fits a usize wherever tokio runs.
         let permits = usize::try_from(pool.max_size()).unwrap_or(Semaphore::MAX_PERMITS);
         let slots = Arc::new(Semaphore::new(permits));
-        Db { pool, slots }
+        let allocation_slots = Channel::ALL
+            .iter()
+            .map(|channel| (*channel, Arc::new(Semaphore::new(permits.div_ceil(2)))))
+            .collect();
+        Db {
+            pool,
+            slots,
+            allocation_slots,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -63,7 +78,47 @@ impl Db {
         E: StorageFailure + Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
     {
+        self.run_within(self.pool.connection_timeout(), work).await
+    }
+
+    /// [`Db::run`] for work that takes a payee's lock of `channel` (creating an order): it holds
+    /// one of that channel's allocation slots too, so that at most half the pool waits on the
+    /// channel's payee locks at once. A slot not free within the pool's timeout is
+    /// `PoolExhausted`, as a busy pool is. Without a channel (a request that names none is
+    /// refused before it allocates) it is [`Db::run`].
+    pub async fn run_allocating<T, E, F>(&self, channel: Option<Channel>, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: StorageFailure + Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+    {
         let timeout = self.pool.connection_timeout();
+        let Some(lane) = channel.and_then(|channel| self.allocation_slots.get(&channel)) else {
+            return self.run_within(timeout, work).await;
+        };
+        let started = Instant::now();
+        let _allocating = tokio::time::timeout(timeout, lane.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                tracing::warn!(
+                    channel = ?channel,
+                    "no allocation slot became free in time (a payee's lock is held up?)"
+                );
+                E::from(StorageError::PoolExhausted)
+            })?
+            .map_err(|_| E::from(StorageError::PoolExhausted))?;
+        self.run_within(timeout.saturating_sub(started.elapsed()), work)
+            .await
+    }
+
+    /// [`Db::run`], waiting at most `timeout` for a connection (`/readyz` answers within a
+    /// second, whatever the pool's timeout).
+    pub async fn run_within<T, E, F>(&self, timeout: Duration, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: StorageFailure + Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+    {
         let started = Instant::now();
         let slot = tokio::time::timeout(timeout, self.slots.clone().acquire_owned())
             .await

@@ -67,6 +67,16 @@ pub fn contains_nul(value: &serde_json::Value) -> bool {
     }
 }
 
+/// Reads a request's query string, where a handler must check credentials first (extractors run
+/// together, and whichever fails first would answer).
+pub fn parse_query<T: serde::de::DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|error| ApiError::InvalidRequest(format!("invalid query string: {error}")))
+}
+
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error: QueryPayloadError, _| {
         ApiError::InvalidRequest(format!("invalid query string: {error}")).into()

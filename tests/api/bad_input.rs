@@ -268,6 +268,58 @@ async fn every_route_refuses_an_oversized_body_and_changes_nothing() {
     assert_eq!(app.get_order(order_id).await["status"], "pending");
 }
 
+/// Credentials are checked before anything else but the body limit: a wrong or malformed token
+/// with a bad or missing query is `401`, every time (they raced: 400 or 401 at random).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_401_whatever_else_is_wrong_with_the_request() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let paths = [
+        "/admin/summary",
+        "/admin/summary?from=yesterday",
+        "/admin/orders?status=bogus",
+        "/admin/payments?result=bogus&limit=0",
+        "/admin/webhooks?status=bogus",
+        "/admin/audit?limit=-1",
+        "/admin/no-such-route",
+        "/orders",
+        "/orders?merchant_order_id=a&colour=red",
+    ];
+    for path in paths {
+        for token in ["test-operator-token-wrong", "sk_wrong", ""] {
+            let statuses: std::collections::BTreeSet<u16> =
+                futures_util::future::join_all((0..30).map(|_| {
+                    let request = app.client.get(app.url(path));
+                    let request = if token.is_empty() {
+                        request.header("authorization", "Bearer")
+                    } else {
+                        request.bearer_auth(token)
+                    };
+                    async move { request.send().await.unwrap().status().as_u16() }
+                }))
+                .await
+                .into_iter()
+                .collect();
+            assert_eq!(
+                statuses,
+                [401].into(),
+                "{path} with {token:?}: {statuses:?}"
+            );
+        }
+    }
+    // With the right credentials, the same requests are judged on what they say.
+    let bad_query = app.admin_get("/admin/orders?status=bogus").await;
+    assert_problem(bad_query, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let missing = app
+        .client
+        .get(app.url("/orders"))
+        .bearer_auth(&merchant.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(missing, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_refused_and_change_nothing() {
     let TestEnv { app, db } = spawn_app().await;

@@ -802,3 +802,99 @@ async fn protocols_switched_off_answer_404() {
         assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
 }
+
+/// The payment page runs only its own style and script (a nonce in a strict CSP), cannot be
+/// framed or sniffed; a return URL with a line break is refused when given, and one stored by an
+/// older release never breaks the way back (the payer is told the order is paid instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payment_page_is_locked_down_and_a_stored_return_url_never_breaks_it() {
+    let (env, vmq_app, _merchant, key) = vmq_setup(local_webhooks).await;
+    let app = &vmq_app;
+    let listener = env.app.online_listener("wechat").await.device;
+    let no_redirect = solopay::webhooks::sender::http_client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // A returnUrl with CR/LF is refused at once.
+    let mut fields = create_order_fields("P-crlf", "1", "5.00", "", "https://shop.example/n", &key);
+    fields[5].1 = "https://shop.example/r\r\nSet-Cookie: a=b".into();
+    let refused = vmq(get(app, "/createOrder", &fields).await).await;
+    assert_eq!(refused["code"], -1, "{refused}");
+    assert_eq!(env.db.count("SELECT count(*) FROM orders").await, 0);
+
+    let created = vmq(get(
+        app,
+        "/createOrder",
+        &create_order_fields("P-1", "1", "5.00", "", "https://shop.example/n", &key),
+    )
+    .await)
+    .await;
+    let order_id = created["data"]["orderId"].as_str().unwrap().to_string();
+    let page = no_redirect
+        .get(app.url(&format!("/pay/{order_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let policy = header("content-security-policy");
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let nonce = policy
+        .split("script-src 'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap()
+        .to_string();
+    assert!(nonce.len() >= 22, "{policy}");
+    let body = page.text().await.unwrap();
+    assert_eq!(
+        body.matches(&format!("nonce=\"{nonce}\"")).count(),
+        2,
+        "style and script"
+    );
+    assert!(!body.contains("<script>") && !body.contains("<style>"));
+    // Each page has its own nonce.
+    let again = no_redirect
+        .get(app.url(&format!("/pay/{order_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !again.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains(&nonce)
+    );
+
+    // An older release stored a return URL with a line break; the order is paid.
+    env.db
+        .execute(&format!(
+            "UPDATE orders SET return_url = 'https://shop.example/r' || chr(13) || chr(10) || 'x: y' \
+             WHERE id = '{order_id}'"
+        ))
+        .await;
+    assert_eq!(
+        created["data"]["reallyPrice"].as_f64(),
+        Some(5.0),
+        "{created}"
+    );
+    let paid = app.pay(&listener, "wechat", "5.00").await;
+    assert_eq!(paid["result"], "matched", "{paid}");
+    let back = no_redirect
+        .get(app.url(&format!("/pay/{order_id}/return")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), StatusCode::OK);
+    assert!(back.headers().contains_key("content-security-policy"));
+    assert!(back.text().await.unwrap().contains("支付成功"));
+}

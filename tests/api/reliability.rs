@@ -258,6 +258,83 @@ async fn the_limit_covers_every_route_but_the_authenticated_ones_and_health() {
     }
 }
 
+/// A bulkhead: with one payee's lock held (a stuck transaction) and 30 creates waiting for it,
+/// the waiting creates hold at most half the pool, so polls, listeners, the operator and the
+/// other channel's payee keep working; once the lock is released every create is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_waiting_on_one_payees_lock_leave_the_rest_of_the_api_working() {
+    let TestEnv { app, db } = spawn_app_with(|s| {
+        s.db_pool_size = 8;
+        s.db_pool_timeout = Duration::from_secs(2);
+        s.statement_timeout = Duration::from_secs(10);
+        s.rate_limit = 0;
+    })
+    .await;
+    let merchant = app.create_merchant("shop").await;
+    let wechat = app.online_listener("wechat").await;
+    let alipay = app.online_listener("alipay").await;
+    let polled = app.order(&merchant, "1.00", "wechat").await;
+    let polled_id = polled["id"].as_str().unwrap().to_string();
+
+    // A stuck transaction holds the WeChat payee's row.
+    let holder = db.client().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .batch_execute("SELECT 1 FROM payees WHERE channel = 'wechat' FOR UPDATE")
+        .await
+        .unwrap();
+    let waiting: Vec<_> = (0..30)
+        .map(|i| {
+            let (app, merchant) = (app.clone(), merchant.clone());
+            tokio::spawn(async move {
+                app.create_order(
+                    &merchant,
+                    &json!({"merchant_order_id": format!("w{i}"), "amount": "2.00", "channel": "wechat"}),
+                )
+                .await
+                .status()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Meanwhile the rest of the API answers, well within the pool's timeout.
+    for round in 0..3 {
+        let started = Instant::now();
+        assert_eq!(app.get_order(&polled_id).await["status"], "pending");
+        let other = app.order(&merchant, &format!("3.0{round}"), "alipay").await;
+        let paid = app
+            .pay(
+                &alipay.device,
+                "alipay",
+                other["payable_amount"].as_str().unwrap(),
+            )
+            .await;
+        assert_eq!(paid["result"], "matched", "{paid}");
+        assert_eq!(app.heartbeat(&wechat.device).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.admin_get("/admin/orders?limit=5").await.status(),
+            StatusCode::OK
+        );
+        println!(
+            "round {round} with the payee's lock held: {:?}",
+            started.elapsed()
+        );
+    }
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    for create in waiting {
+        let status = create.await.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::SERVICE_UNAVAILABLE,
+            "a waiting create ended with {status}"
+        );
+    }
+    // The payee works again.
+    let after = app.order(&merchant, "4.00", "wechat").await;
+    assert_eq!(after["status"], "pending");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_answers_503_in_bounded_time_instead_of_hanging() {
     let TestEnv { app, db } = spawn_app_with(|s| {
@@ -773,13 +850,22 @@ async fn a_database_outage_is_answered_with_503_and_survived_without_a_restart()
         "answered after {:?}",
         started.elapsed()
     );
+    // Readiness answers within its own second (a health checker's timeout), not after the
+    // pool's 2 s wait.
+    let asked = Instant::now();
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let readiness_took = asked.elapsed();
     assert_problem(
         response,
         StatusCode::SERVICE_UNAVAILABLE,
         "service_unavailable",
     )
     .await;
+    println!("/readyz answered 503 in {readiness_took:?} during the outage");
+    assert!(
+        readiness_took < Duration::from_millis(1500),
+        "/readyz took {readiness_took:?}"
+    );
     tokio::time::sleep(Duration::from_secs(4).saturating_sub(outage.elapsed())).await;
     cluster.start();
     let down_for = outage.elapsed();

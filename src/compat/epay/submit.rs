@@ -2,13 +2,14 @@
 //! answers in JSON. Both read the same signed fields and create the order through the same core
 //! call as `POST /orders`.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, route, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{EpaySign, failure_message, merchant_number};
-use crate::compat::page::message_page;
+use crate::compat::page::refusal_page;
 use crate::compat::{Fields, check_param, optional_url, public_base, read_request};
 use crate::config::Protocol;
 use crate::core::compat::channel_of_epay_type;
@@ -91,9 +92,10 @@ impl EpaySubmit {
 /// unpaid `out_trade_no` with other parameters is refused.
 async fn create_epay_order(state: &AppState, request: EpaySubmit) -> Result<Order, ApiError> {
     let (rules, max_amount) = (state.rules.clone(), state.settings.max_amount);
+    let channel = channel_of_epay_type(&request.pay_type);
     state
         .db
-        .run(move |conn| -> Result<_, ApiError> {
+        .run_allocating(channel, move |conn| -> Result<_, ApiError> {
             let merchant = merchant_by_pid(conn, merchant_number(&request.pid)?)?;
             request.signed.check(merchant.md5_key.expose())?;
             let order_request = request.order_request(max_amount)?;
@@ -142,9 +144,11 @@ pub async fn submit(
         Ok(order) => HttpResponse::Found()
             .insert_header((LOCATION, payment_page_url(&state, &req, &order)))
             .finish(),
-        Err(error) => HttpResponse::BadRequest()
-            .content_type("text/html; charset=utf-8")
-            .body(message_page("无法创建订单", &failure_message(&error))),
+        Err(error) => refusal_page(
+            StatusCode::BAD_REQUEST,
+            "无法创建订单",
+            &failure_message(&error),
+        ),
     })
 }
 

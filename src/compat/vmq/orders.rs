@@ -156,6 +156,7 @@ pub async fn create_order(
 ) -> Result<HttpResponse, ApiError> {
     serve(&state, &req, payload, async |request: VmqCreateOrder| {
         let to_payment_page = request.to_payment_page;
+        let channel = channel_of_vmq_type(&request.pay_type);
         let (merchant_id, rules, max_amount) = (
             state.settings.vmq_merchant.clone(),
             state.rules.clone(),
@@ -163,7 +164,7 @@ pub async fn create_order(
         );
         let order = state
             .db
-            .run(move |conn| -> Result<_, ApiError> {
+            .run_allocating(channel, move |conn| -> Result<_, ApiError> {
                 let merchant = signing_merchant(
                     conn,
                     merchant_id.as_deref(),
