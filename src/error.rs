@@ -225,6 +225,10 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            // The database is unreachable, busy or switching over: worth a retry soon.
+            response.insert_header((header::RETRY_AFTER, 1));
+        }
         if let ApiError::RateLimited(wait) = self {
             // Whole seconds, rounded up.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -83,9 +83,11 @@ impl From<DieselError> for StorageError {
         };
         let message = info.message();
         match kind {
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
-                StorageError::Unreachable(Box::new(error))
-            }
+            // A read-only transaction: the connection is on a standby (its server was demoted,
+            // or it reached one): as good as lost for writes, and dropped like one.
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::ReadOnlyTransaction => StorageError::Unreachable(Box::new(error)),
             DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ExclusionViolation => {
                 StorageError::Aborted(error)
             }

@@ -92,15 +92,34 @@ pub fn connect_waiting(url: &str, wait: Duration) -> Result<PgConnection, Startu
     }
 }
 
+/// The database a `postgres://` URL names, and the same URL naming `postgres` instead. Read as
+/// text, not with a URL parser: libpq's URLs may name several hosts (`h1:5432,h2:5432`), which a
+/// URL parser refuses.
+fn split_database(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let path_at = rest.find('/')?;
+    let (authority, path) = rest.split_at(path_at);
+    let (name, query) = match path.trim_start_matches('/').split_once('?') {
+        Some((name, query)) => (name, Some(query)),
+        None => (path.trim_start_matches('/'), None),
+    };
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    let admin = match query {
+        Some(query) => format!("{scheme}://{authority}/postgres?{query}"),
+        None => format!("{scheme}://{authority}/postgres"),
+    };
+    Some((name, admin))
+}
+
 fn create_database(url: &str) -> Result<(), StartupError> {
-    let mut parsed = url::Url::parse(url).map_err(|e| StartupError::Create(Box::new(e)))?;
-    let name = parsed.path().trim_start_matches('/').to_string();
+    let (name, admin_url) = split_database(url).unwrap_or_default();
     if name.is_empty() || name.contains('"') {
         return Err(StartupError::DatabaseName(name));
     }
-    parsed.set_path("/postgres");
-    let mut admin =
-        PgConnection::establish(parsed.as_str()).map_err(StartupError::ConnectToCreate)?;
+    let mut admin = PgConnection::establish(&admin_url).map_err(StartupError::ConnectToCreate)?;
     match diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin) {
         Ok(_) => {
             tracing::info!(database = %name, "created the database");
@@ -189,4 +208,38 @@ pub fn autovacuum_is_on(conn: &mut PgConnection) -> QueryResult<bool> {
 pub fn is_ready(conn: &mut PgConnection) -> Result<bool, StorageError> {
     diesel::sql_query("SELECT 1").execute(conn)?;
     migrations_applied(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_database_of_a_url_is_found_with_one_host_or_several() {
+        assert_eq!(
+            split_database("postgres://localhost:5432/solopay?sslmode=disable").unwrap(),
+            (
+                "solopay".to_string(),
+                "postgres://localhost:5432/postgres?sslmode=disable".to_string()
+            )
+        );
+        assert_eq!(
+            split_database(
+                "postgres://u@10.0.0.1:5432,10.0.0.2:5433/shop%20db?target_session_attrs=read-write"
+            )
+            .unwrap(),
+            (
+                "shop db".to_string(),
+                "postgres://u@10.0.0.1:5432,10.0.0.2:5433/postgres?target_session_attrs=read-write"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            split_database("postgresql://h/db").unwrap().1,
+            "postgresql://h/postgres"
+        );
+        assert_eq!(split_database("postgres://h"), None);
+        assert_eq!(split_database("host=h dbname=x"), None);
+    }
 }

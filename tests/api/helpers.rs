@@ -94,8 +94,13 @@ impl Drop for TestDb {
 
 /// Settings for a test instance: port 0, a small pool, a fast sweep, a known operator token.
 pub fn test_settings(db: &TestDb) -> Settings {
+    settings_for(&db.url)
+}
+
+/// The tests' settings of an instance on the database at `url`.
+pub fn settings_for(url: &str) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings");
-    settings.database_url = db.url.clone().into();
+    settings.database_url = url.to_string().into();
     settings.bind = "127.0.0.1:0".parse().expect("address");
     settings.admin_token = Some(solopay::config::Secret::new(ADMIN_TOKEN.to_string()));
     settings.db_pool_size = 8;

@@ -19,6 +19,7 @@ mod bad_input;
 mod compat;
 mod edge;
 mod expiry;
+mod failover;
 mod flow;
 mod helpers;
 mod isolation;
