@@ -448,6 +448,28 @@ async fn the_primary_failing_loses_nothing_a_client_was_told() {
         switched_at,
     );
 
+    // The order-change listener of each instance follows the primary too (it can only connect
+    // to one that accepts writes).
+    for app in [&first, &second] {
+        let listening = eventually(Duration::from_secs(20), || async {
+            app.client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .lines()
+                .any(|line| line.starts_with("solopay_order_listener_connected 1"))
+        })
+        .await;
+        assert!(
+            listening,
+            "an instance's listener did not reconnect to the new primary"
+        );
+    }
+
     // What clients were told holds on the new primary.
     let created = created.lock().unwrap().clone();
     let payments = payments.lock().unwrap().clone();
