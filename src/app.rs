@@ -185,6 +185,13 @@ impl Application {
                 shutdown_rx.clone(),
             )
             .map_err(AppError::Webhooks)?,
+            crate::alerts::spawn(
+                db.clone(),
+                &settings,
+                order_watch.alerts_due(),
+                shutdown_rx.clone(),
+            )
+            .map_err(AppError::Webhooks)?,
         ];
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| AppError::Bind {

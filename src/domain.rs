@@ -177,6 +177,8 @@ text_enum! {
         OrderMarkPaid => "order.mark_paid",
         PaymentAssign => "payment.assign",
         WebhookRedeliver => "webhook.redeliver",
+        AlertChannelCreate => "alert_channel.create",
+        AlertChannelUpdate => "alert_channel.update",
     }
 }
 
@@ -189,6 +191,7 @@ text_enum! {
         Order => "order",
         Payment => "payment",
         WebhookDelivery => "webhook_delivery",
+        AlertChannel => "alert_channel",
     }
 }
 
@@ -207,6 +210,9 @@ impl AuditAction {
             AuditAction::OrderMarkPaid => AuditTarget::Order,
             AuditAction::PaymentAssign => AuditTarget::Payment,
             AuditAction::WebhookRedeliver => AuditTarget::WebhookDelivery,
+            AuditAction::AlertChannelCreate | AuditAction::AlertChannelUpdate => {
+                AuditTarget::AlertChannel
+            }
         }
     }
 }
@@ -220,6 +226,48 @@ text_enum! {
         Forward => "forward",
         /// The V免签 app's `appPush`.
         Vmq => "vmq",
+    }
+}
+
+text_enum! {
+    /// What an alert tells the owner.
+    AlertKind {
+        /// A device sent no heartbeat or notification within the offline window.
+        DeviceOffline => "device.offline",
+        /// An offline device was heard from again.
+        DeviceOnline => "device.online",
+        /// A device's heartbeats go on but its notifications stopped while orders on its payees
+        /// expired unpaid: the listener may have lost notification access.
+        ListenerSilent => "device.listener_silent",
+        /// The listener says it has no notification access.
+        NotificationAccessLost => "device.notification_access_lost",
+        /// A notification from a payment app could not be read as a payment.
+        NotificationUnreadable => "notification.unreadable",
+        /// The listener's amount and the payment app's text disagree.
+        NotificationContradicted => "notification.contradicted",
+        /// A payment was kept for the operator (unmatched, ambiguous, duplicate, untrusted).
+        PaymentKept => "payment.kept",
+        /// Several of the three above within a short time, told in one message.
+        Digest => "digest",
+        /// A merchant webhook keeps failing.
+        WebhookFailing => "webhook.failing",
+        /// A merchant webhook failed after its last retry.
+        WebhookFailed => "webhook.failed",
+        /// A payee is running out of free amounts at a price.
+        AmountsRunningOut => "amounts.running_out",
+    }
+}
+
+text_enum! {
+    /// How an alert reaches the owner.
+    AlertChannelKind {
+        Telegram => "telegram",
+        Wecom => "wecom",
+        Dingtalk => "dingtalk",
+        Feishu => "feishu",
+        Bark => "bark",
+        Email => "email",
+        Webhook => "webhook",
     }
 }
 

@@ -3,6 +3,7 @@
 //! Data flows one way: [`api`] and [`compat`] (HTTP, sharing [`http`]; every route in
 //! [`routes`]) → [`core`] (rules) → [`db`] (storage).
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod compat;

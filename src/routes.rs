@@ -81,6 +81,11 @@ fn authenticated(cfg: &mut ServiceConfig) {
                 .service(admin::payments::list_payments)
                 .service(admin::payments::assign)
                 .service(admin::audit::list_audit)
+                .service(admin::alerts::create_alert_channel)
+                .service(admin::alerts::list_alert_channels)
+                .service(admin::alerts::update_alert_channel)
+                .service(admin::alerts::test_alert_channel)
+                .service(admin::alerts::list_alerts)
                 .service(admin::summary::summary),
         );
 }

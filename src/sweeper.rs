@@ -1,18 +1,24 @@
 //! The background sweep: expires overdue pending orders whether or not anyone asks, finishes
-//! notifications whose request died between being stored and being matched, and forgets
-//! forwarder signatures too old to be presented again.
+//! notifications whose request died between being stored and being matched, forgets forwarder
+//! signatures too old to be presented again, and tells the owner of devices gone offline or
+//! silent.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use diesel::Connection;
+
+use crate::core::alerts::sweep_devices;
 use crate::core::error::RuleError;
 use crate::core::notifications::finish_stranded;
 use crate::core::orders::{OrderRules, expire_overdue_batch};
 use crate::db::{Db, forwarder_signatures};
 
 const EXPIRY_BATCH: i64 = 500;
+/// How often the devices are looked at for alerts.
+const DEVICE_SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A live request finishes its own notification well within this time.
 const STRANDED_AFTER: Duration = Duration::from_secs(30);
 /// Longer than the largest forwarder window (`SOLOPAY_FORWARDER_WINDOW_SECS` is at most 3600).
@@ -27,10 +33,27 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut devices_looked_at: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => break,
+            }
+            // The owner hears of devices gone offline or silent (a few seconds apart: the
+            // offline window is counted in tens of seconds).
+            if devices_looked_at.is_none_or(|at| at.elapsed() >= DEVICE_SWEEP_EVERY) {
+                devices_looked_at = Some(std::time::Instant::now());
+                let offline_after = rules.device_offline_after;
+                let told = db
+                    .run(move |conn| -> Result<_, RuleError> {
+                        Ok(conn.transaction(|conn| sweep_devices(conn, offline_after))?)
+                    })
+                    .await;
+                match told {
+                    Ok(0) => {}
+                    Ok(alerts) => tracing::info!(alerts, "device alerts raised"),
+                    Err(error) => tracing::warn!(%error, "cannot look at the devices"),
+                }
             }
             let rules = rules.clone();
             let outcome = db

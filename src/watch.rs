@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
+use crate::db::alerts::ALERT_DUE_CHANNEL;
 use crate::db::events::ORDER_CHANGED_CHANNEL;
 use crate::db::webhooks::DELIVERY_DUE_CHANNEL;
 
@@ -43,6 +44,8 @@ struct Inner {
     /// Wakes the webhook delivery worker: an order changed (deliveries were written with its
     /// events) or a delivery was made due again.
     deliveries_due: Arc<Notify>,
+    /// Wakes the alert worker: an alert was raised.
+    alerts_due: Arc<Notify>,
 }
 
 /// A request's interest in one order, for as long as it is held.
@@ -95,6 +98,11 @@ impl OrderWatch {
     /// The signal the webhook delivery worker waits on.
     pub fn deliveries_due(&self) -> Arc<Notify> {
         self.inner.deliveries_due.clone()
+    }
+
+    /// The signal the alert worker waits on.
+    pub fn alerts_due(&self) -> Arc<Notify> {
+        self.inner.alerts_due.clone()
     }
 
     pub fn is_listening(&self) -> bool {
@@ -169,13 +177,15 @@ impl OrderWatch {
         });
         client
             .batch_execute(&format!(
-                "LISTEN {ORDER_CHANGED_CHANNEL}; LISTEN {DELIVERY_DUE_CHANNEL}"
+                "LISTEN {ORDER_CHANGED_CHANNEL}; LISTEN {DELIVERY_DUE_CHANNEL}; \
+                 LISTEN {ALERT_DUE_CHANNEL}"
             ))
             .await?;
         self.inner.listening.store(true, Ordering::Release);
         // Changes made while no connection listened reach nobody: have every waiter re-read.
         self.wake_all();
         self.inner.deliveries_due.notify_one();
+        self.inner.alerts_due.notify_one();
         tracing::debug!("listening for order changes");
 
         // A connection can die without a word (a half-open TCP connection): ask it regularly.
@@ -192,6 +202,10 @@ impl OrderWatch {
                 }
                 change = changes.recv() => match change {
                     Some((channel, payload)) => {
+                        if channel == ALERT_DUE_CHANNEL {
+                            self.inner.alerts_due.notify_one();
+                            continue;
+                        }
                         if channel == ORDER_CHANGED_CHANNEL {
                             self.wake(&payload);
                         }

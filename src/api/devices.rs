@@ -14,7 +14,8 @@ use crate::error::ApiError;
 use crate::http::receive::{NotifyResult, receive};
 use crate::http::{AppState, read_body};
 
-/// The body of `POST /heartbeat` (`{}` or empty is fine).
+/// The body of `POST /heartbeat` (`{}` or empty is fine). What the listener knows about itself
+/// is all optional; a listener that sends it gets earlier alerts.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
@@ -23,6 +24,17 @@ pub struct HeartbeatRequest {
     /// Battery level in percent.
     #[schema(minimum = 0, maximum = 100, example = 80)]
     pub battery: Option<u8>,
+    /// Whether Android grants the listener notification access; `false` alerts the owner.
+    pub notification_access: Option<bool>,
+    /// Notifications the listener holds but could not deliver yet.
+    #[schema(minimum = 0, example = 0)]
+    pub queue_depth: Option<u32>,
+    /// How long the oldest of them has waited, in seconds.
+    #[schema(minimum = 0, example = 0)]
+    pub oldest_unsent_secs: Option<u32>,
+    /// The phone's OS version.
+    #[schema(example = "Android 14")]
+    pub os_version: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -76,9 +88,25 @@ pub async fn heartbeat(
             "battery must be from 0 to 100".into(),
         ));
     }
+    if let Some(version) = &request.os_version {
+        crate::http::check_text("os_version", version, 64)?;
+    }
+    let count = |field: &str, value: Option<u32>| {
+        value
+            .map(|value| {
+                i32::try_from(value).map_err(|_| {
+                    ApiError::InvalidRequest(format!("{field} must be at most {}", i32::MAX))
+                })
+            })
+            .transpose()
+    };
     let heartbeat = Heartbeat {
         app_version: request.app_version,
         battery: request.battery.map(i16::from),
+        notification_access: request.notification_access,
+        queue_depth: count("queue_depth", request.queue_depth)?,
+        oldest_unsent_secs: count("oldest_unsent_secs", request.oldest_unsent_secs)?,
+        os_version: request.os_version,
     };
     let device = state
         .db

@@ -128,6 +128,8 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Waits before the retries after a failed attempt (then the delivery is `failed`).
     pub webhook_retry_schedule: Vec<Duration>,
+    /// The waits before each retry of an owner alert on a channel, then it is failed.
+    pub alert_retry_schedule: Vec<Duration>,
     /// Webhook attempts in flight at once, per instance.
     pub webhook_concurrency: usize,
     /// Webhook attempts in flight at once to one destination (scheme, host and port), across
@@ -330,6 +332,10 @@ impl Settings {
             webhook_retry_schedule: parse_schedule(
                 "SOLOPAY_WEBHOOK_RETRY_SCHEDULE",
                 get("SOLOPAY_WEBHOOK_RETRY_SCHEDULE"),
+            )?,
+            alert_retry_schedule: parse_schedule(
+                "SOLOPAY_ALERT_RETRY_SCHEDULE",
+                get("SOLOPAY_ALERT_RETRY_SCHEDULE").or_else(|| Some("10,60,300,1800,7200".into())),
             )?,
             webhook_concurrency: narrow(
                 "SOLOPAY_WEBHOOK_CONCURRENCY",

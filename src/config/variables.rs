@@ -98,6 +98,11 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "waits before each retry, in seconds (decimals allowed)",
     },
     Variable {
+        name: "SOLOPAY_ALERT_RETRY_SCHEDULE",
+        default: "10,60,300,1800,7200",
+        meaning: "waits before each retry of an owner alert on a channel, in seconds; then it is failed",
+    },
+    Variable {
         name: "SOLOPAY_WEBHOOK_CONCURRENCY",
         default: "16",
         meaning: "webhook attempts in flight per instance",

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
+use crate::core::alerts;
 use crate::core::error::RuleError;
 use crate::core::notifications::{Credentials, check_credentials, refusal};
 use crate::core::reconciliation::audit;
@@ -106,25 +107,49 @@ pub fn authenticate(
     }
 }
 
-/// What a heartbeat reports about the phone.
+/// What a heartbeat reports about the phone and its listener (all optional: a listener that
+/// knows more gets earlier alerts).
 #[derive(Debug, Default)]
 pub struct Heartbeat {
     pub app_version: Option<String>,
     pub battery: Option<i16>,
+    /// Whether Android grants the listener notification access.
+    pub notification_access: Option<bool>,
+    /// Notifications the listener holds but has not delivered yet.
+    pub queue_depth: Option<i32>,
+    /// How long the oldest of them has waited.
+    pub oldest_unsent_secs: Option<i32>,
+    pub os_version: Option<String>,
 }
 
-/// Marks an authenticated device online, by the database clock, with what it reported.
+/// Marks an authenticated device online, by the database clock, with what it reported; tells
+/// the owner when it comes back from offline or says it lost notification access. One
+/// transaction.
 pub fn record_heartbeat(
     conn: &mut PgConnection,
     device_id: &str,
     heartbeat: &Heartbeat,
 ) -> Result<Device, RuleError> {
-    Ok(device_rows::record_heartbeat(
-        conn,
-        device_id,
-        heartbeat.app_version.as_deref(),
-        heartbeat.battery,
-    )?)
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+        let was = device_rows::lock(conn, device_id)?;
+        let device = device_rows::record_heartbeat(
+            conn,
+            device_id,
+            &device_rows::HeartbeatDetails {
+                app_version: heartbeat.app_version.as_deref(),
+                battery: heartbeat.battery,
+                notification_access: heartbeat.notification_access,
+                queue_depth: heartbeat.queue_depth,
+                oldest_unsent_secs: heartbeat.oldest_unsent_secs,
+                os_version: heartbeat.os_version.as_deref(),
+            },
+        )?;
+        if let Some(since) = was.offline_alerted_at {
+            alerts::device_back(conn, &was, since)?;
+        }
+        alerts::notification_access_reported(conn, &was, heartbeat.notification_access)?;
+        Ok(device)
+    })
 }
 
 /// Whether the enabled listener devices are listening.
@@ -208,6 +233,12 @@ mod tests {
             created_at: Utc::now(),
             allowed_packages: None,
             trust_unlabelled: false,
+            notification_access: None,
+            queue_depth: None,
+            oldest_unsent_secs: None,
+            os_version: None,
+            offline_alerted_at: None,
+            silence_alerted_at: None,
         }
     }
 

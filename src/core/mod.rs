@@ -2,6 +2,7 @@
 //! a `&mut PgConnection` and opens (or joins) the transaction it needs. A rule that refuses says
 //! why with a [`error::RuleError`]; the HTTP edge decides the answer.
 
+pub mod alerts;
 pub mod compat;
 pub mod devices;
 pub mod error;

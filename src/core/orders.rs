@@ -9,6 +9,9 @@ use diesel::PgConnection;
 use sha2::{Digest, Sha256};
 
 use crate::config::{OffsetDirection, Settings};
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::core::alerts::{self, Shortage};
 use crate::core::error::RuleError;
 use crate::core::secrets::new_id;
 use crate::db::orders::{self as order_rows, AllocationRequest, ExpiryScope, NotCreated};
@@ -156,15 +159,52 @@ pub fn create_order(
             let current = read_order(conn, &stored.id)?.unwrap_or(stored);
             Ok(Creation::Repeated(current))
         }
-        Ok(created) => Ok(created),
+        Ok(Creation::Created(order)) => {
+            let offset = ((order.payable_amount - order.amount).abs() / Amount::CENT.as_decimal())
+                .to_u32()
+                .unwrap_or(u32::MAX);
+            if alerts::is_deep(offset, rules.max_offset_steps) {
+                let shortage = Shortage::Payee {
+                    payee_id: &order.payee_id,
+                    offset,
+                };
+                tell_shortage(conn, shortage, request, rules);
+            }
+            Ok(Creation::Created(order))
+        }
         Err(NotCreated::MerchantOrderIdReused) => Err(RuleError::IdempotencyConflict(format!(
             "merchant_order_id {:?} was already used with different parameters",
             request.merchant_order_id.as_str()
         ))),
         Err(NotCreated::NoPayee) => Err(RuleError::NoPayeeAvailable),
-        Err(NotCreated::AmountsExhausted) => Err(RuleError::AmountsExhausted),
+        Err(NotCreated::AmountsExhausted) => {
+            tell_shortage(conn, Shortage::Channel(request.channel), request, rules);
+            Err(RuleError::AmountsExhausted)
+        }
         Err(NotCreated::UnknownCreator) => Err(crate::core::merchants::refusal(creator)),
         Err(NotCreated::Storage(error)) => Err(error.into()),
+    }
+}
+
+/// Tells the owner that amounts run short, after the create (which commits on its own, as one
+/// statement): best effort, as a failure here must not fail an order already made.
+fn tell_shortage(
+    conn: &mut PgConnection,
+    shortage: Shortage<'_>,
+    request: &OrderRequest,
+    rules: &OrderRules,
+) {
+    let price = request.amount.to_string();
+    let told = transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+        Ok(alerts::amounts_running_out(
+            conn,
+            shortage,
+            &price,
+            rules.max_offset_steps,
+        )?)
+    });
+    if let Err(error) = told {
+        tracing::warn!(%error, "cannot record the amounts-running-out alert");
     }
 }
 

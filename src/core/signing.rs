@@ -54,6 +54,20 @@ pub fn timestamp_within_window(timestamp: &str, now_unix: i64) -> bool {
         .is_ok_and(|ts| now_unix.abs_diff(ts) <= SIGNATURE_WINDOW_SECS.unsigned_abs())
 }
 
+/// A DingTalk robot's sign, which generic forwarders (SmsForwarder) use too: the URL-encoded
+/// base64 of HMAC-SHA256(secret, "<timestamp>\n<secret>"). It covers only the timestamp, never
+/// the message.
+pub fn dingtalk_sign(secret: &str, timestamp: &str) -> String {
+    forwarder_sign(secret, timestamp)
+}
+
+/// A Feishu (Lark) custom bot's sign: base64 of HMAC-SHA256 keyed with "<timestamp>\n<secret>"
+/// over nothing (Feishu's own scheme, not DingTalk's: the key and the message are swapped).
+pub fn feishu_sign(secret: &str, timestamp: &str) -> String {
+    let mac = hmac(format!("{timestamp}\n{secret}").as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
 /// A generic forwarder's sign (SmsForwarder's "DingTalk" scheme): the URL-encoded base64 of
 /// HMAC-SHA256(secret, "<timestamp>\n<secret>"). It covers only the timestamp, never the message.
 pub fn forwarder_sign(secret: &str, timestamp: &str) -> String {

@@ -27,6 +27,15 @@ pub struct Device {
     pub created_at: DateTime<Utc>,
     pub allowed_packages: Option<Vec<Option<String>>>,
     pub trust_unlabelled: bool,
+    /// What the listener last said about itself (all optional).
+    pub notification_access: Option<bool>,
+    pub queue_depth: Option<i32>,
+    pub oldest_unsent_secs: Option<i32>,
+    pub os_version: Option<String>,
+    /// Since when the owner was told it is offline (until it is heard from again).
+    pub offline_alerted_at: Option<DateTime<Utc>>,
+    /// Since when the owner was told its listener went silent (until it reports again).
+    pub silence_alerted_at: Option<DateTime<Utc>>,
 }
 
 impl Device {
@@ -114,41 +123,126 @@ pub fn find_with_online(
 }
 
 /// What a heartbeat may update; a detail it does not report keeps its earlier value.
-#[derive(AsChangeset)]
+#[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = devices)]
-struct HeartbeatDetails<'a> {
-    app_version: Option<&'a str>,
-    battery: Option<i16>,
+pub struct HeartbeatDetails<'a> {
+    pub app_version: Option<&'a str>,
+    pub battery: Option<i16>,
+    pub notification_access: Option<bool>,
+    pub queue_depth: Option<i32>,
+    pub oldest_unsent_secs: Option<i32>,
+    pub os_version: Option<&'a str>,
 }
 
+/// The device row, locked for the heartbeat's transaction (what it was before the heartbeat).
+pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Device> {
+    devices::table
+        .find(id)
+        .select(Device::as_select())
+        .for_update()
+        .first(conn)
+}
+
+/// Marks a device heard from by a heartbeat, with what it reported; an open "offline" alert
+/// mark is cleared.
 pub fn record_heartbeat(
     conn: &mut PgConnection,
     id: &str,
-    app_version: Option<&str>,
-    battery: Option<i16>,
+    details: &HeartbeatDetails<'_>,
 ) -> QueryResult<Device> {
     let now = sql::<Nullable<Timestamptz>>("now()");
     diesel::update(devices::table.find(id))
         .set((
             devices::last_seen_at.eq(now.clone()),
             devices::last_heartbeat_at.eq(now),
-            HeartbeatDetails {
-                app_version,
-                battery,
-            },
+            devices::offline_alerted_at.eq(None::<DateTime<Utc>>),
+            details,
         ))
         .returning(Device::as_returning())
         .get_result(conn)
 }
 
-pub fn record_notification(conn: &mut PgConnection, id: &str) -> QueryResult<usize> {
-    let now = sql::<Nullable<Timestamptz>>("now()");
-    diesel::update(devices::table.find(id))
-        .set((
-            devices::last_seen_at.eq(now.clone()),
-            devices::last_notification_at.eq(now),
+/// Marks a device heard from by a notification, clearing its open "offline" and "silent" alert
+/// marks in the same statement; returns since when it was told offline, if it was.
+pub fn record_notification(
+    conn: &mut PgConnection,
+    id: &str,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    #[derive(QueryableByName)]
+    struct Was {
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        offline_alerted_at: Option<DateTime<Utc>>,
+    }
+    let was: Option<Was> = diesel::sql_query(
+        "UPDATE devices d SET last_seen_at = now(), last_notification_at = now(), \
+                offline_alerted_at = NULL, silence_alerted_at = NULL \
+         FROM (SELECT id, offline_alerted_at FROM devices WHERE id = $1 FOR UPDATE) was \
+         WHERE d.id = was.id RETURNING was.offline_alerted_at",
+    )
+    .bind::<diesel::sql_types::Text, _>(id)
+    .get_result(conn)
+    .optional()?;
+    Ok(was.and_then(|was| was.offline_alerted_at))
+}
+
+/// Marks the enabled devices with enabled payees that went offline (seen before, not within
+/// `offline_after`) and were not told offline yet; returns them.
+pub fn mark_offline(conn: &mut PgConnection, offline_after: Duration) -> QueryResult<Vec<Device>> {
+    diesel::update(devices::table)
+        .filter(devices::enabled.eq(true))
+        .filter(devices::offline_alerted_at.is_null())
+        .filter(
+            sql::<Bool>("devices.last_seen_at < now() - ")
+                .bind::<Interval, _>(interval(offline_after)),
+        )
+        .filter(sql::<Bool>(
+            "EXISTS (SELECT 1 FROM payees p WHERE p.device_id = devices.id AND p.enabled)",
         ))
-        .execute(conn)
+        .set(devices::offline_alerted_at.eq(sql::<Nullable<Timestamptz>>("now()")))
+        .returning(Device::as_returning())
+        .get_results(conn)
+}
+
+/// Marks the devices whose listener went silent: still sending heartbeats, known to report
+/// notifications before (it has reported one), and with at least `expired` orders on its payees
+/// that expired unpaid since its last notification; returns them with that count.
+pub fn mark_silent(
+    conn: &mut PgConnection,
+    offline_after: Duration,
+    expired: i64,
+) -> QueryResult<Vec<(Device, i64)>> {
+    #[derive(QueryableByName)]
+    struct Silent {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        expired: i64,
+    }
+    let silent: Vec<Silent> = diesel::sql_query(
+        "WITH silent AS ( \
+             SELECT d.id, count(o.id) AS expired FROM devices d \
+             JOIN payees p ON p.device_id = d.id \
+             JOIN orders o ON o.payee_id = p.id \
+             WHERE d.enabled AND d.silence_alerted_at IS NULL \
+               AND d.last_notification_at IS NOT NULL \
+               AND d.last_heartbeat_at > now() - $1 \
+               AND o.status = 'expired' AND o.expires_at > d.last_notification_at \
+             GROUP BY d.id HAVING count(o.id) >= $2) \
+         UPDATE devices SET silence_alerted_at = now() FROM silent \
+         WHERE devices.id = silent.id RETURNING devices.id, silent.expired",
+    )
+    .bind::<Interval, _>(interval(offline_after))
+    .bind::<diesel::sql_types::Int8, _>(expired)
+    .load(conn)?;
+    let mut marked = Vec::with_capacity(silent.len());
+    for one in silent {
+        let device = devices::table
+            .find(&one.id)
+            .select(Device::as_select())
+            .first(conn)?;
+        marked.push((device, one.expired));
+    }
+    Ok(marked)
 }
 
 /// The channels of the payees a device listens for.

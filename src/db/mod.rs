@@ -3,6 +3,7 @@
 //! on a blocking thread, never on the async executor, retrying what the server aborted. Starting
 //! (connect, migrate, check) is in [`startup`], the pool in [`pool`], the errors in [`error`].
 
+pub mod alerts;
 pub mod audit;
 pub mod devices;
 pub mod error;

@@ -1,6 +1,45 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    alert_channels (id) {
+        id -> Text,
+        kind -> Text,
+        name -> Text,
+        config -> Jsonb,
+        kinds -> Nullable<Array<Nullable<Text>>>,
+        enabled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    alert_deliveries (id) {
+        id -> Int8,
+        alert_id -> Text,
+        channel_id -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        leased_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> Text,
+        kind -> Text,
+        subject -> Text,
+        title -> Text,
+        body -> Text,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+        digest_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         operator -> Text,
@@ -27,6 +66,12 @@ diesel::table! {
         created_at -> Timestamptz,
         allowed_packages -> Nullable<Array<Nullable<Text>>>,
         trust_unlabelled -> Bool,
+        notification_access -> Nullable<Bool>,
+        queue_depth -> Nullable<Int4>,
+        oldest_unsent_secs -> Nullable<Int4>,
+        os_version -> Nullable<Text>,
+        offline_alerted_at -> Nullable<Timestamptz>,
+        silence_alerted_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -220,6 +265,8 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(alert_deliveries -> alert_channels (channel_id));
+diesel::joinable!(alert_deliveries -> alerts (alert_id));
 diesel::joinable!(events -> orders (order_id));
 diesel::joinable!(forwarder_signatures -> devices (device_id));
 diesel::joinable!(orders -> merchants (merchant_id));
@@ -236,6 +283,9 @@ diesel::joinable!(webhook_deliveries -> merchants (merchant_id));
 diesel::joinable!(webhook_deliveries -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    alert_channels,
+    alert_deliveries,
+    alerts,
     audit_log,
     devices,
     events,

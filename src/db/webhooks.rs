@@ -147,12 +147,12 @@ pub enum Settled {
 
 /// Records attempt `attempt` and settles the delivery, unless another instance has claimed a
 /// later attempt meanwhile, or an operator redelivered it (its lease ran out): then only the
-/// attempt is recorded.
+/// attempt is recorded. Returns whether this record settled the delivery.
 pub fn record_attempt(
     conn: &mut PgConnection,
     attempt: &NewAttempt<'_>,
     settled: Settled,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
     conn.transaction(|conn| {
         diesel::insert_into(webhook_attempts::table)
             .values(attempt)
@@ -173,7 +173,7 @@ pub fn record_attempt(
             webhook_deliveries::last_status_code.eq(attempt.status_code),
             webhook_deliveries::last_error.eq(attempt.error),
         );
-        match settled {
+        let updated = match settled {
             Settled::Succeeded => diesel::update(mine)
                 .set((
                     common,
@@ -197,7 +197,7 @@ pub fn record_attempt(
                 ))
                 .execute(conn)?,
         };
-        Ok(())
+        Ok(updated == 1)
     })
 }
 

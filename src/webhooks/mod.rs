@@ -270,22 +270,40 @@ impl Worker {
             excerpt: response.excerpt,
             error: response.error,
         };
+        let attempted = delivery.clone();
         let recorded = self
             .db
             .run(move |conn| -> Result<_, RuleError> {
-                Ok(delivery_rows::record_attempt(
-                    conn,
-                    &NewAttempt {
-                        delivery_id: &record.delivery_id,
-                        attempt: record.attempt,
-                        started_at: record.started_at,
-                        latency_ms: record.latency_ms,
-                        status_code: record.status_code,
-                        response_excerpt: record.excerpt.as_deref(),
-                        error: record.error.as_deref(),
-                    },
-                    settled,
-                )?)
+                conn.transaction(|conn| -> Result<_, RuleError> {
+                    let settled_here = delivery_rows::record_attempt(
+                        conn,
+                        &NewAttempt {
+                            delivery_id: &record.delivery_id,
+                            attempt: record.attempt,
+                            started_at: record.started_at,
+                            latency_ms: record.latency_ms,
+                            status_code: record.status_code,
+                            response_excerpt: record.excerpt.as_deref(),
+                            error: record.error.as_deref(),
+                        },
+                        settled,
+                    )?;
+                    // A delivery that keeps failing is the owner's to know, told with its record.
+                    if settled_here && !matches!(settled, Settled::Succeeded) {
+                        let error = match (record.status_code, record.error.as_deref()) {
+                            (_, Some(error)) => error.to_string(),
+                            (Some(status), None) => format!("the endpoint answered {status}"),
+                            (None, None) => "no answer".to_string(),
+                        };
+                        crate::core::alerts::webhook_attempted(
+                            conn,
+                            &attempted,
+                            matches!(settled, Settled::Failed),
+                            &error,
+                        )?;
+                    }
+                    Ok(())
+                })
             })
             .await;
         if let Err(error) = recorded {

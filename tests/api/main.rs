@@ -13,6 +13,7 @@
     clippy::too_many_lines
 )]
 
+mod alerts;
 mod allocation;
 mod allocation_sql;
 mod bad_input;

@@ -49,6 +49,15 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// `200` with a JSON body.
+    pub fn json(body: &str) -> Answer {
+        Answer {
+            status: 200,
+            headers: vec![("content-type", "application/json".to_string())],
+            body: body.to_string(),
+        }
+    }
+
     pub fn status(status: u16) -> Answer {
         Answer {
             status,
@@ -62,6 +71,8 @@ impl Answer {
 struct Shared {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Answer>>,
+    /// The answer once the script is spent (200 when none).
+    usual: Mutex<Option<Answer>>,
     arrived: Notify,
 }
 
@@ -89,6 +100,7 @@ async fn receive(
         .lock()
         .unwrap()
         .pop_front()
+        .or_else(|| shared.usual.lock().unwrap().clone())
         .unwrap_or_else(|| Answer::status(200));
     shared.received.lock().unwrap().push(Received {
         uri: req.uri().to_string(),
@@ -130,6 +142,11 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// The answer after the scripted ones.
+    pub fn answer_usually(&self, answer: Answer) {
+        *self.shared.usual.lock().unwrap() = Some(answer);
     }
 
     /// The next answers, in order; afterwards every answer is 200.

@@ -40,6 +40,17 @@ pub struct Device {
     pub trusted_packages: Vec<String>,
     /// Whether a forwarder's notification that names no app is trusted.
     pub trust_unlabelled: bool,
+    /// What the listener last said about itself in a heartbeat, when it says it: whether it has
+    /// notification access, how many notifications it holds undelivered and for how long, the
+    /// phone's OS.
+    pub notification_access: Option<bool>,
+    pub queue_depth: Option<i32>,
+    pub oldest_unsent_secs: Option<i32>,
+    pub os_version: Option<String>,
+    /// Since when the owner was told the device is offline, until it is heard from again.
+    pub offline_alerted_at: Option<DateTime<Utc>>,
+    /// Since when the owner was told its listener went silent, until it reports again.
+    pub silence_alerted_at: Option<DateTime<Utc>>,
 }
 
 /// A new device with its secret, shown only in this answer.
@@ -72,6 +83,12 @@ fn device(row: &DeviceRow, online: bool, trust: Trust) -> Device {
         allowed_packages: row.listed_packages(),
         trusted_packages: trust.packages,
         trust_unlabelled: trust.unlabelled,
+        notification_access: row.notification_access,
+        queue_depth: row.queue_depth,
+        oldest_unsent_secs: row.oldest_unsent_secs,
+        os_version: row.os_version.clone(),
+        offline_alerted_at: row.offline_alerted_at,
+        silence_alerted_at: row.silence_alerted_at,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The operator's endpoints under `/admin`, authenticated by the operator token. Every change
 //! an operator makes is recorded in the audit log, in the same transaction.
 
+pub mod alerts;
 pub mod audit;
 pub mod devices;
 pub mod merchants;

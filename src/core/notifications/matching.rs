@@ -106,23 +106,27 @@ pub fn record_payment(
             return Ok(first);
         };
         raw_rows::set_payment(conn, report.raw_id, &payment.id)?;
-        let (Verdict::Payment { amount, .. }, Some(payee)) = (&verdict, payee) else {
-            return Ok(payment);
+        let recorded = match (&verdict, payee) {
+            (Verdict::Payment { amount, .. }, Some(payee)) => {
+                let recorded =
+                    match_payment(conn, rules, device, report, &payment, &payee.id, *amount)?;
+                // A payment that paid nothing keeps its amount from new orders as long as a
+                // paid order would: a copy of it under another id may still come, and must
+                // find no order to pay.
+                if matches!(
+                    recorded.result,
+                    PaymentResult::Unmatched | PaymentResult::Duplicate
+                ) && !rules.duplicate_window.is_zero()
+                {
+                    payment_rows::hold_amount(conn, &recorded.id, rules.paid_hold())?
+                } else {
+                    recorded
+                }
+            }
+            _ => payment,
         };
-        let recorded = match_payment(conn, rules, device, report, &payment, &payee.id, *amount)?;
-        // A payment that paid nothing keeps its amount from new orders as long as a paid order
-        // would: a copy of it under another id may still come, and must find no order to pay.
-        if matches!(
-            recorded.result,
-            PaymentResult::Unmatched | PaymentResult::Duplicate
-        ) && !rules.duplicate_window.is_zero()
-        {
-            return Ok(payment_rows::hold_amount(
-                conn,
-                &recorded.id,
-                rules.paid_hold(),
-            )?);
-        }
+        // What paid nothing is the owner's to look at: told in the same transaction.
+        crate::core::alerts::payment_recorded(conn, device, &recorded)?;
         Ok(recorded)
     })
 }

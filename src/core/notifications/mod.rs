@@ -98,7 +98,9 @@ pub fn receive_notification(
             )?;
             let device = match (auth, device) {
                 (AuthResult::Ok, Some(device)) => {
-                    device_rows::record_notification(conn, &device.id)?;
+                    if let Some(since) = device_rows::record_notification(conn, &device.id)? {
+                        crate::core::alerts::device_back(conn, &device, since)?;
+                    }
                     Ok(device)
                 }
                 (refused, _) => Err(refused),

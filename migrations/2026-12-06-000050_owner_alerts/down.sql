@@ -1,0 +1,10 @@
+DROP TABLE alert_deliveries;
+DROP TABLE alerts;
+DROP TABLE alert_channels;
+ALTER TABLE devices
+    DROP COLUMN notification_access,
+    DROP COLUMN queue_depth,
+    DROP COLUMN oldest_unsent_secs,
+    DROP COLUMN os_version,
+    DROP COLUMN offline_alerted_at,
+    DROP COLUMN silence_alerted_at;
