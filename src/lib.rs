@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod compat;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod db;
 pub mod domain;

@@ -13,7 +13,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::api::extract::require_operator;
-use crate::api::{admin, devices, ops, orders};
+use crate::api::{admin, devices, ops, orders, qr};
 use crate::compat::{epay, forwarder, page, vmq};
 use crate::error::Problem;
 use crate::http::middleware;
@@ -93,6 +93,9 @@ fn authenticated(cfg: &mut ServiceConfig) {
 /// What anyone can call: limited per address.
 fn public(cfg: &mut ServiceConfig) {
     cfg.service(orders::get_order)
+        .service(qr::order_qr_svg)
+        .service(qr::order_qr_png)
+        .service(qr::en_qrcode)
         .service(devices::heartbeat)
         .service(devices::notify)
         .service(forwarder::forward)
@@ -109,7 +112,12 @@ fn public(cfg: &mut ServiceConfig) {
         .service(epay::submit::mapi)
         .service(epay::query::api)
         .service(ops::readyz)
-        .service(ops::metrics);
+        .service(ops::metrics)
+        // The operator console: HTML pages, not part of the API document.
+        .map(|cfg| {
+            crate::console::configure(cfg);
+            cfg
+        });
 }
 
 async fn redirect_to_docs() -> actix_web::HttpResponse {

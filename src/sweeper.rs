@@ -71,6 +71,8 @@ pub fn spawn(
                     }
                     // Signatures older than any window can never be presented again.
                     forwarder_signatures::delete_older_than(conn, FORGET_SIGNATURES_AFTER)?;
+                    // Console sessions that ended, and old failed sign-ins.
+                    crate::db::console::forget_old(conn, FORGET_SIGNATURES_AFTER)?;
                     Ok((expired, finished))
                 })
                 .await;

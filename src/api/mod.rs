@@ -7,3 +7,4 @@ pub mod devices;
 pub mod extract;
 pub mod ops;
 pub mod orders;
+pub mod qr;

@@ -114,6 +114,8 @@ pub struct Settings {
     pub device_offline_after: Duration,
     pub max_amount: Amount,
     pub allow_private_webhooks: bool,
+    /// Whether the operator console is served at `/console`.
+    pub console: bool,
     pub db_pool_size: u32,
     pub db_pool_timeout: Duration,
     /// How long a start waits for the database to accept connections.
@@ -299,6 +301,10 @@ impl Settings {
             allow_private_webhooks: parse_bool(
                 "SOLOPAY_ALLOW_PRIVATE_WEBHOOKS",
                 get("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS"),
+            )?,
+            console: parse_bool(
+                "SOLOPAY_CONSOLE",
+                get("SOLOPAY_CONSOLE").or_else(|| Some("true".into())),
             )?,
             db_pool_size: narrow(
                 "SOLOPAY_DB_POOL_SIZE",

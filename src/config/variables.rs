@@ -83,6 +83,11 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "largest order amount",
     },
     Variable {
+        name: "SOLOPAY_CONSOLE",
+        default: "true",
+        meaning: "serve the operator console at `/console` (`false`: it answers 404)",
+    },
+    Variable {
         name: "SOLOPAY_ALLOW_PRIVATE_WEBHOOKS",
         default: "false",
         meaning: "allow webhooks to loopback, private and other reserved addresses (local set-ups)",

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod compat;
+pub mod console;
 pub mod devices;
 pub mod error;
 pub mod merchants;

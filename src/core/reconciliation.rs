@@ -173,7 +173,7 @@ pub struct Assignment<'a> {
 }
 
 /// How a payment differs from what the order asks for, in words for the operator.
-fn differences(payment: &Payment, order: &Order) -> Vec<String> {
+pub fn differences(payment: &Payment, order: &Order) -> Vec<String> {
     let mut differences = Vec::new();
     let payable = order.payable_amount;
     let read_the_payable = payment
@@ -248,6 +248,16 @@ struct MetricRow {
     n: i64,
     #[diesel(sql_type = Nullable<Numeric>)]
     total: Option<Decimal>,
+}
+
+/// Today's date in `timezone`, by the database clock.
+pub fn today_in(conn: &mut PgConnection, timezone: &str) -> Result<NaiveDate, RuleError> {
+    Ok(diesel::select(
+        diesel::dsl::sql::<Date>("(now() AT TIME ZONE ")
+            .bind::<Text, _>(timezone.to_string())
+            .sql(")::date"),
+    )
+    .get_result(conn)?)
 }
 
 /// Per day (in `timezone`) and channel, from `from` to `to` inclusive: orders created, paid and

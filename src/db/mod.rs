@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod console;
 pub mod devices;
 pub mod error;
 pub mod events;

@@ -204,6 +204,24 @@ pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
         .optional()
 }
 
+/// How many payments that paid nothing (kept for the operator) each result has, received within
+/// `within`.
+pub fn waiting_by_result(
+    conn: &mut PgConnection,
+    within: std::time::Duration,
+) -> QueryResult<Vec<(PaymentResult, i64)>> {
+    payments::table
+        .filter(payments::order_id.is_null())
+        .filter(payments::result.ne(PaymentResult::Matched))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("payments.created_at > now() - ")
+                .bind::<diesel::sql_types::Interval, _>(super::interval(within)),
+        )
+        .group_by(payments::result)
+        .select((payments::result, diesel::dsl::count_star()))
+        .load(conn)
+}
+
 /// The order paid by a payment or by any other report of it: the first report `first` and every
 /// payment kept as a `duplicate` of it.
 pub fn order_paid_by_reports_of(

@@ -53,6 +53,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    console_sessions (token_hash) {
+        token_hash -> Bytea,
+        operator -> Text,
+        csrf_token -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    console_sign_in_failures (id) {
+        id -> Int8,
+        address -> Text,
+        failed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     devices (id) {
         id -> Text,
         name -> Text,
@@ -287,6 +307,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     alert_deliveries,
     alerts,
     audit_log,
+    console_sessions,
+    console_sign_in_failures,
     devices,
     events,
     forwarder_signatures,

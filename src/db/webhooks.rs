@@ -201,6 +201,25 @@ pub fn record_attempt(
     })
 }
 
+/// The deliveries that failed for good, or keep failing (3 attempts or more), newest first.
+pub fn failing(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Delivery>> {
+    webhook_deliveries::table
+        .filter(
+            webhook_deliveries::status
+                .eq(DeliveryStatus::Failed)
+                .or(webhook_deliveries::status
+                    .eq(DeliveryStatus::Pending)
+                    .and(webhook_deliveries::attempts.ge(3))),
+        )
+        .order((
+            webhook_deliveries::created_at.desc(),
+            webhook_deliveries::id.desc(),
+        ))
+        .limit(limit)
+        .select(Delivery::as_select())
+        .load(conn)
+}
+
 /// Filters of the operator's delivery list.
 #[derive(Debug, Default)]
 pub struct DeliveryFilter {

@@ -82,6 +82,24 @@ fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address a request counts as coming from: the one a trusted proxy appended to
+/// `X-Forwarded-For` when `trust_forwarded_for`, else (or without a usable one) the peer's:
+/// never no address at all.
+pub fn client_address(
+    headers: &actix_web::http::header::HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    trust_forwarded_for: bool,
+) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = headers.get_all("x-forwarded-for").last()?;
+        forwarded_client(Some(header.as_bytes()))
+    };
+    trust_forwarded_for
+        .then(forwarded)
+        .flatten()
+        .or_else(|| peer.map(|a| a.ip()))
+}
+
 /// The client's address when a trusted proxy stands in front: the last address of the last
 /// `X-Forwarded-For` header, which is the one the proxy itself appended (what comes before it
 /// is whatever the client sent, in any bytes). `None` when there is none or it is not an address.

@@ -12,8 +12,8 @@ use actix_web::web;
 use actix_web::{HttpMessage, ResponseError};
 
 use crate::error::ApiError;
-use crate::http::limits::forwarded_client;
-use crate::http::{AppState, MAX_BODY_BYTES, read_body};
+use crate::http::limits::client_address;
+use crate::http::{AppState, MAX_BODY_BYTES, read_body_up_to};
 use crate::metrics::RequestLabels;
 
 /// Refuses a body over [`MAX_BODY_BYTES`] with `413 payload_too_large` before any route sees the
@@ -28,6 +28,12 @@ pub async fn limit_body(
         let response = error.error_response();
         Ok(req.into_response(response).map_into_right_body())
     };
+    // The console takes photos of QR codes: its own, larger limit.
+    let limit = if req.path().starts_with("/console/") {
+        crate::console::setup::UPLOAD_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
     let declared = req.headers().get(header::CONTENT_LENGTH).map(|length| {
         length
             .to_str()
@@ -35,8 +41,8 @@ pub async fn limit_body(
             .and_then(|length| length.trim().parse::<u64>().ok())
     });
     match declared {
-        Some(Some(length)) if usize::try_from(length).map_or(true, |l| l > MAX_BODY_BYTES) => {
-            return refuse(req, ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        Some(Some(length)) if usize::try_from(length).map_or(true, |l| l > limit) => {
+            return refuse(req, ApiError::PayloadTooLarge(limit));
         }
         Some(None) => {
             return refuse(
@@ -47,7 +53,7 @@ pub async fn limit_body(
         Some(Some(_)) => {}
         // A body of unknown length (chunked): read it now, up to the limit.
         None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-            match read_body(req.take_payload()).await {
+            match read_body_up_to(req.take_payload(), limit).await {
                 Ok(body) => req.set_payload(Payload::from(body)),
                 Err(error) => return refuse(req, error),
             }
@@ -63,17 +69,11 @@ pub async fn limit_per_address(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let refused = req.app_data::<web::Data<AppState>>().and_then(|state| {
-        let forwarded = || {
-            let header = req.headers().get_all("x-forwarded-for").last()?;
-            forwarded_client(Some(header.as_bytes()))
-        };
-        // Without a usable forwarded address, the proxy's own: never no limit at all.
-        let address = state
-            .settings
-            .trust_forwarded_for
-            .then(forwarded)
-            .flatten()
-            .or_else(|| req.peer_addr().map(|a| a.ip()))?;
+        let address = client_address(
+            req.headers(),
+            req.peer_addr(),
+            state.settings.trust_forwarded_for,
+        )?;
         state.limiter.as_ref()?.check(address, Instant::now()).err()
     });
     match refused {

@@ -2,6 +2,7 @@
 //! handler reads, reading and checking request bodies and fields, the rate limit, and receiving a
 //! notification. Neither of them reaches into the other.
 
+pub mod html;
 pub mod limits;
 pub mod middleware;
 pub mod receive;
@@ -98,7 +99,16 @@ pub async fn read_body(
     payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
     + Unpin,
 ) -> Result<web::Bytes, ApiError> {
-    tokio::time::timeout(BODY_TIMEOUT, read_whole(payload))
+    read_body_up_to(payload, MAX_BODY_BYTES).await
+}
+
+/// [`read_body`] with another limit (the console's uploads).
+pub async fn read_body_up_to(
+    payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+    + Unpin,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_whole(payload, limit))
         .await
         .map_err(|_| ApiError::RequestTimeout)?
 }
@@ -106,15 +116,16 @@ pub async fn read_body(
 async fn read_whole(
     mut payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
     + Unpin,
+    limit: usize,
 ) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge(MAX_BODY_BYTES),
+            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge(limit),
             other => ApiError::InvalidRequest(format!("cannot read the body: {other}")),
         })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }

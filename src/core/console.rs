@@ -1,0 +1,93 @@
+//! The console's sign-in rules: an operator token opens a server-side session (the browser holds
+//! a random token, the database only its digest) with its own CSRF token; sessions end when
+//! signed out, after [`SESSION_LIFETIME`], or after [`SESSION_IDLE`] without use; an address
+//! with [`LOCKOUT_AFTER`] wrong tokens within [`LOCKOUT_WINDOW`] is refused until the window
+//! passes.
+
+use std::time::Duration;
+
+use diesel::PgConnection;
+
+use crate::core::error::RuleError;
+use crate::core::operators;
+use crate::core::secrets::sha256;
+use crate::db::console as session_rows;
+use crate::db::transaction_with_retry;
+
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
+pub const LOCKOUT_AFTER: i64 = 5;
+pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A new session: the token for the cookie (shown to the browser only) and its CSRF token.
+#[derive(Debug)]
+pub struct Opened {
+    pub token: String,
+    pub csrf: String,
+    pub operator: String,
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignInRefusal {
+    WrongToken,
+    LockedOut,
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Signs in with an operator token from `address`.
+pub fn sign_in(
+    conn: &mut PgConnection,
+    configured: Option<&str>,
+    presented: &str,
+    address: &str,
+) -> Result<Result<Opened, SignInRefusal>, RuleError> {
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+        if session_rows::recent_failures(conn, address, LOCKOUT_WINDOW)? >= LOCKOUT_AFTER {
+            return Ok(Err(SignInRefusal::LockedOut));
+        }
+        let operator = match operators::authenticate(conn, configured, presented) {
+            Ok(operator) => operator,
+            Err(RuleError::Unauthorized(_)) => {
+                session_rows::record_failure(conn, address)?;
+                return Ok(Err(SignInRefusal::WrongToken));
+            }
+            Err(other) => return Err(other),
+        };
+        let (token, csrf) = (random_token(), random_token());
+        session_rows::open(
+            conn,
+            &sha256(token.as_bytes()),
+            &operator,
+            &csrf,
+            SESSION_LIFETIME,
+        )?;
+        Ok(Ok(Opened {
+            token,
+            csrf,
+            operator,
+        }))
+    })
+}
+
+/// The live session of a cookie's token, if it is one.
+pub fn session(
+    conn: &mut PgConnection,
+    token: &str,
+) -> Result<Option<session_rows::Session>, RuleError> {
+    Ok(session_rows::touch(
+        conn,
+        &sha256(token.as_bytes()),
+        SESSION_IDLE,
+    )?)
+}
+
+/// Ends a session.
+pub fn sign_out(conn: &mut PgConnection, token: &str) -> Result<(), RuleError> {
+    session_rows::end(conn, &sha256(token.as_bytes()))?;
+    Ok(())
+}

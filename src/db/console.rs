@@ -1,0 +1,117 @@
+//! The `console_sessions` and `console_sign_in_failures` tables: the operator console's
+//! server-side sessions (by the digest of the cookie's token) and the failed sign-ins that lock
+//! an address out.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
+
+use super::interval;
+use super::schema::{console_sessions, console_sign_in_failures};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = console_sessions, check_for_backend(diesel::pg::Pg))]
+pub struct Session {
+    pub token_hash: Vec<u8>,
+    pub operator: String,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Opens a session of `operator` that ends after `lifetime` (by the database clock).
+pub fn open(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    operator: &str,
+    csrf_token: &str,
+    lifetime: Duration,
+) -> QueryResult<()> {
+    diesel::insert_into(console_sessions::table)
+        .values((
+            console_sessions::token_hash.eq(token_hash),
+            console_sessions::operator.eq(operator),
+            console_sessions::csrf_token.eq(csrf_token),
+            console_sessions::expires_at
+                .eq(sql::<Timestamptz>("now() + ").bind::<Interval, _>(interval(lifetime))),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The live session of this token (not ended, not expired, used within `idle`), marked as seen.
+pub fn touch(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    idle: Duration,
+) -> QueryResult<Option<Session>> {
+    diesel::update(console_sessions::table.find(token_hash))
+        .filter(console_sessions::ended_at.is_null())
+        .filter(sql::<Bool>("console_sessions.expires_at > now()"))
+        .filter(
+            sql::<Bool>("console_sessions.last_seen_at > now() - ")
+                .bind::<Interval, _>(interval(idle)),
+        )
+        .set(console_sessions::last_seen_at.eq(sql::<Timestamptz>("now()")))
+        .returning(Session::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// Ends a session (sign-out).
+pub fn end(conn: &mut PgConnection, token_hash: &[u8]) -> QueryResult<usize> {
+    diesel::update(console_sessions::table.find(token_hash))
+        .filter(console_sessions::ended_at.is_null())
+        .set(console_sessions::ended_at.eq(sql::<Nullable<Timestamptz>>("now()")))
+        .execute(conn)
+}
+
+/// Records a failed sign-in from `address`.
+pub fn record_failure(conn: &mut PgConnection, address: &str) -> QueryResult<()> {
+    diesel::insert_into(console_sign_in_failures::table)
+        .values(console_sign_in_failures::address.eq(address))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// How many sign-ins from `address` failed within `window`.
+pub fn recent_failures(
+    conn: &mut PgConnection,
+    address: &str,
+    window: Duration,
+) -> QueryResult<i64> {
+    console_sign_in_failures::table
+        .filter(console_sign_in_failures::address.eq(address))
+        .filter(
+            sql::<Bool>("console_sign_in_failures.failed_at > now() - ")
+                .bind::<Interval, _>(interval(window)),
+        )
+        .count()
+        .get_result(conn)
+}
+
+/// Forgets sessions that ended or expired, and failures older than `keep`.
+pub fn forget_old(conn: &mut PgConnection, keep: Duration) -> QueryResult<usize> {
+    let sessions = diesel::delete(
+        console_sessions::table.filter(
+            sql::<Bool>(
+                "coalesce(console_sessions.ended_at, console_sessions.expires_at) < now() - ",
+            )
+            .bind::<Interval, _>(interval(keep)),
+        ),
+    )
+    .execute(conn)?;
+    let failures = diesel::delete(
+        console_sign_in_failures::table.filter(
+            sql::<Bool>("console_sign_in_failures.failed_at < now() - ")
+                .bind::<Interval, _>(interval(keep)),
+        ),
+    )
+    .execute(conn)?;
+    Ok(sessions + failures)
+}

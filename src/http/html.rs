@@ -1,0 +1,122 @@
+//! HTML answers that browsers see (the operator console): locked down by their headers (a strict
+//! Content-Security-Policy whose per-page nonce is the only way a style or script runs, no
+//! framing, no sniffing), and QR codes drawn on the server.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+
+/// The one-time value that lets one page's own inline style (and script) run, and nothing else.
+pub struct Nonce(String);
+
+impl Nonce {
+    pub fn new() -> Nonce {
+        use base64::Engine;
+        let bytes: [u8; 16] = rand::random();
+        Nonce(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Nonce {
+    fn default() -> Self {
+        Nonce::new()
+    }
+}
+
+/// A page with `status`: nothing but its own nonce'd style and script runs, images only from
+/// this service or inline, forms post only to this service, and it cannot be framed.
+pub fn page(status: StatusCode, body: String, nonce: &Nonce) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((
+            CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+                 img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+                 form-action 'self'; frame-ancestors 'none'",
+                nonce = nonce.0
+            ),
+        ))
+        .insert_header((X_FRAME_OPTIONS, "DENY"))
+        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((REFERRER_POLICY, "same-origin"))
+        .body(body)
+}
+
+/// The QR code of `text` as an inline SVG element (empty when the text cannot be one).
+pub fn qr_svg(text: &str, size: u32) -> String {
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(size, size)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The QR code of `text` as a PNG of about `size` pixels a side.
+pub fn qr_png(text: &str, size: u32) -> Result<Vec<u8>, String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| e.to_string())?;
+    let image = code
+        .render::<image::Luma<u8>>()
+        .min_dimensions(size, size)
+        .quiet_zone(true)
+        .build();
+    let mut png = Vec::new();
+    image::DynamicImage::ImageLuma8(image)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(png)
+}
+
+/// The texts of the QR codes in an image (a photo or a screenshot of one or more codes).
+pub fn read_qr_codes(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let image = image::load_from_memory(bytes)
+        .map_err(|_| "not an image solopay can read (PNG or JPEG)".to_string())?;
+    // Large photos are shrunk first: the codes stay readable, decoding stays fast.
+    let image = if image.width().max(image.height()) > 1600 {
+        image.thumbnail(1600, 1600)
+    } else {
+        image
+    };
+    let mut prepared = rqrr::PreparedImage::prepare(image.to_luma8());
+    let mut texts = Vec::new();
+    for grid in prepared.detect_grids() {
+        if let Ok((_, text)) = grid.decode()
+            && !texts.contains(&text)
+        {
+            texts.push(text);
+        }
+    }
+    Ok(texts)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_drawn_code_reads_back_and_a_blank_image_has_none() {
+        let png = qr_png("wxp://f2f0abcdef", 240).unwrap();
+        assert_eq!(read_qr_codes(&png).unwrap(), ["wxp://f2f0abcdef"]);
+        let mut blank = Vec::new();
+        image::DynamicImage::new_luma8(100, 100)
+            .write_to(
+                &mut std::io::Cursor::new(&mut blank),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        assert!(read_qr_codes(&blank).unwrap().is_empty());
+        assert!(read_qr_codes(b"not an image").is_err());
+    }
+}
