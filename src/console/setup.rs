@@ -317,6 +317,33 @@ pub fn collection_code(image: &[u8]) -> Result<(Channel, String), String> {
     }
 }
 
+/// The amount of a fixed-amount code: the one its text carries (an `amount` or `money`
+/// parameter of a link), or the one typed beside it. Both present and different, or neither,
+/// is refused: the code is what the payer pays, so a wrong amount here would match payments
+/// to the wrong orders.
+pub fn fixed_amount(code: &str, typed: &str, max: Amount) -> Result<Amount, String> {
+    let carried = url::Url::parse(code).ok().and_then(|url| {
+        url.query_pairs()
+            .find(|(key, _)| key == "amount" || key == "money")
+            .map(|(_, value)| value.into_owned())
+    });
+    let carried = carried
+        .map(|text| {
+            Amount::parse(text.trim(), max).map_err(|e| format!("the amount in the code: {e}"))
+        })
+        .transpose()?;
+    let typed = (!typed.is_empty())
+        .then(|| Amount::parse(typed, max).map_err(|e| format!("the amount beside it: {e}")))
+        .transpose()?;
+    match (carried, typed) {
+        (Some(carried), Some(typed)) if carried != typed => Err(format!(
+            "the code is for ¥{carried} but ¥{typed} was typed beside it"
+        )),
+        (Some(amount), _) | (None, Some(amount)) => Ok(amount),
+        (None, None) => Err("the code carries no amount: type it beside the image".into()),
+    }
+}
+
 async fn payees(state: web::Data<AppState>, me: Signed) -> HttpResponse {
     let offline_after = state.settings.device_offline_after;
     let data = me
@@ -437,26 +464,29 @@ async fn add_fixed_codes(
     let mut added = Vec::new();
     for (file_field, image) in &upload.files {
         let slot = file_field.trim_start_matches("code");
-        let amount = match Amount::parse(
-            field(&format!("amount{slot}")).trim(),
-            state.settings.max_amount,
-        ) {
-            Ok(amount) => amount,
-            Err(error) => {
-                return me.refuse(RuleError::InvalidRequest(format!(
-                    "the amount beside image {slot}: {error}"
-                )));
-            }
+        let refused =
+            |why: String| me.refuse(RuleError::InvalidRequest(format!("image {slot}: {why}")));
+        let (channel, code) = match collection_code(image) {
+            Ok(read) => read,
+            Err(error) => return refused(error),
         };
-        match collection_code(image) {
-            Ok((_, code)) => added.push((amount, code)),
-            Err(error) => {
-                return me.refuse(RuleError::InvalidRequest(format!("image {slot}: {error}")));
-            }
+        let typed = field(&format!("amount{slot}"));
+        match fixed_amount(&code, typed.trim(), state.settings.max_amount) {
+            Ok(amount) => added.push((channel, amount, code)),
+            Err(error) => return refused(error),
         }
     }
     let id = id.into_inner();
     me.change(&state, &csrf, "/console/payees", move |conn, operator| {
+        let payee = payee_rows::find(conn, &id)?.ok_or_else(|| RuleError::not_found("payee"))?;
+        if let Some((channel, _, code)) = added.iter().find(|(c, _, _)| *c != payee.channel) {
+            return Err(RuleError::InvalidRequest(format!(
+                "{code:?} is a {channel} code and this payee collects with {}",
+                payee.channel
+            )));
+        }
+        let added: Vec<(Amount, String)> =
+            added.into_iter().map(|(_, a, code)| (a, code)).collect();
         let current = payee_rows::fixed_codes(conn, &id)?;
         // The new codes join the ones there are (a new one for an amount replaces it).
         let mut codes: Vec<(Amount, String)> = current

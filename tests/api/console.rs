@@ -283,6 +283,92 @@ async fn payees_are_made_only_from_one_collection_code_of_wechat_or_alipay() {
             Some(channel)
         );
     }
+
+    // Fixed-amount codes: the amount the code carries, or the one typed beside it; never two
+    // amounts that disagree, never none, never a code of the other channel.
+    let add_codes = |payee: String, images: Vec<(Vec<u8>, &'static str)>| {
+        let mut form = reqwest::multipart::Form::new().text("csrf", csrf.clone());
+        for (n, (image, amount)) in images.into_iter().enumerate() {
+            form = form.text(format!("amount{n}"), amount).part(
+                format!("code{n}"),
+                reqwest::multipart::Part::bytes(image).file_name("code.png"),
+            );
+        }
+        client
+            .post(app.url(&format!("/console/payees/{payee}/codes")))
+            .multipart(form)
+            .send()
+    };
+    let wechat = db
+        .text("SELECT id FROM payees WHERE channel = 'wechat'")
+        .await
+        .unwrap();
+    let alipay = db
+        .text("SELECT id FROM payees WHERE channel = 'alipay'")
+        .await
+        .unwrap();
+    for (payee, images, why) in [
+        (
+            wechat.clone(),
+            vec![(png_of("wxp://f2f1fixed5"), "")],
+            "carries no amount",
+        ),
+        (
+            wechat.clone(),
+            vec![(png_of("wxp://f2f1fixed5"), "five")],
+            "the amount beside it",
+        ),
+        (
+            wechat.clone(),
+            vec![(png_of("https://qr.alipay.com/fkx5?amount=5.00"), "5.00")],
+            "this payee collects with wechat",
+        ),
+        (
+            alipay.clone(),
+            vec![(png_of("https://qr.alipay.com/fkx5?amount=5.00"), "6.00")],
+            "the code is for ¥5.00 but ¥6.00 was typed",
+        ),
+        (
+            alipay.clone(),
+            vec![(png_of("https://qr.alipay.com/fkx5?amount=0"), "")],
+            "the amount in the code",
+        ),
+    ] {
+        let refused = add_codes(payee, images).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{why}");
+        assert!(refused.text().await.unwrap().contains(why), "{why}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM payee_fixed_codes").await, 0);
+    let added = add_codes(
+        wechat.clone(),
+        vec![
+            (png_of("wxp://f2f1fixed5"), "5.00"),
+            (png_of("wxp://f2f1fixed8?money=8.80"), ""),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let added = add_codes(
+        alipay.clone(),
+        vec![(png_of("https://qr.alipay.com/fkx5?amount=5.00"), "5")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        db.text(
+            "SELECT string_agg(payee_id || ' ' || amount::text || ' ' || qr_code, ', ' \
+             ORDER BY payee_id = (SELECT id FROM payees WHERE channel = 'alipay'), amount) \
+             FROM payee_fixed_codes"
+        )
+        .await
+        .unwrap(),
+        format!(
+            "{wechat} 5.00 wxp://f2f1fixed5, {wechat} 8.80 wxp://f2f1fixed8?money=8.80, \
+             {alipay} 5.00 https://qr.alipay.com/fkx5?amount=5.00"
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
