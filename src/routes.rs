@@ -69,6 +69,7 @@ fn authenticated(cfg: &mut ServiceConfig) {
                 .service(admin::merchants::rotate_webhook_secret)
                 .service(admin::merchants::update_merchant)
                 .service(admin::merchants::rotate_api_key)
+                .service(admin::merchants::platform_key)
                 .service(admin::devices::rotate_device_secret)
                 .service(admin::payees::update_payee)
                 .service(admin::payees::list_payees)

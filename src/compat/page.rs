@@ -13,7 +13,8 @@ use actix_web::{HttpResponse, get, web};
 use crate::core::compat::return_location;
 use crate::core::merchants::order_merchant;
 use crate::core::orders::{self as order_rules, Order};
-use crate::domain::OrderStatus;
+use crate::core::platform_keys::epay_v2_key;
+use crate::domain::{OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
@@ -201,7 +202,12 @@ pub async fn pay_return(
             let order =
                 order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
             let merchant = order_merchant(conn, &order)?;
-            let location = return_location(&order, &merchant);
+            let platform_key = match order.protocol {
+                OrderProtocol::Epay2 => Some(epay_v2_key(conn)?),
+                _ => None,
+            };
+            let now = chrono::Utc::now().timestamp();
+            let location = return_location(&order, &merchant, platform_key.as_ref(), now);
             Ok((order, location))
         })
         .await?;

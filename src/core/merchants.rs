@@ -104,8 +104,8 @@ pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant
         .ok_or_else(|| RuleError::internal("the order's merchant is gone"))
 }
 
-/// Renames, enables or disables a merchant, or changes its default webhook URL. A disabled
-/// merchant's API key is refused.
+/// Renames, enables or disables a merchant, or changes its default webhook URL, its 易支付 V2
+/// public key or its default epusdt channel. A disabled merchant's API key is refused.
 pub fn update_merchant(
     conn: &mut PgConnection,
     operator: Operator<'_>,
@@ -125,6 +125,8 @@ pub fn update_merchant(
                 "name": changes.name,
                 "enabled": changes.enabled,
                 "notify_url": changes.notify_url,
+                "epay_v2_public_key": changes.epay_v2_public_key,
+                "epusdt_channel": changes.epusdt_channel,
             }),
         )?;
         Ok(merchant)

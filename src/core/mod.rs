@@ -2,6 +2,7 @@
 //! a `&mut PgConnection` and opens (or joins) the transaction it needs. A rule that refuses says
 //! why with a [`error::RuleError`]; the HTTP edge decides the answer.
 
+pub mod checkouts;
 pub mod compat;
 pub mod devices;
 pub mod error;
@@ -10,8 +11,10 @@ pub mod notifications;
 pub mod operators;
 pub mod orders;
 pub mod payees;
+pub mod platform_keys;
 pub mod reading;
 pub mod reconciliation;
+pub mod rsa_signing;
 pub mod secrets;
 pub mod signing;
 pub mod webhooks;

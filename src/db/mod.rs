@@ -4,6 +4,7 @@
 //! (connect, migrate, check) is in [`startup`], the pool in [`pool`], the errors in [`error`].
 
 pub mod audit;
+pub mod checkouts;
 pub mod devices;
 pub mod error;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod operator_tokens;
 pub mod orders;
 pub mod payees;
 pub mod payments;
+pub mod platform_keys;
 pub mod pool;
 pub mod schema;
 pub mod sealed;
