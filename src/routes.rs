@@ -14,7 +14,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::api::extract::require_operator;
 use crate::api::{admin, devices, ops, orders};
-use crate::compat::{epay, forwarder, page, vmq};
+use crate::compat::{cashier, epay, forwarder, page, vmq};
 use crate::error::Problem;
 use crate::http::middleware;
 
@@ -92,6 +92,8 @@ fn public(cfg: &mut ServiceConfig) {
         .service(devices::heartbeat)
         .service(devices::notify)
         .service(forwarder::forward)
+        .service(cashier::cashier)
+        .service(cashier::choose)
         .service(page::pay_page)
         .service(page::pay_return)
         .service(vmq::listener::app_heart)

@@ -9,6 +9,7 @@
 //! the native core request (`OrderRequest`, `OrderLookup`, a `Notification`), the same core
 //! function as the native API's is called, and the outcome is shaped in the protocol's words.
 
+pub mod cashier;
 pub mod epay;
 pub mod forwarder;
 pub mod page;

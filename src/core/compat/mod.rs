@@ -21,7 +21,7 @@ use crate::domain::{DeliveryKind, OrderProtocol};
 use crate::money::Amount;
 
 /// The protocol fields an order keeps (`orders.compat`).
-pub(crate) fn compat_field<'a>(order: &'a Order, name: &str) -> &'a str {
+pub fn compat_field<'a>(order: &'a Order, name: &str) -> &'a str {
     order
         .compat
         .as_ref()
