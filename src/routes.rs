@@ -14,7 +14,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::api::extract::require_operator;
 use crate::api::{admin, devices, ops, orders};
-use crate::compat::{cashier, epay, forwarder, page, vmq};
+use crate::compat::{cashier, epay, epusdt, forwarder, page, vmq, vpay};
 use crate::error::Problem;
 use crate::http::middleware;
 
@@ -92,6 +92,7 @@ fn public(cfg: &mut ServiceConfig) {
         .service(devices::heartbeat)
         .service(devices::notify)
         .service(forwarder::forward)
+        .service(epusdt::check_status)
         .service(cashier::cashier)
         .service(cashier::choose)
         .service(page::pay_page)
@@ -106,6 +107,10 @@ fn public(cfg: &mut ServiceConfig) {
         .service(epay::submit::submit)
         .service(epay::submit::mapi)
         .service(epay::query::api)
+        .service(epusdt::create_transaction)
+        .service(epusdt::cancel_transaction)
+        .service(vpay::create_order)
+        .service(vpay::get_order)
         .service(ops::readyz)
         .service(ops::metrics);
 }
@@ -134,6 +139,9 @@ async fn redirect_to_docs() -> actix_web::HttpResponse {
         (name = "operations", description = "Health and readiness."),
         (name = "compat: V免签", description = "The V免签 listener app and merchant API, at the service root."),
         (name = "compat: 易支付", description = "The 易支付 merchant API."),
+        (name = "compat: 易支付 V2", description = "The 易支付 V2 merchant API (RSA signs)."),
+        (name = "compat: epusdt", description = "The epusdt / BEpusdt merchant API."),
+        (name = "compat: VPay", description = "dreamncn VPay's merchant API (card-system's VPay gateway)."),
     )
 )]
 struct ApiDoc;

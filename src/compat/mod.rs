@@ -11,9 +11,11 @@
 
 pub mod cashier;
 pub mod epay;
+pub mod epusdt;
 pub mod forwarder;
 pub mod page;
 pub mod vmq;
+pub mod vpay;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::CONTENT_TYPE;

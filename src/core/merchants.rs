@@ -98,6 +98,15 @@ pub fn merchant_by_pid(conn: &mut PgConnection, pid: i64) -> Result<Merchant, Ru
         .ok_or_else(|| RuleError::InvalidRequest("no such merchant".into()))
 }
 
+/// Every enabled merchant (epusdt's requests name none: the one whose key verifies the
+/// signature is the sender).
+pub fn enabled_merchants(conn: &mut PgConnection) -> Result<Vec<Merchant>, RuleError> {
+    Ok(merchant_rows::list(conn)?
+        .into_iter()
+        .filter(|m| m.enabled)
+        .collect())
+}
+
 /// The merchant an order belongs to (enabled or not).
 pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant, RuleError> {
     merchant_rows::find(conn, &order.merchant_id)?

@@ -247,6 +247,22 @@ pub fn merchant_orders_page(
 
 pub use crate::db::orders::MerchantTotals;
 
+/// Whether a paid order's old-protocol callback was answered: `Some(true)` accepted, `Some(false)`
+/// attempted and not (yet) accepted, `None` not attempted (or no callback).
+pub fn callback_answered(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> Result<Option<bool>, RuleError> {
+    use crate::domain::DeliveryStatus;
+    Ok(
+        match crate::db::webhooks::callback_of_order(conn, order_id)? {
+            Some((DeliveryStatus::Succeeded, _)) => Some(true),
+            Some((_, attempts)) if attempts > 0 => Some(false),
+            _ => None,
+        },
+    )
+}
+
 /// A merchant's orders counted (all, today, yesterday in China Standard Time) and the amounts
 /// paid today and yesterday.
 pub fn merchant_totals(
