@@ -14,7 +14,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::api::extract::require_operator;
 use crate::api::{admin, devices, ops, orders};
-use crate::compat::{cashier, epay, epusdt, forwarder, page, vmq, vpay};
+use crate::compat::{cashier, epay, epay2, epusdt, forwarder, page, vmq, vpay};
 use crate::error::Problem;
 use crate::http::middleware;
 
@@ -107,6 +107,13 @@ fn public(cfg: &mut ServiceConfig) {
         .service(epay::submit::submit)
         .service(epay::submit::mapi)
         .service(epay::query::api)
+        .service(epay2::submit)
+        .service(epay2::create_order)
+        .service(epay2::query)
+        .service(epay2::close)
+        .service(epay2::refund)
+        .service(epay2::merchant_info)
+        .service(epay2::merchant_orders)
         .service(epusdt::create_transaction)
         .service(epusdt::cancel_transaction)
         .service(vpay::create_order)

@@ -11,6 +11,7 @@
 
 pub mod cashier;
 pub mod epay;
+pub mod epay2;
 pub mod epusdt;
 pub mod forwarder;
 pub mod page;

@@ -192,3 +192,8 @@ pub fn retry_aborted<T, E: StorageFailure>(mut work: impl FnMut() -> Result<T, E
 pub fn interval(duration: Duration) -> PgInterval {
     PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
 }
+
+/// The database clock, which every time decision uses.
+pub fn clock(conn: &mut PgConnection) -> diesel::QueryResult<chrono::DateTime<chrono::Utc>> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()")).get_result(conn)
+}
