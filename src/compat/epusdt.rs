@@ -114,9 +114,16 @@ impl EpusdtFields {
             } else if text == "null" {
                 continue;
             } else {
-                let number: rust_decimal::Decimal = text
-                    .parse()
-                    .map_err(|_| unreadable(format!("{name} is not a plain number or a string")))?;
+                // Plain decimals only: an exponent form is no amount anyone sends.
+                let plain = text
+                    .strip_prefix('-')
+                    .unwrap_or(text)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.');
+                let number: rust_decimal::Decimal =
+                    text.parse().ok().filter(|_| plain).ok_or_else(|| {
+                        unreadable(format!("{name} is not a plain number or a string"))
+                    })?;
                 number.normalize().to_string()
             };
             fields.insert(name, read);

@@ -52,9 +52,14 @@ impl MerchantPublicKey {
 
     /// Whether `sign` (base64) is this key's SHA256withRSA signature of `content`.
     pub fn verifies(&self, content: &str, sign: &str) -> bool {
-        let compact: String = sign.chars().filter(|c| !c.is_whitespace()).collect();
-        // A form decoder turns an unencoded '+' of base64 into a space.
-        let Ok(signature) = BASE64.decode(compact.replace(' ', "+").as_bytes()) else {
+        // A form decoder turns an unencoded '+' of base64 into a space; line breaks are dropped.
+        let compact: String = sign
+            .trim()
+            .replace(' ', "+")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let Ok(signature) = BASE64.decode(compact.as_bytes()) else {
             return false;
         };
         self.0

@@ -31,5 +31,6 @@ mod reading;
 mod receiver;
 mod recovery;
 mod reliability;
+mod shops;
 mod sql_sources;
 mod webhooks;
