@@ -10,19 +10,16 @@
 //! `/api/pay/query`, `/api/pay/close`, `/api/pay/refund` (refused), `/api/merchant/info`,
 //! `/api/merchant/orders`. `code` 0 is success, 1 failure.
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, route, web};
 use diesel::PgConnection;
 use serde_json::{Map, Value, json};
 
 use crate::compat::epay::failure_message;
 use crate::compat::epay::merchant_number;
-use crate::compat::epay::submit::{EpayOrderFields, EpayOutcome, create_for};
-use crate::compat::page::refusal_page;
+use crate::compat::epay::submit::{EpayOrderFields, EpayOutcome, create_for, to_page};
 use crate::compat::{Fields, public_base, read_request};
 use crate::config::Protocol;
-use crate::core::checkouts::merchant_checkout;
+use crate::core::checkouts::{OrderOrCheckout, merchant_order_or_checkout};
 use crate::core::compat::epay2::TIMESTAMP_WINDOW_SECS;
 use crate::core::compat::{channel_of_epay_type, compat_field, epay_time, epay_type};
 use crate::core::merchants::{EpayV2Signature, Merchant, epay_v2_merchant};
@@ -223,16 +220,6 @@ fn create(
     create_for(conn, merchant, &order_request, rules)
 }
 
-fn page_url(base: &str, outcome: &EpayOutcome) -> (String, String) {
-    match outcome {
-        EpayOutcome::Order(order) => (order.id.clone(), format!("{base}/pay/{}", order.id)),
-        EpayOutcome::Checkout(checkout) => (
-            checkout.id.clone(),
-            format!("{base}/pay/checkout/{}", checkout.id),
-        ),
-    }
-}
-
 /// Page payment: the V1 order fields, signed for V2; to the payment page (or the cashier page
 /// without `type`).
 #[utoipa::path(
@@ -267,16 +254,7 @@ pub async fn submit(
             create(conn, &request, &merchant, &rules, max_amount)
         })
         .await;
-    Ok(match outcome {
-        Ok(outcome) => HttpResponse::Found()
-            .insert_header((LOCATION, page_url(&base, &outcome).1))
-            .finish(),
-        Err(error) => refusal_page(
-            StatusCode::BAD_REQUEST,
-            "无法创建订单",
-            &failure_message(&error),
-        ),
-    })
+    Ok(to_page(outcome, &base))
 }
 
 /// API payment: `{code: 0, trade_no, pay_type: "jump", pay_info: <payment page>, real_money}`.
@@ -316,7 +294,7 @@ pub async fn create_order(
             }
         }
         let outcome = create(conn, request, merchant, &rules, max_amount)?;
-        let (trade_no, url) = page_url(&base, &outcome);
+        let (trade_no, url) = (outcome.trade_no().to_string(), outcome.page_url(&base));
         let real_money = match &outcome {
             EpayOutcome::Order(order) => Amount::from_stored(order.payable_amount).to_string(),
             EpayOutcome::Checkout(_) => String::new(),
@@ -357,26 +335,18 @@ pub async fn query(
         let lookup = request
             .lookup()
             .ok_or_else(|| ApiError::not_found("order"))?;
-        let mut fields = match order_rules::read_merchant_order(conn, merchant_id, lookup)? {
-            Some(order) => order_fields(&order, merchant.pid),
-            None => {
-                let checkout = match lookup {
-                    OrderLookup::ByMerchantOrderId(number) => {
-                        merchant_checkout(conn, merchant_id, number)?
-                    }
-                    OrderLookup::ById(_) => None,
-                }
-                .ok_or_else(|| ApiError::not_found("order"))?;
-                object(json!({
-                    "trade_no": checkout.id,
-                    "out_trade_no": checkout.merchant_order_id,
-                    "type": "",
-                    "status": 0,
-                    "pid": merchant.pid,
-                    "addtime": epay_time(checkout.created_at),
-                    "money": Amount::from_stored(checkout.amount).to_string(),
-                }))
-            }
+        let mut fields = match merchant_order_or_checkout(conn, merchant_id, lookup)? {
+            Some(OrderOrCheckout::Order(order)) => order_fields(&order, merchant.pid),
+            Some(OrderOrCheckout::Checkout(checkout)) => object(json!({
+                "trade_no": checkout.id,
+                "out_trade_no": checkout.merchant_order_id,
+                "type": "",
+                "status": 0,
+                "pid": merchant.pid,
+                "addtime": epay_time(checkout.created_at),
+                "money": Amount::from_stored(checkout.amount).to_string(),
+            })),
+            None => return Err(ApiError::not_found("order")),
         };
         fields.insert("code".into(), json!(OK));
         fields.insert("msg".into(), json!("success"));

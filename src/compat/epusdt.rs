@@ -26,9 +26,8 @@ use utoipa::ToSchema;
 use crate::compat::{optional_url, public_base, require};
 use crate::config::Protocol;
 use crate::core::compat::epusdt::{channel_of_trade_type, json_number};
-use crate::core::error::RuleError;
 use crate::core::merchants::{Merchant, enabled_merchants, merchant_by_pid};
-use crate::core::orders::{self as order_rules, Creation, Creator, Order, OrderRequest};
+use crate::core::orders::{self as order_rules, Creator, Order, OrderRequest};
 use crate::core::signing::{epusdt_sign, sign_matches};
 use crate::domain::{MerchantId, MerchantOrderId, OrderId, OrderProtocol, OrderStatus};
 use crate::error::ApiError;
@@ -254,14 +253,8 @@ pub async fn create_transaction(
         .run_allocating(channel, move |conn| -> Result<Order, ApiError> {
             let merchant = fields.signer(candidates(conn, pid)?)?;
             let request = fields.order_request(&merchant, max_amount)?;
-            match order_rules::create_order(conn, Creator::Merchant(&merchant.id), &request, &rules)
-            {
-                Ok(Creation::Created(order) | Creation::Repeated(order)) => Ok(order),
-                Err(RuleError::IdempotencyConflict(detail)) => {
-                    Err(ApiError::IdempotencyConflict(detail))
-                }
-                Err(other) => Err(other.into()),
-            }
+            let creator = Creator::Merchant(&merchant.id);
+            Ok(order_rules::create_order(conn, creator, &request, &rules)?.into_order())
         })
         .await;
     let base = public_base(&state.settings, &req);

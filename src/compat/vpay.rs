@@ -18,10 +18,9 @@ use crate::compat::{Fields, check_param, public_base, read_request};
 use crate::config::Protocol;
 use crate::core::compat::vpay::vpay_state;
 use crate::core::compat::{channel_of_vmq_type, php_number, vmq_type};
-use crate::core::error::RuleError;
 use crate::core::merchants::merchant_by_pid;
 use crate::core::orders::{
-    self as order_rules, Creation, Creator, Order, OrderLookup, OrderRequest, callback_answered,
+    self as order_rules, Creator, Order, OrderLookup, OrderRequest, callback_answered,
 };
 use crate::core::signing::{sign_matches, vpay_sign};
 use crate::domain::{MerchantId, MerchantOrderId, OrderProtocol};
@@ -195,18 +194,8 @@ pub async fn create_order(
                 return Err(ApiError::Unauthorized("bad sign".into()));
             }
             let order_request = request.order_request(max_amount)?;
-            match order_rules::create_order(
-                conn,
-                Creator::Merchant(&merchant.id),
-                &order_request,
-                &rules,
-            ) {
-                Ok(Creation::Created(order) | Creation::Repeated(order)) => Ok(order),
-                Err(RuleError::IdempotencyConflict(detail)) => {
-                    Err(ApiError::IdempotencyConflict(detail))
-                }
-                Err(other) => Err(other.into()),
-            }
+            let creator = Creator::Merchant(&merchant.id);
+            Ok(order_rules::create_order(conn, creator, &order_request, &rules)?.into_order())
         })
         .await;
     let base = public_base(&state.settings, &req);

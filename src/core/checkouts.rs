@@ -11,6 +11,7 @@ use diesel::PgConnection;
 use sha2::{Digest, Sha256};
 
 use crate::core::error::RuleError;
+use crate::core::orders::OrderLookup;
 use crate::core::orders::{
     self as order_rules, Creation, Creator, Order, OrderRequest, OrderRules,
 };
@@ -125,17 +126,31 @@ pub fn find_checkout(
     Ok(checkout_rows::find_with_expiry(conn, id)?)
 }
 
-/// The merchant's checkout with this order number (one whose channel may not be chosen yet).
-pub fn merchant_checkout(
+/// What a merchant's lookup by order number finds in a protocol with checkouts.
+#[derive(Debug)]
+pub enum OrderOrCheckout {
+    Order(Order),
+    /// The payer has not chosen a channel yet: an unpaid order without a channel.
+    Checkout(Checkout),
+}
+
+/// The merchant's order `lookup` names, as it is now, or else its checkout with that order
+/// number.
+pub fn merchant_order_or_checkout(
     conn: &mut PgConnection,
     merchant_id: MerchantId<'_>,
-    merchant_order_id: &str,
-) -> Result<Option<Checkout>, RuleError> {
-    Ok(checkout_rows::find_by_merchant_order_id(
-        conn,
-        merchant_id,
-        merchant_order_id,
-    )?)
+    lookup: OrderLookup<'_>,
+) -> Result<Option<OrderOrCheckout>, RuleError> {
+    if let Some(order) = order_rules::read_merchant_order(conn, merchant_id, lookup)? {
+        return Ok(Some(OrderOrCheckout::Order(order)));
+    }
+    Ok(match lookup {
+        OrderLookup::ByMerchantOrderId(number) => {
+            checkout_rows::find_by_merchant_order_id(conn, merchant_id, number)?
+                .map(OrderOrCheckout::Checkout)
+        }
+        OrderLookup::ById(_) => None,
+    })
 }
 
 /// The channels an order could be given a payee on right now.

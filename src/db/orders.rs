@@ -81,6 +81,15 @@ pub enum Creation {
     Repeated(Order),
 }
 
+impl Creation {
+    /// The order, new or repeated (the old protocols answer both alike).
+    pub fn into_order(self) -> Order {
+        match self {
+            Creation::Created(order) | Creation::Repeated(order) => order,
+        }
+    }
+}
+
 /// Why no order was created.
 #[derive(Debug, thiserror::Error)]
 pub enum NotCreated {

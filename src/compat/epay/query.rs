@@ -11,12 +11,10 @@ use utoipa::ToSchema;
 use super::{failure_message, merchant_number};
 use crate::compat::{Fields, read_request};
 use crate::config::Protocol;
-use crate::core::checkouts::{Checkout, merchant_checkout};
+use crate::core::checkouts::{Checkout, OrderOrCheckout, merchant_order_or_checkout};
 use crate::core::compat::{compat_field, epay_time, epay_type};
 use crate::core::merchants::{Merchant, merchant_by_pid};
-use crate::core::orders::{
-    self as order_rules, Order, OrderLookup, merchant_orders_page, merchant_totals,
-};
+use crate::core::orders::{Order, OrderLookup, merchant_orders_page, merchant_totals};
 use crate::core::secrets::constant_time_eq;
 use crate::domain::{MerchantId, OrderStatus};
 use crate::error::ApiError;
@@ -245,18 +243,14 @@ fn one_order(
     merchant: &Merchant,
     query: &EpayQuery,
 ) -> Result<EpayOrderFields, ApiError> {
-    let merchant_id = MerchantId(&merchant.id);
     let lookup = query.lookup().ok_or_else(|| ApiError::not_found("order"))?;
-    if let Some(order) = order_rules::read_merchant_order(conn, merchant_id, lookup)? {
-        return Ok(EpayOrderFields::of_order(order, merchant.pid));
+    match merchant_order_or_checkout(conn, MerchantId(&merchant.id), lookup)? {
+        Some(OrderOrCheckout::Order(order)) => Ok(EpayOrderFields::of_order(order, merchant.pid)),
+        Some(OrderOrCheckout::Checkout(checkout)) => {
+            Ok(EpayOrderFields::of_checkout(checkout, merchant.pid))
+        }
+        None => Err(ApiError::not_found("order")),
     }
-    let checkout = match lookup {
-        OrderLookup::ByMerchantOrderId(number) => merchant_checkout(conn, merchant_id, number)?,
-        OrderLookup::ById(_) => None,
-    };
-    checkout
-        .map(|checkout| EpayOrderFields::of_checkout(checkout, merchant.pid))
-        .ok_or_else(|| ApiError::not_found("order"))
 }
 
 /// 易支付's merchant API: `act=order` (`out_trade_no` or `trade_no`), `orders` (`limit`,

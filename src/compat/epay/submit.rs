@@ -20,9 +20,7 @@ use crate::core::checkouts::{
 use crate::core::compat::{channel_of_epay_type, epay::unsupported_type};
 use crate::core::error::RuleError;
 use crate::core::merchants::{Merchant, merchant_by_pid};
-use crate::core::orders::{
-    self as order_rules, Creation, Creator, Order, OrderRequest, OrderRules,
-};
+use crate::core::orders::{self as order_rules, Creator, Order, OrderRequest, OrderRules};
 use crate::core::signing::SignSpelling;
 use crate::domain::{MerchantId, MerchantOrderId, OrderProtocol};
 use crate::error::ApiError;
@@ -166,12 +164,9 @@ pub(crate) fn create_for(
     match request {
         EpayRequest::Order(order_request) => {
             let creator = Creator::Merchant(&merchant.id);
-            match order_rules::create_order(conn, creator, order_request, rules) {
-                Ok(Creation::Created(order) | Creation::Repeated(order)) => {
-                    Ok(EpayOutcome::Order(order))
-                }
-                Err(error) => Err(reused(error)),
-            }
+            order_rules::create_order(conn, creator, order_request, rules)
+                .map(|creation| EpayOutcome::Order(creation.into_order()))
+                .map_err(reused)
         }
         EpayRequest::Checkout(checkout_request) => {
             if online_channels(conn, rules)?.is_empty() {
@@ -189,12 +184,33 @@ pub(crate) fn create_for(
 
 impl EpayOutcome {
     /// Where the payer pays: solopay's payment page, or its cashier page.
-    pub(crate) fn page_url(&self, state: &AppState, req: &HttpRequest) -> String {
-        let base = public_base(&state.settings, req);
+    pub(crate) fn page_url(&self, base: &str) -> String {
         match self {
             EpayOutcome::Order(order) => format!("{base}/pay/{}", order.id),
             EpayOutcome::Checkout(checkout) => format!("{base}/pay/checkout/{}", checkout.id),
         }
+    }
+
+    /// The `trade_no` the merchant is told: the order's id, or the checkout's.
+    pub(crate) fn trade_no(&self) -> &str {
+        match self {
+            EpayOutcome::Order(order) => &order.id,
+            EpayOutcome::Checkout(checkout) => &checkout.id,
+        }
+    }
+}
+
+/// A page request's answer: to the payment (or cashier) page, or a page saying why not.
+pub(crate) fn to_page(outcome: Result<EpayOutcome, ApiError>, base: &str) -> HttpResponse {
+    match outcome {
+        Ok(outcome) => HttpResponse::Found()
+            .insert_header((LOCATION, outcome.page_url(base)))
+            .finish(),
+        Err(error) => refusal_page(
+            StatusCode::BAD_REQUEST,
+            "无法创建订单",
+            &failure_message(&error),
+        ),
     }
 }
 
@@ -259,16 +275,8 @@ pub async fn submit(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let request = read_request(&state.settings, Protocol::Epay, &req, payload).await?;
-    Ok(match create_epay_order(&state, request).await {
-        Ok(outcome) => HttpResponse::Found()
-            .insert_header((LOCATION, outcome.page_url(&state, &req)))
-            .finish(),
-        Err(error) => refusal_page(
-            StatusCode::BAD_REQUEST,
-            "无法创建订单",
-            &failure_message(&error),
-        ),
-    })
+    let base = public_base(&state.settings, &req);
+    Ok(to_page(create_epay_order(&state, request).await, &base))
 }
 
 /// `/mapi.php`'s answer.
@@ -329,7 +337,7 @@ pub async fn mapi(
     let request = read_request(&state.settings, Protocol::Epay, &req, payload).await?;
     let created = match create_epay_order(&state, request).await {
         Ok(outcome) => {
-            let payurl = Some(outcome.page_url(&state, &req));
+            let payurl = Some(outcome.page_url(&public_base(&state.settings, &req)));
             match outcome {
                 EpayOutcome::Order(order) => EpayCreated {
                     code: 1,
