@@ -220,6 +220,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(http::query_config())
                 .app_data(http::path_config())
+                .wrap(from_fn(middleware::join_epay_slashes))
                 .wrap(from_fn(middleware::limit_body))
                 .wrap(from_fn(middleware::log_request))
                 .into_utoipa_app()

@@ -147,6 +147,12 @@ text_enum! {
         Vmq => "vmq",
         /// 易支付's merchant API; a 易支付 notify when paid.
         Epay => "epay",
+        /// 易支付 V2 (RSA signs); a notify signed with the platform key when paid.
+        Epay2 => "epay2",
+        /// epusdt's merchant API; a JSON callback when paid.
+        Epusdt => "epusdt",
+        /// dreamncn VPay's merchant API; a SHA-256 signed callback when paid.
+        Vpay => "vpay",
     }
 }
 
@@ -159,6 +165,14 @@ text_enum! {
         Vmq => "vmq",
         /// 易支付's notify: GET with a sorted md5 sign; success is a body containing `success`.
         Epay => "epay",
+        /// 易支付 V2's notify: GET signed with the platform's RSA key at each attempt; success is
+        /// a body containing `success`.
+        Epay2 => "epay2",
+        /// epusdt's callback: a JSON POST with an md5 `signature`; success is the body `ok`.
+        Epusdt => "epusdt",
+        /// VPay's callback: GET with an upper-case SHA-256 sign; success is a JSON body whose
+        /// `state` is the number 0.
+        Vpay => "vpay",
     }
 }
 
@@ -329,16 +343,19 @@ impl MerchantOrderId {
     ///
     /// - native `POST /orders`, `merchant_order_id`: `A-Z a-z 0-9 . _ : -`;
     /// - 易支付, `out_trade_no`: `A-Z a-z 0-9 . _ | -` (its plugins put `|` in their numbers);
-    /// - V免签, `payId`: any character but a control character (its plugins send whatever
-    ///   their shop numbers orders with, Chinese included).
+    /// - 易支付 V2, `out_trade_no`: as 易支付;
+    /// - V免签 and VPay, `payId`, and epusdt, `order_id`: any character but a control character
+    ///   (their plugins send whatever their shop numbers orders with, Chinese included).
     ///
     /// Looking an order up (`GET /orders?merchant_order_id=`, 易支付's `api.php`) takes any text:
     /// a number no protocol accepts finds nothing.
     pub fn parse(text: &str, protocol: OrderProtocol) -> Result<Self, InvalidMerchantOrderId> {
         let allowed = |c: char| match protocol {
             OrderProtocol::Native => c.is_ascii_alphanumeric() || "._:-".contains(c),
-            OrderProtocol::Epay => c.is_ascii_alphanumeric() || "._|-".contains(c),
-            OrderProtocol::Vmq => !c.is_control(),
+            OrderProtocol::Epay | OrderProtocol::Epay2 => {
+                c.is_ascii_alphanumeric() || "._|-".contains(c)
+            }
+            OrderProtocol::Vmq | OrderProtocol::Epusdt | OrderProtocol::Vpay => !c.is_control(),
         };
         if (1..=Self::MAX_CHARS).contains(&text.chars().count()) && text.chars().all(allowed) {
             Ok(MerchantOrderId(text.to_string()))
@@ -363,8 +380,13 @@ impl std::fmt::Display for InvalidMerchantOrderId {
             OrderProtocol::Native => {
                 "merchant_order_id must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"
             }
-            OrderProtocol::Epay => "out_trade_no must be 1 to 64 characters of A-Z a-z 0-9 . _ | -",
-            OrderProtocol::Vmq => "payId must be 1 to 64 printable characters",
+            OrderProtocol::Epay | OrderProtocol::Epay2 => {
+                "out_trade_no must be 1 to 64 characters of A-Z a-z 0-9 . _ | -"
+            }
+            OrderProtocol::Vmq | OrderProtocol::Vpay => {
+                "payId must be 1 to 64 printable characters"
+            }
+            OrderProtocol::Epusdt => "order_id must be 1 to 64 printable characters",
         })
     }
 }

@@ -14,7 +14,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::api::extract::require_operator;
 use crate::api::{admin, devices, ops, orders, qr};
-use crate::compat::{epay, forwarder, page, vmq};
+use crate::compat::{cashier, epay, epay2, epusdt, forwarder, page, vmq, vpay};
 use crate::error::Problem;
 use crate::http::middleware;
 
@@ -69,6 +69,7 @@ fn authenticated(cfg: &mut ServiceConfig) {
                 .service(admin::merchants::rotate_webhook_secret)
                 .service(admin::merchants::update_merchant)
                 .service(admin::merchants::rotate_api_key)
+                .service(admin::merchants::platform_key)
                 .service(admin::devices::rotate_device_secret)
                 .service(admin::payees::update_payee)
                 .service(admin::payees::list_payees)
@@ -99,6 +100,9 @@ fn public(cfg: &mut ServiceConfig) {
         .service(devices::heartbeat)
         .service(devices::notify)
         .service(forwarder::forward)
+        .service(epusdt::check_status)
+        .service(cashier::cashier)
+        .service(cashier::choose)
         .service(page::pay_page)
         .service(page::pay_return)
         .service(vmq::listener::app_heart)
@@ -111,6 +115,17 @@ fn public(cfg: &mut ServiceConfig) {
         .service(epay::submit::submit)
         .service(epay::submit::mapi)
         .service(epay::query::api)
+        .service(epay2::pay::submit)
+        .service(epay2::pay::create_order)
+        .service(epay2::pay::query)
+        .service(epay2::pay::close)
+        .service(epay2::pay::refund)
+        .service(epay2::merchant::merchant_info)
+        .service(epay2::merchant::merchant_orders)
+        .service(epusdt::create_transaction)
+        .service(epusdt::cancel_transaction)
+        .service(vpay::create_order)
+        .service(vpay::get_order)
         .service(ops::readyz)
         .service(ops::metrics)
         // The operator console: HTML pages, not part of the API document.
@@ -144,6 +159,9 @@ async fn redirect_to_docs() -> actix_web::HttpResponse {
         (name = "operations", description = "Health and readiness."),
         (name = "compat: V免签", description = "The V免签 listener app and merchant API, at the service root."),
         (name = "compat: 易支付", description = "The 易支付 merchant API."),
+        (name = "compat: 易支付 V2", description = "The 易支付 V2 merchant API (RSA signs)."),
+        (name = "compat: epusdt", description = "The epusdt / BEpusdt merchant API."),
+        (name = "compat: VPay", description = "dreamncn VPay's merchant API (card-system's VPay gateway)."),
     )
 )]
 struct ApiDoc;

@@ -9,10 +9,14 @@
 //! the native core request (`OrderRequest`, `OrderLookup`, a `Notification`), the same core
 //! function as the native API's is called, and the outcome is shaped in the protocol's words.
 
+pub mod cashier;
 pub mod epay;
+pub mod epay2;
+pub mod epusdt;
 pub mod forwarder;
 pub mod page;
 pub mod vmq;
+pub mod vpay;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::CONTENT_TYPE;

@@ -13,13 +13,14 @@ use actix_web::{HttpResponse, get, web};
 use crate::core::compat::return_location;
 use crate::core::merchants::order_merchant;
 use crate::core::orders::{self as order_rules, Order};
-use crate::domain::OrderStatus;
+use crate::core::platform_keys::epay_v2_key;
+use crate::domain::{OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::Amount;
 
 /// Text made safe to place in HTML (element content and quoted attributes).
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -46,7 +47,7 @@ fn qr_svg(text: &str) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;\
+pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;\
 background:#f4f5f7;margin:0;display:flex;justify-content:center}main{background:#fff;margin:24px 12px;\
 padding:24px;border-radius:12px;max-width:360px;width:100%;text-align:center;box-shadow:0 1px 4px #0002}\
 h1{font-size:18px;margin:0 0 8px}.amount{font-size:40px;margin:8px 0;color:#111}.hint{color:#b45309;\
@@ -113,10 +114,10 @@ fn payment_page(order: &Order, nonce: &Nonce) -> String {
 }
 
 /// The one-time value that lets this response's own style and script run, and nothing else.
-struct Nonce(String);
+pub(crate) struct Nonce(pub(crate) String);
 
 impl Nonce {
-    fn new() -> Nonce {
+    pub(crate) fn new() -> Nonce {
         use base64::Engine;
         let bytes: [u8; 16] = rand::random();
         Nonce(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -125,17 +126,38 @@ impl Nonce {
 
 /// A page, with the headers that keep it from being framed, sniffed or made to run anything but
 /// its own inline style and script (the `nonce` they carry); it reaches only this service.
-fn page_response(body: String, nonce: &Nonce) -> HttpResponse {
-    page_with_status(StatusCode::OK, body, nonce)
+pub(crate) fn page_response(body: String, nonce: &Nonce) -> HttpResponse {
+    page_with_status(StatusCode::OK, body, nonce, FormTarget::None)
+}
+
+/// Where a page's forms may post: nowhere, or back to this service (the cashier page).
+#[derive(Clone, Copy)]
+pub(crate) enum FormTarget {
+    None,
+    ThisService,
 }
 
 /// A page saying why a browser's request was refused, with `status`.
 pub fn refusal_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     let nonce = Nonce::new();
-    page_with_status(status, message_page(title, message, &nonce), &nonce)
+    page_with_status(
+        status,
+        message_page(title, message, &nonce),
+        &nonce,
+        FormTarget::None,
+    )
 }
 
-fn page_with_status(status: StatusCode, body: String, nonce: &Nonce) -> HttpResponse {
+pub(crate) fn page_with_status(
+    status: StatusCode,
+    body: String,
+    nonce: &Nonce,
+    forms: FormTarget,
+) -> HttpResponse {
+    let form_action = match forms {
+        FormTarget::None => "'none'",
+        FormTarget::ThisService => "'self'",
+    };
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
@@ -143,7 +165,7 @@ fn page_with_status(status: StatusCode, body: String, nonce: &Nonce) -> HttpResp
             CONTENT_SECURITY_POLICY,
             format!(
                 "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-                 img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+                 img-src data:; connect-src 'self'; base-uri 'none'; form-action {form_action}; \
                  frame-ancestors 'none'",
                 nonce = nonce.0
             ),
@@ -201,7 +223,12 @@ pub async fn pay_return(
             let order =
                 order_rules::read_order(conn, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
             let merchant = order_merchant(conn, &order)?;
-            let location = return_location(&order, &merchant);
+            let platform_key = match order.protocol {
+                OrderProtocol::Epay2 => Some(epay_v2_key(conn)?),
+                _ => None,
+            };
+            let now = chrono::Utc::now().timestamp();
+            let location = return_location(&order, &merchant, platform_key.as_ref(), now);
             Ok((order, location))
         })
         .await?;

@@ -166,10 +166,28 @@ impl Settings {
 pub enum Protocol {
     /// V免签's listener app and merchant API.
     Vmq,
-    /// 易支付's merchant API.
+    /// 易支付's merchant API (V1, MD5 signs).
     Epay,
+    /// 易支付 V2's merchant API (RSA signs).
+    Epay2,
+    /// epusdt's (and BEpusdt's) merchant API.
+    Epusdt,
+    /// dreamncn VPay's merchant API (card-system's "VPay" gateway).
+    Vpay,
     /// Generic notification forwarders (SmsForwarder and the like).
     Forwarder,
+}
+
+impl Protocol {
+    /// Every protocol, as `SOLOPAY_COMPAT` serves them by default.
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Vmq,
+        Protocol::Epay,
+        Protocol::Epay2,
+        Protocol::Epusdt,
+        Protocol::Vpay,
+        Protocol::Forwarder,
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,7 +537,7 @@ pub fn parse_key(text: &str) -> Option<[u8; 32]> {
 
 fn parse_compat(value: Option<String>) -> Result<Vec<Protocol>, SettingsError> {
     let Some(value) = value else {
-        return Ok(vec![Protocol::Vmq, Protocol::Epay, Protocol::Forwarder]);
+        return Ok(Protocol::ALL.to_vec());
     };
     value
         .split(',')
@@ -528,11 +546,16 @@ fn parse_compat(value: Option<String>) -> Result<Vec<Protocol>, SettingsError> {
         .map(|name| match name {
             "vmq" => Ok(Protocol::Vmq),
             "epay" => Ok(Protocol::Epay),
+            "epay2" => Ok(Protocol::Epay2),
+            "epusdt" => Ok(Protocol::Epusdt),
+            "vpay" => Ok(Protocol::Vpay),
             "forwarder" => Ok(Protocol::Forwarder),
             other => Err(SettingsError {
                 variable: "SOLOPAY_COMPAT",
                 value: value.clone(),
-                reason: format!("{other:?} is not one of vmq, epay, forwarder"),
+                reason: format!(
+                    "{other:?} is not one of vmq, epay, epay2, epusdt, vpay, forwarder"
+                ),
             }),
         })
         .collect()
@@ -661,10 +684,7 @@ mod tests {
         assert!(!s.allow_private_webhooks);
         assert!(s.admin_token.is_none());
         assert_eq!(s.webhook_timeout, Duration::from_secs(10));
-        assert_eq!(
-            s.compat,
-            [Protocol::Vmq, Protocol::Epay, Protocol::Forwarder]
-        );
+        assert_eq!(s.compat, Protocol::ALL);
         let schedule: Vec<u64> = s
             .webhook_retry_schedule
             .iter()

@@ -154,8 +154,8 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "SOLOPAY_COMPAT",
-        default: "vmq,epay,forwarder",
-        meaning: "the older protocols served; empty serves none (their paths answer 404)",
+        default: "vmq,epay,epay2,epusdt,vpay,forwarder",
+        meaning: "the older protocols served (vmq V免签, epay 易支付, epay2 易支付 V2, epusdt epusdt/BEpusdt, vpay dreamncn VPay, forwarder SmsForwarder-style posts); empty serves none (their paths answer 404)",
     },
     Variable {
         name: "SOLOPAY_VMQ_MERCHANT",

@@ -98,14 +98,74 @@ pub fn merchant_by_pid(conn: &mut PgConnection, pid: i64) -> Result<Merchant, Ru
         .ok_or_else(|| RuleError::InvalidRequest("no such merchant".into()))
 }
 
+/// A 易支付 V2 request's signer: the enabled merchant `pid` names, once its RSA public key
+/// verifies `sign` over one of `contents` (the spellings of the signed text), `sign_type` is
+/// `RSA` and `timestamp` (unix seconds) is within `window` of the database clock. Returns the
+/// merchant and the database clock.
+pub fn epay_v2_merchant(
+    conn: &mut PgConnection,
+    pid: i64,
+    signed: &EpayV2Signature<'_>,
+    window: Duration,
+) -> Result<(Merchant, chrono::DateTime<chrono::Utc>), RuleError> {
+    let merchant = merchant_by_pid(conn, pid)?;
+    let refused = |why: &str| RuleError::Unauthorized(why.to_string());
+    let key = merchant
+        .epay_v2_public_key
+        .as_deref()
+        .ok_or_else(|| refused("商户 RSA 公钥未配置 (the merchant has no 易支付 V2 public key)"))?;
+    let key =
+        crate::core::rsa_signing::MerchantPublicKey::parse(key).map_err(RuleError::internal)?;
+    if !signed.sign_type.eq_ignore_ascii_case("RSA") {
+        return Err(refused("sign_type must be RSA"));
+    }
+    if !signed
+        .contents
+        .iter()
+        .any(|content| key.verifies(content, signed.sign))
+    {
+        return Err(refused("签名验证失败 (bad sign)"));
+    }
+    let now = crate::db::clock(conn)?;
+    let fresh = signed
+        .timestamp
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| now.timestamp().abs_diff(t) <= window.as_secs());
+    if !fresh {
+        return Err(refused(
+            "timestamp 校验失败 (more than 300 s from the server clock)",
+        ));
+    }
+    Ok((merchant, now))
+}
+
+/// What a 易支付 V2 request's signature covers and says.
+pub struct EpayV2Signature<'a> {
+    /// The signed text, in each spelling a client may have used.
+    pub contents: Vec<String>,
+    pub sign: &'a str,
+    pub sign_type: &'a str,
+    pub timestamp: &'a str,
+}
+
+/// Every enabled merchant (epusdt's requests name none: the one whose key verifies the
+/// signature is the sender).
+pub fn enabled_merchants(conn: &mut PgConnection) -> Result<Vec<Merchant>, RuleError> {
+    Ok(merchant_rows::list(conn)?
+        .into_iter()
+        .filter(|m| m.enabled)
+        .collect())
+}
+
 /// The merchant an order belongs to (enabled or not).
 pub fn order_merchant(conn: &mut PgConnection, order: &Order) -> Result<Merchant, RuleError> {
     merchant_rows::find(conn, &order.merchant_id)?
         .ok_or_else(|| RuleError::internal("the order's merchant is gone"))
 }
 
-/// Renames, enables or disables a merchant, or changes its default webhook URL. A disabled
-/// merchant's API key is refused.
+/// Renames, enables or disables a merchant, or changes its default webhook URL, its 易支付 V2
+/// public key or its default epusdt channel. A disabled merchant's API key is refused.
 pub fn update_merchant(
     conn: &mut PgConnection,
     operator: Operator<'_>,
@@ -125,6 +185,8 @@ pub fn update_merchant(
                 "name": changes.name,
                 "enabled": changes.enabled,
                 "notify_url": changes.notify_url,
+                "epay_v2_public_key": changes.epay_v2_public_key,
+                "epusdt_channel": changes.epusdt_channel,
             }),
         )?;
         Ok(merchant)

@@ -3,6 +3,7 @@
 //! why with a [`error::RuleError`]; the HTTP edge decides the answer.
 
 pub mod alerts;
+pub mod checkouts;
 pub mod compat;
 pub mod console;
 pub mod devices;
@@ -12,8 +13,10 @@ pub mod notifications;
 pub mod operators;
 pub mod orders;
 pub mod payees;
+pub mod platform_keys;
 pub mod reading;
 pub mod reconciliation;
+pub mod rsa_signing;
 pub mod secrets;
 pub mod signing;
 pub mod webhooks;

@@ -271,6 +271,47 @@ pub fn read_merchant_order(
     }
 }
 
+/// A page of the merchant's orders, newest first: `limit` (1 to 100) after `offset`, each as it
+/// is now.
+pub fn merchant_orders_page(
+    conn: &mut PgConnection,
+    merchant_id: MerchantId<'_>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Order>, RuleError> {
+    let page = order_rows::merchant_page(conn, merchant_id, offset.max(0), limit.clamp(1, 100))?;
+    page.into_iter()
+        .map(|order| Ok(read_order(conn, &order.id)?.unwrap_or(order)))
+        .collect()
+}
+
+pub use crate::db::orders::MerchantTotals;
+
+/// Whether a paid order's old-protocol callback was answered: `Some(true)` accepted, `Some(false)`
+/// attempted and not (yet) accepted, `None` not attempted (or no callback).
+pub fn callback_answered(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> Result<Option<bool>, RuleError> {
+    use crate::domain::DeliveryStatus;
+    Ok(
+        match crate::db::webhooks::callback_of_order(conn, order_id)? {
+            Some((DeliveryStatus::Succeeded, _)) => Some(true),
+            Some((_, attempts)) if attempts > 0 => Some(false),
+            _ => None,
+        },
+    )
+}
+
+/// A merchant's orders counted (all, today, yesterday in China Standard Time) and the amounts
+/// paid today and yesterday.
+pub fn merchant_totals(
+    conn: &mut PgConnection,
+    merchant_id: MerchantId<'_>,
+) -> Result<MerchantTotals, RuleError> {
+    Ok(order_rows::merchant_totals(conn, merchant_id)?)
+}
+
 /// Closes a merchant's pending order. Closing a closed order returns it unchanged; a paid or
 /// expired order cannot be closed. Another merchant's order is "not found".
 pub fn close_order(

@@ -117,16 +117,96 @@ pub fn verify_md5_sign(message: &str, key: &str, sign: &str) -> bool {
     )
 }
 
-/// 易支付's sign: every field but `sign`, `sign_type` and empty ones, sorted by name (byte
-/// order), joined as `k=v&k=v` without URL-encoding, the key appended, MD5 in lowercase hex.
-pub fn epay_sign<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> String {
+/// Which fields a 易支付-style sign leaves out of its text, besides `sign` and `sign_type`: the
+/// plugins disagree, and a request is signed over its fields as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignSpelling {
+    /// Empty values (彩虹易支付's SDK, go-epay, dujiaoka).
+    SkipEmpty,
+    /// Values PHP reads as false: empty and `"0"` (card-system's `if (!$val)`).
+    SkipFalsy,
+    /// None: empty values are signed as `k=` (v2board's and Xboard's `http_build_query`).
+    KeepEmpty,
+    /// Values that are empty once trimmed (易支付 V2's SDK).
+    SkipBlank,
+}
+
+impl SignSpelling {
+    fn signs(self, name: &str, value: &str) -> bool {
+        name != "sign"
+            && name != "sign_type"
+            && match self {
+                SignSpelling::SkipEmpty => !value.is_empty(),
+                SignSpelling::SkipFalsy => !value.is_empty() && value != "0",
+                SignSpelling::KeepEmpty => true,
+                SignSpelling::SkipBlank => !value.trim().is_empty(),
+            }
+    }
+}
+
+/// The text a 易支付-style sign covers: the fields `spelling` keeps, sorted by name (byte
+/// order), joined as `k=v&k=v` without URL-encoding.
+pub fn sorted_fields_text<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    spelling: SignSpelling,
+) -> String {
     let mut signed: Vec<(&str, &str)> = fields
         .into_iter()
-        .filter(|(name, value)| !value.is_empty() && *name != "sign" && *name != "sign_type")
+        .filter(|(name, value)| spelling.signs(name, value))
         .collect();
     signed.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let joined: Vec<String> = signed.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    md5_hex(&format!("{}{key}", joined.join("&")))
+    joined.join("&")
+}
+
+/// 易支付's sign: every field but `sign`, `sign_type` and empty ones, sorted by name (byte
+/// order), joined as `k=v&k=v` without URL-encoding, the key appended, MD5 in lowercase hex.
+pub fn epay_sign<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> String {
+    epay_sign_spelled(fields, key, SignSpelling::SkipEmpty)
+}
+
+/// 易支付's sign over the fields `spelling` keeps.
+pub fn epay_sign_spelled<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    key: &str,
+    spelling: SignSpelling,
+) -> String {
+    md5_hex(&format!("{}{key}", sorted_fields_text(fields, spelling)))
+}
+
+/// epusdt's `signature`: the non-empty fields but `signature` as `k=v`, sorted as those texts
+/// (its server sorts the joined pairs, not the names), joined with `&`, the API token appended,
+/// MD5 in lowercase hex.
+pub fn epusdt_sign<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    token: &str,
+) -> String {
+    let mut pairs: Vec<String> = fields
+        .into_iter()
+        .filter(|(name, value)| *name != "signature" && !value.is_empty())
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    pairs.sort();
+    md5_hex(&format!("{}{token}", pairs.join("&")))
+}
+
+/// VPay's sign: every field but `sign` (empty ones too), sorted by name, joined as `k=v&k=v`,
+/// then `&key=<key>`, SHA-256 in upper-case hex.
+pub fn vpay_sign<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> String {
+    use sha2::Digest;
+    let text = sorted_fields_text(
+        fields.into_iter().filter(|(name, _)| *name != "sign_type"),
+        SignSpelling::KeepEmpty,
+    );
+    hex::encode_upper(Sha256::digest(format!("{text}&key={key}").as_bytes()))
+}
+
+/// Whether `given` is `expected`, ignoring case, in constant time.
+pub fn sign_matches(expected: &str, given: &str) -> bool {
+    crate::core::secrets::constant_time_eq(
+        expected.to_ascii_lowercase().as_bytes(),
+        given.trim().to_ascii_lowercase().as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -215,6 +295,54 @@ mod tests {
             sign,
             md5_hex("money=1.00&name=a b&c&pid=1001&type=alipayKEY")
         );
+        let fields = [("b", "0"), ("a", ""), ("c", " "), ("sign", "x")];
+        for (spelling, text) in [
+            (SignSpelling::SkipEmpty, "b=0&c= "),
+            (SignSpelling::SkipFalsy, "c= "),
+            (SignSpelling::KeepEmpty, "a=&b=0&c= "),
+            (SignSpelling::SkipBlank, "b=0"),
+        ] {
+            assert_eq!(sorted_fields_text(fields, spelling), text, "{spelling:?}");
+        }
+    }
+
+    #[test]
+    fn epusdt_and_vpay_sign_as_their_servers_do() {
+        // epusdt's API document: amount=42&notify_url=…&order_id=…&redirect_url=… + token.
+        assert_eq!(
+            epusdt_sign(
+                [
+                    ("order_id", "20220201030210321"),
+                    ("amount", "42"),
+                    ("notify_url", "http://example.com/notify"),
+                    ("redirect_url", "http://example.com/redirect"),
+                    ("signature", "x"),
+                    ("empty", ""),
+                ],
+                "epusdt_password_xasddawqe"
+            ),
+            md5_hex(
+                "amount=42&notify_url=http://example.com/notify&order_id=20220201030210321\
+                 &redirect_url=http://example.com/redirectepusdt_password_xasddawqe"
+            )
+        );
+        let expected = {
+            use sha2::Digest;
+            hex::encode_upper(Sha256::digest(b"param=&payId=A1&price=10&key=K"))
+        };
+        assert_eq!(
+            vpay_sign(
+                [
+                    ("payId", "A1"),
+                    ("price", "10"),
+                    ("param", ""),
+                    ("sign", "x")
+                ],
+                "K"
+            ),
+            expected
+        );
+        assert!(sign_matches(&expected, &expected.to_lowercase()));
     }
 
     #[test]

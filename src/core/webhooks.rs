@@ -81,7 +81,8 @@ pub fn signature_header(
 
 /// Whether a receiver accepted a delivery: any 2xx for Standard Webhooks; the old protocols'
 /// merchants answer a body instead (V免签: exactly `success` once whitespace and a UTF-8 BOM are
-/// trimmed; 易支付: `success` anywhere, in any case).
+/// trimmed; 易支付 and V2: `success` anywhere, in any case; epusdt: `ok`, trimmed the same way;
+/// VPay: a JSON object whose `state` is the number 0).
 pub fn accepted(kind: DeliveryKind, status: Option<u16>, body: Option<&str>) -> bool {
     let Some(status) = status else {
         return false;
@@ -89,9 +90,17 @@ pub fn accepted(kind: DeliveryKind, status: Option<u16>, body: Option<&str>) -> 
     let body = body.unwrap_or_default();
     match kind {
         DeliveryKind::Standard => (200..300).contains(&status),
-        DeliveryKind::Vmq => body.trim_start_matches('\u{feff}').trim() == "success",
-        DeliveryKind::Epay => body.to_ascii_lowercase().contains("success"),
+        DeliveryKind::Vmq => trimmed(body) == "success",
+        DeliveryKind::Epay | DeliveryKind::Epay2 => body.to_ascii_lowercase().contains("success"),
+        DeliveryKind::Epusdt => trimmed(body) == "ok",
+        DeliveryKind::Vpay => serde_json::from_str::<serde_json::Value>(trimmed(body))
+            .is_ok_and(|answer| answer.get("state").and_then(serde_json::Value::as_i64) == Some(0)),
     }
+}
+
+/// A body without the whitespace and UTF-8 BOM around it.
+fn trimmed(body: &str) -> &str {
+    body.trim().trim_start_matches('\u{feff}').trim()
 }
 
 /// What an attempt's answer means for the delivery.
@@ -242,6 +251,20 @@ mod tests {
         assert!(!accepted(Vmq, Some(200), Some("fail")));
         assert!(accepted(Epay, Some(200), Some("<html>SUCCESS</html>")));
         assert!(!accepted(Epay, Some(200), Some("fail")));
+        assert!(accepted(Epay2, Some(200), Some("success")));
+        assert!(accepted(Epusdt, Some(200), Some("ok\n")));
+        assert!(!accepted(Epusdt, Some(200), Some("okay")));
+        assert!(accepted(
+            Vpay,
+            Some(200),
+            Some(r#"{"state":0,"msg":"okok"}"#)
+        ));
+        assert!(!accepted(Vpay, Some(200), Some(r#"{"state":"0"}"#)));
+        assert!(!accepted(
+            Vpay,
+            Some(200),
+            Some(r#"{"state":-1,"msg":"sign error"}"#)
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use diesel::sql_types::{Bool, Interval, Nullable, Text, Timestamptz};
 use super::interval;
 use super::schema::merchants;
 use super::sealed::Sealed;
+use crate::domain::Channel;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = merchants, check_for_backend(diesel::pg::Pg))]
@@ -28,6 +29,10 @@ pub struct Merchant {
     pub pid: i64,
     /// The key of the old protocols' md5 signatures.
     pub md5_key: Sealed,
+    /// 易支付 V2: the merchant's RSA public key (base64 of its DER SubjectPublicKeyInfo).
+    pub epay_v2_public_key: Option<String>,
+    /// epusdt: the channel of an order that names none.
+    pub epusdt_channel: Option<Channel>,
 }
 
 #[derive(Debug, Insertable)]
@@ -143,6 +148,20 @@ pub struct MerchantChanges<'a> {
     pub enabled: Option<bool>,
     /// `Some(None)` removes the default webhook URL.
     pub notify_url: Option<Option<&'a str>>,
+    /// `Some(None)` removes the 易支付 V2 public key.
+    pub epay_v2_public_key: Option<Option<&'a str>>,
+    /// `Some(None)` removes the default epusdt channel.
+    pub epusdt_channel: Option<Option<Channel>>,
+}
+
+impl MerchantChanges<'_> {
+    fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.enabled.is_none()
+            && self.notify_url.is_none()
+            && self.epay_v2_public_key.is_none()
+            && self.epusdt_channel.is_none()
+    }
 }
 
 pub fn update(
@@ -151,7 +170,7 @@ pub fn update(
     changes: &MerchantChanges<'_>,
 ) -> QueryResult<Option<Merchant>> {
     // An empty change set is not an UPDATE diesel can write: read the row instead.
-    if changes.name.is_none() && changes.enabled.is_none() && changes.notify_url.is_none() {
+    if changes.is_empty() {
         return find(conn, id);
     }
     diesel::update(merchants::table.find(id))

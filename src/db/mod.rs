@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod checkouts;
 pub mod console;
 pub mod devices;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod operator_tokens;
 pub mod orders;
 pub mod payees;
 pub mod payments;
+pub mod platform_keys;
 pub mod pool;
 pub mod schema;
 pub mod sealed;
@@ -191,4 +193,9 @@ pub fn retry_aborted<T, E: StorageFailure>(mut work: impl FnMut() -> Result<T, E
 /// A `std::time::Duration` as a Postgres interval.
 pub fn interval(duration: Duration) -> PgInterval {
     PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The database clock, which every time decision uses.
+pub fn clock(conn: &mut PgConnection) -> diesel::QueryResult<chrono::DateTime<chrono::Utc>> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()")).get_result(conn)
 }

@@ -81,6 +81,15 @@ pub enum Creation {
     Repeated(Order),
 }
 
+impl Creation {
+    /// The order, new or repeated (the old protocols answer both alike).
+    pub fn into_order(self) -> Order {
+        match self {
+            Creation::Created(order) | Creation::Repeated(order) => order,
+        }
+    }
+}
+
 /// Why no order was created.
 #[derive(Debug, thiserror::Error)]
 pub enum NotCreated {
@@ -487,4 +496,58 @@ pub fn list(conn: &mut PgConnection, filter: &OrderFilter) -> QueryResult<Vec<Or
         );
     }
     query.load(conn)
+}
+
+/// One merchant's orders, newest first, `limit` of them after skipping `offset` (易支付's
+/// order pages).
+pub fn merchant_page(
+    conn: &mut PgConnection,
+    merchant_id: MerchantId<'_>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    orders::table
+        .filter(orders::merchant_id.eq(merchant_id.as_str()))
+        .order((orders::created_at.desc(), orders::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .select(Order::as_select())
+        .load(conn)
+}
+
+/// A merchant's orders counted: all, created today and yesterday (China Standard Time), and
+/// the amounts paid today and yesterday.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct MerchantTotals {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub orders: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub orders_today: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub orders_yesterday: i64,
+    #[diesel(sql_type = Numeric)]
+    pub paid_today: Decimal,
+    #[diesel(sql_type = Numeric)]
+    pub paid_yesterday: Decimal,
+}
+
+pub fn merchant_totals(
+    conn: &mut PgConnection,
+    merchant_id: MerchantId<'_>,
+) -> QueryResult<MerchantTotals> {
+    diesel::sql_query(
+        "WITH day AS (SELECT date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') \
+                             AT TIME ZONE 'Asia/Shanghai' AS today) \
+         SELECT count(*) AS orders, \
+                count(*) FILTER (WHERE o.created_at >= day.today) AS orders_today, \
+                count(*) FILTER (WHERE o.created_at >= day.today - interval '1 day' \
+                                   AND o.created_at < day.today) AS orders_yesterday, \
+                coalesce(sum(o.amount) FILTER (WHERE o.paid_at >= day.today), 0) AS paid_today, \
+                coalesce(sum(o.amount) FILTER (WHERE o.paid_at >= day.today - interval '1 day' \
+                                                 AND o.paid_at < day.today), 0) AS paid_yesterday \
+         FROM day LEFT JOIN orders o ON o.merchant_id = $1 \
+         GROUP BY day.today",
+    )
+    .bind::<Text, _>(merchant_id.as_str())
+    .get_result(conn)
 }

@@ -174,3 +174,20 @@ impl FixedCode {
             .collect())
     }
 }
+
+/// Whether an order of `channel` could be given a payee now: an enabled payee of the channel
+/// with an enabled device seen within `offline_after_secs` (the allocation's own test).
+pub fn any_online(
+    conn: &mut PgConnection,
+    channel: crate::domain::Channel,
+    offline_after_secs: i32,
+) -> QueryResult<bool> {
+    diesel::select(
+        diesel::dsl::sql::<diesel::sql_types::Bool>("EXISTS (SELECT 1 FROM solopay_online_payees(")
+            .bind::<diesel::sql_types::Text, _>(channel)
+            .sql(", ")
+            .bind::<diesel::sql_types::Int4, _>(offline_after_secs)
+            .sql("))"),
+    )
+    .get_result(conn)
+}

@@ -53,6 +53,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    checkouts (id) {
+        id -> Text,
+        merchant_id -> Text,
+        merchant_order_id -> Text,
+        request_fingerprint -> Bytea,
+        protocol -> Text,
+        amount -> Numeric,
+        subject -> Nullable<Text>,
+        notify_url -> Nullable<Text>,
+        return_url -> Nullable<Text>,
+        compat -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        order_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     console_sessions (token_hash) {
         token_hash -> Bytea,
         operator -> Text,
@@ -130,6 +148,8 @@ diesel::table! {
         previous_webhook_secret_expires_at -> Nullable<Timestamptz>,
         pid -> Int8,
         md5_key -> Text,
+        epay_v2_public_key -> Nullable<Text>,
+        epusdt_channel -> Nullable<Text>,
     }
 }
 
@@ -233,6 +253,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    platform_keys (name) {
+        name -> Text,
+        private_key -> Text,
+        public_key -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sql_sources (name) {
         name -> Text,
         revision -> Int4,
@@ -287,6 +316,8 @@ diesel::table! {
 
 diesel::joinable!(alert_deliveries -> alert_channels (channel_id));
 diesel::joinable!(alert_deliveries -> alerts (alert_id));
+diesel::joinable!(checkouts -> merchants (merchant_id));
+diesel::joinable!(checkouts -> orders (order_id));
 diesel::joinable!(events -> orders (order_id));
 diesel::joinable!(forwarder_signatures -> devices (device_id));
 diesel::joinable!(orders -> merchants (merchant_id));
@@ -307,6 +338,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     alert_deliveries,
     alerts,
     audit_log,
+    checkouts,
     console_sessions,
     console_sign_in_failures,
     devices,
@@ -319,6 +351,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payee_fixed_codes,
     payees,
     payments,
+    platform_keys,
     sealing_key_check,
     sql_sources,
     webhook_attempts,

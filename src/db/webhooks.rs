@@ -313,3 +313,18 @@ pub fn pending_count(conn: &mut PgConnection) -> QueryResult<i64> {
         .count()
         .get_result(conn)
 }
+
+/// Where an order's old-protocol callback stands: its status and attempts so far (none when the
+/// order has no callback).
+pub fn callback_of_order(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> QueryResult<Option<(DeliveryStatus, i32)>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::order_id.eq(order_id))
+        .filter(webhook_deliveries::kind.ne(DeliveryKind::Standard))
+        .order(webhook_deliveries::created_at.desc())
+        .select((webhook_deliveries::status, webhook_deliveries::attempts))
+        .first(conn)
+        .optional()
+}

@@ -120,3 +120,30 @@ pub async fn log_request(
     }
     Ok(response)
 }
+
+/// The 易支付 paths a plugin reaches with a doubled slash: plugins join a configured base URL
+/// and a path with `/`, so a base ending in `/` makes `//submit.php`.
+const EPAY_PATHS: [&str; 3] = ["submit.php", "mapi.php", "api.php"];
+
+/// Sends `//submit.php`, `//mapi.php` and `//api.php` (any number of leading slashes) to the
+/// handlers of `/submit.php`, `/mapi.php` and `/api.php`, query kept. No other path is
+/// rewritten: `//orders` or `/admin//x` still reach nothing, so no guard or limit can be
+/// walked around through a spelling of its path.
+pub async fn join_epay_slashes(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path();
+    let name = path.trim_start_matches('/');
+    if path.starts_with("//") && EPAY_PATHS.contains(&name) {
+        let joined = match req.query_string() {
+            "" => format!("/{name}"),
+            query => format!("/{name}?{query}"),
+        };
+        if let Ok(uri) = joined.parse::<actix_web::http::Uri>() {
+            req.match_info_mut().get_mut().update(&uri);
+            req.head_mut().uri = uri;
+        }
+    }
+    next.call(req).await
+}

@@ -14,11 +14,14 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::core::compat::{epay_notify_fields, vmq_callback_fields, with_query};
+use crate::core::compat::{Callback, PaidOrder, callback, vpay, with_query};
 use crate::core::error::RuleError;
+use crate::core::platform_keys::epay_v2_key;
+use crate::core::rsa_signing::PlatformKey;
 use crate::core::webhooks::{Next, Payload, accepted, after_failure, signature_header};
 use crate::db::merchants::Merchant;
 use crate::db::orders::{self as order_rows, Order};
+use crate::db::payments as payment_rows;
 use crate::db::schema::events;
 use crate::db::sealed::Sealed;
 use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
@@ -42,8 +45,17 @@ struct DeliveryContent {
     event_created_at: chrono::DateTime<Utc>,
     data: serde_json::Value,
     secrets: Vec<Sealed>,
-    /// For the old protocols' callbacks: the order and its merchant (pid, md5 key).
-    compat: Option<(Order, Merchant)>,
+    /// For the old protocols' callbacks: what the callback describes.
+    compat: Option<CompatContent>,
+}
+
+/// What an old protocol's callback is made of: the order, its merchant (pid, md5 key), the
+/// payment that paid it, and for 易支付 V2 the platform's key.
+struct CompatContent {
+    order: Order,
+    merchant: Merchant,
+    payment_id: Option<String>,
+    platform_key: Option<PlatformKey>,
 }
 
 #[derive(Clone)]
@@ -134,7 +146,20 @@ fn load_content(
     } else {
         let order = order_rows::find(conn, &delivery.order_id)?;
         let merchant = merchant_rows::find(conn, &delivery.merchant_id)?;
-        order.zip(merchant)
+        let payment_id = payment_rows::of_order(conn, &delivery.order_id)?
+            .into_iter()
+            .next()
+            .map(|payment| payment.id);
+        let platform_key = match delivery.kind {
+            DeliveryKind::Epay2 => Some(epay_v2_key(conn)?),
+            _ => None,
+        };
+        order.zip(merchant).map(|(order, merchant)| CompatContent {
+            order,
+            merchant,
+            payment_id,
+            platform_key,
+        })
     };
     Ok(DeliveryContent {
         event_type,
@@ -179,11 +204,30 @@ impl Worker {
                     ],
                 })
             }
-            (DeliveryKind::Vmq, Some((order, merchant))) => {
-                Ok(get(vmq_callback_fields(order, merchant)))
-            }
-            (DeliveryKind::Epay, Some((order, merchant))) => {
-                Ok(get(epay_notify_fields(order, merchant)))
+            (kind, Some(compat)) => {
+                let paid = PaidOrder {
+                    order: &compat.order,
+                    merchant: &compat.merchant,
+                    payment_id: compat.payment_id.as_deref(),
+                };
+                Ok(
+                    match callback(kind, &paid, compat.platform_key.as_ref(), timestamp)? {
+                        Callback::Query(fields) if kind == DeliveryKind::Vpay => Request {
+                            url: with_query(
+                                &vpay::notify_url(&delivery.url, &compat.order),
+                                &fields,
+                            ),
+                            ..get(Vec::new())
+                        },
+                        Callback::Query(fields) => get(fields),
+                        Callback::Json(body) => Request {
+                            method: reqwest::Method::POST,
+                            url: delivery.url.clone(),
+                            body,
+                            headers: Vec::new(),
+                        },
+                    },
+                )
             }
             (_, None) => Err("the order or merchant of this callback is gone".into()),
         }

@@ -34,5 +34,6 @@ mod reading;
 mod receiver;
 mod recovery;
 mod reliability;
+mod shops;
 mod sql_sources;
 mod webhooks;

@@ -11,7 +11,10 @@ use crate::core::merchants::{
     CreatedMerchant, create_merchant as create, rotate_api_key as rotate_key,
     rotate_webhook_secret as rotate_secret, update_merchant as update,
 };
+use crate::core::platform_keys::epay_v2_key;
+use crate::core::rsa_signing::MerchantPublicKey;
 use crate::db::merchants::{self as merchant_rows, Merchant as MerchantRow, MerchantChanges};
+use crate::domain::Channel;
 use crate::error::ApiError;
 use crate::http::{AppState, check_text, check_url, parse_json};
 
@@ -33,9 +36,14 @@ pub struct Merchant {
     pub notify_url: Option<String>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
-    /// The merchant's number in the old protocols (易支付's `pid`).
+    /// The merchant's number in the old protocols (易支付's `pid`, VPay's `appid`).
     #[schema(example = 1001)]
     pub pid: i64,
+    /// 易支付 V2: the merchant's RSA public key (base64 of its DER SubjectPublicKeyInfo), which
+    /// verifies its requests; `null` until set.
+    pub epay_v2_public_key: Option<String>,
+    /// epusdt: the channel of an order that names none (`trade_type`); `null` until set.
+    pub epusdt_channel: Option<Channel>,
 }
 
 /// A new merchant with its secrets, shown only in this answer.
@@ -68,6 +76,8 @@ impl From<&MerchantRow> for Merchant {
             enabled: row.enabled,
             created_at: row.created_at,
             pid: row.pid,
+            epay_v2_public_key: row.epay_v2_public_key.clone(),
+            epusdt_channel: row.epusdt_channel,
         }
     }
 }
@@ -185,9 +195,19 @@ pub struct UpdateMerchantRequest {
     #[serde(default, deserialize_with = "crate::api::admin::explicit_null")]
     #[schema(value_type = Option<String>, nullable)]
     pub notify_url: Option<Option<String>>,
+    /// 易支付 V2: the merchant's RSA public key (2048 bits or more), as a PEM block or the bare
+    /// base64 of its DER; `null` removes it (its V2 requests are then refused).
+    #[serde(default, deserialize_with = "crate::api::admin::explicit_null")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub epay_v2_public_key: Option<Option<String>>,
+    /// epusdt: the channel of an order whose request names none; `null` removes it.
+    #[serde(default, deserialize_with = "crate::api::admin::explicit_null")]
+    #[schema(value_type = Option<Channel>, nullable)]
+    pub epusdt_channel: Option<Option<Channel>>,
 }
 
-/// Rename a merchant, enable or disable it, or change its default webhook URL.
+/// Rename a merchant, enable or disable it, change its default webhook URL, its 易支付 V2 public
+/// key or its default epusdt channel.
 #[utoipa::path(
     tag = "operator",
     params(("id" = String, Path, description = "The merchant id (`mch_…`)")),
@@ -214,6 +234,18 @@ pub async fn update_merchant(
     if let Some(Some(url)) = &request.notify_url {
         check_url("notify_url", url)?;
     }
+    // Stored in one spelling, whichever the operator pasted.
+    let public_key = match &request.epay_v2_public_key {
+        Some(Some(text)) => Some(Some(
+            MerchantPublicKey::parse(text)
+                .and_then(|key| key.to_base64())
+                .map_err(|reason| {
+                    ApiError::InvalidRequest(format!("epay_v2_public_key: {reason}"))
+                })?,
+        )),
+        Some(None) => Some(None),
+        None => None,
+    };
     let id = id.into_inner();
     let merchant = state
         .db
@@ -222,6 +254,8 @@ pub async fn update_merchant(
                 name: request.name.as_deref(),
                 enabled: request.enabled,
                 notify_url: request.notify_url.as_ref().map(Option::as_deref),
+                epay_v2_public_key: public_key.as_ref().map(Option::as_deref),
+                epusdt_channel: request.epusdt_channel,
             };
             Ok(update(conn, operator.operator(), &id, &changes)?)
         })
@@ -262,5 +296,39 @@ pub async fn rotate_api_key(
     Ok(web::Json(RotatedApiKey {
         id: merchant.id,
         api_key,
+    }))
+}
+
+/// The platform's 易支付 V2 public key, which merchants enter in their plugins (平台公钥).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlatformPublicKey {
+    /// Base64 of the DER SubjectPublicKeyInfo (what 彩虹易支付's SDK configuration takes).
+    pub public_key: String,
+    /// The same key as a PEM block.
+    pub public_key_pem: String,
+}
+
+/// The platform's 易支付 V2 public key (the key pair is generated at first use; its private
+/// half is stored sealed and never shown).
+#[utoipa::path(
+    tag = "operator",
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The platform public key", body = PlatformPublicKey),
+        (status = 401, description = "`unauthorized`"),
+    )
+)]
+#[get("/epay-v2/platform-key")]
+pub async fn platform_key(
+    state: web::Data<AppState>,
+    _operator: OperatorAuth,
+) -> Result<web::Json<PlatformPublicKey>, ApiError> {
+    let key = state
+        .db
+        .run(|conn| Ok::<_, ApiError>(epay_v2_key(conn)?))
+        .await?;
+    Ok(web::Json(PlatformPublicKey {
+        public_key_pem: key.public_pem(),
+        public_key: key.public_base64,
     }))
 }

@@ -261,9 +261,9 @@ pub async fn check_order(
     serve(&state, &req, payload, async |query: VmqOrderQuery| {
         let (order, merchant) = query.read(&state).await?;
         Ok(match order.status {
-            OrderStatus::Paid => {
-                VmqOutcome::success(&return_location(&order, &merchant).unwrap_or_default())
-            }
+            OrderStatus::Paid => VmqOutcome::success(
+                &return_location(&order, &merchant, None, 0).unwrap_or_default(),
+            ),
             OrderStatus::Pending => VmqOutcome::Refusal("订单未支付"),
             OrderStatus::Expired | OrderStatus::Closed => VmqOutcome::Refusal("订单已过期"),
         })
