@@ -7,12 +7,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, get, post, web};
 
-use crate::compat::page::{FormTarget, Nonce, STYLE, escape, page_with_status, refusal_page};
+use crate::compat::page::{STYLE, refusal_page};
 use crate::core::checkouts::{Checkout, choose_channel, find_checkout, online_channels};
 use crate::core::error::RuleError;
 use crate::domain::Channel;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::html::{FormTarget, Nonce, escape, page};
 use crate::money::Amount;
 
 fn channel_label(channel: Channel) -> &'static str {
@@ -48,7 +49,7 @@ fn cashier_page(checkout: &Checkout, channels: &[Channel], nonce: &Nonce) -> Str
          <p class=\"amount\">¥{amount}</p><p class=\"hint\">请选择支付方式（实付金额可能多几分钱，\
          以区分订单）</p><form method=\"post\" action=\"/pay/checkout/{id}\">{buttons}</form>\
          </main></body></html>",
-        nonce = nonce.0,
+        nonce = nonce.as_str(),
         title = escape(title),
         id = escape(&checkout.id),
     )
@@ -94,7 +95,7 @@ pub async fn cashier(
         ));
     }
     let nonce = Nonce::new();
-    Ok(page_with_status(
+    Ok(page(
         StatusCode::OK,
         cashier_page(&checkout, &channels, &nonce),
         &nonce,

@@ -4,10 +4,7 @@
 //! inline SVG; no script, style or font is fetched from anywhere.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue, LOCATION, REFERRER_POLICY,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
+use actix_web::http::header::{HeaderValue, LOCATION};
 use actix_web::{HttpResponse, get, web};
 
 use crate::core::compat::return_location;
@@ -17,35 +14,8 @@ use crate::core::platform_keys::epay_v2_key;
 use crate::domain::{OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::html::{FormTarget, Nonce, escape, page, qr_svg};
 use crate::money::Amount;
-
-/// Text made safe to place in HTML (element content and quoted attributes).
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The QR code of `text` as an SVG element.
-fn qr_svg(text: &str) -> String {
-    match qrcode::QrCode::new(text.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(240, 240)
-            .quiet_zone(true)
-            .build(),
-        Err(_) => String::new(),
-    }
-}
 
 pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;\
 background:#f4f5f7;margin:0;display:flex;justify-content:center}main{background:#fff;margin:24px 12px;\
@@ -63,7 +33,7 @@ fn message_page(title: &str, message: &str, nonce: &Nonce) -> String {
          <p class=\"status gone\">{message}</p></main></body></html>",
         title = escape(title),
         message = escape(message),
-        nonce = nonce.0,
+        nonce = nonce.as_str(),
     )
 }
 
@@ -105,75 +75,28 @@ fn payment_page(order: &Order, nonce: &Nonce) -> String {
          if({pending}){{tick();poll();}}</script></body></html>",
         title = escape(title),
         hint = hint,
-        qr = qr_svg(&order.qr_code),
+        qr = qr_svg(&order.qr_code, 240),
         id = serde_json::Value::String(order.id.clone()),
         expires = serde_json::Value::String(order.expires_at.to_rfc3339()),
         pending = order.status == OrderStatus::Pending,
-        nonce = nonce.0,
+        nonce = nonce.as_str(),
     )
 }
 
-/// The one-time value that lets this response's own style and script run, and nothing else.
-pub(crate) struct Nonce(pub(crate) String);
-
-impl Nonce {
-    pub(crate) fn new() -> Nonce {
-        use base64::Engine;
-        let bytes: [u8; 16] = rand::random();
-        Nonce(base64::engine::general_purpose::STANDARD.encode(bytes))
-    }
-}
-
-/// A page, with the headers that keep it from being framed, sniffed or made to run anything but
-/// its own inline style and script (the `nonce` they carry); it reaches only this service.
+/// A page of the old protocols' payers, which post no form.
 pub(crate) fn page_response(body: String, nonce: &Nonce) -> HttpResponse {
-    page_with_status(StatusCode::OK, body, nonce, FormTarget::None)
-}
-
-/// Where a page's forms may post: nowhere, or back to this service (the cashier page).
-#[derive(Clone, Copy)]
-pub(crate) enum FormTarget {
-    None,
-    ThisService,
+    page(StatusCode::OK, body, nonce, FormTarget::None)
 }
 
 /// A page saying why a browser's request was refused, with `status`.
 pub fn refusal_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     let nonce = Nonce::new();
-    page_with_status(
+    page(
         status,
         message_page(title, message, &nonce),
         &nonce,
         FormTarget::None,
     )
-}
-
-pub(crate) fn page_with_status(
-    status: StatusCode,
-    body: String,
-    nonce: &Nonce,
-    forms: FormTarget,
-) -> HttpResponse {
-    let form_action = match forms {
-        FormTarget::None => "'none'",
-        FormTarget::ThisService => "'self'",
-    };
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .insert_header((
-            CONTENT_SECURITY_POLICY,
-            format!(
-                "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-                 img-src data:; connect-src 'self'; base-uri 'none'; form-action {form_action}; \
-                 frame-ancestors 'none'",
-                nonce = nonce.0
-            ),
-        ))
-        .insert_header((X_FRAME_OPTIONS, "DENY"))
-        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((REFERRER_POLICY, "same-origin"))
-        .body(body)
 }
 
 /// The payment page of an order (public: the order id is unguessable).

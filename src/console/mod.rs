@@ -23,7 +23,7 @@ use crate::core::console::{self as console_rules, SignInRefusal};
 use crate::core::error::RuleError;
 use crate::core::secrets::constant_time_eq;
 use crate::http::AppState;
-use crate::http::html::{Nonce, page};
+use crate::http::html::{FormTarget, Nonce, page};
 pub use i18n::Lang;
 
 const SESSION_COOKIE: &str = "solopay_session";
@@ -255,7 +255,12 @@ pub fn layout_with_status(
             }
         }
     };
-    page(status, markup.into_string(), &nonce)
+    page(
+        status,
+        markup.into_string(),
+        &nonce,
+        FormTarget::ThisService,
+    )
 }
 
 /// A page with one message (a refusal, a confirmation).

@@ -1,4 +1,4 @@
-//! HTML answers that browsers see (the operator console): locked down by their headers (a strict
+//! HTML answers that browsers see (the operator console, the payment and cashier pages): locked down by their headers (a strict
 //! Content-Security-Policy whose per-page nonce is the only way a style or script runs, no
 //! framing, no sniffing), and QR codes drawn on the server.
 
@@ -30,9 +30,21 @@ impl Default for Nonce {
     }
 }
 
-/// A page with `status`: nothing but its own nonce'd style and script runs, images only from
-/// this service or inline, forms post only to this service, and it cannot be framed.
-pub fn page(status: StatusCode, body: String, nonce: &Nonce) -> HttpResponse {
+/// Where a page's forms may post: nowhere, or back to this service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormTarget {
+    None,
+    ThisService,
+}
+
+/// A page with `status`: nothing but its own nonce'd style and script runs, images only inline,
+/// forms post where `forms` says, it fetches only from this service, and it cannot be framed,
+/// sniffed or kept in a cache.
+pub fn page(status: StatusCode, body: String, nonce: &Nonce, forms: FormTarget) -> HttpResponse {
+    let form_action = match forms {
+        FormTarget::None => "'none'",
+        FormTarget::ThisService => "'self'",
+    };
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
@@ -40,8 +52,8 @@ pub fn page(status: StatusCode, body: String, nonce: &Nonce) -> HttpResponse {
             CONTENT_SECURITY_POLICY,
             format!(
                 "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-                 img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
-                 form-action 'self'; frame-ancestors 'none'",
+                 img-src data:; connect-src 'self'; base-uri 'none'; \
+                 form-action {form_action}; frame-ancestors 'none'",
                 nonce = nonce.0
             ),
         ))
@@ -49,6 +61,23 @@ pub fn page(status: StatusCode, body: String, nonce: &Nonce) -> HttpResponse {
         .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((REFERRER_POLICY, "same-origin"))
         .body(body)
+}
+
+/// Text made safe to place in HTML (element content and quoted attributes), for the pages
+/// written without templates.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The QR code of `text` as an inline SVG element (empty when the text cannot be one).
