@@ -1,7 +1,7 @@
 //! The owner-alert worker: drains due alert deliveries on every instance, like the merchant
 //! webhook worker but apart from it (its own slots and HTTP client), so that a failing alert
 //! channel never delays a merchant's webhook. A delivery is claimed under a lease with
-//! `FOR UPDATE SKIP LOCKED` (one instance sends it), sent, and recorded; failures are retried on
+//! `FOR NO KEY UPDATE SKIP LOCKED` (one instance sends it), sent, and recorded; failures are retried on
 //! `SOLOPAY_ALERT_RETRY_SCHEDULE`, then the delivery is failed.
 
 use std::sync::Arc;

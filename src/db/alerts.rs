@@ -240,7 +240,7 @@ pub fn claim_due(
                       WHERE status = 'pending' AND next_attempt_at <= now() \
                         AND (leased_until IS NULL OR leased_until <= now()) \
                       ORDER BY next_attempt_at LIMIT $1 \
-                      FOR UPDATE SKIP LOCKED) \
+                      FOR NO KEY UPDATE SKIP LOCKED) \
          RETURNING *",
     )
     .bind::<Int8, _>(limit)

@@ -139,7 +139,7 @@ pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Device> {
     devices::table
         .find(id)
         .select(Device::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
 }
 
@@ -176,7 +176,7 @@ pub fn record_notification(
     let was: Option<Was> = diesel::sql_query(
         "UPDATE devices d SET last_seen_at = now(), last_notification_at = now(), \
                 offline_alerted_at = NULL, silence_alerted_at = NULL \
-         FROM (SELECT id, offline_alerted_at FROM devices WHERE id = $1 FOR UPDATE) was \
+         FROM (SELECT id, offline_alerted_at FROM devices WHERE id = $1 FOR NO KEY UPDATE) was \
          WHERE d.id = was.id RETURNING was.offline_alerted_at",
     )
     .bind::<diesel::sql_types::Text, _>(id)

@@ -262,7 +262,7 @@ pub fn lock_for_merchant(
         .find(id.as_str())
         .filter(orders::merchant_id.eq(merchant_id.as_str()))
         .select((Order::as_select(), overdue()))
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .optional()
 }
@@ -294,7 +294,7 @@ pub fn lock_holder(
                 .sql(")"),
         ))
         .order(orders::created_at)
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .optional()
 }
@@ -331,7 +331,7 @@ pub fn expire_overdue(
                         AND ($1::text IS NULL OR id = $1) \
                       ORDER BY expires_at \
                       LIMIT $2 \
-                      FOR UPDATE SKIP LOCKED) \
+                      FOR NO KEY UPDATE SKIP LOCKED) \
          RETURNING *",
     )
     .bind::<Nullable<Text>, _>(id)
@@ -421,7 +421,7 @@ pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<(Order, boo
     orders::table
         .find(id)
         .select((Order::as_select(), overdue()))
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .optional()
 }

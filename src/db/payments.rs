@@ -241,7 +241,7 @@ pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
     payments::table
         .find(id)
         .select(Payment::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .optional()
 }

@@ -124,7 +124,7 @@ pub fn claim_due(
                           WHERE due.place <= $3 \
                           ORDER BY due.next_attempt_at \
                           LIMIT $1 \
-                          FOR UPDATE OF w SKIP LOCKED) \
+                          FOR NO KEY UPDATE OF w SKIP LOCKED) \
              RETURNING *",
         )
         .bind::<Int8, _>(limit)

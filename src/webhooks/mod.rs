@@ -1,5 +1,5 @@
 //! The outbox worker: drains due webhook deliveries on every instance. A delivery is claimed
-//! (attempt number and lease) in one statement with `FOR UPDATE SKIP LOCKED`, attempted, and
+//! (attempt number and lease) in one statement with `FOR NO KEY UPDATE SKIP LOCKED`, attempted, and
 //! settled with its attempt record in one transaction. Woken by each order change and redelivery
 //! through `LISTEN`, with a polling fallback for retries that come due.
 

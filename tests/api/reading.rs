@@ -542,3 +542,35 @@ async fn a_forwarder_request_with_nul_characters_is_stored_and_refused_not_a_ser
     assert_eq!(stored, 1, "the refused request is kept, U+0000 replaced");
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 0);
 }
+
+/// A burst of forwarder reports from one phone: every one is stored and answered, none waits on
+/// another's lock of the device in the opposite order (the sign's row refers to the device, so
+/// its lock of the device row must not be one a later `FOR UPDATE` would have to upgrade).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_forwarded_payments_from_one_phone_is_stored_whole() {
+    let TestEnv { app, db } = spawn_app().await;
+    let listener = app.online_listener("wechat").await;
+    let base = now_ms();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let fields = wechat_fields(
+            &listener.device,
+            base + i,
+            &format!("微信支付收款3.{i:02}元"),
+        );
+        let (app, device) = (app.clone(), listener.device.clone());
+        tasks.push(tokio::spawn(async move {
+            forward_form(&app, &device, &fields).await.status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(db.count("SELECT count(*) FROM notifications").await, 16);
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 16);
+    assert_eq!(
+        db.count("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            .await,
+        0
+    );
+}
