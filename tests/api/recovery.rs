@@ -151,6 +151,21 @@ async fn a_notification_that_cannot_be_processed_does_not_hold_up_the_others() {
             .await,
         1
     );
+    // It is not dropped: the operator sees it as an unparsed payment, and the owner is told.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM payments WHERE result = 'unparsed' AND amount IS NULL \
+             AND notification_id LIKE 'stored-%' AND reason LIKE 'invalid_request:%' \
+             AND text LIKE '%poison%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts WHERE kind = 'payment.kept'")
+            .await,
+        1
+    );
 
     // Sent live, the same body is refused with 400, stored and never retried.
     let live = app

@@ -22,10 +22,11 @@ pub use model::{AndroidMetadata, Notification, check_android_metadata, check_not
 
 use crate::core::error::RuleError;
 use crate::core::orders::OrderRules;
+use crate::core::secrets::new_id;
 use crate::core::secrets::sha256;
 use crate::db::devices as device_rows;
-use crate::db::notifications::{self as raw_rows, NewRawNotification};
-use crate::db::payments::Payment;
+use crate::db::notifications::{self as raw_rows, NewRawNotification, RawNotification};
+use crate::db::payments::{self as payment_rows, NewPayment, Payment};
 use crate::db::transaction_with_retry;
 use crate::db::{StorageError, StorageFailure};
 use crate::domain::{AuthResult, NotificationSource, PaymentResult};
@@ -177,9 +178,59 @@ pub fn finish_stranded(
             }
             Err(error) => {
                 tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification");
-                raw_rows::set_rejection(conn, raw.id, &format!("{}: {error}", error.code()))?;
+                keep_unfinished(conn, &raw, &error)?;
             }
         }
     }
     Ok(finished)
+}
+
+/// A stored notification the sweep cannot finish still reaches the operator: it is marked with
+/// the error and kept as an `unparsed` payment of its device (the error as its reason, the body
+/// as its text), listed and assignable like any, and the owner is told. Never a credit.
+fn keep_unfinished(
+    conn: &mut PgConnection,
+    raw: &RawNotification,
+    error: &RuleError,
+) -> Result<(), RuleError> {
+    /// As much of the body as a kept payment shows.
+    const TEXT_CHARS: usize = 2000;
+    let reason = format!("{}: {error}", error.code());
+    let text: String = String::from_utf8_lossy(&raw.body)
+        .replace('\0', "\u{FFFD}")
+        .chars()
+        .take(TEXT_CHARS)
+        .collect();
+    let notification_id = format!("stored-{}", raw.id);
+    transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+        raw_rows::set_rejection(conn, raw.id, &reason)?;
+        let device_id = raw.device_id.as_deref().unwrap_or_default();
+        let Some(device) = device_rows::find_with_clock(conn, device_id)?.0 else {
+            return Ok(());
+        };
+        let kept = payment_rows::insert_if_new(
+            conn,
+            &NewPayment {
+                id: &new_id("pay"),
+                device_id: &device.id,
+                notification_id: &notification_id,
+                channel: None,
+                amount: None,
+                package: None,
+                title: None,
+                text: Some(&text),
+                reported_at: None,
+                payee_id: None,
+                result: PaymentResult::Unparsed,
+                notification_row: raw.id,
+                reason: Some(&reason),
+                amounts_read: None,
+            },
+        )?;
+        if let Some(payment) = kept {
+            raw_rows::set_payment(conn, raw.id, &payment.id)?;
+            crate::core::alerts::payment_recorded(conn, &device, &payment)?;
+        }
+        Ok(())
+    })
 }
