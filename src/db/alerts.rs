@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Int8, Interval, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Bool, Int8, Interval, Nullable, Text, Timestamptz};
 
 use super::interval;
 use super::schema::{alert_channels, alert_deliveries, alerts};
@@ -136,6 +136,7 @@ pub fn update_channel(
 pub fn insert(
     conn: &mut PgConnection,
     alert: &NewAlert<'_>,
+    told_as: &[AlertKind],
     due_in: Option<Duration>,
 ) -> QueryResult<usize> {
     diesel::insert_into(alerts::table)
@@ -145,13 +146,14 @@ pub fn insert(
         // Told in its digest, not on its own.
         return Ok(0);
     }
+    let told_as: Vec<&str> = told_as.iter().map(AlertKind::as_str).collect();
     diesel::sql_query(
         "INSERT INTO alert_deliveries (alert_id, channel_id, next_attempt_at) \
          SELECT $1, c.id, now() + $3 FROM alert_channels c \
-         WHERE c.enabled AND (c.kinds IS NULL OR $2 = ANY (c.kinds))",
+         WHERE c.enabled AND (c.kinds IS NULL OR c.kinds && $2)",
     )
     .bind::<Text, _>(alert.id)
-    .bind::<Text, _>(alert.kind.as_str())
+    .bind::<Array<Text>, _>(told_as)
     .bind::<Interval, _>(interval(due_in.unwrap_or_default()))
     .execute(conn)
 }
@@ -197,23 +199,45 @@ pub fn raised_recently(
     .get_result(conn)
 }
 
-/// The digest still gathering alerts (its deliveries not due yet), if there is one. Locked, so
-/// that two alerts raised at once join the same digest.
+/// The digest still gathering alerts, if there is one: none of its deliveries claimed and none
+/// due by the clock (not the transaction's start, which may be long past). Its deliveries are
+/// locked until the caller's transaction ends, so the alert worker cannot claim them, read the
+/// members and send without the alert that is joining. Under an advisory lock, so that two alerts
+/// raised at once join the same digest.
 pub fn gathering_digest(conn: &mut PgConnection) -> QueryResult<Option<String>> {
     diesel::sql_query(format!(
         "SELECT pg_advisory_xact_lock({DIGEST_LOCK_CLASS}, 0)"
     ))
     .execute(conn)?;
-    alerts::table
+    let newest: Option<String> = alerts::table
         .filter(alerts::kind.eq(AlertKind::Digest))
         .filter(sql::<Bool>(
             "EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = alerts.id \
-             AND d.status = 'pending' AND d.attempts = 0 AND d.next_attempt_at > now())",
+             AND d.status = 'pending' AND d.attempts = 0 AND d.next_attempt_at > clock_timestamp())",
         ))
         .order(alerts::created_at.desc())
         .select(alerts::id)
         .first(conn)
-        .optional()
+        .optional()?;
+    let Some(digest_id) = newest else {
+        return Ok(None);
+    };
+    alert_deliveries::table
+        .filter(alert_deliveries::alert_id.eq(&digest_id))
+        .select(alert_deliveries::id)
+        .for_no_key_update()
+        .load::<i64>(conn)?;
+    // A new statement sees what a worker that held a lock first committed.
+    let still_gathering: bool = diesel::select(
+        sql::<Bool>("NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = ")
+            .bind::<Text, _>(&digest_id)
+            .sql(
+                " AND (d.status <> 'pending' OR d.attempts > 0 \
+                 OR d.next_attempt_at <= clock_timestamp()))",
+            ),
+    )
+    .get_result(conn)?;
+    Ok(still_gathering.then_some(digest_id))
 }
 
 /// The class of the advisory lock under which digests are opened and joined.

@@ -137,7 +137,7 @@ impl Sender {
         }
         let response = match builder.body(request.body).send().await {
             Ok(response) => response,
-            Err(error) => return refused(describe(&error)),
+            Err(error) => return refused(describe(error)),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -158,7 +158,7 @@ impl Sender {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    error = Some(describe(&e));
+                    error = Some(describe(e));
                     break;
                 }
             }
@@ -174,8 +174,12 @@ impl Sender {
     }
 }
 
-/// The error and its causes in one line (reqwest hides the useful part in the source chain).
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its causes in one line (reqwest hides the useful part in the source chain),
+/// without the URL: a Telegram bot's token or a robot's key travels in it, and this text is
+/// stored and shown.
+fn describe(error: reqwest::Error) -> String {
+    use std::error::Error;
+    let error = error.without_url();
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
     while let Some(cause) = source {

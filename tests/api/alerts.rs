@@ -33,6 +33,27 @@ async fn add_channel(app: &TestApp, name: &str, settings: Value, kinds: Option<V
     response.json().await.unwrap()
 }
 
+/// Waits for the `count`th message at the owner; the body of the digest among them.
+async fn digest_received(owner: &Receiver, count: usize) -> String {
+    let received = owner.wait_for(count, Duration::from_secs(10)).await;
+    let digest = received
+        .iter()
+        .find(|r| r.json()["data"]["kind"] == "digest")
+        .expect("a digest");
+    digest.json()["data"]["body"].as_str().unwrap().to_string()
+}
+
+/// A Standard Webhooks channel to a local receiver standing for the owner.
+async fn owner_channel(app: &TestApp, owner: &Receiver, kinds: Option<Value>) -> Value {
+    add_channel(
+        app,
+        "owner",
+        json!({"kind": "webhook", "url": owner.url()}),
+        kinds,
+    )
+    .await
+}
+
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(message);
@@ -350,13 +371,7 @@ async fn each_alert_kind_is_sent_once_soon_after_its_cause() {
         s.max_offset_steps = 4;
     })
     .await;
-    add_channel(
-        &app,
-        "owner",
-        json!({"kind": "webhook", "url": owner.url()}),
-        None,
-    )
-    .await;
+    owner_channel(&app, &owner, None).await;
     let listener = app.online_listener("wechat").await;
     let device = &listener.device;
     let merchant = app.merchant_with_webhooks(&merchant_hook.url()).await;
@@ -490,7 +505,8 @@ async fn many_kept_payments_at_once_are_gathered_into_one_digest() {
         &app,
         "owner",
         json!({"kind": "webhook", "url": owner.url()}),
-        Some(json!(["payment.kept", "digest"])),
+        // Not `digest`: a channel that takes kept payments hears the digest that gathers them.
+        Some(json!(["payment.kept"])),
     )
     .await;
     let listener = app.online_listener("wechat").await;
@@ -517,12 +533,7 @@ async fn many_kept_payments_at_once_are_gathered_into_one_digest() {
     );
     db.execute("UPDATE alert_deliveries SET next_attempt_at = now() WHERE status = 'pending'")
         .await;
-    let received = owner.wait_for(4, Duration::from_secs(10)).await;
-    let digest = received
-        .iter()
-        .find(|r| r.json()["data"]["kind"] == "digest")
-        .expect("a digest");
-    let body = digest.json()["data"]["body"].as_str().unwrap().to_string();
+    let body = digest_received(&owner, 4).await;
     assert!(body.starts_with("5 more in the last 10 minutes:"), "{body}");
     assert_eq!(
         body.matches("A payment matched no order").count(),
@@ -539,13 +550,7 @@ async fn a_failing_channel_is_retried_and_never_holds_up_merchant_webhooks() {
     owner.answer_with([Answer::status(500), Answer::status(502)]);
     let merchant_hook = Receiver::start().await;
     let TestEnv { app, db } = spawn_app_with(fast).await;
-    add_channel(
-        &app,
-        "owner",
-        json!({"kind": "webhook", "url": owner.url()}),
-        None,
-    )
-    .await;
+    owner_channel(&app, &owner, None).await;
     let listener = app.online_listener("wechat").await;
     let merchant = app.merchant_with_webhooks(&merchant_hook.url()).await;
     // A kept payment: its alert meets a failing channel...
@@ -616,4 +621,110 @@ async fn two_instances_send_each_alert_once() {
             ("payment.kept".to_string(), 3)
         ])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_joining_a_digest_as_its_window_ends_is_in_the_digest() {
+    let owner = Receiver::start().await;
+    let TestEnv { app, db } = spawn_app_with(fast).await;
+    owner_channel(&app, &owner, None).await;
+    let listener = app.online_listener("wechat").await;
+    for i in 0..4 {
+        app.pay(&listener.device, "wechat", &format!("2.0{i}"))
+            .await;
+    }
+    owner.wait_for(3, Duration::from_secs(10)).await;
+    // The digest (one member so far) is due four seconds from now.
+    db.execute(
+        "UPDATE alert_deliveries SET next_attempt_at = now() + interval '4 seconds' \
+         WHERE alert_id IN (SELECT id FROM alerts WHERE kind = 'digest')",
+    )
+    .await;
+    // An alert joins it in a transaction that commits only after the window ended: the worker
+    // must not send the digest without it.
+    let url = db.url.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        conn.transaction(|conn| {
+            let id = solopay::core::alerts::raise(
+                conn,
+                solopay::core::alerts::Raise {
+                    kind: solopay::domain::AlertKind::PaymentKept,
+                    subject: "pay_late",
+                    title: "Joined as the window ended".into(),
+                    body: String::new(),
+                    details: json!({}),
+                },
+            )?;
+            std::thread::sleep(Duration::from_secs(6));
+            Ok::<_, solopay::db::StorageError>(id)
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap()
+    .expect("raised");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM alerts WHERE id = '{joined}' AND digest_id IS NOT NULL"
+        ))
+        .await,
+        1,
+        "the alert did not join the open digest"
+    );
+    let body = digest_received(&owner, 4).await;
+    assert!(body.starts_with("2 more in the last 10 minutes:"), "{body}");
+    assert!(body.contains("Joined as the window ended"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_send_never_shows_the_channels_secret() {
+    const TOKEN: &str = "123456:SECRET-bot-token";
+    let TestEnv { app, db } = spawn_app_with(fast).await;
+    // Nothing listens there: the send fails before any answer.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let channel = add_channel(
+        &app,
+        "tg",
+        json!({"kind": "telegram", "bot_token": TOKEN, "chat_id": "-1001", "api_base": closed}),
+        None,
+    )
+    .await;
+    let tested = app
+        .admin_post(
+            &format!(
+                "/admin/alert-channels/{}/test",
+                channel["id"].as_str().unwrap()
+            ),
+            &json!({}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(tested.contains(r#""delivered":false"#), "{tested}");
+    assert!(!tested.contains("SECRET"), "{tested}");
+
+    // A real alert's failed attempts are stored and listed without it too.
+    let listener = app.online_listener("wechat").await;
+    app.pay(&listener.device, "wechat", "3.33").await;
+    let failed = eventually(Duration::from_secs(10), || {
+        let db = &db;
+        async move {
+            db.count("SELECT count(*) FROM alert_deliveries WHERE last_error IS NOT NULL")
+                .await
+                > 0
+        }
+    })
+    .await;
+    assert!(failed, "the delivery never failed");
+    assert_eq!(
+        db.count("SELECT count(*) FROM alert_deliveries WHERE last_error LIKE '%SECRET%'")
+            .await,
+        0
+    );
+    let listed = app.admin_get("/admin/alerts").await.text().await.unwrap();
+    assert!(listed.contains("last_error"), "{listed}");
+    assert!(!listed.contains("SECRET"), "{listed}");
 }

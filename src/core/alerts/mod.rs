@@ -88,6 +88,7 @@ pub fn raise(conn: &mut PgConnection, alert: Raise<'_>) -> Result<Option<String>
             details: &alert.details,
             digest_id: digest_id.as_deref(),
         },
+        &[alert.kind],
         None,
     )?;
     alert_rows::notify_due(conn)?;
@@ -108,6 +109,9 @@ fn open_digest(conn: &mut PgConnection) -> Result<String, StorageError> {
             details: &serde_json::json!({}),
             digest_id: None,
         },
+        // Every channel that takes one of the gathered kinds hears the digest, so a channel
+        // that chose `payment.kept` alone still hears the fourth kept payment in a window.
+        &[&[AlertKind::Digest], GATHERED].concat(),
         Some(DIGEST_WINDOW),
     )?;
     Ok(id)
