@@ -155,9 +155,10 @@ impl FromRequest for Signed {
             let (Some(token), Some(state)) = (token, state) else {
                 return Err(to_sign_in());
             };
+            let configured = configured_token(&state);
             let session = state
                 .db
-                .run(move |conn| console_rules::session(conn, &token))
+                .run(move |conn| console_rules::session(conn, configured.as_deref(), &token))
                 .await
                 .map_err(|e| {
                     actix_web::error::InternalError::from_response("storage", failed(lang, None, e))
@@ -376,6 +377,15 @@ fn secure_cookies(state: &AppState) -> bool {
         .is_some_and(|url| url.starts_with("https://"))
 }
 
+/// `SOLOPAY_ADMIN_TOKEN`, when set.
+fn configured_token(state: &AppState) -> Option<String> {
+    state
+        .settings
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose().clone())
+}
+
 async fn sign_in(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -395,11 +405,7 @@ async fn sign_in(
     )
     .map(|ip| ip.to_string())
     .unwrap_or_default();
-    let configured = state
-        .settings
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().clone());
+    let configured = configured_token(&state);
     let token = form.into_inner().token;
     let outcome = state
         .db

@@ -32,8 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/devices/{id}/enabled", web::post().to(device_enabled))
         .route("/devices/{id}/rotate", web::post().to(new_device_secret))
         .route("/payees", web::get().to(payees))
-        .route("/payees", web::post().to(add_payee))
-        .route("/payees/{id}/codes", web::post().to(add_fixed_codes))
+        .route(ADD_PAYEE, web::post().to(add_payee))
+        .route(ADD_FIXED_CODES, web::post().to(add_fixed_codes))
         .route("/payees/{id}/enabled", web::post().to(payee_enabled))
         .route("/merchants", web::get().to(merchants))
         .route("/merchants", web::post().to(add_merchant))
@@ -239,8 +239,22 @@ pub struct Upload {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// The most a console upload may hold (the body limit of `/console` is this too).
+/// The most a console upload may hold (the body limit of the two upload forms is this too).
 pub const UPLOAD_BYTES: usize = 8 * 1024 * 1024;
+/// The forms that upload images (under `/console`): the only routes whose body may reach
+/// [`UPLOAD_BYTES`]; every other keeps the service's limit.
+const ADD_PAYEE: &str = "/payees";
+const ADD_FIXED_CODES: &str = "/payees/{id}/codes";
+
+/// Whether a request goes to an upload form (checked before routing, by the body limit).
+pub fn is_upload(method: &actix_web::http::Method, path: &str) -> bool {
+    static FORMS: std::sync::LazyLock<actix_web::dev::ResourceDef> =
+        std::sync::LazyLock::new(|| actix_web::dev::ResourceDef::new([ADD_PAYEE, ADD_FIXED_CODES]));
+    method == actix_web::http::Method::POST
+        && path
+            .strip_prefix("/console")
+            .is_some_and(|rest| FORMS.is_match(rest))
+}
 
 async fn read_upload(mut multipart: actix_multipart::Multipart) -> Result<Upload, String> {
     let mut upload = Upload {
@@ -315,6 +329,14 @@ pub fn collection_code(image: &[u8]) -> Result<(Channel, String), String> {
             "the QR code is not a WeChat or Alipay collection code: {code:?}"
         )),
     }
+}
+
+/// [`collection_code`] on a blocking thread: decoding a photo takes milliseconds of CPU that
+/// the request workers must not wait on.
+async fn read_off_thread(image: Vec<u8>) -> Result<(Channel, String), String> {
+    web::block(move || collection_code(&image))
+        .await
+        .unwrap_or_else(|_| Err("the image could not be read".into()))
 }
 
 /// The amount of a fixed-amount code: the one its text carries (an `amount` or `money`
@@ -427,7 +449,7 @@ async fn add_payee(
             "upload an image of the collection code".into(),
         ));
     };
-    let (channel, qr_code) = match collection_code(image) {
+    let (channel, qr_code) = match read_off_thread(image.clone()).await {
         Ok(code) => code,
         Err(error) => return me.refuse(RuleError::InvalidRequest(error)),
     };
@@ -466,7 +488,7 @@ async fn add_fixed_codes(
         let slot = file_field.trim_start_matches("code");
         let refused =
             |why: String| me.refuse(RuleError::InvalidRequest(format!("image {slot}: {why}")));
-        let (channel, code) = match collection_code(image) {
+        let (channel, code) = match read_off_thread(image.clone()).await {
             Ok(read) => read,
             Err(error) => return refused(error),
         };

@@ -1,8 +1,8 @@
 //! The console's sign-in rules: an operator token opens a server-side session (the browser holds
 //! a random token, the database only its digest) with its own CSRF token; sessions end when
-//! signed out, after [`SESSION_LIFETIME`], or after [`SESSION_IDLE`] without use; an address
-//! with [`LOCKOUT_AFTER`] wrong tokens within [`LOCKOUT_WINDOW`] is refused until the window
-//! passes.
+//! signed out, after [`SESSION_LIFETIME`], after [`SESSION_IDLE`] without use, or when the
+//! operator token that opened them is rotated; an address with [`LOCKOUT_AFTER`] wrong tokens
+//! within [`LOCKOUT_WINDOW`] is refused until the window passes.
 
 use std::time::Duration;
 
@@ -61,9 +61,12 @@ pub fn sign_in(
         let (token, csrf) = (random_token(), random_token());
         session_rows::open(
             conn,
-            &sha256(token.as_bytes()),
-            &operator,
-            &csrf,
+            &session_rows::NewSession {
+                token_hash: &sha256(token.as_bytes()),
+                operator: &operator,
+                operator_token_hash: &sha256(presented.as_bytes()),
+                csrf_token: &csrf,
+            },
             SESSION_LIFETIME,
         )?;
         Ok(Ok(Opened {
@@ -74,16 +77,23 @@ pub fn sign_in(
     })
 }
 
-/// The live session of a cookie's token, if it is one.
+/// The live session of a cookie's token, if it is one and the operator token that opened it is
+/// still current (a session opened with a token since rotated is ended).
 pub fn session(
     conn: &mut PgConnection,
+    configured: Option<&str>,
     token: &str,
 ) -> Result<Option<session_rows::Session>, RuleError> {
-    Ok(session_rows::touch(
-        conn,
-        &sha256(token.as_bytes()),
-        SESSION_IDLE,
-    )?)
+    let digest = sha256(token.as_bytes());
+    let Some(session) = session_rows::touch(conn, &digest, SESSION_IDLE)? else {
+        return Ok(None);
+    };
+    let opened_with = session.operator_token_hash.as_deref().unwrap_or_default();
+    if !operators::is_current(conn, configured, opened_with)? {
+        session_rows::end(conn, &digest)?;
+        return Ok(None);
+    }
+    Ok(Some(session))
 }
 
 /// Ends a session.

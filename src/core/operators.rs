@@ -48,11 +48,30 @@ pub fn ensure_token(
     })
 }
 
-/// Replaces the generated token with a new one and returns it (the `admin-token` command).
+/// Replaces the generated token with a new one and returns it (the `admin-token` command); the
+/// console sessions the old one opened end with it.
 pub fn rotate_generated_token(conn: &mut PgConnection) -> Result<String, RuleError> {
     let token = new_operator_token();
-    token_rows::replace(conn, GENERATED, &sha256(token.as_bytes()))?;
+    let digest = sha256(token.as_bytes());
+    conn.transaction(|conn| -> Result<_, RuleError> {
+        token_rows::replace(conn, GENERATED, &digest)?;
+        crate::db::console::end_opened_with_other_token(conn, GENERATED, &digest)?;
+        Ok(())
+    })?;
     Ok(token)
+}
+
+/// Whether the operator token with this digest is still one (not rotated away, not replaced in
+/// `SOLOPAY_ADMIN_TOKEN`).
+pub fn is_current(
+    conn: &mut PgConnection,
+    configured: Option<&str>,
+    digest: &[u8],
+) -> Result<bool, RuleError> {
+    Ok(match configured {
+        Some(token) => constant_time_eq(&sha256(token.as_bytes()), digest),
+        None => token_rows::find_name_by_hash(conn, digest)?.is_some(),
+    })
 }
 
 fn write_token_file(file: &Path, token: &str) -> std::io::Result<()> {

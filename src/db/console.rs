@@ -22,21 +22,30 @@ pub struct Session {
     pub last_seen_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The digest of the operator token it was opened with.
+    pub operator_token_hash: Option<Vec<u8>>,
 }
 
-/// Opens a session of `operator` that ends after `lifetime` (by the database clock).
+/// A session to open.
+pub struct NewSession<'a> {
+    pub token_hash: &'a [u8],
+    pub operator: &'a str,
+    pub operator_token_hash: &'a [u8],
+    pub csrf_token: &'a str,
+}
+
+/// Opens a session that ends after `lifetime` (by the database clock).
 pub fn open(
     conn: &mut PgConnection,
-    token_hash: &[u8],
-    operator: &str,
-    csrf_token: &str,
+    session: &NewSession<'_>,
     lifetime: Duration,
 ) -> QueryResult<()> {
     diesel::insert_into(console_sessions::table)
         .values((
-            console_sessions::token_hash.eq(token_hash),
-            console_sessions::operator.eq(operator),
-            console_sessions::csrf_token.eq(csrf_token),
+            console_sessions::token_hash.eq(session.token_hash),
+            console_sessions::operator.eq(session.operator),
+            console_sessions::operator_token_hash.eq(session.operator_token_hash),
+            console_sessions::csrf_token.eq(session.csrf_token),
             console_sessions::expires_at
                 .eq(sql::<Timestamptz>("now() + ").bind::<Interval, _>(interval(lifetime))),
         ))
@@ -67,6 +76,25 @@ pub fn touch(
 pub fn end(conn: &mut PgConnection, token_hash: &[u8]) -> QueryResult<usize> {
     diesel::update(console_sessions::table.find(token_hash))
         .filter(console_sessions::ended_at.is_null())
+        .set(console_sessions::ended_at.eq(sql::<Nullable<Timestamptz>>("now()")))
+        .execute(conn)
+}
+
+/// Ends every live session opened with an operator token other than `current` (of the tokens
+/// stored under `operator`, after a rotation).
+pub fn end_opened_with_other_token(
+    conn: &mut PgConnection,
+    operator: &str,
+    current: &[u8],
+) -> QueryResult<usize> {
+    diesel::update(console_sessions::table)
+        .filter(console_sessions::operator.eq(operator))
+        .filter(console_sessions::ended_at.is_null())
+        .filter(
+            console_sessions::operator_token_hash
+                .is_null()
+                .or(console_sessions::operator_token_hash.ne(current)),
+        )
         .set(console_sessions::ended_at.eq(sql::<Nullable<Timestamptz>>("now()")))
         .execute(conn)
 }

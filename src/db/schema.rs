@@ -79,6 +79,7 @@ diesel::table! {
         last_seen_at -> Timestamptz,
         expires_at -> Timestamptz,
         ended_at -> Nullable<Timestamptz>,
+        operator_token_hash -> Nullable<Bytea>,
     }
 }
 

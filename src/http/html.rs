@@ -107,10 +107,28 @@ pub fn qr_png(text: &str, size: u32) -> Result<Vec<u8>, String> {
     Ok(png)
 }
 
+/// The widest and tallest picture [`read_qr_codes`] decodes (a phone's photo is about 4,000).
+const MAX_SIDE: u32 = 8_000;
+/// The most memory decoding one picture may take.
+const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The texts of the QR codes in an image (a photo or a screenshot of one or more codes).
 pub fn read_qr_codes(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let image = image::load_from_memory(bytes)
+    // A small file may declare a huge picture: its size is bounded before it is decoded.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
         .map_err(|_| "not an image solopay can read (PNG or JPEG)".to_string())?;
+    reader.limits(limits);
+    let image = reader.decode().map_err(|error| match error {
+        image::ImageError::Limits(_) => {
+            format!("the image is larger than {MAX_SIDE} × {MAX_SIDE} pixels")
+        }
+        _ => "not an image solopay can read (PNG or JPEG)".to_string(),
+    })?;
     // Large photos are shrunk first: the codes stay readable, decoding stays fast.
     let image = if image.width().max(image.height()) > 1600 {
         image.thumbnail(1600, 1600)
@@ -147,5 +165,18 @@ mod tests {
             .unwrap();
         assert!(read_qr_codes(&blank).unwrap().is_empty());
         assert!(read_qr_codes(b"not an image").is_err());
+    }
+
+    #[test]
+    fn a_picture_wider_than_the_limit_is_refused_before_it_is_decoded() {
+        let mut wide = Vec::new();
+        image::DynamicImage::new_luma8(MAX_SIDE + 1, 1)
+            .write_to(
+                &mut std::io::Cursor::new(&mut wide),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        let refused = read_qr_codes(&wide).unwrap_err();
+        assert!(refused.contains("larger than 8000"), "{refused}");
     }
 }

@@ -28,8 +28,8 @@ pub async fn limit_body(
         let response = error.error_response();
         Ok(req.into_response(response).map_into_right_body())
     };
-    // The console takes photos of QR codes: its own, larger limit.
-    let limit = if req.path().starts_with("/console/") {
+    // The console's upload forms take photos of QR codes: their own, larger limit.
+    let limit = if crate::console::setup::is_upload(req.method(), req.path()) {
         crate::console::setup::UPLOAD_BYTES
     } else {
         MAX_BODY_BYTES

@@ -456,3 +456,85 @@ async fn order_qr_images_read_back_the_orders_code() {
     let read = solopay::http::html::read_qr_codes(&vmq.bytes().await.unwrap()).unwrap();
     assert_eq!(read, ["https://pay.example/p/1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_the_operator_token_that_opened_it_is_replaced() {
+    let TestEnv { app, db } = spawn_app().await;
+    let client = browser();
+    let overview = |client: &reqwest::Client, app: &TestApp| {
+        let request = client.get(app.url("/console"));
+        async move { request.send().await.unwrap().status() }
+    };
+    sign_in(&app, &client, ADMIN_TOKEN).await;
+    assert_eq!(overview(&client, &app).await, StatusCode::OK);
+    // An instance configured with another SOLOPAY_ADMIN_TOKEN (the token was changed): the
+    // session opened with the old one is ended, on every instance.
+    let changed = spawn_instance(&db, |s| {
+        s.admin_token = Some(solopay::config::Secret::new(
+            "a-new-operator-token-0123".into(),
+        ));
+    })
+    .await;
+    assert_eq!(overview(&client, &changed).await, StatusCode::SEE_OTHER);
+    assert_eq!(overview(&client, &app).await, StatusCode::SEE_OTHER);
+
+    // A generated token rotated by `solopay admin-token` ends the sessions it opened.
+    let dir = temp_dir();
+    let generated = spawn_instance(&db, |s| {
+        s.admin_token = None;
+        s.admin_token_file = dir.join("admin-token");
+    })
+    .await;
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let client = browser();
+    sign_in(&generated, &client, token.trim()).await;
+    assert_eq!(overview(&client, &generated).await, StatusCode::OK);
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        solopay::core::operators::rotate_generated_token(&mut conn).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(overview(&client, &generated).await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        db.count("SELECT count(*) FROM console_sessions WHERE ended_at IS NULL")
+            .await,
+        0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_upload_forms_take_bodies_larger_than_the_services_limit() {
+    let TestEnv { app, .. } = spawn_app().await;
+    let client = browser();
+    let post = |path: &str, bytes: usize| {
+        let request = client
+            .post(app.url(path))
+            .header("content-type", "multipart/form-data; boundary=x")
+            .body(vec![b'a'; bytes]);
+        async move { request.send().await.unwrap().status() }
+    };
+    // Any other console path refuses it before anything reads it, signed in or not.
+    for path in [
+        "/console/sign-in",
+        "/console/devices",
+        "/console/payees/pay_x/enabled",
+        "/console/nothing",
+    ] {
+        let status = post(path, 200 * 1024).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+    }
+    // The upload forms take it as far as their own limit, and then want a session.
+    for path in ["/console/payees", "/console/payees/pay_x/codes"] {
+        assert_eq!(
+            post(path, 200 * 1024).await,
+            StatusCode::SEE_OTHER,
+            "{path}"
+        );
+    }
+    let too_large = post("/console/payees", 8 * 1024 * 1024 + 1).await;
+    assert_eq!(too_large, StatusCode::PAYLOAD_TOO_LARGE);
+}
