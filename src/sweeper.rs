@@ -21,7 +21,7 @@ const EXPIRY_BATCH: i64 = 500;
 const DEVICE_SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A live request finishes its own notification well within this time.
 const STRANDED_AFTER: Duration = Duration::from_secs(30);
-/// Longer than the largest forwarder window (`SOLOPAY_FORWARDER_WINDOW_SECS` is at most 3600).
+/// Longer than the largest forwarder window (`SOLOPAY_COMPAT_WINDOW_SECS` is at most 3600).
 const FORGET_SIGNATURES_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 pub fn spawn(

@@ -151,7 +151,7 @@ pub async fn pay_return(
                 _ => None,
             };
             let now = chrono::Utc::now().timestamp();
-            let location = return_location(&order, &merchant, platform_key.as_ref(), now);
+            let location = return_location(&order, &merchant, platform_key.as_deref(), now);
             Ok((order, location))
         })
         .await?;

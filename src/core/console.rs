@@ -20,11 +20,16 @@ pub const LOCKOUT_AFTER: i64 = 5;
 pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// A new session: the token for the cookie (shown to the browser only) and its CSRF token.
-#[derive(Debug)]
 pub struct Opened {
     pub token: String,
     pub csrf: String,
     pub operator: String,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Opened({}, tokens hidden)", self.operator)
+    }
 }
 
 /// Why a sign-in was refused.

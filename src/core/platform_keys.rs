@@ -1,6 +1,9 @@
 //! The platform's 易支付 V2 key pair: generated at first use, stored with its private half sealed,
 //! the same for every instance (the first to store one wins).
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
 use diesel::PgConnection;
 
 use crate::core::error::RuleError;
@@ -12,7 +15,7 @@ use crate::db::sealed::Sealed;
 const EPAY_V2: &str = "epay_v2";
 
 /// The platform's 易支付 V2 key pair, generated and stored at first use.
-pub fn epay_v2_key(conn: &mut PgConnection) -> Result<PlatformKey, RuleError> {
+pub fn epay_v2_key(conn: &mut PgConnection) -> Result<Arc<PlatformKey>, RuleError> {
     let stored = match key_rows::find(conn, EPAY_V2)? {
         Some(stored) => stored,
         None => {
@@ -27,5 +30,32 @@ pub fn epay_v2_key(conn: &mut PgConnection) -> Result<PlatformKey, RuleError> {
                 .ok_or_else(|| RuleError::internal("the platform key was not stored"))?
         }
     };
-    PlatformKey::open(stored.private_key.expose(), &stored.public_key).map_err(RuleError::internal)
+    opened(stored)
+}
+
+/// The stored pair, opened once per process (parsing and checking an RSA key on every signed
+/// answer would cost more than the rest of the request): cached by its public half, so a database
+/// that holds another pair (a test's, a restored backup's) gets its own.
+fn opened(stored: StoredKeyPair) -> Result<Arc<PlatformKey>, RuleError> {
+    static OPENED: LazyLock<Mutex<HashMap<String, Arc<PlatformKey>>>> =
+        LazyLock::new(Default::default);
+    let cached = |public: &str| {
+        OPENED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(public)
+            .cloned()
+    };
+    if let Some(key) = cached(&stored.public_key) {
+        return Ok(key);
+    }
+    let key = Arc::new(
+        PlatformKey::open(stored.private_key.expose(), &stored.public_key)
+            .map_err(RuleError::internal)?,
+    );
+    OPENED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(stored.public_key, Arc::clone(&key));
+    Ok(key)
 }

@@ -12,7 +12,8 @@ use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
 use super::interval;
 use super::schema::{console_sessions, console_sign_in_failures};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A console session. `Debug` leaves out its token digests and CSRF token.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = console_sessions, check_for_backend(diesel::pg::Pg))]
 pub struct Session {
     pub token_hash: Vec<u8>,
@@ -24,6 +25,17 @@ pub struct Session {
     pub ended_at: Option<DateTime<Utc>>,
     /// The digest of the operator token it was opened with.
     pub operator_token_hash: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("operator", &self.operator)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("ended_at", &self.ended_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A session to open.

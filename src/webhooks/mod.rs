@@ -55,7 +55,7 @@ struct CompatContent {
     order: Order,
     merchant: Merchant,
     payment_id: Option<String>,
-    platform_key: Option<PlatformKey>,
+    platform_key: Option<std::sync::Arc<PlatformKey>>,
 }
 
 #[derive(Clone)]
@@ -211,7 +211,7 @@ impl Worker {
                     payment_id: compat.payment_id.as_deref(),
                 };
                 Ok(
-                    match callback(kind, &paid, compat.platform_key.as_ref(), timestamp)? {
+                    match callback(kind, &paid, compat.platform_key.as_deref(), timestamp)? {
                         Callback::Query(fields) if kind == DeliveryKind::Vpay => Request {
                             url: with_query(
                                 &vpay::notify_url(&delivery.url, &compat.order),

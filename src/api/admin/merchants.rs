@@ -329,6 +329,6 @@ pub async fn platform_key(
         .await?;
     Ok(web::Json(PlatformPublicKey {
         public_key_pem: key.public_pem(),
-        public_key: key.public_base64,
+        public_key: key.public_base64.clone(),
     }))
 }

@@ -27,8 +27,8 @@ use crate::core::webhooks::signature_header;
 use crate::domain::AlertChannelKind;
 
 /// A channel's settings, as the operator gives them (`kind` picks the shape). Secrets are
-/// never shown again once stored.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+/// never shown again once stored, nor printed: `Debug` names the kind only.
+#[derive(Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ChannelSettings {
     /// A Telegram bot (from @BotFather) and the chat it writes to.
@@ -99,6 +99,12 @@ pub enum SmtpSecurity {
     Starttls,
     Tls,
     None,
+}
+
+impl std::fmt::Debug for ChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChannelSettings({}, secrets hidden)", self.kind())
+    }
 }
 
 impl ChannelSettings {
@@ -516,6 +522,16 @@ pub fn delivered(kind: AlertChannelKind, status: Option<u16>, body: Option<&str>
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn settings_print_no_secret() {
+        let settings: ChannelSettings = serde_json::from_value(serde_json::json!({
+            "kind": "dingtalk", "access_token": "tok-SECRET", "secret": "SEC-SECRET"
+        }))
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert_eq!(printed, "ChannelSettings(dingtalk, secrets hidden)");
+    }
 
     fn message() -> (serde_json::Value, chrono::DateTime<chrono::Utc>) {
         (
