@@ -163,26 +163,29 @@ pub fn record_heartbeat(
 }
 
 /// Marks a device heard from by a notification, clearing its open "offline" and "silent" alert
-/// marks in the same statement; returns since when it was told offline, if it was.
+/// marks; returns since when it was told offline, if it was. The row is locked by a statement of
+/// its own first: one statement that both locks and updates the row (a self-join) re-locks it
+/// when a concurrent update moved it, and two such statements were seen to deadlock.
 pub fn record_notification(
     conn: &mut PgConnection,
     id: &str,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    #[derive(QueryableByName)]
-    struct Was {
-        #[diesel(sql_type = Nullable<Timestamptz>)]
-        offline_alerted_at: Option<DateTime<Utc>>,
-    }
-    let was: Option<Was> = diesel::sql_query(
-        "UPDATE devices d SET last_seen_at = now(), last_notification_at = now(), \
-                offline_alerted_at = NULL, silence_alerted_at = NULL \
-         FROM (SELECT id, offline_alerted_at FROM devices WHERE id = $1 FOR NO KEY UPDATE) was \
-         WHERE d.id = was.id RETURNING was.offline_alerted_at",
-    )
-    .bind::<diesel::sql_types::Text, _>(id)
-    .get_result(conn)
-    .optional()?;
-    Ok(was.and_then(|was| was.offline_alerted_at))
+    let was: Option<Option<DateTime<Utc>>> = devices::table
+        .find(id)
+        .select(devices::offline_alerted_at)
+        .for_no_key_update()
+        .first(conn)
+        .optional()?;
+    let now = sql::<Nullable<Timestamptz>>("now()");
+    diesel::update(devices::table.find(id))
+        .set((
+            devices::last_seen_at.eq(now.clone()),
+            devices::last_notification_at.eq(now),
+            devices::offline_alerted_at.eq(None::<DateTime<Utc>>),
+            devices::silence_alerted_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)?;
+    Ok(was.flatten())
 }
 
 /// Marks the enabled devices with enabled payees that went offline (seen before, not within

@@ -66,6 +66,26 @@ impl TestDb {
     }
 
     /// The single text a query returns.
+    /// Ends every other connection to this database (the service's included; its pool opens new
+    /// ones); how many were ended.
+    pub async fn end_connections(&self) -> i64 {
+        self.count(
+            "WITH ended AS (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                            WHERE datname = current_database() AND pid <> pg_backend_pid()) \
+             SELECT count(*) FROM ended",
+        )
+        .await
+    }
+
+    /// How many deadlocks Postgres detected in this database. Backends flush their statistics
+    /// when they exit: the service's connections are ended first.
+    pub async fn deadlocks(&self) -> i64 {
+        self.end_connections().await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        self.count("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            .await
+    }
+
     pub async fn text(&self, sql: &str) -> Option<String> {
         self.client()
             .await

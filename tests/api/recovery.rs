@@ -27,15 +27,6 @@ fn stranded_sql(device_id: &str, body: &Value, age_secs: i64) -> String {
 }
 
 /// Ends every other connection to the test's database (the service's pool); how many it ended.
-async fn end_connections(db: &TestDb) -> i64 {
-    db.count(
-        "WITH ended AS (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                        WHERE datname = current_database() AND pid <> pg_backend_pid()) \
-         SELECT count(*) FROM ended",
-    )
-    .await
-}
-
 async fn status_of(db: &TestDb, id: &str) -> String {
     db.text(&format!("SELECT status FROM orders WHERE id = '{id}'"))
         .await
@@ -223,15 +214,7 @@ async fn concurrent_late_payments_and_new_orders_on_one_payee_never_deadlock() {
         N as i64
     );
 
-    // Backends flush their statistics when they exit: end them, then read the deadlock count.
-    end_connections(&db).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        db.count("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
-            .await,
-        0,
-        "Postgres detected a deadlock"
-    );
+    assert_eq!(db.deadlocks().await, 0, "Postgres detected a deadlock");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +374,7 @@ async fn connections_the_server_ended_fail_one_request_at_most_and_are_replaced(
     // Every pooled connection was used just now, so none is tested at check-out for a second.
     let reads = (0..pool_size).map(|_| app.get_order(&id));
     futures_util::future::join_all(reads).await;
-    assert!(end_connections(&db).await > 0);
+    assert!(db.end_connections().await > 0);
 
     let mut failures = 0;
     let mut last = Vec::new();

@@ -76,6 +76,13 @@ pub fn receive_notification(
         transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
             let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
             let ok = auth == AuthResult::Ok;
+            // The device's row is locked before the notification's row refers to it: taken
+            // the other way round (a key-share lock through the reference, then the update),
+            // two notifications of one phone can deadlock.
+            let back_since = match (&device, ok) {
+                (Some(device), true) => device_rows::record_notification(conn, &device.id)?,
+                _ => None,
+            };
             let device_id = device.as_ref().map(|d| d.id.as_str());
             let (raw_id, received_at) = raw_rows::insert(
                 conn,
@@ -99,7 +106,7 @@ pub fn receive_notification(
             )?;
             let device = match (auth, device) {
                 (AuthResult::Ok, Some(device)) => {
-                    if let Some(since) = device_rows::record_notification(conn, &device.id)? {
+                    if let Some(since) = back_since {
                         crate::core::alerts::device_back(conn, &device, since)?;
                     }
                     Ok(device)
