@@ -95,7 +95,11 @@ pub fn session(
     };
     let opened_with = session.operator_token_hash.as_deref().unwrap_or_default();
     if !operators::is_current(conn, configured, opened_with)? {
-        session_rows::end(conn, &digest)?;
+        // A rotated stored token is gone for good. A configured one may only differ on this
+        // instance (a rolling change of SOLOPAY_ADMIN_TOKEN): refused here, not ended.
+        if configured.is_none() {
+            session_rows::end(conn, &digest)?;
+        }
         return Ok(None);
     }
     Ok(Some(session))

@@ -8,6 +8,7 @@ use diesel::PgConnection;
 
 use crate::core::error::RuleError;
 use crate::core::rsa_signing::PlatformKey;
+use crate::core::secrets::sha256;
 use crate::db::platform_keys::{self as key_rows, StoredKeyPair};
 use crate::db::sealed::Sealed;
 
@@ -34,8 +35,8 @@ pub fn epay_v2_key(conn: &mut PgConnection) -> Result<Arc<PlatformKey>, RuleErro
 }
 
 /// The stored pair, opened once per process (parsing and checking an RSA key on every signed
-/// answer would cost more than the rest of the request): cached by its public half, so a database
-/// that holds another pair (a test's, a restored backup's) gets its own.
+/// answer would cost more than the rest of the request): cached by both halves as stored, so a
+/// database that holds another pair (a test's, a restored backup's) gets its own.
 fn opened(stored: StoredKeyPair) -> Result<Arc<PlatformKey>, RuleError> {
     static OPENED: LazyLock<Mutex<HashMap<String, Arc<PlatformKey>>>> =
         LazyLock::new(Default::default);
@@ -46,7 +47,12 @@ fn opened(stored: StoredKeyPair) -> Result<Arc<PlatformKey>, RuleError> {
             .get(public)
             .cloned()
     };
-    if let Some(key) = cached(&stored.public_key) {
+    let name = format!(
+        "{}:{}",
+        stored.public_key,
+        hex::encode(sha256(stored.private_key.expose().as_bytes()))
+    );
+    if let Some(key) = cached(&name) {
         return Ok(key);
     }
     let key = Arc::new(
@@ -56,6 +62,6 @@ fn opened(stored: StoredKeyPair) -> Result<Arc<PlatformKey>, RuleError> {
     OPENED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(stored.public_key, Arc::clone(&key));
+        .insert(name, Arc::clone(&key));
     Ok(key)
 }

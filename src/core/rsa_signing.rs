@@ -99,9 +99,18 @@ impl PlatformKey {
         })
     }
 
+    /// Opens a stored pair, refusing one whose halves do not belong together.
     pub fn open(private_pem: &str, public_base64: &str) -> Result<PlatformKey, String> {
+        let private = PrivateKey::from_pkcs8_pem(private_pem).map_err(|e| e.to_string())?;
+        let public = private
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| e.to_string())?;
+        if BASE64.encode(public.as_bytes()) != public_base64 {
+            return Err("the stored platform key's halves do not belong together".into());
+        }
         Ok(PlatformKey {
-            private: PrivateKey::from_pkcs8_pem(private_pem).map_err(|e| e.to_string())?,
+            private,
             public_base64: public_base64.to_string(),
         })
     }

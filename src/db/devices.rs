@@ -164,8 +164,9 @@ pub fn record_heartbeat(
 
 /// Marks a device heard from by a notification, clearing its open "offline" and "silent" alert
 /// marks; returns since when it was told offline, if it was. The row is locked by a statement of
-/// its own first: one statement that both locks and updates the row (a self-join) re-locks it
-/// when a concurrent update moved it, and two such statements were seen to deadlock.
+/// its own first: one statement that locked it in a subquery and updated it through a self-join
+/// re-locked it when a concurrent update had moved it, and two notifications of one phone were
+/// seen to deadlock that way.
 pub fn record_notification(
     conn: &mut PgConnection,
     id: &str,
@@ -209,6 +210,8 @@ pub fn mark_offline(conn: &mut PgConnection, offline_after: Duration) -> QueryRe
 /// Marks the devices whose listener went silent: still sending heartbeats, known to report
 /// notifications before (it has reported one), and with at least `expired` orders on its payees
 /// that expired unpaid since its last notification; returns them with that count.
+/// (Re-checked on the row as the update finds it: a notification that arrived while the update
+/// waited for the row clears the device, and it is not marked.)
 pub fn mark_silent(
     conn: &mut PgConnection,
     offline_after: Duration,
@@ -223,7 +226,7 @@ pub fn mark_silent(
     }
     let silent: Vec<Silent> = diesel::sql_query(
         "WITH silent AS ( \
-             SELECT d.id, count(o.id) AS expired FROM devices d \
+             SELECT d.id, d.last_notification_at, count(o.id) AS expired FROM devices d \
              JOIN payees p ON p.device_id = d.id \
              JOIN orders o ON o.payee_id = p.id \
              WHERE d.enabled AND d.silence_alerted_at IS NULL \
@@ -232,7 +235,10 @@ pub fn mark_silent(
                AND o.status = 'expired' AND o.expires_at > d.last_notification_at \
              GROUP BY d.id HAVING count(o.id) >= $2) \
          UPDATE devices SET silence_alerted_at = now() FROM silent \
-         WHERE devices.id = silent.id RETURNING devices.id, silent.expired",
+         WHERE devices.id = silent.id \
+           AND devices.silence_alerted_at IS NULL \
+           AND devices.last_notification_at = silent.last_notification_at \
+         RETURNING devices.id, silent.expired",
     )
     .bind::<Interval, _>(interval(offline_after))
     .bind::<diesel::sql_types::Int8, _>(expired)

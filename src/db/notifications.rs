@@ -66,10 +66,15 @@ pub fn set_payment(conn: &mut PgConnection, id: i64, payment_id: &str) -> QueryR
         .execute(conn)
 }
 
-pub fn set_rejection(conn: &mut PgConnection, id: i64, reason: &str) -> QueryResult<usize> {
+/// Marks a notification refused with `reason` unless it already has a payment or a refusal;
+/// true when this call marked it.
+pub fn reject_if_unfinished(conn: &mut PgConnection, id: i64, reason: &str) -> QueryResult<bool> {
     diesel::update(notifications::table.find(id))
+        .filter(notifications::payment_id.is_null())
+        .filter(notifications::rejection.is_null())
         .set(notifications::rejection.eq(reason))
         .execute(conn)
+        .map(|rows| rows == 1)
 }
 
 /// Authenticated notifications older than `age` that produced neither a payment nor a refusal:

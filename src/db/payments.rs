@@ -237,11 +237,13 @@ pub fn order_paid_by_reports_of(
         .map(Option::flatten)
 }
 
+/// Locks a payment that the operator assigns. FOR UPDATE (not NO KEY UPDATE, as elsewhere):
+/// assigning writes `order_id`, a unique key, so a weaker lock would be upgraded mid-transaction.
 pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
     payments::table
         .find(id)
         .select(Payment::as_select())
-        .for_no_key_update()
+        .for_update()
         .first(conn)
         .optional()
 }

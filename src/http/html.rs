@@ -124,8 +124,13 @@ pub fn read_qr_codes(bytes: &[u8]) -> Result<Vec<String>, String> {
         .map_err(|_| "not an image solopay can read (PNG or JPEG)".to_string())?;
     reader.limits(limits);
     let image = reader.decode().map_err(|error| match error {
-        image::ImageError::Limits(_) => {
+        image::ImageError::Limits(limit)
+            if limit.kind() == image::error::LimitErrorKind::DimensionError =>
+        {
             format!("the image is larger than {MAX_SIDE} × {MAX_SIDE} pixels")
+        }
+        image::ImageError::Limits(_) => {
+            "the image takes too much memory to decode: send a smaller one".to_string()
         }
         _ => "not an image solopay can read (PNG or JPEG)".to_string(),
     })?;

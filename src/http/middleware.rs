@@ -29,7 +29,8 @@ pub async fn limit_body(
         Ok(req.into_response(response).map_into_right_body())
     };
     // The console's upload forms take photos of QR codes: their own, larger limit.
-    let limit = if crate::console::setup::is_upload(req.method(), req.path()) {
+    let upload = crate::console::setup::is_upload(req.method(), req.path());
+    let limit = if upload {
         crate::console::setup::UPLOAD_BYTES
     } else {
         MAX_BODY_BYTES
@@ -51,8 +52,10 @@ pub async fn limit_body(
             );
         }
         Some(Some(_)) => {}
-        // A body of unknown length (chunked): read it now, up to the limit.
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+        // A body of unknown length (chunked): read it now, up to the limit. Except an upload's:
+        // the form reads it as a stream once the session is checked, counting to its limit, so
+        // a stranger cannot make the service hold megabytes.
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) && !upload => {
             match read_body_up_to(req.take_payload(), limit).await {
                 Ok(body) => req.set_payload(Payload::from(body)),
                 Err(error) => return refuse(req, error),

@@ -65,7 +65,6 @@ impl TestDb {
             .get(0)
     }
 
-    /// The single text a query returns.
     /// Ends every other connection to this database (the service's included; its pool opens new
     /// ones); how many were ended.
     pub async fn end_connections(&self) -> i64 {
@@ -86,6 +85,7 @@ impl TestDb {
             .await
     }
 
+    /// The single text a query returns.
     pub async fn text(&self, sql: &str) -> Option<String> {
         self.client()
             .await

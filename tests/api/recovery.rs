@@ -26,7 +26,6 @@ fn stranded_sql(device_id: &str, body: &Value, age_secs: i64) -> String {
     )
 }
 
-/// Ends every other connection to the test's database (the service's pool); how many it ended.
 async fn status_of(db: &TestDb, id: &str) -> String {
     db.text(&format!("SELECT status FROM orders WHERE id = '{id}'"))
         .await
@@ -166,6 +165,44 @@ async fn a_notification_that_cannot_be_processed_does_not_hold_up_the_others() {
         )
         .await;
     assert_problem(live, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_notification_that_meets_a_storage_failure_is_tried_again_not_dropped() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "9.00", "wechat").await;
+    age_order(&db, order["id"].as_str().unwrap(), 120).await;
+    // Every payment insert fails as a full disk would.
+    db.execute(
+        "CREATE FUNCTION no_space() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$",
+    )
+    .await;
+    db.execute(
+        "CREATE TRIGGER no_space BEFORE INSERT ON payments \
+         FOR EACH ROW EXECUTE FUNCTION no_space()",
+    )
+    .await;
+    let body = json!({"notification_id": "full-disk", "channel": "wechat", "amount": "9.00"});
+    store_stranded(&db, &listener.device.id, &body, 60).await;
+    let unfinished = "SELECT count(*) FROM notifications \
+                      WHERE payment_id IS NULL AND rejection IS NULL";
+    // Passes go by: it stays unfinished (not refused, not kept as unreadable).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(db.count(unfinished).await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 0);
+
+    // The disk has room again: the next pass pays the order.
+    db.execute("DROP TRIGGER no_space ON payments").await;
+    let paid = eventually(Duration::from_secs(10), || {
+        let (db, id) = (&db, order["id"].as_str().unwrap());
+        async move { status_of(db, id).await == "paid" }
+    })
+    .await;
+    assert!(paid, "the notification was not tried again");
+    assert_eq!(db.count(unfinished).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

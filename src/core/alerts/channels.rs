@@ -273,7 +273,38 @@ impl ChannelSettings {
         for secret in self.secrets_mut() {
             *secret = "<hidden>".into();
         }
+        // A URL may carry a secret too (a chat service's hook path, a password before the
+        // host): only where it goes is shown.
+        let urls: Vec<&mut String> = match &mut self {
+            ChannelSettings::Telegram { api_base, .. }
+            | ChannelSettings::Wecom { api_base, .. }
+            | ChannelSettings::Dingtalk { api_base, .. }
+            | ChannelSettings::Feishu { api_base, .. } => api_base.iter_mut().collect(),
+            ChannelSettings::Bark { server, .. } => server.iter_mut().collect(),
+            ChannelSettings::Webhook { url, .. } => vec![url],
+            ChannelSettings::Email { .. } => Vec::new(),
+        };
+        for url in urls {
+            *url = where_it_goes(url);
+        }
         self
+    }
+}
+
+/// The scheme, host and port of a URL, with `/<hidden>` for any path, query or user info.
+fn where_it_goes(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "<hidden>".into();
+    };
+    let origin = parsed.origin().ascii_serialization();
+    let more = parsed.path() != "/"
+        || parsed.query().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some();
+    if more {
+        format!("{origin}/<hidden>")
+    } else {
+        origin
     }
 }
 
@@ -522,6 +553,28 @@ pub fn delivered(kind: AlertChannelKind, status: Option<u16>, body: Option<&str>
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn shown_urls_say_only_where_they_go() {
+        let shown = |settings: serde_json::Value| {
+            let settings: ChannelSettings = serde_json::from_value(settings).unwrap();
+            serde_json::to_value(settings.shown()).unwrap()
+        };
+        let hook = shown(serde_json::json!({
+            "kind": "webhook", "url": "https://hooks.example.com/services/T0/B0/SECRET?x=1"
+        }));
+        assert_eq!(hook["url"], "https://hooks.example.com/<hidden>");
+        let bark = shown(serde_json::json!({
+            "kind": "bark", "device_key": "k", "server": "https://me:SECRET@bark.example:8443"
+        }));
+        assert_eq!(bark["server"], "https://bark.example:8443/<hidden>");
+        let telegram = shown(serde_json::json!({
+            "kind": "telegram", "bot_token": "1:SECRET", "chat_id": "1",
+            "api_base": "https://tg.example"
+        }));
+        assert_eq!(telegram["api_base"], "https://tg.example");
+        assert!(!telegram.to_string().contains("SECRET"));
+    }
 
     #[test]
     fn settings_print_no_secret() {

@@ -340,7 +340,8 @@ pub fn webhook_attempted(
                 "Delivery {} of order {} to {} (merchant {}): {}.\n{}",
                 delivery.id,
                 delivery.order_id,
-                delivery.url,
+                // Not the URL: a merchant's may carry a token, and this goes to chat services.
+                delivery.destination,
                 delivery.merchant_id,
                 error,
                 if failed_for_good {

@@ -76,9 +76,8 @@ pub fn receive_notification(
         transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
             let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
             let ok = auth == AuthResult::Ok;
-            // The device's row is locked before the notification's row refers to it: taken
-            // the other way round (a key-share lock through the reference, then the update),
-            // two notifications of one phone can deadlock.
+            // The device is marked heard from (its row locked) as soon as it is known to
+            // have sent this, so that its concurrent notifications queue on that one row.
             let back_since = match (&device, ok) {
                 (Some(device), true) => device_rows::record_notification(conn, &device.id)?,
                 _ => None,
@@ -146,9 +145,10 @@ pub fn refuse_unreadable(payment: Payment) -> Result<Payment, RuleError> {
 /// Finishes authenticated notifications whose request died between storing and matching
 /// (older than `age`, so that live requests finish their own), matching each as of its arrival.
 /// Two instances finishing the same one is harmless: the payment's unique notification id makes
-/// the second a replay. A notification that cannot be processed is marked with the error, so
-/// that it goes to the operator instead of stalling the ones behind it. Returns how many were
-/// finished; stops early only when the database is unavailable.
+/// the second a replay. A notification that cannot be processed is kept for the operator (see
+/// [`keep_unfinished`]) instead of stalling the ones behind it; one that met a storage failure is
+/// tried again next pass. Returns how many were finished; stops early only when the database is
+/// unavailable.
 pub fn finish_stranded(
     conn: &mut PgConnection,
     rules: &OrderRules,
@@ -183,18 +183,37 @@ pub fn finish_stranded(
             Err(e) if e.storage_error().is_some_and(StorageError::is_unavailable) => {
                 return Err(e);
             }
+            // A storage failure that may pass (a full disk): tried again next pass.
+            Err(error) if matches!(error.storage_error(), Some(StorageError::Other(_))) => {
+                tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification yet");
+            }
             Err(error) => {
                 tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification");
-                keep_unfinished(conn, &raw, &error)?;
+                if let Err(failed) = keep_unfinished(conn, &raw, &error) {
+                    if failed
+                        .storage_error()
+                        .is_some_and(StorageError::is_unavailable)
+                    {
+                        return Err(failed);
+                    }
+                    // Not kept: at least marked, so that it does not come back every pass.
+                    tracing::warn!(notification = raw.id, %failed, "cannot keep a stored notification");
+                    raw_rows::reject_if_unfinished(
+                        conn,
+                        raw.id,
+                        &format!("{}: {error}", error.code()),
+                    )?;
+                }
             }
         }
     }
     Ok(finished)
 }
 
-/// A stored notification the sweep cannot finish still reaches the operator: it is marked with
-/// the error and kept as an `unparsed` payment of its device (the error as its reason, the body
-/// as its text), listed and assignable like any, and the owner is told. Never a credit.
+/// A stored notification the sweep cannot finish (for a reason that will not pass: its body, not
+/// the storage) still reaches the operator: it is marked with the error and kept as an
+/// `unparsed` payment of its device (the error as its reason, the body as its text), listed and
+/// assignable like any, and the owner is told. Never a credit.
 fn keep_unfinished(
     conn: &mut PgConnection,
     raw: &RawNotification,
@@ -210,7 +229,10 @@ fn keep_unfinished(
         .collect();
     let notification_id = format!("stored-{}", raw.id);
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
-        raw_rows::set_rejection(conn, raw.id, &reason)?;
+        // Unless a live request or another instance finished it meanwhile.
+        if !raw_rows::reject_if_unfinished(conn, raw.id, &reason)? {
+            return Ok(());
+        }
         let device_id = raw.device_id.as_deref().unwrap_or_default();
         let Some(device) = device_rows::find_with_clock(conn, device_id)?.0 else {
             return Ok(());
