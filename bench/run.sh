@@ -5,10 +5,12 @@
 #      migrated by `solopay migrate`: one payee with the same amount, and 16 payees with many
 #      amounts, each repetition on fresh payees and filled exactly as far as the HTTP runs fill
 #      theirs (the median of REPS repetitions is reported),
-#   3. the service through HTTP (solopay-bench, which starts its own service and database),
-# and prints the three side by side with the ratios. Extra arguments go to solopay-bench.
+#   3. the service through HTTP (solopay-bench, which starts its own service and database):
+#      the native API, then the old protocols (V免签, 易支付 V1) on another service of its own,
+# and prints the three side by side with the ratios. Extra arguments go to solopay-bench
+# (`--phases native` leaves the old protocols out).
 #
-#   bench/run.sh                       # everything: 4 to 9 minutes on 2 cores
+#   bench/run.sh                       # everything: 5 to 10 minutes on 2 cores
 #   CLIENTS=32 REPS=3 bench/run.sh --report bench/report.json
 #
 # Needs PostgreSQL at PGHOST:PGPORT (default 127.0.0.1:5432) with a role that may create
