@@ -62,7 +62,9 @@ echo
 echo "== pgbench TPC-B: scale $TPCB_SCALE, $CLIENTS clients, ${TPCB_SECONDS} s"
 createdb "$TPCB_DB"
 pgbench -i -q -s "$TPCB_SCALE" "$TPCB_DB" >"$LOGS/tpcb-init.log" 2>&1
-pgbench -M prepared -c "$CLIENTS" -j "$THREADS" -T "$TPCB_SECONDS" "$TPCB_DB" >"$LOGS/tpcb.log" 2>&1
+# -P: its progress every 10 s shows here as well as in the log.
+pgbench -M prepared -P 10 -c "$CLIENTS" -j "$THREADS" -T "$TPCB_SECONDS" "$TPCB_DB" 2>&1 \
+    | tee "$LOGS/tpcb.log" | { grep --line-buffered '^progress' || true; }
 TPCB_TPS=$(tps_of "$LOGS/tpcb.log")
 echo "TPC-B: $TPCB_TPS tps"
 psql -q -d postgres -c "DROP DATABASE \"$TPCB_DB\" WITH (FORCE)"
@@ -111,6 +113,7 @@ allocation_run() {
 one=()
 spread=()
 for rep in $(seq 1 "$REPS"); do
+    echo "repetition $rep/$REPS ..."
     one+=("$(allocation_run "one$rep" 1 alipay 1000 1000 "$ONE_PAYEE_ORDERS")")
     spread+=("$(allocation_run "spread$rep" 16 wechat 100 99999 "$SPREAD_ORDERS")")
 done

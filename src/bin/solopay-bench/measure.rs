@@ -47,14 +47,13 @@ where
     Fut: Future<Output = T> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start(label, limit);
     let request = Arc::new(request);
     let started = Instant::now();
     let deadline = limit.within.map(|within| started + within);
-    let progress = tokio::spawn(print_progress(label.to_string(), limit, done.clone()));
     let clients: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let (next, done, request) = (next.clone(), done.clone(), request.clone());
+            let (next, progress, request) = (next.clone(), progress.clone(), request.clone());
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 loop {
@@ -65,7 +64,7 @@ where
                     let sent = Instant::now();
                     let answer = request(i).await;
                     answers.push((answer, sent.elapsed()));
-                    done.fetch_add(1, Ordering::Relaxed);
+                    progress.done_one();
                 }
             })
         })
@@ -75,23 +74,49 @@ where
         answers.extend(client.await?);
     }
     let elapsed = started.elapsed();
-    progress.abort();
+    progress.stop();
     Ok(ClosedLoop { answers, elapsed })
 }
 
-/// "  <label>: 812/2000 requests, 2 s" every 2 s, so that a long run shows it is alive.
-async fn print_progress(label: String, limit: RunLimit, done: Arc<AtomicUsize>) {
-    let started = Instant::now();
-    let mut ticks = tokio::time::interval(Duration::from_secs(2));
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let (done, seconds) = (done.load(Ordering::Relaxed), started.elapsed().as_secs());
-        let text = match limit.within {
-            Some(within) => format!("{done} requests, {seconds} of {} s", within.as_secs()),
-            None => format!("{done}/{} requests, {seconds} s", limit.requests),
-        };
-        println!("  {label}: {text}");
+/// Prints how far a run is every 2 s ("  <label>: 812/2000 requests, 2 s"), so that a long
+/// run shows it is alive; the run counts its answers with `done_one`.
+#[derive(Clone)]
+pub struct Progress {
+    done: Arc<AtomicUsize>,
+    printer: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(label: &str, limit: RunLimit) -> Progress {
+        let done = Arc::new(AtomicUsize::new(0));
+        let (label, counted) = (label.to_string(), done.clone());
+        let printer = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut ticks = tokio::time::interval(Duration::from_secs(2));
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let done = counted.load(Ordering::Relaxed);
+                let seconds = started.elapsed().as_secs();
+                let text = match limit.within {
+                    Some(within) => format!("{done} requests, {seconds} of {} s", within.as_secs()),
+                    None => format!("{done}/{} requests, {seconds} s", limit.requests),
+                };
+                println!("  {label}: {text}");
+            }
+        });
+        Progress {
+            done,
+            printer: Arc::new(printer),
+        }
+    }
+
+    pub fn done_one(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stop(&self) {
+        self.printer.abort();
     }
 }
 

@@ -11,7 +11,9 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::client::{Api, Device, Merchant, Outcome};
-use crate::measure::{Latency, Probe, ResourceUse, RunLimit, closed_loop, vacuum_analyze};
+use crate::measure::{
+    Latency, Probe, Progress, ResourceUse, RunLimit, closed_loop, vacuum_analyze,
+};
 use crate::orders::{create_orders, devices_of_orders, orders_paid, random_price};
 use crate::report::{MemoryReport, NotifyRun};
 use crate::service::{Memory, Service};
@@ -162,17 +164,19 @@ pub async fn notify_runs(
     vacuum_analyze(db).await?;
     let probe = Probe::start(service.pid, db, &service.database);
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.notify_rate));
+    let progress = Progress::start("notify", RunLimit::requests(fixed.len()));
     let started = Instant::now();
     let mut in_flight = Vec::with_capacity(fixed.len());
     for (i, payable) in fixed.into_iter().enumerate() {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let api = api.clone();
+        let (api, progress) = (api.clone(), progress.clone());
         in_flight.push(tokio::spawn(async move {
             let mut paid = pay(&api, &payable).await;
             // From when it was due, so that a slow answer cannot hide itself by delaying the
             // next send (coordinated omission).
             paid.latency = due.elapsed();
+            progress.done_one();
             paid
         }));
     }
@@ -181,6 +185,7 @@ pub async fn notify_runs(
         answers.push(paid.await?);
     }
     let elapsed = started.elapsed();
+    progress.stop();
     let resources = probe.finish().await;
     retry_refused(api, &mut answers).await;
     let case = format!("fixed rate {}/s", args.notify_rate);
@@ -401,9 +406,11 @@ pub async fn paced_payments(
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut sent_at = HashMap::new();
     let mut notify_latencies = Vec::new();
+    let progress = Progress::start("payments", RunLimit::requests(payables.len()));
     let started = Instant::now();
     for (i, payable) in payables.iter().enumerate() {
         let paid = pay(api, payable).await;
+        progress.done_one();
         if !paid.matched_as_expected() {
             *failures.entry("notify not matched".into()).or_default() += 1;
         }
@@ -413,6 +420,7 @@ pub async fn paced_payments(
             .await;
     }
 
+    progress.stop();
     let mut long_poll_latencies = Vec::new();
     for long_poll in long_polls {
         let woken = long_poll.await?;
