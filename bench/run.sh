@@ -5,10 +5,12 @@
 #      migrated by `solopay migrate`: one payee with the same amount, and 16 payees with many
 #      amounts, each repetition on fresh payees and filled exactly as far as the HTTP runs fill
 #      theirs (the median of REPS repetitions is reported),
-#   3. the service through HTTP (solopay-bench, which starts its own service and database),
-# and prints the three side by side with the ratios. Extra arguments go to solopay-bench.
+#   3. the service through HTTP (solopay-bench, which starts its own service and database):
+#      the native API, then the old protocols (V免签, 易支付 V1) on another service of its own,
+# and prints the three side by side with the ratios. Extra arguments go to solopay-bench
+# (`--phases native` leaves the old protocols out).
 #
-#   bench/run.sh                       # everything: 4 to 9 minutes on 2 cores
+#   bench/run.sh                       # everything: 5 to 10 minutes on 2 cores
 #   CLIENTS=32 REPS=3 bench/run.sh --report bench/report.json
 #
 # Needs PostgreSQL at PGHOST:PGPORT (default 127.0.0.1:5432) with a role that may create
@@ -60,7 +62,9 @@ echo
 echo "== pgbench TPC-B: scale $TPCB_SCALE, $CLIENTS clients, ${TPCB_SECONDS} s"
 createdb "$TPCB_DB"
 pgbench -i -q -s "$TPCB_SCALE" "$TPCB_DB" >"$LOGS/tpcb-init.log" 2>&1
-pgbench -M prepared -c "$CLIENTS" -j "$THREADS" -T "$TPCB_SECONDS" "$TPCB_DB" >"$LOGS/tpcb.log" 2>&1
+# -P: its progress every 10 s shows here as well as in the log.
+pgbench -M prepared -P 10 -c "$CLIENTS" -j "$THREADS" -T "$TPCB_SECONDS" "$TPCB_DB" 2>&1 \
+    | tee "$LOGS/tpcb.log" | { grep --line-buffered '^progress' || true; }
 TPCB_TPS=$(tps_of "$LOGS/tpcb.log")
 echo "TPC-B: $TPCB_TPS tps"
 psql -q -d postgres -c "DROP DATABASE \"$TPCB_DB\" WITH (FORCE)"
@@ -109,6 +113,7 @@ allocation_run() {
 one=()
 spread=()
 for rep in $(seq 1 "$REPS"); do
+    echo "repetition $rep/$REPS ..."
     one+=("$(allocation_run "one$rep" 1 alipay 1000 1000 "$ONE_PAYEE_ORDERS")")
     spread+=("$(allocation_run "spread$rep" 16 wechat 100 99999 "$SPREAD_ORDERS")")
 done

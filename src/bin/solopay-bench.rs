@@ -1,7 +1,8 @@
-//! `solopay-bench`: the load generator of issue 7.
+//! `solopay-bench`: the load generator of issues 7 and 19.
 //!
 //! It starts the release `solopay` binary on a database of its own, sets up merchants, listener
-//! devices and payees through the API (devices heartbeat as a listener app would), and measures:
+//! devices and payees through the API (devices heartbeat as a listener app would), and measures
+//! the native API (phase `native`):
 //!
 //! - create-order throughput and p50/p99 latency at several concurrencies, (a) the same amount on
 //!   one payee and (b) many amounts over 16 payees, checking after each run in SQL that no two
@@ -9,7 +10,12 @@
 //! - notify at a fixed rate and as fast as it goes, each notification paying a distinct pending
 //!   order, checked to be matched exactly once;
 //! - payment-to-webhook latency (a local receiver) and long-poll wake-up latency;
-//! - the service's resident memory, also while 1,000 long-polls are open.
+//! - the service's resident memory, also while 1,000 long-polls are open;
+//!
+//! and then, on another service and database of its own, the older protocols (phase
+//! `protocols`, see `protocols.rs`): V免签's createOrder, appHeart and appPush and 易支付's
+//! mapi.php, with a new connection per request and with keep-alive. With `--base-url` it
+//! measures only those, against any server that speaks them.
 //!
 //! It prints a table and writes a JSON report. `bench/run.sh` measures pgbench on the same
 //! Postgres in the same run and passes its figures in, so that the service's throughput also
@@ -34,12 +40,16 @@
 // The modules live in solopay-bench/ beside this file, the binary's root as Cargo.toml names it.
 #[path = "solopay-bench/client.rs"]
 mod client;
+#[path = "solopay-bench/compat_client.rs"]
+mod compat_client;
 #[path = "solopay-bench/measure.rs"]
 mod measure;
 #[path = "solopay-bench/orders.rs"]
 mod orders;
 #[path = "solopay-bench/payments.rs"]
 mod payments;
+#[path = "solopay-bench/protocols.rs"]
+mod protocols;
 #[path = "solopay-bench/report.rs"]
 mod report;
 #[path = "solopay-bench/service.rs"]
@@ -59,8 +69,8 @@ use crate::orders::{
     ONE_PAYEE, SPREAD, create_orders, online_payees, order_run, random_price, retire, warm_up,
 };
 use crate::payments::{WebhookReceiver, memory_with_long_polls, notify_runs, paced_payments};
-use crate::report::{MachineInfo, Report, pgbench_figures, print_report, targets};
-use crate::service::{Service, drop_database};
+use crate::report::{MachineInfo, NativeReport, Report, pgbench_figures, print_report, targets};
+use crate::service::{Service, on_fresh_database, with_service};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T> = std::result::Result<T, Error>;
@@ -72,9 +82,64 @@ const MAX_OFFSET_STEPS: usize = 999;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
 const LONG_POLL_WAIT_SECS: u64 = 30;
 
+/// What a run measures, in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// The native API.
+    Native,
+    /// V免签 and 易支付 V1.
+    Protocols,
+}
+
+impl Phase {
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::Native => "the native API",
+            Phase::Protocols => "the old protocols (V免签, 易支付 V1)",
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
-#[command(about = "Benchmarks a solopay release binary on a fresh database of its own")]
+#[command(
+    about = "Benchmarks a solopay release binary on a fresh database of its own, or the old \
+             protocols of any server (--base-url)"
+)]
 struct Args {
+    /// What to measure on the bench's own service.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "native,protocols"
+    )]
+    phases: Vec<Phase>,
+    /// Measure the old protocols of the server at this URL (started by someone else) instead;
+    /// the credentials below say which workloads can run.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// With --base-url: the V免签 merchant's key (its md5 key), for createOrder.
+    #[arg(long)]
+    vmq_key: Option<String>,
+    /// With --base-url: the V免签 app's key (a listener device's secret), for appHeart and
+    /// appPush.
+    #[arg(long)]
+    vmq_app_secret: Option<String>,
+    /// With --base-url: the 易支付 merchant's number, for mapi.php.
+    #[arg(long)]
+    epay_pid: Option<String>,
+    /// With --base-url: the 易支付 merchant's md5 key.
+    #[arg(long)]
+    epay_key: Option<String>,
+    /// Seconds of each old-protocol run.
+    #[arg(long, default_value_t = 3)]
+    protocol_secs: u64,
+    /// Clients of each old-protocol run.
+    #[arg(long, default_value_t = 16)]
+    protocol_concurrency: usize,
+    /// Requests of an old-protocol run at most.
+    #[arg(long, default_value_t = 10_000)]
+    protocol_max_requests: usize,
     /// The service binary [default: `solopay` next to this binary].
     #[arg(long)]
     solopay: Option<PathBuf>,
@@ -144,24 +209,51 @@ async fn main() -> Result<()> {
         )
         .into());
     }
-    let database = format!(
-        "solopay_bench_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let mut service = Service::start(&args, &database)?;
-    let outcome = match service.wait_until_ready().await {
-        Ok(()) => run(&args, &service).await,
-        Err(error) => Err(error),
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let load_average_at_start = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let (native, protocols) = match &args.base_url {
+        Some(base_url) => {
+            println!("== the old protocols against {base_url}");
+            (None, Some(protocols::on_server(&args, base_url).await?))
+        }
+        None => {
+            let phases = args.phases.len();
+            let mut native = None;
+            let mut protocols = None;
+            for (n, phase) in args.phases.iter().enumerate() {
+                println!("\n== phase {}/{phases}: {}", n + 1, phase.describe());
+                match phase {
+                    Phase::Native => {
+                        native = Some(
+                            on_fresh_database(&args, async |database| {
+                                with_service(&args, database, &[], async |service| {
+                                    native_phase(&args, service).await
+                                })
+                                .await
+                            })
+                            .await?,
+                        );
+                    }
+                    Phase::Protocols => {
+                        protocols = Some(protocols::on_own_service(&args).await?);
+                    }
+                }
+            }
+            (native, protocols)
+        }
     };
-    let stopped = service.stop().await;
-    if !args.keep_database {
-        drop_database(&args.database_server, &database).await?;
-    } else {
-        eprintln!("kept database {database}");
-    }
-    // A crashed service explains the failed requests better than they do.
-    stopped?;
-    let report = outcome?;
+    let machine = machine_info(&args, load_average_at_start).await;
+    let report = Report {
+        command: recorded_command(std::env::args()),
+        source: args.source.clone(),
+        started_at,
+        machine,
+        native,
+        protocols,
+    };
     print_report(&report);
     if let Some(dir) = args.report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -171,18 +263,73 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run(args: &Args, service: &Service) -> Result<Report> {
-    let started_at = chrono::Utc::now().to_rfc3339();
-    let load_average_at_start = std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+/// Flags whose values are keys, hidden in the report's command.
+const SECRET_FLAGS: [&str; 3] = ["--vmq-key", "--vmq-app-secret", "--epay-key"];
+
+/// The command line as the report records it, keys hidden.
+fn recorded_command(args: impl Iterator<Item = String>) -> String {
+    let mut hide_next = false;
+    let recorded: Vec<String> = args
+        .map(|arg| {
+            let hidden = std::mem::replace(&mut hide_next, SECRET_FLAGS.contains(&arg.as_str()));
+            match arg.split_once('=') {
+                _ if hidden => "<hidden>".to_string(),
+                Some((flag, _)) if SECRET_FLAGS.contains(&flag) => format!("{flag}=<hidden>"),
+                _ => arg,
+            }
+        })
+        .collect();
+    recorded.join(" ")
+}
+
+/// The machine, and the PostgreSQL and settings of the services the bench started (none with
+/// `--base-url`: that server's are not known here).
+async fn machine_info(args: &Args, load_average_at_start: String) -> MachineInfo {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if args.base_url.is_some() {
+        return MachineInfo {
+            cores,
+            load_average_at_start,
+            postgres: None,
+            autovacuum: None,
+            maintenance: "none: the server measured is not the bench's own",
+            service_settings: BTreeMap::new(),
+        };
+    }
+    let server = format!("{}/postgres", args.database_server.trim_end_matches('/'));
+    let (mut postgres, mut autovacuum) = (None, None);
+    if let Ok((db, connection)) = tokio_postgres::connect(&server, NoTls).await {
+        tokio::spawn(connection);
+        for (setting, value) in [
+            ("server_version", &mut postgres),
+            ("autovacuum", &mut autovacuum),
+        ] {
+            if let Ok(row) = db.query_one(&format!("SHOW {setting}"), &[]).await {
+                *value = Some(row.get(0));
+            }
+        }
+    }
+    MachineInfo {
+        cores,
+        load_average_at_start,
+        postgres,
+        autovacuum,
+        maintenance: "VACUUM ANALYZE of the benchmark database before each measured run",
+        service_settings: BTreeMap::from([
+            ("SOLOPAY_MAX_OFFSET_STEPS", MAX_OFFSET_STEPS.to_string()),
+            ("SOLOPAY_DB_POOL_SIZE", "16 (default)".to_string()),
+            ("SOLOPAY_WORKERS", "CPU count (default)".to_string()),
+            ("SOLOPAY_LOG", "warn".to_string()),
+        ]),
+    }
+}
+
+/// The native API: create-order, notify, webhook and long-poll latency, memory.
+async fn native_phase(args: &Args, service: &Service) -> Result<NativeReport> {
     let api = Api::new(service)?;
     let (db, connection) = tokio_postgres::connect(&service.database_url, NoTls).await?;
     tokio::spawn(connection);
     let db = Arc::new(db);
-    let postgres: String = db.query_one("SHOW server_version", &[]).await?.get(0);
-    let autovacuum: String = db.query_one("SHOW autovacuum", &[]).await?.get(0);
 
     let listeners = Listeners::default();
     let heartbeats = listeners.keep_alive(api.clone());
@@ -252,23 +399,7 @@ async fn run(args: &Args, service: &Service) -> Result<Report> {
     heartbeats.abort();
     let pgbench = pgbench_figures(args, &create_order);
     let targets = targets(&create_order, &notify, &paced, &memory, pgbench.as_ref());
-    Ok(Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        source: args.source.clone(),
-        started_at,
-        machine: MachineInfo {
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            load_average_at_start,
-            postgres,
-            autovacuum,
-            maintenance: "VACUUM ANALYZE of the benchmark database before each measured run",
-            service_settings: BTreeMap::from([
-                ("SOLOPAY_MAX_OFFSET_STEPS", MAX_OFFSET_STEPS.to_string()),
-                ("SOLOPAY_DB_POOL_SIZE", "16 (default)".to_string()),
-                ("SOLOPAY_WORKERS", "CPU count (default)".to_string()),
-                ("SOLOPAY_LOG", "warn".to_string()),
-            ]),
-        },
+    Ok(NativeReport {
         create_order,
         notify,
         payment_to_webhook: paced.webhook,
@@ -279,4 +410,30 @@ async fn run(args: &Args, service: &Service) -> Result<Report> {
         pgbench,
         targets,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recorded_command;
+
+    #[test]
+    fn keys_given_on_the_command_line_are_hidden_in_the_report() {
+        let args = [
+            "solopay-bench",
+            "--base-url",
+            "http://shop:8080",
+            "--vmq-key",
+            "k1",
+            "--vmq-app-secret=s1",
+            "--epay-pid",
+            "1001",
+            "--epay-key",
+            "k2",
+        ];
+        assert_eq!(
+            recorded_command(args.into_iter().map(String::from)),
+            "solopay-bench --base-url http://shop:8080 --vmq-key <hidden> \
+             --vmq-app-secret=<hidden> --epay-pid 1001 --epay-key <hidden>"
+        );
+    }
 }

@@ -13,7 +13,12 @@ use crate::{HEARTBEAT_EVERY, LONG_POLL_WAIT_SECS, Result};
 
 #[derive(Debug, Clone)]
 pub struct Merchant {
+    pub id: String,
     pub api_key: String,
+    /// The number the old protocols name it by (易支付's `pid`).
+    pub pid: i64,
+    /// The key of the old protocols' md5 signs.
+    pub md5_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -68,12 +73,17 @@ impl Api {
             .admin(reqwest::Method::POST, "/admin/merchants", &body)
             .await?;
         Ok(Merchant {
+            id: text_field(&created, "id")?,
             api_key: text_field(&created, "api_key")?,
+            pid: created["pid"]
+                .as_i64()
+                .ok_or_else(|| format!("no \"pid\" in {created}"))?,
+            md5_key: text_field(&created, "md5_key")?,
         })
     }
 
-    /// A device with one payee on `channel`, online (it has sent its first heartbeat).
-    pub async fn online_payee(&self, name: &str, channel: &str) -> Result<Device> {
+    /// A device with one payee on each of `channels`, online (it has sent its first heartbeat).
+    pub async fn online_payees(&self, name: &str, channels: &[&str]) -> Result<Device> {
         let created = self
             .admin(
                 reqwest::Method::POST,
@@ -85,24 +95,31 @@ impl Api {
             id: text_field(&created, "id")?,
             secret: text_field(&created, "secret")?,
         };
-        let payee = json!({
-            "channel": channel,
-            "name": format!("{name} {channel}"),
-            "qr_code": format!("{channel}://collect/{}", device.id),
-            "device_id": device.id,
-        });
-        self.admin(reqwest::Method::POST, "/admin/payees", &payee)
-            .await?;
+        for channel in channels {
+            let payee = json!({
+                "channel": channel,
+                "name": format!("{name} {channel}"),
+                "qr_code": format!("{channel}://collect/{}", device.id),
+                "device_id": device.id,
+            });
+            self.admin(reqwest::Method::POST, "/admin/payees", &payee)
+                .await?;
+        }
         self.heartbeat(&device).await?;
         Ok(device)
     }
 
-    /// Takes a device's payees out of allocation.
-    pub async fn disable_device(&self, device: &Device) -> Result<()> {
+    /// A device with one payee on `channel`, online.
+    pub async fn online_payee(&self, name: &str, channel: &str) -> Result<Device> {
+        self.online_payees(name, &[channel]).await
+    }
+
+    /// Takes a device's payees out of allocation (`false`) or puts them back.
+    pub async fn set_device_enabled(&self, device: &Device, enabled: bool) -> Result<()> {
         self.admin(
             reqwest::Method::PATCH,
             &format!("/admin/devices/{}", device.id),
-            &json!({ "enabled": false }),
+            &json!({ "enabled": enabled }),
         )
         .await?;
         Ok(())

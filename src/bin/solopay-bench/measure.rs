@@ -1,13 +1,124 @@
-//! Measuring: latency percentiles, and where the CPU and the database sessions went during a
-//! run (so that a noisy machine shows in the figures).
+//! Measuring: the closed loop that drives a run (printing how far it is), latency percentiles,
+//! and where the CPU and the database sessions went during a run (so that a noisy machine shows
+//! in the figures).
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+/// How long a closed-loop run goes on: `requests` at most, and no longer than `within`.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimit {
+    pub requests: usize,
+    pub within: Option<Duration>,
+}
+
+impl RunLimit {
+    pub fn requests(requests: usize) -> RunLimit {
+        RunLimit {
+            requests,
+            within: None,
+        }
+    }
+}
+
+/// What a closed-loop run came to: each answer with its latency, in the order they came.
+pub struct ClosedLoop<T> {
+    pub answers: Vec<(T, Duration)>,
+    pub elapsed: Duration,
+}
+
+/// Sends `request(i)` for i = 0, 1, … from `concurrency` clients, each sending its next request
+/// when the previous one is answered, until `limit`; prints how far it is every 2 s, under
+/// `label`.
+pub async fn closed_loop<T, F, Fut>(
+    label: &str,
+    limit: RunLimit,
+    concurrency: usize,
+    request: F,
+) -> Result<ClosedLoop<T>, tokio::task::JoinError>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start(label, limit);
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let deadline = limit.within.map(|within| started + within);
+    let clients: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (next, progress, request) = (next.clone(), progress.clone(), request.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= limit.requests || deadline.is_some_and(|d| Instant::now() >= d) {
+                        return answers;
+                    }
+                    let sent = Instant::now();
+                    let answer = request(i).await;
+                    answers.push((answer, sent.elapsed()));
+                    progress.done_one();
+                }
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(limit.requests.min(100_000));
+    for client in clients {
+        answers.extend(client.await?);
+    }
+    let elapsed = started.elapsed();
+    progress.stop();
+    Ok(ClosedLoop { answers, elapsed })
+}
+
+/// Prints how far a run is every 2 s ("  <label>: 812/2000 requests, 2 s"), so that a long
+/// run shows it is alive; the run counts its answers with `done_one`.
+#[derive(Clone)]
+pub struct Progress {
+    done: Arc<AtomicUsize>,
+    printer: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(label: &str, limit: RunLimit) -> Progress {
+        let done = Arc::new(AtomicUsize::new(0));
+        let (label, counted) = (label.to_string(), done.clone());
+        let printer = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut ticks = tokio::time::interval(Duration::from_secs(2));
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let done = counted.load(Ordering::Relaxed);
+                let seconds = started.elapsed().as_secs();
+                let text = match limit.within {
+                    Some(within) => format!("{done} requests, {seconds} of {} s", within.as_secs()),
+                    None => format!("{done}/{} requests, {seconds} s", limit.requests),
+                };
+                println!("  {label}: {text}");
+            }
+        });
+        Progress {
+            done,
+            printer: Arc::new(printer),
+        }
+    }
+
+    pub fn done_one(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stop(&self) {
+        self.printer.abort();
+    }
+}
 
 /// Latency percentiles in milliseconds (nearest rank).
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -1,14 +1,12 @@
 //! Create-order load: closed-loop clients, fresh payees per run, and the invariant check.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
+use crate::Result;
 use crate::client::{Api, Device, Listeners, Merchant, text_field};
-use crate::measure::{Latency, ResourceUse};
+use crate::measure::{Latency, ResourceUse, RunLimit, closed_loop};
 use crate::report::CreateOrderRun;
-use crate::{Error, Result};
 
 /// An order the service created, as the merchant saw it.
 #[derive(Debug, Clone)]
@@ -36,56 +34,39 @@ pub async fn create_orders(
     concurrency: usize,
     amount: impl Fn(usize) -> String + Send + Sync + 'static,
 ) -> Result<OrderBatch> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let amount = Arc::new(amount);
-    let started = Instant::now();
-    let clients: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
-            let (api, merchant, next, amount) =
-                (api.clone(), merchant.clone(), next.clone(), amount.clone());
-            let tag = tag.to_string();
-            tokio::spawn(async move {
-                let mut created = Vec::new();
-                let mut errors: Vec<String> = Vec::new();
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= requests {
-                        break;
-                    }
-                    let sent = Instant::now();
-                    let answer = api
-                        .create_order(&merchant, &format!("{tag}-{i}"), &amount(i), channel)
-                        .await;
-                    latencies.push(sent.elapsed());
-                    match answer {
-                        Ok(Ok(order)) => created.push(CreatedOrder {
-                            id: text_field(&order, "id")?,
-                            payable_amount: text_field(&order, "payable_amount")?,
-                        }),
-                        Ok(Err(problem)) => errors.push(problem),
-                        Err(error) => errors.push(format!("transport: {error}")),
-                    }
-                }
-                Ok::<_, Error>((created, errors, latencies))
-            })
-        })
-        .collect();
+    let (api, merchant, prefix) = (api.clone(), merchant.clone(), tag.to_string());
+    let run = closed_loop(tag, RunLimit::requests(requests), concurrency, move |i| {
+        let (api, merchant) = (api.clone(), merchant.clone());
+        let (merchant_order_id, amount) = (format!("{prefix}-{i}"), amount(i));
+        async move {
+            match api
+                .create_order(&merchant, &merchant_order_id, &amount, channel)
+                .await
+            {
+                Ok(Ok(order)) => Ok(CreatedOrder {
+                    id: text_field(&order, "id").map_err(|e| e.to_string())?,
+                    payable_amount: text_field(&order, "payable_amount")
+                        .map_err(|e| e.to_string())?,
+                }),
+                Ok(Err(problem)) => Err(problem),
+                Err(error) => Err(format!("transport: {error}")),
+            }
+        }
+    })
+    .await?;
     let mut batch = OrderBatch {
         created: Vec::with_capacity(requests),
         errors: BTreeMap::new(),
         latencies: Vec::with_capacity(requests),
-        elapsed: Duration::ZERO,
+        elapsed: run.elapsed,
     };
-    for client in clients {
-        let (created, errors, latencies) = client.await??;
-        batch.created.extend(created);
-        batch.latencies.extend(latencies);
-        for error in errors {
-            *batch.errors.entry(error).or_default() += 1;
+    for (answer, latency) in run.answers {
+        batch.latencies.push(latency);
+        match answer {
+            Ok(order) => batch.created.push(order),
+            Err(error) => *batch.errors.entry(error).or_default() += 1,
         }
     }
-    batch.elapsed = started.elapsed();
     Ok(batch)
 }
 
@@ -130,9 +111,37 @@ pub async fn online_payees(
 pub async fn retire(api: &Api, listeners: &Listeners, devices: &[Device]) -> Result<()> {
     for device in devices {
         listeners.remove(device);
-        api.disable_device(device).await?;
+        api.set_device_enabled(device, false).await?;
     }
     Ok(())
+}
+
+/// The device whose payee holds each of these orders, by order id.
+pub async fn devices_of_orders(
+    db: &tokio_postgres::Client,
+    order_ids: &[String],
+) -> Result<HashMap<String, String>> {
+    Ok(db
+        .query(
+            "SELECT o.id, p.device_id FROM orders o JOIN payees p ON p.id = o.payee_id \
+              WHERE o.id = ANY($1)",
+            &[&order_ids],
+        )
+        .await?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// How many of these orders are paid.
+pub async fn orders_paid(db: &tokio_postgres::Client, order_ids: &[String]) -> Result<i64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'paid'",
+            &[&order_ids],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 const INVARIANT_VIOLATIONS: &str = "\

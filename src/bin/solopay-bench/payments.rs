@@ -11,8 +11,10 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::client::{Api, Device, Merchant, Outcome};
-use crate::measure::{Latency, Probe, ResourceUse, vacuum_analyze};
-use crate::orders::{create_orders, random_price};
+use crate::measure::{
+    Latency, Probe, Progress, ResourceUse, RunLimit, closed_loop, vacuum_analyze,
+};
+use crate::orders::{create_orders, devices_of_orders, orders_paid, random_price};
 use crate::report::{MemoryReport, NotifyRun};
 use crate::service::{Memory, Service};
 use crate::{Args, Result};
@@ -39,16 +41,7 @@ async fn payable_orders(
         return Err(format!("creating orders to pay failed: {:?}", batch.errors).into());
     }
     let ids: Vec<String> = batch.created.iter().map(|o| o.id.clone()).collect();
-    let device_of: HashMap<String, String> = db
-        .query(
-            "SELECT o.id, p.device_id FROM orders o JOIN payees p ON p.id = o.payee_id \
-              WHERE o.id = ANY($1)",
-            &[&ids],
-        )
-        .await?
-        .into_iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let device_of = devices_of_orders(db, &ids).await?;
     batch
         .created
         .into_iter()
@@ -127,28 +120,14 @@ async fn retry_refused(api: &Api, answers: &mut [Paid]) {
 
 /// Pays every order, `concurrency` notifications in flight.
 async fn pay_all(api: &Api, payables: Vec<Payable>, concurrency: usize) -> Result<Vec<Paid>> {
-    let payables = Arc::new(payables);
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
-            let (api, payables, next) = (api.clone(), payables.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut answers = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(payable) = payables.get(i) else {
-                        return answers;
-                    };
-                    answers.push(pay(&api, payable).await);
-                }
-            })
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(payables.len());
-    for worker in workers {
-        answers.extend(worker.await?);
-    }
-    Ok(answers)
+    let limit = RunLimit::requests(payables.len());
+    let (api, payables) = (api.clone(), Arc::new(payables));
+    let run = closed_loop("notify", limit, concurrency, move |i| {
+        let (api, payables) = (api.clone(), payables.clone());
+        async move { pay(&api, &payables[i]).await }
+    })
+    .await?;
+    Ok(run.answers.into_iter().map(|(paid, _)| paid).collect())
 }
 
 /// Notify at a fixed rate (open loop), then as fast as it goes (closed loop), each notification
@@ -185,17 +164,19 @@ pub async fn notify_runs(
     vacuum_analyze(db).await?;
     let probe = Probe::start(service.pid, db, &service.database);
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.notify_rate));
+    let progress = Progress::start("notify", RunLimit::requests(fixed.len()));
     let started = Instant::now();
     let mut in_flight = Vec::with_capacity(fixed.len());
     for (i, payable) in fixed.into_iter().enumerate() {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let api = api.clone();
+        let (api, progress) = (api.clone(), progress.clone());
         in_flight.push(tokio::spawn(async move {
             let mut paid = pay(&api, &payable).await;
             // From when it was due, so that a slow answer cannot hide itself by delaying the
             // next send (coordinated omission).
             paid.latency = due.elapsed();
+            progress.done_one();
             paid
         }));
     }
@@ -204,6 +185,7 @@ pub async fn notify_runs(
         answers.push(paid.await?);
     }
     let elapsed = started.elapsed();
+    progress.stop();
     let resources = probe.finish().await;
     retry_refused(api, &mut answers).await;
     let case = format!("fixed rate {}/s", args.notify_rate);
@@ -253,12 +235,6 @@ async fn notify_run(
         }
         order_ids.push(paid.payable.order_id);
     }
-    let paid = db
-        .query_one(
-            "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'paid'",
-            &[&order_ids],
-        )
-        .await?;
     let payments = db
         .query_one(
             "SELECT count(*), count(DISTINCT order_id) FROM payments \
@@ -276,7 +252,7 @@ async fn notify_run(
         matched_as_expected,
         errors,
         refused_first,
-        orders_paid: paid.get(0),
+        orders_paid: orders_paid(db, &order_ids).await?,
         matched_payments: payments.get(0),
         distinct_orders_matched: payments.get(1),
         resources,
@@ -430,9 +406,11 @@ pub async fn paced_payments(
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut sent_at = HashMap::new();
     let mut notify_latencies = Vec::new();
+    let progress = Progress::start("payments", RunLimit::requests(payables.len()));
     let started = Instant::now();
     for (i, payable) in payables.iter().enumerate() {
         let paid = pay(api, payable).await;
+        progress.done_one();
         if !paid.matched_as_expected() {
             *failures.entry("notify not matched".into()).or_default() += 1;
         }
@@ -442,6 +420,7 @@ pub async fn paced_payments(
             .await;
     }
 
+    progress.stop();
     let mut long_poll_latencies = Vec::new();
     for long_poll in long_polls {
         let woken = long_poll.await?;

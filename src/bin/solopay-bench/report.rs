@@ -18,6 +18,15 @@ pub struct Report {
     pub source: Option<String>,
     pub started_at: String,
     pub machine: MachineInfo,
+    /// The native API (absent when it was not measured: `--base-url`, `--phases protocols`).
+    #[serde(flatten)]
+    pub native: Option<NativeReport>,
+    /// The older protocols (absent with `--phases native`).
+    pub protocols: Option<ProtocolReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NativeReport {
     pub create_order: Vec<CreateOrderRun>,
     pub notify: Vec<NotifyRun>,
     pub payment_to_webhook: Latency,
@@ -30,15 +39,48 @@ pub struct Report {
     pub targets: Vec<Target>,
 }
 
+/// The older protocols' runs, against one server.
+#[derive(Debug, Serialize)]
+pub struct ProtocolReport {
+    /// The base URL measured (or the bench's own service).
+    pub server: String,
+    /// Clients of each closed-loop run.
+    pub concurrency: usize,
+    pub seconds_per_run: u64,
+    pub runs: Vec<ProtocolRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProtocolRun {
+    pub protocol: &'static str,
+    pub workload: String,
+    pub connection: &'static str,
+    pub requests: usize,
+    /// Answered `code: 1`.
+    pub succeeded: usize,
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    pub succeeded_per_second: f64,
+    pub latency: Latency,
+    /// Every other answer, by the server's message (`msg`), or `HTTP <status>`, or
+    /// `transport: …`.
+    pub refusals: BTreeMap<String, usize>,
+    /// `appPush` on a service of the bench's own: the pushed orders found paid in SQL.
+    pub orders_paid: Option<i64>,
+    /// On a service of the bench's own.
+    pub resources: Option<ResourceUse>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct MachineInfo {
     pub cores: usize,
     /// `/proc/loadavg` when the run started: anything well above 0 means another load shared
     /// the machine (see `other_cpu_cores` of each run).
     pub load_average_at_start: String,
-    pub postgres: String,
-    /// The server's `autovacuum` setting.
-    pub autovacuum: String,
+    /// The server's version and `autovacuum` setting (unknown for a server the bench did not
+    /// start).
+    pub postgres: Option<String>,
+    pub autovacuum: Option<String>,
     /// What the harness does in its place (and so that every run starts alike).
     pub maintenance: &'static str,
     pub service_settings: BTreeMap<&'static str, String>,
@@ -235,24 +277,70 @@ pub fn targets(
 }
 
 pub fn print_report(report: &Report) {
+    let machine = &report.machine;
+    let unknown = || "unknown".to_string();
     println!();
     println!("solopay-bench  {}", report.started_at);
     println!(
         "machine: {} cores, load average at start {}; PostgreSQL {}",
-        report.machine.cores, report.machine.load_average_at_start, report.machine.postgres
+        machine.cores,
+        machine.load_average_at_start,
+        machine.postgres.clone().unwrap_or_else(unknown)
     );
     println!(
         "autovacuum {}; {}",
-        report.machine.autovacuum, report.machine.maintenance
+        machine.autovacuum.clone().unwrap_or_else(unknown),
+        machine.maintenance
     );
-    println!(
-        "service: SOLOPAY_MAX_OFFSET_STEPS={MAX_OFFSET_STEPS}, pool 16 and workers = cores (defaults)"
-    );
+    if !machine.service_settings.is_empty() {
+        println!(
+            "service: SOLOPAY_MAX_OFFSET_STEPS={MAX_OFFSET_STEPS}, pool 16 and workers = cores (defaults)"
+        );
+    }
     println!("command: {}", report.command);
     if let Some(source) = &report.source {
         println!("source: {source}");
     }
+    if let Some(native) = &report.native {
+        print_native(native);
+    }
+    if let Some(protocols) = &report.protocols {
+        print_protocols(protocols);
+    }
+}
 
+fn print_protocols(report: &ProtocolReport) {
+    println!(
+        "\nold protocols against {} (closed loop, c={}, {} s a run)",
+        report.server, report.concurrency, report.seconds_per_run
+    );
+    println!(
+        "{:>8} {:>8} {:>9} {:>8} {:>8}  {:<19}  workload",
+        "requests", "ok", "ok/s", "p50 ms", "p99 ms", "CPU svc/pg/gen/oth"
+    );
+    for run in &report.runs {
+        println!(
+            "{:>8} {:>8} {:>9.1} {:>8.1} {:>8.1}  {:<19}  {} {}, {}",
+            run.requests,
+            run.succeeded,
+            run.succeeded_per_second,
+            run.latency.p50_ms,
+            run.latency.p99_ms,
+            run.resources.as_ref().map_or("-".to_string(), cpu_split),
+            run.protocol,
+            run.workload,
+            run.connection,
+        );
+        if let Some(paid) = run.orders_paid {
+            println!("{:>20} orders found paid in SQL: {paid}", "");
+        }
+        if !run.refusals.is_empty() {
+            println!("{:>20} refused: {}", "", errors_text(&run.refusals));
+        }
+    }
+}
+
+fn print_native(report: &NativeReport) {
     println!("\ncreate-order (closed loop: each client sends its next request when answered)");
     println!(
         "{:<24} {:>4} {:>8} {:>8} {:>9} {:>8} {:>8} {:>5}  {:<19} {:>12}  errors",

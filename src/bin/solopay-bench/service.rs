@@ -24,7 +24,9 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn start(args: &Args, database: &str) -> Result<Service> {
+    /// Starts the service on `database` (created and migrated if missing), with `settings` added
+    /// to its environment.
+    pub fn start(args: &Args, database: &str, settings: &[(&str, &str)]) -> Result<Service> {
         let binary = match &args.solopay {
             Some(path) => path.clone(),
             None => std::env::current_exe()?.with_file_name("solopay"),
@@ -48,6 +50,7 @@ impl Service {
             .env("SOLOPAY_LOG", "warn")
             // All the load comes from one address.
             .env("SOLOPAY_RATE_LIMIT", "0")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?)
@@ -147,6 +150,43 @@ impl Drop for Service {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `work` on a fresh database of its own (`solopay_bench_…`), dropped afterwards unless
+/// `--keep-database`.
+pub async fn on_fresh_database<T>(
+    args: &Args,
+    work: impl AsyncFnOnce(&str) -> Result<T>,
+) -> Result<T> {
+    let database = format!(
+        "solopay_bench_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let outcome = work(&database).await;
+    if args.keep_database {
+        eprintln!("kept database {database}");
+    } else {
+        drop_database(&args.database_server, &database).await?;
+    }
+    outcome
+}
+
+/// Runs `work` on a service started on `database` with `settings` (see [`Service::start`]),
+/// then stops it.
+pub async fn with_service<T>(
+    args: &Args,
+    database: &str,
+    settings: &[(&str, &str)],
+    work: impl AsyncFnOnce(&Service) -> Result<T>,
+) -> Result<T> {
+    let mut service = Service::start(args, database, settings)?;
+    let outcome = match service.wait_until_ready().await {
+        Ok(()) => work(&service).await,
+        Err(error) => Err(error),
+    };
+    // A crashed service explains the failed requests better than they do.
+    service.stop().await?;
+    outcome
 }
 
 pub async fn drop_database(server: &str, database: &str) -> Result<()> {
