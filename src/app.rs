@@ -214,7 +214,9 @@ impl Application {
             ),
             shutdown: shutdown_rx,
         });
-        let document = routes::openapi();
+        let document = actix_web::web::Bytes::from(
+            serde_json::to_vec(&routes::openapi()).map_err(|e| AppError::Task(e.to_string()))?,
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -41,11 +41,24 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// The routes, with the OpenAPI document and its Swagger UI served beside them (unlimited: they
-/// touch neither the database nor a body).
-pub fn configure_served(cfg: &mut ServiceConfig, document: utoipa::openapi::OpenApi) {
+/// touch neither the database nor a body). The document is given as its JSON, serialized once
+/// and shared by every worker: held as a document by each, it cost about 10 MB a worker.
+pub fn configure_served(cfg: &mut ServiceConfig, document: web::Bytes) {
     routes(cfg, move |cfg| {
         cfg.service(
-            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document),
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
+        .route(
+            "/openapi.json",
+            web::get().to(move || {
+                let document = document.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type(actix_web::http::header::ContentType::json())
+                        .body(document)
+                }
+            }),
         )
         .route("/docs", web::get().to(redirect_to_docs));
     });
