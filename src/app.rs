@@ -50,6 +50,7 @@ pub struct Application {
     server: Server,
     shutdown: Arc<watch::Sender<bool>>,
     background: Vec<JoinHandle<()>>,
+    stop: StopSignals,
 }
 
 /// The sealing key opens what the database stores; secrets still stored in plain are sealed.
@@ -217,6 +218,9 @@ impl Application {
         let document = actix_web::web::Bytes::from(
             serde_json::to_vec(&routes::openapi()).map_err(|e| AppError::Task(e.to_string()))?,
         );
+        // Listened for before the server accepts a connection: a SIGTERM in between would
+        // otherwise end the process at once, with no graceful stop.
+        let stop = StopSignals::listen();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -243,6 +247,7 @@ impl Application {
             server,
             shutdown: Arc::new(shutdown_tx),
             background,
+            stop,
         })
     }
 
@@ -255,8 +260,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();
+        let stop = self.stop;
         tokio::spawn(async move {
-            wait_for_signal().await;
+            stop.wait().await;
             tracing::info!("shutting down");
             let _ = shutdown.send(true);
             handle.stop(true).await;
@@ -330,25 +336,46 @@ fn load_or_create_key(file: &std::path::Path) -> Result<[u8; 32], AppError> {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, each listened for from the moment this is made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Until either arrives (or arrived since [`StopSignals::listen`]).
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let (Some(mut terminate), Some(mut interrupt)) = (self.terminate, self.interrupt)
+            else {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            };
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -239,8 +239,33 @@ async fn a_start_waits_for_a_database_that_is_not_up_yet() {
     .unwrap();
     wait_until_up(port).await;
     assert!(service.logs().contains("does not accept connections yet"));
-    let (status, _) = service.terminate().await;
-    assert!(status.success());
+    let (status, logs) = service.terminate().await;
+    assert!(status.success(), "{status:?}\n{logs}");
     drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_as_soon_as_the_service_listens_stops_it_gracefully() {
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    for _ in 0..3 {
+        let port = free_port();
+        let child = Service::spawn(
+            solopay(&db, &dir, port)
+                .env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+                .arg("serve"),
+        );
+        // The moment it says it listens (a health checker could reach it from then on).
+        let listening = eventually(Duration::from_secs(60), || {
+            let said = child.logs().contains("solopay listening");
+            async move { said }
+        })
+        .await;
+        assert!(listening, "{}", child.logs());
+        let (status, logs) = child.terminate().await;
+        assert!(status.success(), "{status:?}\n{logs}");
+        assert!(logs.contains("stopped"), "{logs}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
