@@ -691,3 +691,38 @@ proptest! {
         prop_assert!(read.is_err(), "{:?} / {:?}: {:?}", title, changed, read);
     }
 }
+
+/// Money a payer's name (or Alipay's promotion) writes in numerals that NFKC does not fold
+/// into ASCII digits (Arabic-Indic, Devanagari, Chinese and Roman numerals) or with a magnitude
+/// or small unit (`1万元`, `5毛`) is money outside the row's position all the same: a second
+/// amount, so the notification is ambiguous, never the row's amount alone.
+#[test]
+fn money_in_numerals_nfkc_keeps_is_ambiguous() {
+    let alipay = "com.eg.android.AlipayGphone";
+    for (title, text) in [
+        ("支付宝通知", "十元通过扫码向你付款0.01元"),
+        ("支付宝通知", "壹佰元通过扫码向你付款0.01元"),
+        ("支付宝通知", "〇元通过扫码向你付款0.01元"),
+        ("支付宝通知", "١٠٠元通过扫码向你付款0.01元"),
+        ("支付宝通知", "१००元通过扫码向你付款0.01元"),
+        ("支付宝通知", "Ⅹ元通过扫码向你付款0.01元"),
+        ("支付宝通知", "张三1万元通过扫码向你付款0.01元"),
+        ("支付宝通知", "张三5毛通过扫码向你付款0.01元"),
+        ("你已成功收款5.00元", "已转入余额 另收款٥٠٠元"),
+        ("你已成功收款5.00元", "已转入余额 另收款五百元"),
+    ] {
+        let read = read(alipay, Some(title), Some(text));
+        assert!(
+            matches!(read, Err(Refusal::Ambiguous(_))),
+            "{title} / {text}: {read:?}"
+        );
+    }
+    // Names that merely hold a numeral character are still names.
+    for text in ["张三通过扫码向你付款0.01元", "百万通过扫码向你付款0.01元"] {
+        assert_eq!(
+            read(alipay, Some("支付宝通知"), Some(text)).map(|r| r.amount),
+            Ok(amount("0.01")),
+            "{text}"
+        );
+    }
+}
