@@ -353,16 +353,20 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
             }
             if let Some((name, rest)) = text.split_once("通过扫码向你付款") {
                 // A name: letters and digits (and the masking `*`, `·`), not a sentence.
-                let sentence_words =
-                    "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想";
+                let sentence_words = "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想将近人们";
                 let plain_name = (1..=16).contains(&name.chars().count())
                     && name
                         .chars()
                         .all(|c| c.is_alphanumeric() || "*·_-".contains(c))
                     && !name.chars().any(|c| sentence_words.contains(c))
-                    && !["付款", "收款", "到账", "转账", "扫码", "支付"]
-                        .iter()
-                        .any(|w| name.contains(w));
+                    && ![
+                        "付款", "收款", "到账", "转账", "扫码", "支付", "如果", "万一", "应该",
+                        "可能", "或许", "准备", "打算", "马上", "稍后", "待会", "等会", "明天",
+                        "明日", "后天", "以后", "之后", "当天", "季度", "测试", "模拟", "演示",
+                        "大家",
+                    ]
+                    .iter()
+                    .any(|w| name.contains(w));
                 if plain_name && let Some(token) = between(rest, "", &["元"]) {
                     return Some(token);
                 }
@@ -724,5 +728,41 @@ fn money_in_numerals_nfkc_keeps_is_ambiguous() {
             Ok(amount("0.01")),
             "{text}"
         );
+    }
+}
+
+/// A payer's name that makes the receipt a condition, a promise, a test or a tally (`如果…`,
+/// `明天…`, `张三将…`, `测试…`, `3人…`, `当天…`) is a sentence, not a name: not read.
+#[test]
+fn a_payer_name_of_condition_future_test_or_tally_is_not_read() {
+    for name in [
+        "如果",
+        "明天",
+        "张三将",
+        "张三马上",
+        "稍后",
+        "测试",
+        "无人",
+        "当天",
+        "近7天",
+        "3人",
+        "多人",
+        "大家",
+        "本季度",
+        "应该",
+        "可能",
+        "或许",
+        "准备",
+        "打算",
+        "万一",
+        "模拟",
+    ] {
+        let text = format!("{name}通过扫码向你付款100.00元");
+        let read = read(
+            "com.eg.android.AlipayGphone",
+            Some("支付宝通知"),
+            Some(&text),
+        );
+        assert!(read.is_err(), "{text}: {read:?}");
     }
 }
