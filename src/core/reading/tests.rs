@@ -712,8 +712,8 @@ fn money_in_numerals_nfkc_keeps_is_ambiguous() {
         ("支付宝通知", "Ⅹ元通过扫码向你付款0.01元"),
         ("支付宝通知", "张三1万元通过扫码向你付款0.01元"),
         ("支付宝通知", "张三5毛通过扫码向你付款0.01元"),
-        ("你已成功收款5.00元", "已转入余额 另收款٥٠٠元"),
-        ("你已成功收款5.00元", "已转入余额 另收款五百元"),
+        ("你已成功收款5.00元", "已转入余额 送٥٠٠刀"),
+        ("你已成功收款5.00元", "已转入余额 送五百块"),
     ] {
         let read = read(alipay, Some(title), Some(text));
         assert!(
@@ -764,5 +764,29 @@ fn a_payer_name_of_condition_future_test_or_tally_is_not_read() {
             Some(&text),
         );
         assert!(read.is_err(), "{text}: {read:?}");
+    }
+}
+
+/// Alipay's promotion under a receipt in the title is an advertisement: one that tells of
+/// another payment, denies this one, carries a currency sign or a second line (any line
+/// separator) is not that row.
+#[test]
+fn an_alipay_promotion_that_is_not_an_advertisement_is_not_read() {
+    for text in [
+        "已转入余额 测试通知,非真实收款",
+        "已转入余额 另有一笔收款待入账",
+        "已转入余额 模拟收款",
+        "已转入余额 仅为示例",
+        "已转入余额 假的",
+        "已转入余额 ¥",
+        "已转入余额 \u{2028}你已成功收款",
+        "已转入余额 去兑换\r你已成功收款",
+    ] {
+        let read = read(
+            "com.eg.android.AlipayGphone",
+            Some("你已成功收款5.00元"),
+            Some(text),
+        );
+        assert!(read.is_err(), "{text:?}: {read:?}");
     }
 }

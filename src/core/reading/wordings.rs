@@ -199,8 +199,9 @@ pub const WORDINGS: &[Wording] = &[
         stacked: false,
         text: concat!(
             // Alipay's promotion after 已转入余额 counts points (`100积分`), never money: any
-            // other number there may be a second payment, so the text is then not this row.
-            "(?:已转入余额(?: (?:[^0-9\\n]|[0-9]+积分){0,40})?|点击查看详情|查看详情|你已成功收款",
+            // other number there may be a second payment, so the text is then not this row. It
+            // is one line, without currency signs or `PROMOTION_WORDS`.
+            "(?:已转入余额(?: (?P<promotion>(?:[^0-9\\n\\r\\p{Zl}\\p{Zp}\\p{Sc}]|[0-9]+积分){0,40}))?|点击查看详情|查看详情|你已成功收款",
             amount!(),
             " *元",
             alipay_label!(),
@@ -228,6 +229,15 @@ const PAYER_WORDS: &[&str] = &[
     "如果", "万一", "应该", "可能", "或许", "准备", "打算", "将", "马上", "稍后", "待会", "等会",
     "明天", "明日", "后天", "以后", "之后", "当天", "季度", "近", "测试", "模拟", "演示", "人",
     "们", "大家",
+];
+
+/// The capture group of Alipay's promotion under a receipt in the title.
+const PROMOTION_GROUP: &str = "promotion";
+/// Words Alipay's promotion may not hold: with them, it tells of another payment (`另有一笔收款`),
+/// denies this one (`测试通知，非真实收款`, `假的`) or is a sentence, not an advertisement.
+const PROMOTION_WORDS: &[&str] = &[
+    "收款", "付款", "到账", "入账", "转账", "支付", "笔", "另", "元", "测试", "模拟", "示例",
+    "演示", "假", "非", "不", "没", "未", "无", "再", "又",
 ];
 
 pub struct CompiledWording {
@@ -320,10 +330,11 @@ impl CompiledWording {
         };
         match self.text.captures(message) {
             Some(caps) => {
-                if caps
-                    .name(PAYER_GROUP)
-                    .is_some_and(|payer| PAYER_WORDS.iter().any(|w| payer.as_str().contains(w)))
-                {
+                let holds = |group: &str, words: &[&str]| {
+                    caps.name(group)
+                        .is_some_and(|free| words.iter().any(|w| free.as_str().contains(w)))
+                };
+                if holds(PAYER_GROUP, PAYER_WORDS) || holds(PROMOTION_GROUP, PROMOTION_WORDS) {
                     return Attempt::OtherText;
                 }
                 slots.extend(amount_of(&caps));
