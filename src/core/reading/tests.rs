@@ -353,7 +353,7 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
             }
             if let Some((name, rest)) = text.split_once("通过扫码向你付款") {
                 // A name: letters and digits (and the masking `*`, `·`), not a sentence.
-                let sentence_words = "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想将近人们";
+                let sentence_words = "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想将近人们无否某需须拟";
                 let plain_name = (1..=16).contains(&name.chars().count())
                     && name
                         .chars()
@@ -363,10 +363,12 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
                         "付款", "收款", "到账", "转账", "扫码", "支付", "如果", "万一", "应该",
                         "可能", "或许", "准备", "打算", "马上", "稍后", "待会", "等会", "明天",
                         "明日", "后天", "以后", "之后", "当天", "季度", "测试", "模拟", "演示",
-                        "大家",
+                        "大家", "预计", "预约", "分期", "示例", "伪造", "今晚", "晚上", "早上",
+                        "上午", "下午", "中午", "月底", "月初", "test", "fake", "demo", "tomorrow",
+                        "later", "unpaid", "notpaid", "тест",
                     ]
                     .iter()
-                    .any(|w| name.contains(w));
+                    .any(|w| name.to_lowercase().contains(w));
                 if plain_name && let Some(token) = between(rest, "", &["元"]) {
                     return Some(token);
                 }
@@ -749,6 +751,28 @@ fn a_payer_name_of_condition_future_test_or_tally_is_not_read() {
         "多人",
         "大家",
         "本季度",
+        "示例",
+        "无效",
+        "伪造",
+        "某某",
+        "今晚",
+        "晚上",
+        "上午",
+        "月底",
+        "分期",
+        "预计",
+        "预约",
+        "需",
+        "须",
+        "能否",
+        "可否",
+        "无法",
+        "拟",
+        "TEST",
+        "Tomorrow",
+        "NotPaid",
+        "FakeUser",
+        "тест",
         "应该",
         "可能",
         "或许",

@@ -221,14 +221,16 @@ pub const AMOUNT_GROUP: &str = "amount";
 const PAYER_GROUP: &str = "payer";
 /// Words a payer's name may not hold: with them, the name restates a payment or is a sentence
 /// (pronouns, negations, particles and time words that names rarely carry; conditions, promises,
-/// tests and tallies of people or periods), so it is not read.
+/// tests and tallies of people or periods; in any case), so it is not read.
 const PAYER_WORDS: &[&str] = &[
     "付款", "收款", "到账", "转账", "扫码", "支付", "¥", "我", "你", "您", "他", "她", "没", "不",
     "未", "已", "了", "吗", "呢", "吧", "啊", "请", "别", "假", "若", "次", "前", "刚", "曾", "再",
     "又", "也", "是", "的", "被", "给", "向", "说", "就", "都", "还", "才", "要", "会", "想",
     "如果", "万一", "应该", "可能", "或许", "准备", "打算", "将", "马上", "稍后", "待会", "等会",
     "明天", "明日", "后天", "以后", "之后", "当天", "季度", "近", "测试", "模拟", "演示", "人",
-    "们", "大家",
+    "们", "大家", "无", "否", "某", "需", "须", "拟", "预计", "预约", "分期", "示例", "伪造",
+    "今晚", "晚上", "早上", "上午", "下午", "中午", "月底", "月初", "test", "fake", "demo",
+    "tomorrow", "later", "unpaid", "notpaid", "тест",
 ];
 
 /// The capture group of Alipay's promotion under a receipt in the title.
@@ -331,8 +333,10 @@ impl CompiledWording {
         match self.text.captures(message) {
             Some(caps) => {
                 let holds = |group: &str, words: &[&str]| {
-                    caps.name(group)
-                        .is_some_and(|free| words.iter().any(|w| free.as_str().contains(w)))
+                    caps.name(group).is_some_and(|free| {
+                        let free = free.as_str().to_lowercase();
+                        words.iter().any(|w| free.contains(w))
+                    })
                 };
                 if holds(PAYER_GROUP, PAYER_WORDS) || holds(PROMOTION_GROUP, PROMOTION_WORDS) {
                     return Attempt::OtherText;
