@@ -814,3 +814,24 @@ fn an_alipay_promotion_that_is_not_an_advertisement_is_not_read() {
         assert!(read.is_err(), "{text:?}: {read:?}");
     }
 }
+
+/// A payer's name that makes the payment a return, a cashback, a rejection or a lapse (`退货`,
+/// `返现`, `驳回`, `拒绝`, `止付`, `失效`) is refused for that reason, like the words the refusal
+/// classes knew.
+#[test]
+fn returns_cashbacks_rejections_and_lapses_are_refused() {
+    for name in [
+        "退货", "退單", "返现", "返还", "驳回", "拒收", "止付", "失效",
+    ] {
+        let text = format!("{name}通过扫码向你付款5.00元");
+        let read = read(
+            "com.eg.android.AlipayGphone",
+            Some("支付宝通知"),
+            Some(&text),
+        );
+        assert!(
+            matches!(read, Err(Refusal::Refused { .. })),
+            "{text}: {read:?}"
+        );
+    }
+}
