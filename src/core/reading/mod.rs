@@ -24,7 +24,7 @@ pub use refusals::RefusalClass;
 pub use text::{is_normal, normalise};
 pub use wordings::{channel_of_package, official_packages, unstack};
 
-use text::{has_numeral_money, money_mentions, parse_amount};
+use text::{digit_look_alike, has_numeral_money, money_mentions, parse_amount};
 use wordings::{Attempt, COMPILED, Fields, Title};
 
 /// The channel and amount a receipt reports, and the wording it was read with.
@@ -128,6 +128,11 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
                 other_sender.get_or_insert(sender);
             }
             Attempt::Read(slots) => {
+                // Digits only NFKC makes (`1⒑5` is `110.5` once normalised) are not printed
+                // by any app.
+                if let Some(c) = [title, text].into_iter().find_map(digit_look_alike) {
+                    return Err(Refusal::InvalidAmount(c.to_string()));
+                }
                 let amounts = slots
                     .iter()
                     .map(|slot| parse_amount(slot).ok_or_else(|| (*slot).to_owned()))

@@ -835,3 +835,39 @@ fn returns_cashbacks_rejections_and_lapses_are_refused() {
         );
     }
 }
+
+/// Digits that only NFKC makes (`①`, `¹`, `₀`, `𝟓`, `⒑` is `10.`) put an amount together from
+/// look-alikes: `微信支付收款①⓪⓪元` would read 100.00, `1⒑5` 110.50. No app prints them:
+/// refused.
+#[test]
+fn digit_look_alikes_that_nfkc_turns_into_digits_are_refused() {
+    for (package, title, text) in [
+        ("com.tencent.mm", "微信支付", "微信支付收款1⒑5元"),
+        ("com.tencent.mm", "微信支付", "微信支付收款①⓪⓪元"),
+        ("com.tencent.mm", "微信支付", "个人收款码到账¥¹⁰⁰"),
+        ("com.tencent.mm", "微信支付", "微信支付收款𝟓.00元"),
+        ("com.tencent.wework", "对外收款", "成功收款⑩元"),
+        (
+            "com.eg.android.AlipayGphone",
+            "支付宝通知",
+            "张三通过扫码向你付款1₀0.00元",
+        ),
+        ("com.eg.android.AlipayGphone", "你已成功收款⒌00元", ""),
+    ] {
+        let read = read(package, Some(title), Some(text));
+        assert!(
+            matches!(read, Err(Refusal::InvalidAmount(_))),
+            "{title} / {text}: {read:?}"
+        );
+    }
+    // Full-width digits are how apps print them.
+    assert_eq!(
+        read(
+            "com.tencent.mm",
+            Some("微信支付"),
+            Some("微信支付收款１２.５０元")
+        )
+        .map(|r| r.amount),
+        Ok(amount("12.50"))
+    );
+}

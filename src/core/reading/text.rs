@@ -204,6 +204,17 @@ fn start_of(after: &str, chars: usize) -> String {
         .to_lowercase()
 }
 
+/// The first character of `field` that NFKC turns into digits although it is not a digit as
+/// apps print them (ASCII or full-width): `⒑` (`10.`), `¹`, `①`, `𝟓`. Such a character in
+/// a receipt puts an amount together from look-alikes (`1⒑5` reads `110.5`).
+pub fn digit_look_alike(field: &str) -> Option<char> {
+    field.chars().find(|&c| {
+        !c.is_ascii()
+            && !('０'..='９').contains(&c)
+            && c.to_string().nfkc().any(|d| d.is_ascii_digit())
+    })
+}
+
 /// Chinese numerals (everyday and financial), which NFKC leaves as they are.
 const CHINESE_NUMERALS: &[char] = &[
     '〇', '零', '一', '二', '两', '兩', '三', '四', '五', '六', '七', '八', '九', '十', '百', '千',
