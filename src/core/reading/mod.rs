@@ -24,7 +24,7 @@ pub use refusals::RefusalClass;
 pub use text::{is_normal, normalise};
 pub use wordings::{channel_of_package, official_packages, unstack};
 
-use text::{money_mentions, parse_amount};
+use text::{digit_look_alike, has_numeral_money, money_mentions, parse_amount};
 use wordings::{Attempt, COMPILED, Fields, Title};
 
 /// The channel and amount a receipt reports, and the wording it was read with.
@@ -128,6 +128,11 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
                 other_sender.get_or_insert(sender);
             }
             Attempt::Read(slots) => {
+                // Digits only NFKC makes (`1⒑5` is `110.5` once normalised) are not printed
+                // by any app.
+                if let Some(c) = [title, text].into_iter().find_map(digit_look_alike) {
+                    return Err(Refusal::InvalidAmount(c.to_string()));
+                }
                 let amounts = slots
                     .iter()
                     .map(|slot| parse_amount(slot).ok_or_else(|| (*slot).to_owned()))
@@ -136,9 +141,17 @@ pub fn read(package: &str, title: Option<&str>, text: Option<&str>) -> Result<Re
                 // A title restating the text's amount is one payment; money anywhere else, or
                 // two different amounts, is not a receipt we can credit.
                 let restated = amounts.windows(2).all(|pair| pair.first() == pair.last());
-                let (Some(amount), true, true) =
-                    (amounts.first(), restated, mentioned.len() <= amounts.len())
-                else {
+                // Money in numerals NFKC keeps (`١٠٠元`, `五百元`, `Ⅹ元`) or with a magnitude
+                // (`1万元`) is money outside the row's position too.
+                let numerals = [title, text, &title_normalised, &text_normalised]
+                    .into_iter()
+                    .any(has_numeral_money);
+                let (Some(amount), true, true, false) = (
+                    amounts.first(),
+                    restated,
+                    mentioned.len() <= amounts.len(),
+                    numerals,
+                ) else {
                     return Err(Refusal::Ambiguous(amounts_mentioned()));
                 };
                 return Ok(Reading {

@@ -353,16 +353,22 @@ fn oracle(package: &str, title: &str, text: &str) -> Option<String> {
             }
             if let Some((name, rest)) = text.split_once("通过扫码向你付款") {
                 // A name: letters and digits (and the masking `*`, `·`), not a sentence.
-                let sentence_words =
-                    "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想";
+                let sentence_words = "我你您他她没不未已了吗呢吧啊请别假若次前刚曾再又也是的被给向说就都还才要会想将近人们无否某需须拟";
                 let plain_name = (1..=16).contains(&name.chars().count())
                     && name
                         .chars()
                         .all(|c| c.is_alphanumeric() || "*·_-".contains(c))
                     && !name.chars().any(|c| sentence_words.contains(c))
-                    && !["付款", "收款", "到账", "转账", "扫码", "支付"]
-                        .iter()
-                        .any(|w| name.contains(w));
+                    && ![
+                        "付款", "收款", "到账", "转账", "扫码", "支付", "如果", "万一", "应该",
+                        "可能", "或许", "准备", "打算", "马上", "稍后", "待会", "等会", "明天",
+                        "明日", "后天", "以后", "之后", "当天", "季度", "测试", "模拟", "演示",
+                        "大家", "预计", "预约", "分期", "示例", "伪造", "今晚", "晚上", "早上",
+                        "上午", "下午", "中午", "月底", "月初", "test", "fake", "demo", "tomorrow",
+                        "later", "unpaid", "notpaid", "тест",
+                    ]
+                    .iter()
+                    .any(|w| name.to_lowercase().contains(w));
                 if plain_name && let Some(token) = between(rest, "", &["元"]) {
                     return Some(token);
                 }
@@ -690,4 +696,178 @@ proptest! {
         let read = read(&package, Some(&title), Some(&changed));
         prop_assert!(read.is_err(), "{:?} / {:?}: {:?}", title, changed, read);
     }
+}
+
+/// Money a payer's name (or Alipay's promotion) writes in numerals that NFKC does not fold
+/// into ASCII digits (Arabic-Indic, Devanagari, Chinese and Roman numerals) or with a magnitude
+/// or small unit (`1万元`, `5毛`) is money outside the row's position all the same: a second
+/// amount, so the notification is ambiguous, never the row's amount alone.
+#[test]
+fn money_in_numerals_nfkc_keeps_is_ambiguous() {
+    let alipay = "com.eg.android.AlipayGphone";
+    for (title, text) in [
+        ("支付宝通知", "十元通过扫码向你付款0.01元"),
+        ("支付宝通知", "壹佰元通过扫码向你付款0.01元"),
+        ("支付宝通知", "〇元通过扫码向你付款0.01元"),
+        ("支付宝通知", "١٠٠元通过扫码向你付款0.01元"),
+        ("支付宝通知", "१००元通过扫码向你付款0.01元"),
+        ("支付宝通知", "Ⅹ元通过扫码向你付款0.01元"),
+        ("支付宝通知", "张三1万元通过扫码向你付款0.01元"),
+        ("支付宝通知", "张三5毛通过扫码向你付款0.01元"),
+        ("你已成功收款5.00元", "已转入余额 送٥٠٠刀"),
+        ("你已成功收款5.00元", "已转入余额 送五百块"),
+    ] {
+        let read = read(alipay, Some(title), Some(text));
+        assert!(
+            matches!(read, Err(Refusal::Ambiguous(_))),
+            "{title} / {text}: {read:?}"
+        );
+    }
+    // Names that merely hold a numeral character are still names.
+    for text in ["张三通过扫码向你付款0.01元", "百万通过扫码向你付款0.01元"] {
+        assert_eq!(
+            read(alipay, Some("支付宝通知"), Some(text)).map(|r| r.amount),
+            Ok(amount("0.01")),
+            "{text}"
+        );
+    }
+}
+
+/// A payer's name that makes the receipt a condition, a promise, a test or a tally (`如果…`,
+/// `明天…`, `张三将…`, `测试…`, `3人…`, `当天…`) is a sentence, not a name: not read.
+#[test]
+fn a_payer_name_of_condition_future_test_or_tally_is_not_read() {
+    for name in [
+        "如果",
+        "明天",
+        "张三将",
+        "张三马上",
+        "稍后",
+        "测试",
+        "无人",
+        "当天",
+        "近7天",
+        "3人",
+        "多人",
+        "大家",
+        "本季度",
+        "示例",
+        "无效",
+        "伪造",
+        "某某",
+        "今晚",
+        "晚上",
+        "上午",
+        "月底",
+        "分期",
+        "预计",
+        "预约",
+        "需",
+        "须",
+        "能否",
+        "可否",
+        "无法",
+        "拟",
+        "TEST",
+        "Tomorrow",
+        "NotPaid",
+        "FakeUser",
+        "тест",
+        "应该",
+        "可能",
+        "或许",
+        "准备",
+        "打算",
+        "万一",
+        "模拟",
+    ] {
+        let text = format!("{name}通过扫码向你付款100.00元");
+        let read = read(
+            "com.eg.android.AlipayGphone",
+            Some("支付宝通知"),
+            Some(&text),
+        );
+        assert!(read.is_err(), "{text}: {read:?}");
+    }
+}
+
+/// Alipay's promotion under a receipt in the title is an advertisement: one that tells of
+/// another payment, denies this one, carries a currency sign or a second line (any line
+/// separator) is not that row.
+#[test]
+fn an_alipay_promotion_that_is_not_an_advertisement_is_not_read() {
+    for text in [
+        "已转入余额 测试通知,非真实收款",
+        "已转入余额 另有一笔收款待入账",
+        "已转入余额 模拟收款",
+        "已转入余额 仅为示例",
+        "已转入余额 假的",
+        "已转入余额 ¥",
+        "已转入余额 \u{2028}你已成功收款",
+        "已转入余额 去兑换\r你已成功收款",
+    ] {
+        let read = read(
+            "com.eg.android.AlipayGphone",
+            Some("你已成功收款5.00元"),
+            Some(text),
+        );
+        assert!(read.is_err(), "{text:?}: {read:?}");
+    }
+}
+
+/// A payer's name that makes the payment a return, a cashback, a rejection or a lapse (`退货`,
+/// `返现`, `驳回`, `拒绝`, `止付`, `失效`) is refused for that reason, like the words the refusal
+/// classes knew.
+#[test]
+fn returns_cashbacks_rejections_and_lapses_are_refused() {
+    for name in [
+        "退货", "退單", "返现", "返还", "驳回", "拒收", "止付", "失效",
+    ] {
+        let text = format!("{name}通过扫码向你付款5.00元");
+        let read = read(
+            "com.eg.android.AlipayGphone",
+            Some("支付宝通知"),
+            Some(&text),
+        );
+        assert!(
+            matches!(read, Err(Refusal::Refused { .. })),
+            "{text}: {read:?}"
+        );
+    }
+}
+
+/// Digits that only NFKC makes (`①`, `¹`, `₀`, `𝟓`, `⒑` is `10.`) put an amount together from
+/// look-alikes: `微信支付收款①⓪⓪元` would read 100.00, `1⒑5` 110.50. No app prints them:
+/// refused.
+#[test]
+fn digit_look_alikes_that_nfkc_turns_into_digits_are_refused() {
+    for (package, title, text) in [
+        ("com.tencent.mm", "微信支付", "微信支付收款1⒑5元"),
+        ("com.tencent.mm", "微信支付", "微信支付收款①⓪⓪元"),
+        ("com.tencent.mm", "微信支付", "个人收款码到账¥¹⁰⁰"),
+        ("com.tencent.mm", "微信支付", "微信支付收款𝟓.00元"),
+        ("com.tencent.wework", "对外收款", "成功收款⑩元"),
+        (
+            "com.eg.android.AlipayGphone",
+            "支付宝通知",
+            "张三通过扫码向你付款1₀0.00元",
+        ),
+        ("com.eg.android.AlipayGphone", "你已成功收款⒌00元", ""),
+    ] {
+        let read = read(package, Some(title), Some(text));
+        assert!(
+            matches!(read, Err(Refusal::InvalidAmount(_))),
+            "{title} / {text}: {read:?}"
+        );
+    }
+    // Full-width digits are how apps print them.
+    assert_eq!(
+        read(
+            "com.tencent.mm",
+            Some("微信支付"),
+            Some("微信支付收款１２.５０元")
+        )
+        .map(|r| r.amount),
+        Ok(amount("12.50"))
+    );
 }

@@ -166,32 +166,104 @@ pub fn money_mentions(field: &str) -> Vec<&str> {
         else {
             continue;
         };
-        // The longest word or unit is four characters: look at no more, so that a long text
-        // is read in linear time.
-        let before: String = before
-            .trim_end_matches(FILLERS)
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<String>()
-            .to_lowercase();
-        let after: String = after
-            .trim_start_matches([' ', '\t'])
-            .chars()
-            .take(4)
-            .collect::<String>()
-            .to_lowercase();
-        let worded = MONEY_WORDS.iter().any(|word| before.ends_with(word))
-            || CURRENCY_SIGN.is_match(&before);
-        let unit = MONEY_UNITS.iter().any(|unit| after.starts_with(unit));
-        if worded || unit {
+        if marked_as_money(before, after) {
             mentions.push(run.trim_end_matches([',', '.']));
         }
     }
     mentions
+}
+
+/// Whether a number between `before` and `after` is money: a money word or currency sign right
+/// before it, or a unit right after it.
+fn marked_as_money(before: &str, after: &str) -> bool {
+    // The longest word or unit is four characters: look at no more, so that a long text is
+    // read in linear time.
+    let before: String = before
+        .trim_end_matches(FILLERS)
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_lowercase();
+    let after = start_of(after, 4);
+    MONEY_WORDS.iter().any(|word| before.ends_with(word))
+        || CURRENCY_SIGN.is_match(&before)
+        || MONEY_UNITS.iter().any(|unit| after.starts_with(unit))
+}
+
+/// The first `chars` characters of `after`, past spaces and tabs, in lower case.
+fn start_of(after: &str, chars: usize) -> String {
+    after
+        .trim_start_matches([' ', '\t'])
+        .chars()
+        .take(chars)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// The first character of `field` that NFKC turns into digits although it is not a digit as
+/// apps print them (ASCII or full-width): `⒑` (`10.`), `¹`, `①`, `𝟓`. Such a character in
+/// a receipt puts an amount together from look-alikes (`1⒑5` reads `110.5`).
+pub fn digit_look_alike(field: &str) -> Option<char> {
+    field.chars().find(|&c| {
+        !c.is_ascii()
+            && !('０'..='９').contains(&c)
+            && c.to_string().nfkc().any(|d| d.is_ascii_digit())
+    })
+}
+
+/// Chinese numerals (everyday and financial), which NFKC leaves as they are.
+const CHINESE_NUMERALS: &[char] = &[
+    '〇', '零', '一', '二', '两', '兩', '三', '四', '五', '六', '七', '八', '九', '十', '百', '千',
+    '万', '萬', '亿', '億', '壹', '贰', '貳', '叁', '參', '肆', '伍', '陆', '陸', '柒', '捌', '玖',
+    '拾', '佰', '仟',
+];
+
+/// Magnitudes between a number and its unit (`1万元`, `3k块`).
+const MAGNITUDES: &[char] = &[
+    '十', '百', '千', '万', '萬', '亿', '億', '拾', '佰', '仟', 'k', 'w',
+];
+
+/// Small units of the yuan, which make a number money on their own (`5毛`, `五角`).
+const SMALL_UNITS: &[&str] = &["毛", "角"];
+
+/// Whether `field` mentions money that [`money_mentions`] cannot see: a number written with
+/// digits NFKC does not fold into ASCII (`١٠٠`, `१००`, `Ⅹ` before normalisation) or with
+/// Chinese numerals (`五百`, `壹佰`), marked as money by a sign, a word or a unit; or any number
+/// followed by a magnitude and a unit, or by a small unit (`1万元`, `5毛`). A receipt's own
+/// amount is plain ASCII digits before its unit, so it is never one of these.
+pub fn has_numeral_money(field: &str) -> bool {
+    let numeral = |c: char| c.is_numeric() || CHINESE_NUMERALS.contains(&c);
+    let mut rest = field;
+    while let Some(start) = rest.find(numeral) {
+        let (before, from) = rest.split_at(start);
+        let end = from
+            .find(|c: char| !(numeral(c) || c == ',' || c == '.'))
+            .unwrap_or(from.len());
+        let (run, after) = from.split_at(end);
+        rest = after;
+        // A magnitude or two, then a unit: at most eight characters.
+        let after = start_of(after, 8);
+        let magnified = after.trim_start_matches(MAGNITUDES);
+        let small_unit = |text: &str| SMALL_UNITS.iter().any(|unit| text.starts_with(unit));
+        let magnitude_and_unit = magnified.len() < after.len()
+            && (MONEY_UNITS.iter().any(|unit| magnified.starts_with(unit))
+                || small_unit(magnified));
+        if small_unit(&after) || magnitude_and_unit {
+            return true;
+        }
+        // Digits that are, or NFKC folds into, ASCII digits: money_mentions reads them once
+        // normalised.
+        let plain =
+            |c: char| c == ',' || c == '.' || c.to_string().nfkc().all(|d| d.is_ascii_digit());
+        if !run.chars().all(plain) && marked_as_money(before, &after) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

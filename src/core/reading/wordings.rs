@@ -199,8 +199,9 @@ pub const WORDINGS: &[Wording] = &[
         stacked: false,
         text: concat!(
             // Alipay's promotion after 已转入余额 counts points (`100积分`), never money: any
-            // other number there may be a second payment, so the text is then not this row.
-            "(?:已转入余额(?: (?:[^0-9\\n]|[0-9]+积分){0,40})?|点击查看详情|查看详情|你已成功收款",
+            // other number there may be a second payment, so the text is then not this row. It
+            // is one line, without currency signs or `PROMOTION_WORDS`.
+            "(?:已转入余额(?: (?P<promotion>(?:[^0-9\\n\\r\\p{Zl}\\p{Zp}\\p{Sc}]|[0-9]+积分){0,40}))?|点击查看详情|查看详情|你已成功收款",
             amount!(),
             " *元",
             alipay_label!(),
@@ -219,11 +220,26 @@ pub const AMOUNT_GROUP: &str = "amount";
 /// The capture group of a name the payer chose.
 const PAYER_GROUP: &str = "payer";
 /// Words a payer's name may not hold: with them, the name restates a payment or is a sentence
-/// (pronouns, negations, particles and time words that names rarely carry), so it is not read.
+/// (pronouns, negations, particles and time words that names rarely carry; conditions, promises,
+/// tests and tallies of people or periods; in any case), so it is not read.
 const PAYER_WORDS: &[&str] = &[
     "付款", "收款", "到账", "转账", "扫码", "支付", "¥", "我", "你", "您", "他", "她", "没", "不",
     "未", "已", "了", "吗", "呢", "吧", "啊", "请", "别", "假", "若", "次", "前", "刚", "曾", "再",
     "又", "也", "是", "的", "被", "给", "向", "说", "就", "都", "还", "才", "要", "会", "想",
+    "如果", "万一", "应该", "可能", "或许", "准备", "打算", "将", "马上", "稍后", "待会", "等会",
+    "明天", "明日", "后天", "以后", "之后", "当天", "季度", "近", "测试", "模拟", "演示", "人",
+    "们", "大家", "无", "否", "某", "需", "须", "拟", "预计", "预约", "分期", "示例", "伪造",
+    "今晚", "晚上", "早上", "上午", "下午", "中午", "月底", "月初", "test", "fake", "demo",
+    "tomorrow", "later", "unpaid", "notpaid", "тест",
+];
+
+/// The capture group of Alipay's promotion under a receipt in the title.
+const PROMOTION_GROUP: &str = "promotion";
+/// Words Alipay's promotion may not hold: with them, it tells of another payment (`另有一笔收款`),
+/// denies this one (`测试通知，非真实收款`, `假的`) or is a sentence, not an advertisement.
+const PROMOTION_WORDS: &[&str] = &[
+    "收款", "付款", "到账", "入账", "转账", "支付", "笔", "另", "元", "测试", "模拟", "示例",
+    "演示", "假", "非", "不", "没", "未", "无", "再", "又",
 ];
 
 pub struct CompiledWording {
@@ -316,10 +332,13 @@ impl CompiledWording {
         };
         match self.text.captures(message) {
             Some(caps) => {
-                if caps
-                    .name(PAYER_GROUP)
-                    .is_some_and(|payer| PAYER_WORDS.iter().any(|w| payer.as_str().contains(w)))
-                {
+                let holds = |group: &str, words: &[&str]| {
+                    caps.name(group).is_some_and(|free| {
+                        let free = free.as_str().to_lowercase();
+                        words.iter().any(|w| free.contains(w))
+                    })
+                };
+                if holds(PAYER_GROUP, PAYER_WORDS) || holds(PROMOTION_GROUP, PROMOTION_WORDS) {
                     return Attempt::OtherText;
                 }
                 slots.extend(amount_of(&caps));
