@@ -16,6 +16,7 @@ use crate::core::error::RuleError;
 use crate::core::secrets::new_id;
 use crate::db::orders::{self as order_rows, AllocationRequest, ExpiryScope, NotCreated};
 pub use crate::db::orders::{Creation, Creator, Order};
+use crate::db::wakeups::{self, Wakeup};
 use crate::db::{events, retry_aborted, transaction_with_retry, webhooks};
 use crate::domain::{Channel, EventType, MerchantOrderId, OrderProtocol, OrderStatus};
 use crate::domain::{MerchantId, OrderId};
@@ -383,8 +384,8 @@ pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize
     })
 }
 
-/// Writes one event per order (the order object as it is now) with its webhook deliveries, and
-/// queues the change notification; part of the caller's transaction.
+/// Writes one event per order (the order object as it is now) with its webhook deliveries, as
+/// part of the caller's transaction, and asks for the change's wake-up (sent once it commits).
 fn record_transitions(
     conn: &mut PgConnection,
     event_type: EventType,
@@ -412,6 +413,6 @@ fn record_transitions(
     let event_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     webhooks::create_for_events(conn, &event_ids)?;
     let order_ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
-    events::notify_order_changed(conn, &order_ids)?;
+    wakeups::wake(conn, Wakeup::OrdersChanged(&order_ids))?;
     Ok(())
 }

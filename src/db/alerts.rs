@@ -158,13 +158,6 @@ pub fn insert(
     .execute(conn)
 }
 
-/// Wakes the alert workers of every instance once the transaction commits.
-pub fn notify_due(conn: &mut PgConnection) -> QueryResult<()> {
-    diesel::sql_query(format!("SELECT pg_notify('{ALERT_DUE_CHANNEL}', '')"))
-        .execute(conn)
-        .map(|_| ())
-}
-
 /// How many alerts of these kinds were raised within `within`, told on their own (not in a
 /// digest).
 pub fn count_recent(

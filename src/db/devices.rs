@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
 
 use super::interval;
+use super::prepared::KeepPrepared;
 use super::schema::{devices, payees};
 use super::sealed::Sealed;
 use crate::domain::Channel;
@@ -68,13 +69,18 @@ pub fn find_with_clock(
     conn: &mut PgConnection,
     id: &str,
 ) -> QueryResult<(Option<Device>, DateTime<Utc>)> {
-    let now: DateTime<Utc> = diesel::select(sql::<Timestamptz>("now()")).get_result(conn)?;
-    let device = devices::table
+    // One statement for a known device (every real request): the clock comes with the row.
+    let found = devices::table
         .find(id)
-        .select(Device::as_select())
-        .first(conn)
+        .select((Device::as_select(), sql::<Timestamptz>("now()")))
+        .limit(1)
+        .prepared()
+        .get_result::<(Device, DateTime<Utc>)>(conn)
         .optional()?;
-    Ok((device, now))
+    match found {
+        Some((device, now)) => Ok((Some(device), now)),
+        None => Ok((None, crate::db::clock(conn)?)),
+    }
 }
 
 /// Every device and the database clock (for protocols that name no device).
@@ -175,7 +181,9 @@ pub fn record_notification(
         .find(id)
         .select(devices::offline_alerted_at)
         .for_no_key_update()
-        .first(conn)
+        .limit(1)
+        .prepared()
+        .get_result(conn)
         .optional()?;
     let now = sql::<Nullable<Timestamptz>>("now()");
     diesel::update(devices::table.find(id))
@@ -185,7 +193,9 @@ pub fn record_notification(
             devices::offline_alerted_at.eq(None::<DateTime<Utc>>),
             devices::silence_alerted_at.eq(None::<DateTime<Utc>>),
         ))
-        .execute(conn)?;
+        .returning(devices::id)
+        .prepared()
+        .load::<String>(conn)?;
     Ok(was.flatten())
 }
 

@@ -1,9 +1,9 @@
-//! The `events` table (the outbox of order state changes) and the `NOTIFY` that tells every
-//! instance an order changed.
+//! The `events` table (the outbox of order state changes), and the channel that tells every
+//! instance an order changed ([`super::wakeups`]).
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Text};
 
+use super::prepared::KeepPrepared;
 use super::schema::events;
 use crate::domain::EventType;
 
@@ -43,18 +43,14 @@ pub struct NewEvent<'a> {
 }
 
 pub fn insert(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<usize> {
-    diesel::insert_into(events::table).values(new).execute(conn)
-}
-
-/// Queues a notification per order id, delivered to listeners when the transaction commits.
-pub fn notify_order_changed(conn: &mut PgConnection, order_ids: &[&str]) -> QueryResult<()> {
-    if order_ids.is_empty() {
-        return Ok(());
+    let insert = diesel::insert_into(events::table).values(new);
+    // One event (a payment, a close) is the common case; a batch's text varies with its size.
+    match new.len() {
+        1 => insert
+            .returning(events::id)
+            .prepared()
+            .load::<String>(conn)
+            .map(|rows| rows.len()),
+        _ => insert.execute(conn),
     }
-    diesel::sql_query(format!(
-        "SELECT pg_notify('{ORDER_CHANGED_CHANNEL}', id) FROM unnest($1) AS id"
-    ))
-    .bind::<Array<Text>, _>(order_ids)
-    .execute(conn)
-    .map(|_| ())
 }

@@ -19,10 +19,12 @@ pub mod payees;
 pub mod payments;
 pub mod platform_keys;
 pub mod pool;
+pub mod prepared;
 pub mod schema;
 pub mod sealed;
 pub mod sql_sources;
 pub mod startup;
+pub mod wakeups;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -158,13 +160,14 @@ impl Db {
 }
 
 /// Runs `work` in a transaction, again when Postgres aborted it as a deadlock victim or a
-/// serialization failure (safe to retry: the aborted attempt changed nothing).
+/// serialization failure (safe to retry: the aborted attempt changed nothing). The wake-ups it
+/// asks for are sent once it has committed ([`wakeups::after_commit`]).
 pub fn transaction_with_retry<T, E, F>(conn: &mut PgConnection, mut work: F) -> Result<T, E>
 where
     E: StorageFailure + From<diesel::result::Error>,
     F: FnMut(&mut PgConnection) -> Result<T, E>,
 {
-    retry_aborted(|| conn.transaction(&mut work))
+    retry_aborted(|| wakeups::after_commit(conn, |conn| conn.transaction(&mut work)))
 }
 
 /// Runs `work` (one statement on its own, or a whole transaction) again when Postgres aborted

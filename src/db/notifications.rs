@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Interval, Text};
 
 use super::interval;
+use super::prepared::KeepPrepared;
 use super::schema::notifications;
 use crate::domain::AuthResult;
 use crate::domain::DeviceId;
@@ -57,13 +58,17 @@ pub fn insert(
     diesel::insert_into(notifications::table)
         .values(new)
         .returning((notifications::id, notifications::received_at))
+        .prepared()
         .get_result(conn)
 }
 
 pub fn set_payment(conn: &mut PgConnection, id: i64, payment_id: &str) -> QueryResult<usize> {
     diesel::update(notifications::table.find(id))
         .set(notifications::payment_id.eq(payment_id))
-        .execute(conn)
+        .returning(notifications::id)
+        .prepared()
+        .load::<i64>(conn)
+        .map(|rows| rows.len())
 }
 
 /// Marks a notification refused with `reason` unless it already has a payment or a refusal;
@@ -118,7 +123,8 @@ pub fn first_unprocessed_arrival(
                 .bind::<Text, _>(notification_id),
         )
         .select(diesel::dsl::min(notifications::received_at))
-        .first(conn)
+        .prepared()
+        .get_result(conn)
 }
 
 /// When the device's first authenticated report sharing `same_payment_key` arrived, within
@@ -148,5 +154,6 @@ pub fn first_report_arrival(
     }
     query
         .select(diesel::dsl::min(notifications::received_at))
-        .first(conn)
+        .prepared()
+        .get_result(conn)
 }

@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 
 use super::error::SqlRefusal;
 use super::interval;
+use super::prepared::KeepPrepared;
 use super::schema::{merchants, orders};
 use super::{StorageError, StorageFailure};
 use crate::domain::{Channel, OrderProtocol, OrderStatus};
@@ -295,7 +296,9 @@ pub fn lock_holder(
         ))
         .order(orders::created_at)
         .for_no_key_update()
-        .first(conn)
+        .limit(1)
+        .prepared()
+        .get_result(conn)
         .optional()
 }
 
@@ -336,6 +339,7 @@ pub fn expire_overdue(
     )
     .bind::<Nullable<Text>, _>(id)
     .bind::<diesel::sql_types::Int8, _>(limit)
+    .prepared()
     .load(conn)
 }
 
@@ -397,6 +401,7 @@ pub fn mark_paid(
             )),
         ))
         .returning(Order::as_returning())
+        .prepared()
         .get_result(conn)
 }
 

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use rust_decimal::Decimal;
 
+use super::prepared::KeepPrepared;
 use super::schema::payments;
 use crate::domain::{Channel, PaymentResult};
 use crate::domain::{DeviceId, OrderId, PaymentId};
@@ -66,6 +67,7 @@ pub fn insert_if_new(
         .on_conflict((payments::device_id, payments::notification_id))
         .do_nothing()
         .returning(Payment::as_returning())
+        .prepared()
         .get_result(conn)
         .optional()
 }
@@ -89,6 +91,7 @@ pub fn set_matched(conn: &mut PgConnection, id: &str, order_id: &str) -> QueryRe
             payments::order_id.eq(order_id),
         ))
         .returning(Payment::as_returning())
+        .prepared()
         .get_result(conn)
 }
 
@@ -107,6 +110,7 @@ pub fn set_duplicate(
             payments::reason.eq(reason),
         ))
         .returning(Payment::as_returning())
+        .prepared()
         .get_result(conn)
 }
 
@@ -125,6 +129,7 @@ pub fn hold_amount(
             .bind::<diesel::sql_types::Interval, _>(super::interval(window))),
         )
         .returning(Payment::as_returning())
+        .prepared()
         .get_result(conn)
 }
 
@@ -133,6 +138,7 @@ pub fn set_reason(conn: &mut PgConnection, id: &str, reason: &str) -> QueryResul
     diesel::update(payments::table.find(id))
         .set(payments::reason.eq(reason))
         .returning(Payment::as_returning())
+        .prepared()
         .get_result(conn)
 }
 
@@ -140,11 +146,13 @@ pub fn set_reason(conn: &mut PgConnection, id: &str, reason: &str) -> QueryResul
 /// payee: two reports of one payment, processed at once, then see each other.
 pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> QueryResult<()> {
     diesel::sql_query(
-        "SELECT pg_advisory_xact_lock(2, hashtext($1 || ':' || $2::numeric(12, 2)::text))",
+        "SELECT true AS done \
+         FROM pg_advisory_xact_lock(2, hashtext($1 || ':' || $2::numeric(12, 2)::text))",
     )
     .bind::<Text, _>(payee_id)
     .bind::<diesel::sql_types::Numeric, _>(amount)
-    .execute(conn)?;
+    .prepared()
+    .load::<super::prepared::Done>(conn)?;
     Ok(())
 }
 
@@ -192,7 +200,9 @@ pub fn earlier_report(
     query
         .order((notifications::received_at, payments::id))
         .select(Payment::as_select())
-        .first(conn)
+        .limit(1)
+        .prepared()
+        .get_result(conn)
         .optional()
 }
 

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Int8, Interval, Nullable, Text, Timestamptz};
 
 use super::interval;
+use super::prepared::KeepPrepared;
 use super::schema::{events, webhook_attempts, webhook_deliveries};
 use crate::domain::{DeliveryKind, DeliveryStatus, EventType};
 
@@ -84,10 +85,13 @@ pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryRe
          JOIN merchants m ON m.id = e.merchant_id \
          CROSS JOIN LATERAL (SELECT coalesce(o.notify_url, m.notify_url) AS url) d \
          WHERE e.id = ANY($1) AND d.url IS NOT NULL \
-           AND (o.protocol = 'native' OR e.type = 'order.paid')",
+           AND (o.protocol = 'native' OR e.type = 'order.paid') \
+         RETURNING true AS done",
     )
     .bind::<Array<Text>, _>(event_ids)
-    .execute(conn)
+    .prepared()
+    .load::<super::prepared::Done>(conn)
+    .map(|rows| rows.len())
 }
 
 /// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken
@@ -297,13 +301,6 @@ pub fn redeliver(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Delive
     .returning(Delivery::as_returning())
     .get_result(conn)
     .optional()
-}
-
-/// Queues the wake-up of every instance's delivery worker, sent when the transaction commits.
-pub fn notify_due(conn: &mut PgConnection) -> QueryResult<()> {
-    diesel::sql_query(format!("SELECT pg_notify('{DELIVERY_DUE_CHANNEL}', '')"))
-        .execute(conn)
-        .map(|_| ())
 }
 
 /// Pending deliveries (the queue depth).

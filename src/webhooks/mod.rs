@@ -383,7 +383,7 @@ pub fn redeliver(
                 None => RuleError::not_found("webhook delivery"),
             });
         };
-        delivery_rows::notify_due(conn)?;
+        crate::db::wakeups::wake(conn, crate::db::wakeups::Wakeup::DeliveryDue)?;
         crate::core::reconciliation::audit(
             conn,
             operator,

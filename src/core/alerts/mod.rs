@@ -91,7 +91,7 @@ pub fn raise(conn: &mut PgConnection, alert: Raise<'_>) -> Result<Option<String>
         &[alert.kind],
         None,
     )?;
-    alert_rows::notify_due(conn)?;
+    crate::db::wakeups::wake(conn, crate::db::wakeups::Wakeup::AlertDue)?;
     Ok(Some(id))
 }
 
