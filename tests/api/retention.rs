@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use solopay::config::Settings;
 
 use crate::helpers::{
-    DeviceKeys, MerchantKeys, TestApp, TestDb, TestEnv, age_order, eventually, free_port, solopay,
-    spawn_app_with, spawn_instance, temp_dir,
+    DeviceKeys, MerchantKeys, TestApp, TestDb, TestEnv, age_order, eventually, free_port, migrate,
+    solopay, spawn_app_with, spawn_instance, temp_dir,
 };
 use crate::receiver::{Answer, Receiver};
 
@@ -381,4 +381,94 @@ async fn a_bad_retention_setting_stops_the_start_and_names_it() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_keeps_unprocessed_notifications_and_unsent_alerts_and_deletes_digests_last() {
+    // A migrated database and no service: the passes are run here, one at a time, with no
+    // sweep of a service finishing the stored notification first.
+    let db = TestDb::fresh();
+    migrate(&db).await;
+    let old = "now() - interval '40 days'";
+    for statement in [
+        // Stored, never processed (its request died): the sweep must finish it first.
+        format!(
+            "INSERT INTO notifications (received_at, source, device_id, auth_result, \
+                                        auth_headers, body, body_length, body_sha256) \
+             VALUES ({old}, 'notify', 'dev_phone', 'ok', '{{}}', '\\x7b7d', 2, '\\x00')"
+        ),
+        "INSERT INTO alert_channels (id, kind, name, config) \
+         VALUES ('ach_t', 'telegram', 'owner', '{}')"
+            .to_string(),
+        format!(
+            "INSERT INTO alerts (id, kind, subject, title, body, created_at, digest_id) VALUES \
+             ('alr_sent', 'device_offline', 'd', 't', 'b', {old}, NULL), \
+             ('alr_unsent', 'device_offline', 'd', 't', 'b', {old}, NULL), \
+             ('alr_digest', 'digest', 'd', 't', 'b', {old}, NULL), \
+             ('alr_member', 'payment_kept', 'p', 't', 'b', {old}, 'alr_digest'), \
+             ('alr_recent', 'device_offline', 'd', 't', 'b', now(), NULL)"
+        ),
+        "INSERT INTO alert_deliveries (alert_id, channel_id, status, attempts, completed_at) VALUES \
+         ('alr_sent', 'ach_t', 'succeeded', 1, now() - interval '40 days'), \
+         ('alr_unsent', 'ach_t', 'pending', 3, NULL), \
+         ('alr_digest', 'ach_t', 'failed', 5, now() - interval '40 days'), \
+         ('alr_recent', 'ach_t', 'succeeded', 1, now())"
+            .to_string(),
+    ] {
+        db.execute(&statement).await;
+    }
+
+    let pass = || {
+        let url = db.url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                use diesel::Connection;
+                let mut conn = diesel::PgConnection::establish(&url).unwrap();
+                solopay::retention::run_pass(&mut conn, Duration::from_secs(30 * DAY)).unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let alerts = || async {
+        let client = db.client().await;
+        let rows = client
+            .query("SELECT id FROM alerts ORDER BY id", &[])
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+
+    let first = pass().await;
+    assert_eq!((first.alerts, first.alert_deliveries), (2, 1), "{first:?}");
+    assert_eq!(
+        first.notifications_deleted + first.notifications_compacted,
+        0
+    );
+    assert!(!first.backlog);
+    assert_eq!(
+        alerts().await,
+        ["alr_digest", "alr_recent", "alr_unsent"],
+        "the sent alert and the digest's member go first"
+    );
+    let second = pass().await;
+    assert_eq!(
+        (second.alerts, second.alert_deliveries),
+        (1, 1),
+        "{second:?}"
+    );
+    assert_eq!(alerts().await, ["alr_recent", "alr_unsent"]);
+    assert_eq!(
+        count_where(
+            &db,
+            "notifications",
+            "payment_id IS NULL AND rejection IS NULL"
+        )
+        .await,
+        1,
+        "an unprocessed notification was deleted"
+    );
+    assert_eq!(pass().await.rows(), 0);
 }
