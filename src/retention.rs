@@ -18,8 +18,28 @@ pub const BATCH: i64 = 1000;
 /// Batches of one kind a pass runs at most, so that a backlog is worked off over several
 /// passes and the sweep's other work is never held up for long.
 const BATCHES_PER_PASS: usize = 10;
-/// The class of the advisory lock that lets one instance at a time run a batch.
+/// The class of the advisory locks that let one instance at a time run a batch of a kind.
 const RETENTION_LOCK_CLASS: i32 = 5;
+
+/// The kinds of history, each under an advisory lock of its own: an instance that finds one
+/// taken leaves it to the instance working on it, which goes on until it is done.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Notifications,
+    Webhooks,
+    Alerts,
+}
+
+impl Kind {
+    /// The key of its lock (in [`RETENTION_LOCK_CLASS`]).
+    fn lock_key(self) -> i32 {
+        match self {
+            Kind::Notifications => 1,
+            Kind::Webhooks => 2,
+            Kind::Alerts => 3,
+        }
+    }
+}
 
 /// What one pass deleted (or compacted).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +70,13 @@ impl Retired {
 /// One pass: the batches due of each kind, at most [`BATCHES_PER_PASS`] of each.
 pub fn run_pass(conn: &mut PgConnection, keep: Duration) -> Result<Retired, RuleError> {
     let mut retired = Retired::default();
-    let notifications_behind = batches(conn, |conn| {
+    let notifications_behind = batches(conn, Kind::Notifications, |conn| {
         let [deleted, compacted] = run_retention(conn, notifications::RETIRE_BATCH, keep, BATCH)?;
         retired.notifications_deleted += deleted;
         retired.notifications_compacted += compacted;
         Ok(deleted + compacted)
     })?;
-    let webhooks_behind = batches(conn, |conn| {
+    let webhooks_behind = batches(conn, Kind::Webhooks, |conn| {
         let [events, deliveries, attempts] =
             run_retention(conn, webhooks::RETIRE_BATCH, keep, BATCH)?;
         retired.events += events;
@@ -64,7 +84,7 @@ pub fn run_pass(conn: &mut PgConnection, keep: Duration) -> Result<Retired, Rule
         retired.webhook_attempts += attempts;
         Ok(events)
     })?;
-    let alerts_behind = batches(conn, |conn| {
+    let alerts_behind = batches(conn, Kind::Alerts, |conn| {
         let [alerts, deliveries] = run_retention(conn, alerts::RETIRE_BATCH, keep, BATCH)?;
         retired.alerts += alerts;
         retired.alert_deliveries += deliveries;
@@ -76,15 +96,17 @@ pub fn run_pass(conn: &mut PgConnection, keep: Duration) -> Result<Retired, Rule
 
 /// Runs `batch` (which returns how many of its kind it took) in transactions of its own while
 /// batches come back full, up to [`BATCHES_PER_PASS`]; true when the last one was still full.
-/// Another instance running a batch at the same moment makes this pass leave the kind alone.
+/// Another instance running a batch of the kind at the same moment makes this pass leave it
+/// alone.
 fn batches(
     conn: &mut PgConnection,
+    kind: Kind,
     mut batch: impl FnMut(&mut PgConnection) -> Result<usize, RuleError>,
 ) -> Result<bool, RuleError> {
     let full = usize::try_from(BATCH).unwrap_or(usize::MAX);
     for _ in 0..BATCHES_PER_PASS {
         let taken = conn.transaction(|conn| -> Result<Option<usize>, RuleError> {
-            if !try_lock(conn)? {
+            if !try_lock(conn, kind)? {
                 return Ok(None);
             }
             batch(conn).map(Some)
@@ -97,16 +119,18 @@ fn batches(
     Ok(true)
 }
 
-/// Takes the retention lock until the end of the transaction, unless another instance holds it.
-fn try_lock(conn: &mut PgConnection) -> Result<bool, RuleError> {
+/// Takes the retention lock of `kind` until the end of the transaction, unless another
+/// instance holds it.
+fn try_lock(conn: &mut PgConnection, kind: Kind) -> Result<bool, RuleError> {
     #[derive(diesel::QueryableByName)]
     struct Locked {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         locked: bool,
     }
     let locked: Locked = diesel::sql_query(format!(
-        "SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_CLASS}, 0) AS locked"
+        "SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_CLASS}, $1) AS locked"
     ))
+    .bind::<diesel::sql_types::Int4, _>(kind.lock_key())
     .get_result(conn)?;
     Ok(locked.locked)
 }
