@@ -176,6 +176,7 @@ impl Application {
                 db.clone(),
                 OrderRules::from(settings.as_ref()),
                 settings.sweep_interval,
+                settings.retention,
                 shutdown_rx.clone(),
             ),
             crate::webhooks::spawn(

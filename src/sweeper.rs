@@ -1,7 +1,7 @@
 //! The background sweep: expires overdue pending orders whether or not anyone asks, finishes
 //! notifications whose request died between being stored and being matched, forgets forwarder
-//! signatures too old to be presented again, and tells the owner of devices gone offline or
-//! silent.
+//! signatures too old to be presented again, tells the owner of devices gone offline or
+//! silent, and (with `SOLOPAY_RETENTION_DAYS`) deletes history older than the retention.
 
 use std::time::Duration;
 
@@ -23,17 +23,22 @@ const DEVICE_SWEEP_EVERY: Duration = Duration::from_secs(2);
 const STRANDED_AFTER: Duration = Duration::from_secs(30);
 /// Longer than the largest forwarder window (`SOLOPAY_COMPAT_WINDOW_SECS` is at most 3600).
 const FORGET_SIGNATURES_AFTER: Duration = Duration::from_secs(2 * 3600);
+/// How long retention waits after a pass that found no backlog: history ages by the day.
+const RETENTION_IDLE: Duration = Duration::from_secs(60);
 
 pub fn spawn(
     db: Db,
     rules: OrderRules,
     interval: Duration,
+    retention: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut devices_looked_at: Option<std::time::Instant> = None;
+        // The first pass comes with the first tick.
+        let mut retention_due = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -82,6 +87,37 @@ pub fn spawn(
                     tracing::info!(expired, finished_notifications = finished, "sweep");
                 }
                 Err(error) => tracing::warn!(%error, "sweep failed; retrying at the next tick"),
+            }
+            // After the expiry and the stranded notifications, in batches of its own.
+            if let Some(keep) = retention
+                && std::time::Instant::now() >= retention_due
+            {
+                let retired = db
+                    .run(move |conn| crate::retention::run_pass(conn, keep))
+                    .await;
+                let idle = match retired {
+                    Ok(retired) => {
+                        if retired.rows() > 0 {
+                            tracing::info!(
+                                notifications_deleted = retired.notifications_deleted,
+                                notifications_compacted = retired.notifications_compacted,
+                                events_deleted = retired.events,
+                                webhook_deliveries_deleted = retired.webhook_deliveries,
+                                webhook_attempts_deleted = retired.webhook_attempts,
+                                alerts_deleted = retired.alerts,
+                                alert_deliveries_deleted = retired.alert_deliveries,
+                                "retention"
+                            );
+                        }
+                        !retired.backlog
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "retention pass failed; trying again later");
+                        true
+                    }
+                };
+                retention_due =
+                    std::time::Instant::now() + if idle { RETENTION_IDLE } else { Duration::ZERO };
             }
         }
     })

@@ -153,6 +153,8 @@ pub struct Settings {
     pub rate_limit_burst: u32,
     /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// History older than this is deleted by the sweep (`None`: everything is kept).
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -426,6 +428,13 @@ impl Settings {
                 "SOLOPAY_TRUST_FORWARDED_FOR",
                 get("SOLOPAY_TRUST_FORWARDED_FOR"),
             )?,
+            retention: match get("SOLOPAY_RETENTION_DAYS") {
+                None => None,
+                value => Some(Duration::from_secs(
+                    parse_in_range("SOLOPAY_RETENTION_DAYS", value, 0, RETENTION_DAYS)?
+                        * SECS_PER_DAY,
+                )),
+            },
             log_format: match get("SOLOPAY_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -440,6 +449,11 @@ impl Settings {
         })
     }
 }
+
+/// The retention an operator may choose, in days: at least a day (longer than every window a
+/// rule looks back over), at most ten years.
+const RETENTION_DAYS: std::ops::RangeInclusive<u64> = 1..=3650;
+const SECS_PER_DAY: u64 = 86_400;
 
 fn parse<T: FromStr>(
     variable: &'static str,
@@ -685,6 +699,10 @@ mod tests {
         assert!(s.admin_token.is_none());
         assert_eq!(s.webhook_timeout, Duration::from_secs(10));
         assert_eq!(s.compat, Protocol::ALL);
+        assert_eq!(
+            s.retention, None,
+            "everything is kept unless the operator says otherwise"
+        );
         let schedule: Vec<u64> = s
             .webhook_retry_schedule
             .iter()
@@ -715,6 +733,16 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_read_in_whole_days() {
+        let s = settings(&[("SOLOPAY_RETENTION_DAYS", "30")]).unwrap();
+        assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
+        let s = settings(&[("SOLOPAY_RETENTION_DAYS", " ")]).unwrap();
+        assert_eq!(s.retention, None);
+        let error = settings(&[("SOLOPAY_RETENTION_DAYS", "0")]).unwrap_err();
+        assert!(error.to_string().contains("from 1 to 3650"), "{error}");
+    }
+
+    #[test]
     fn a_bad_setting_names_its_variable() {
         for (var, value) in [
             ("SOLOPAY_ORDER_TTL_SECS", "10"),
@@ -729,6 +757,11 @@ mod tests {
             ("SOLOPAY_WEBHOOK_RETRY_SCHEDULE", "-1"),
             ("SOLOPAY_WEBHOOK_TIMEOUT_SECS", "0"),
             ("SOLOPAY_SECRET_KEY", "too short"),
+            ("SOLOPAY_RETENTION_DAYS", "0"),
+            ("SOLOPAY_RETENTION_DAYS", "-7"),
+            ("SOLOPAY_RETENTION_DAYS", "30d"),
+            ("SOLOPAY_RETENTION_DAYS", "1.5"),
+            ("SOLOPAY_RETENTION_DAYS", "3651"),
         ] {
             let error = settings(&[(var, value)]).unwrap_err();
             assert_eq!(error.variable, var);

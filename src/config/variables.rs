@@ -148,6 +148,11 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "how often overdue orders are expired in the background",
     },
     Variable {
+        name: "SOLOPAY_RETENTION_DAYS",
+        default: "none",
+        meaning: "delete history older than this many days (1–3650) in the background sweep: raw notifications no payment references, webhook events whose every delivery succeeded (with their deliveries and attempts) and alerts sent on every channel; a payment's own raw notification is kept without its body. Never an order, a payment or the audit log (Retention); unset keeps everything",
+    },
+    Variable {
         name: "SOLOPAY_WORKERS",
         default: "CPU count",
         meaning: "HTTP worker threads",

@@ -245,7 +245,7 @@ pub fn digest_members(conn: &mut PgConnection, digest_id: &str) -> QueryResult<V
         .load(conn)
 }
 
-/// Claims up to `limit` due deliveries for one attempt each, under a lease.
+/// Claims up to `$2` due deliveries for one attempt each, under a lease.
 pub fn claim_due(
     conn: &mut PgConnection,
     limit: i64,
@@ -383,3 +383,23 @@ pub fn any_channel(conn: &mut PgConnection) -> QueryResult<bool> {
     ))
     .get_result(conn)
 }
+
+/// Retention: deletes up to `$2` of the oldest alerts raised more than `$1` ago (by the
+/// database clock) that no channel still has to send (no pending delivery) and that are no
+/// kept alert's digest (a digest goes in a later batch than its members), with their
+/// deliveries. Rows another transaction holds are skipped.
+/// Its one row is `counts`: [alerts, deliveries] deleted (see [`super::run_retention`]).
+pub const RETIRE_BATCH: &str = "WITH due AS ( \
+             SELECT a.id FROM alerts a \
+             WHERE a.created_at < now() - $1 \
+               AND NOT EXISTS (SELECT 1 FROM alert_deliveries d \
+                               WHERE d.alert_id = a.id AND d.status = 'pending') \
+               AND NOT EXISTS (SELECT 1 FROM alerts m WHERE m.digest_id = a.id) \
+             ORDER BY a.created_at \
+             LIMIT $2 \
+             FOR UPDATE OF a SKIP LOCKED), \
+         deliveries AS ( \
+             DELETE FROM alert_deliveries \
+             WHERE alert_id IN (SELECT id FROM due) AND status <> 'pending' RETURNING 1), \
+         gone AS (DELETE FROM alerts WHERE id IN (SELECT id FROM due) RETURNING 1) \
+         SELECT ARRAY[(SELECT count(*) FROM gone), (SELECT count(*) FROM deliveries)] AS counts";

@@ -193,6 +193,30 @@ pub fn retry_aborted<T, E: StorageFailure>(mut work: impl FnMut() -> Result<T, E
     }
 }
 
+/// Runs a retention statement of one table's file (`RETIRE_BATCH`: `$1` the age, `$2` the
+/// batch size) whose one row is `counts`, how many rows of each kind it deleted or compacted.
+pub fn run_retention<const N: usize>(
+    conn: &mut PgConnection,
+    statement: &str,
+    keep: Duration,
+    limit: i64,
+) -> QueryResult<[usize; N]> {
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Int8>)]
+        counts: Vec<i64>,
+    }
+    let row: Counts = diesel::sql_query(statement)
+        .bind::<diesel::sql_types::Interval, _>(interval(keep))
+        .bind::<diesel::sql_types::Int8, _>(limit)
+        .get_result(conn)?;
+    let mut counts = [0; N];
+    for (slot, count) in counts.iter_mut().zip(row.counts) {
+        *slot = usize::try_from(count).unwrap_or(0);
+    }
+    Ok(counts)
+}
+
 /// A `std::time::Duration` as a Postgres interval.
 pub fn interval(duration: Duration) -> PgInterval {
     PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))

@@ -157,3 +157,32 @@ pub fn first_report_arrival(
         .prepared()
         .get_result(conn)
 }
+
+/// Retention: of the up to `$2` oldest finished raw notifications received more than `$1`
+/// ago (by the database clock) and not yet compacted, deletes those no payment references
+/// (refused requests, repeats of a notification id, bodies that could not be read) and compacts
+/// each payment's own report (body, headers and reading cleared; the row, with the device,
+/// `same_payment_key` and `received_at` the dedupe rules read, stays). A notification not yet
+/// processed is never touched: the sweep finishes it first. Rows another transaction holds are
+/// skipped; one statement, so the caller's transaction stays short.
+/// Its one row is `counts`: [deleted, compacted] (see [`super::run_retention`]).
+pub const RETIRE_BATCH: &str = "WITH due AS ( \
+             SELECT n.id, \
+                    (SELECT 1 FROM payments p WHERE p.notification_row = n.id LIMIT 1) \
+                        IS NOT NULL AS referenced \
+             FROM notifications n \
+             WHERE n.compacted_at IS NULL AND n.received_at < now() - $1 \
+               AND (n.auth_result <> 'ok' OR n.payment_id IS NOT NULL OR n.rejection IS NOT NULL) \
+             ORDER BY n.received_at \
+             LIMIT $2 \
+             FOR UPDATE OF n SKIP LOCKED), \
+         deleted AS ( \
+             DELETE FROM notifications WHERE id IN (SELECT id FROM due WHERE NOT referenced) \
+             RETURNING 1), \
+         compacted AS ( \
+             UPDATE notifications \
+                SET body = ''::bytea, auth_headers = '{}'::jsonb, reading = NULL, \
+                    compacted_at = now() \
+              WHERE id IN (SELECT id FROM due WHERE referenced) \
+             RETURNING 1) \
+         SELECT ARRAY[(SELECT count(*) FROM deleted), (SELECT count(*) FROM compacted)] AS counts";

@@ -170,6 +170,7 @@ diesel::table! {
         rejection -> Nullable<Text>,
         reading -> Nullable<Jsonb>,
         same_payment_key -> Nullable<Bytea>,
+        compacted_at -> Nullable<Timestamptz>,
     }
 }
 

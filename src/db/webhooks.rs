@@ -94,7 +94,7 @@ pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryRe
     .map(|rows| rows.len())
 }
 
-/// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken
+/// Claims up to `$2` due deliveries for one attempt each: the attempt number is taken
 /// (`attempts + 1`) and a lease set, so no other instance attempts them until the lease ends.
 /// No destination gets more than `per_destination` attempts in flight, counting every
 /// instance's: a receiver that hangs holds that many slots at most, and the deliveries due to
@@ -325,3 +325,35 @@ pub fn callback_of_order(
         .first(conn)
         .optional()
 }
+
+/// Retention: deletes up to `$2` of the oldest events created more than `$1` ago (by the
+/// database clock) every delivery of which succeeded more than `$1` ago, with those
+/// deliveries and their attempts. An event with a delivery still pending (first try or
+/// retrying) or failed (the operator may redeliver it) is kept with its attempts. Rows another
+/// transaction holds are skipped; an operator's redelivery in the same instant makes the
+/// statement fail on the foreign key (the event still has a delivery), never lose it.
+/// Its one row is `counts`: [events, deliveries, attempts] deleted (see
+/// [`super::run_retention`]).
+pub const RETIRE_BATCH: &str = "WITH due AS ( \
+             SELECT e.id FROM events e \
+             WHERE e.created_at < now() - $1 \
+               AND NOT EXISTS ( \
+                   SELECT 1 FROM webhook_deliveries d \
+                   WHERE d.event_id = e.id \
+                     AND (d.status <> 'succeeded' OR d.completed_at >= now() - $1)) \
+             ORDER BY e.created_at \
+             LIMIT $2 \
+             FOR UPDATE OF e SKIP LOCKED), \
+         due_deliveries AS ( \
+             SELECT d.id FROM webhook_deliveries d JOIN due ON due.id = d.event_id \
+             FOR UPDATE OF d SKIP LOCKED), \
+         attempts AS ( \
+             DELETE FROM webhook_attempts \
+             WHERE delivery_id IN (SELECT id FROM due_deliveries) RETURNING 1), \
+         deliveries AS ( \
+             DELETE FROM webhook_deliveries \
+             WHERE id IN (SELECT id FROM due_deliveries) AND status = 'succeeded' RETURNING 1), \
+         events AS ( \
+             DELETE FROM events WHERE id IN (SELECT id FROM due) RETURNING 1) \
+         SELECT ARRAY[(SELECT count(*) FROM events), (SELECT count(*) FROM deliveries), \
+                      (SELECT count(*) FROM attempts)] AS counts";

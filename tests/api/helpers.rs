@@ -526,6 +526,22 @@ pub fn solopay_on(url: &str, dir: &Path, port: u16) -> Command {
     command
 }
 
+/// Creates and migrates the test's database with `solopay migrate` (no service runs on it).
+pub async fn migrate(db: &TestDb) {
+    let dir = temp_dir();
+    let output = solopay(db, &dir, free_port())
+        .arg("migrate")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Waits until the process on `port` is ready.
 pub async fn wait_until_up(port: u16) {
     let client = solopay::webhooks::sender::http_client_builder()

@@ -34,6 +34,7 @@ mod reading;
 mod receiver;
 mod recovery;
 mod reliability;
+mod retention;
 mod shops;
 mod sql_sources;
 mod webhooks;

@@ -99,16 +99,7 @@ async fn migrate_prepares_the_database_and_a_bad_setting_names_its_variable() {
     let db = TestDb::fresh();
     let dir = temp_dir();
 
-    let output = solopay(&db, &dir, free_port())
-        .arg("migrate")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    migrate(&db).await;
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 0);
 
     let output = solopay(&db, &dir, free_port())
