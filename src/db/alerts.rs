@@ -245,7 +245,7 @@ pub fn digest_members(conn: &mut PgConnection, digest_id: &str) -> QueryResult<V
         .load(conn)
 }
 
-/// Claims up to `$2` due deliveries for one attempt each, under a lease.
+/// Claims up to `limit` due deliveries for one attempt each, under a lease.
 pub fn claim_due(
     conn: &mut PgConnection,
     limit: i64,

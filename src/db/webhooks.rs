@@ -94,7 +94,7 @@ pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryRe
     .map(|rows| rows.len())
 }
 
-/// Claims up to `$2` due deliveries for one attempt each: the attempt number is taken
+/// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken
 /// (`attempts + 1`) and a lease set, so no other instance attempts them until the lease ends.
 /// No destination gets more than `per_destination` attempts in flight, counting every
 /// instance's: a receiver that hangs holds that many slots at most, and the deliveries due to
