@@ -8,7 +8,8 @@
 #   3. the service through HTTP (solopay-bench, which starts its own service and database):
 #      the native API, then the old protocols (V免签, 易支付 V1) on another service of its own,
 # and prints the three side by side with the ratios. Extra arguments go to solopay-bench
-# (`--phases native` leaves the old protocols out).
+# (`--phases native` leaves the old protocols out; `--phases history` measures a year of history
+# on a PostgreSQL cluster the bench starts itself: see the README's "History at scale").
 #
 #   bench/run.sh                       # everything: 5 to 10 minutes on 2 cores
 #   CLIENTS=32 REPS=3 bench/run.sh --report bench/report.json

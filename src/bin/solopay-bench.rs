@@ -17,6 +17,9 @@
 //! mapi.php, with a new connection per request and with keep-alive. With `--base-url` it
 //! measures only those, against any server that speaks them.
 //!
+//! Phase `history` (see `history.rs`) starts a PostgreSQL cluster of its own with autovacuum on,
+//! and measures the native API on an empty database and on a year of history filled in SQL.
+//!
 //! It prints a table and writes a JSON report. `bench/run.sh` measures pgbench on the same
 //! Postgres in the same run and passes its figures in, so that the service's throughput also
 //! reads as a ratio of what the database itself does.
@@ -40,8 +43,16 @@
 // The modules live in solopay-bench/ beside this file, the binary's root as Cargo.toml names it.
 #[path = "solopay-bench/client.rs"]
 mod client;
+#[path = "solopay-bench/cluster.rs"]
+mod cluster;
 #[path = "solopay-bench/compat_client.rs"]
 mod compat_client;
+#[path = "solopay-bench/history.rs"]
+mod history;
+#[path = "solopay-bench/history_fill.rs"]
+mod history_fill;
+#[path = "solopay-bench/history_report.rs"]
+mod history_report;
 #[path = "solopay-bench/measure.rs"]
 mod measure;
 #[path = "solopay-bench/orders.rs"]
@@ -55,7 +66,7 @@ mod report;
 #[path = "solopay-bench/service.rs"]
 mod service;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,12 +74,11 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_postgres::NoTls;
 
-use crate::client::{Api, Device, Listeners};
-use crate::measure::{Probe, vacuum_analyze};
+use crate::client::Api;
 use crate::orders::{
-    ONE_PAYEE, SPREAD, create_orders, online_payees, order_run, random_price, retire, warm_up,
+    ONE_PAYEE, OrderRunPlan, SPREAD, measured_order_run, online_payees, random_price, set_up_shops,
 };
-use crate::payments::{WebhookReceiver, memory_with_long_polls, notify_runs, paced_payments};
+use crate::payments::{memory_with_long_polls, notify_and_latencies};
 use crate::report::{MachineInfo, NativeReport, Report, pgbench_figures, print_report, targets};
 use crate::service::{Service, on_fresh_database, with_service};
 
@@ -89,6 +99,9 @@ enum Phase {
     Native,
     /// V免签 and 易支付 V1.
     Protocols,
+    /// The native API on an empty database and on a year of history (`--history-orders`), on
+    /// a PostgreSQL cluster of the bench's own with autovacuum on.
+    History,
 }
 
 impl Phase {
@@ -96,11 +109,12 @@ impl Phase {
         match self {
             Phase::Native => "the native API",
             Phase::Protocols => "the old protocols (V免签, 易支付 V1)",
+            Phase::History => "history at scale (a cluster of its own)",
         }
     }
 }
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     about = "Benchmarks a solopay release binary on a fresh database of its own, or the old \
              protocols of any server (--base-url)"
@@ -197,6 +211,14 @@ struct Args {
     /// Keep the database afterwards (to look at it with EXPLAIN ANALYZE).
     #[arg(long)]
     keep_database: bool,
+    /// History sizes of the history phase, in orders (the empty database is always measured
+    /// first), e.g. 1000000,10000000.
+    #[arg(long, value_delimiter = ',', default_value = "1000000")]
+    history_orders: Vec<u64>,
+    /// Leave the history phase's cluster running at the end (with --keep-database, to look at
+    /// its databases).
+    #[arg(long)]
+    history_keep_cluster: bool,
 }
 
 #[tokio::main]
@@ -214,15 +236,20 @@ async fn main() -> Result<()> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let (native, protocols) = match &args.base_url {
+    let (native, protocols, history) = match &args.base_url {
         Some(base_url) => {
             println!("== the old protocols against {base_url}");
-            (None, Some(protocols::on_server(&args, base_url).await?))
+            (
+                None,
+                Some(protocols::on_server(&args, base_url).await?),
+                None,
+            )
         }
         None => {
             let phases = args.phases.len();
             let mut native = None;
             let mut protocols = None;
+            let mut history = None;
             for (n, phase) in args.phases.iter().enumerate() {
                 println!("\n== phase {}/{phases}: {}", n + 1, phase.describe());
                 match phase {
@@ -240,9 +267,12 @@ async fn main() -> Result<()> {
                     Phase::Protocols => {
                         protocols = Some(protocols::on_own_service(&args).await?);
                     }
+                    Phase::History => {
+                        history = Some(history::history_phase(&args).await?);
+                    }
                 }
             }
-            (native, protocols)
+            (native, protocols, history)
         }
     };
     let machine = machine_info(&args, load_average_at_start).await;
@@ -253,6 +283,7 @@ async fn main() -> Result<()> {
         machine,
         native,
         protocols,
+        history,
     };
     print_report(&report);
     if let Some(dir) = args.report.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -331,72 +362,55 @@ async fn native_phase(args: &Args, service: &Service) -> Result<NativeReport> {
     tokio::spawn(connection);
     let db = Arc::new(db);
 
-    let listeners = Listeners::default();
-    let heartbeats = listeners.keep_alive(api.clone());
-    let receiver = WebhookReceiver::start()?;
-    let shop = api.create_merchant("bench shop", None).await?;
-    let webhook_shop = api
-        .create_merchant("bench shop with webhooks", Some(&receiver.url()))
-        .await?;
-
-    warm_up(&api, &shop, &listeners).await?;
+    let shops = set_up_shops(&api).await?;
     let after_setup = service.memory();
 
     let mut create_order = Vec::new();
     for &concurrency in &args.concurrency {
         println!("create-order, one payee, same amount, c={concurrency} ...");
-        let devices = online_payees(&api, &listeners, 1, "one payee", "alipay").await?;
-        vacuum_analyze(&db).await?;
-        let probe = Probe::start(service.pid, &db, &service.database);
-        let batch = create_orders(
-            &api,
-            &shop,
-            "alipay",
-            &format!("one-c{concurrency}"),
-            args.one_payee_orders,
+        let devices = online_payees(&api, &shops.listeners, 1, "one payee", "alipay").await?;
+        let plan = OrderRunPlan {
+            case: ONE_PAYEE,
+            channel: "alipay",
+            tag: format!("one-c{concurrency}"),
+            requests: args.one_payee_orders,
             concurrency,
-            |_| "10.00".to_string(),
-        )
-        .await?;
-        let resources = probe.finish().await;
-        retire(&api, &listeners, &devices).await?;
-        create_order.push(order_run(ONE_PAYEE, concurrency, batch, resources, &db).await?);
+        };
+        let run = measured_order_run(&api, service, &db, &shops, &devices, plan, |_| {
+            "10.00".to_string()
+        });
+        create_order.push(run.await?);
 
         println!(
             "create-order, {} payees, many amounts, c={concurrency} ...",
             args.payees
         );
-        let devices = online_payees(&api, &listeners, args.payees, "spread", "wechat").await?;
-        vacuum_analyze(&db).await?;
-        let probe = Probe::start(service.pid, &db, &service.database);
-        let batch = create_orders(
-            &api,
-            &shop,
-            "wechat",
-            &format!("spread-c{concurrency}"),
-            args.spread_orders,
+        let devices =
+            online_payees(&api, &shops.listeners, args.payees, "spread", "wechat").await?;
+        let plan = OrderRunPlan {
+            case: SPREAD,
+            channel: "wechat",
+            tag: format!("spread-c{concurrency}"),
+            requests: args.spread_orders,
             concurrency,
-            |_| random_price(),
-        )
-        .await?;
-        let resources = probe.finish().await;
-        retire(&api, &listeners, &devices).await?;
-        create_order.push(order_run(SPREAD, concurrency, batch, resources, &db).await?);
+        };
+        let run = measured_order_run(&api, service, &db, &shops, &devices, plan, |_| {
+            random_price()
+        });
+        create_order.push(run.await?);
     }
 
     // Payees for everything that follows: notify, webhooks, long-polls.
-    let devices = online_payees(&api, &listeners, args.payees, "listener", "wechat").await?;
-    let devices: HashMap<String, Device> = devices.into_iter().map(|d| (d.id.clone(), d)).collect();
-    let notify = notify_runs(args, &api, &shop, &db, service, &devices).await?;
-
-    println!("payment-to-webhook and long-poll wake-up latency ...");
-    let paced = paced_payments(args, &api, &webhook_shop, &db, &devices, &receiver).await?;
+    let devices = online_payees(&api, &shops.listeners, args.payees, "listener", "wechat").await?;
+    let (notify, paced, devices) =
+        notify_and_latencies(args, &api, &db, service, &shops, devices).await?;
 
     println!("memory with {} open long-polls ...", args.long_polls);
     let memory =
-        memory_with_long_polls(args, &api, &shop, &db, &devices, service, after_setup).await?;
+        memory_with_long_polls(args, &api, &shops.shop, &db, &devices, service, after_setup)
+            .await?;
 
-    heartbeats.abort();
+    shops.heartbeats.abort();
     let pgbench = pgbench_figures(args, &create_order);
     let targets = targets(&create_order, &notify, &paced, &memory, pgbench.as_ref());
     Ok(NativeReport {

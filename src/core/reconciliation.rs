@@ -260,6 +260,10 @@ pub fn today_in(conn: &mut PgConnection, timezone: &str) -> Result<NaiveDate, Ru
     .get_result(conn)?)
 }
 
+/// The orders the summary counts as expired: those that expired, paid late or not. The
+/// predicate of the partial index `orders_expired_at_idx`, which a month's summary reads.
+pub const EXPIRED_ORDERS: &str = "(status = 'expired' OR paid_late)";
+
 /// Per day (in `timezone`) and channel, from `from` to `to` inclusive: orders created, paid and
 /// expired (an order paid late counts as expired too), the amount paid, and the payments that
 /// paid nothing by result. Days without activity are left out.
@@ -295,7 +299,7 @@ pub fn daily_summary(
            FROM orders WHERE paid_at {range} GROUP BY 2, 3 \
          UNION ALL \
          SELECT 'expired', (expires_at AT TIME ZONE $3)::date, channel, count(*), NULL \
-           FROM orders WHERE (status = 'expired' OR paid_late) AND expires_at {range} \
+           FROM orders WHERE {EXPIRED_ORDERS} AND expires_at {range} \
           GROUP BY 2, 3 \
          UNION ALL \
          SELECT 'payments_' || result, (created_at AT TIME ZONE $3)::date, channel, count(*), NULL \

@@ -542,3 +542,31 @@ async fn the_daily_summary_counts_orders_payments_and_money_per_day_and_channel(
         assert_problem(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summarys_expired_orders_are_read_through_an_index_not_the_whole_table() {
+    let TestEnv { db, .. } = spawn_app().await;
+    let client = db.client().await;
+    // The table is empty here: forbid the sequential scan a big table would pay for, and see
+    // whether any index can answer the summary's expired-orders branch.
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            &format!(
+                "EXPLAIN SELECT count(*) FROM orders \
+                  WHERE {} AND expires_at BETWEEN now() - interval '31 days' AND now()",
+                solopay::core::reconciliation::EXPIRED_ORDERS
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("orders_expired_at_idx"), "{plan}");
+}

@@ -1,12 +1,15 @@
 //! Create-order load: closed-loop clients, fresh payees per run, and the invariant check.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Result;
 use crate::client::{Api, Device, Listeners, Merchant, text_field};
-use crate::measure::{Latency, ResourceUse, RunLimit, closed_loop};
+use crate::measure::{Latency, Probe, ResourceUse, RunLimit, closed_loop, vacuum_analyze};
+use crate::payments::WebhookReceiver;
 use crate::report::CreateOrderRun;
+use crate::service::Service;
 
 /// An order the service created, as the merchant saw it.
 #[derive(Debug, Clone)]
@@ -88,6 +91,72 @@ pub async fn warm_up(api: &Api, shop: &Merchant, listeners: &Listeners) -> Resul
         return Err(format!("warm-up orders failed: {:?}", batch.errors).into());
     }
     retire(api, listeners, &devices).await
+}
+
+/// What a phase measures with: a shop, a shop whose webhooks go to a local receiver, and the
+/// listener devices kept online (heartbeats until `heartbeats` is aborted).
+pub struct Shops {
+    pub listeners: Listeners,
+    pub heartbeats: tokio::task::JoinHandle<()>,
+    pub receiver: WebhookReceiver,
+    pub shop: Merchant,
+    pub webhook_shop: Merchant,
+}
+
+/// Creates the two shops and starts the receiver and the heartbeats, then warms the service up.
+pub async fn set_up_shops(api: &Api) -> Result<Shops> {
+    let listeners = Listeners::default();
+    let heartbeats = listeners.keep_alive(api.clone());
+    let receiver = WebhookReceiver::start()?;
+    let shop = api.create_merchant("bench shop", None).await?;
+    let webhook_shop = api
+        .create_merchant("bench shop with webhooks", Some(&receiver.url()))
+        .await?;
+    warm_up(api, &shop, &listeners).await?;
+    Ok(Shops {
+        listeners,
+        heartbeats,
+        receiver,
+        shop,
+        webhook_shop,
+    })
+}
+
+/// One measured create-order run: its case, channel, request tag, size and concurrency.
+pub struct OrderRunPlan {
+    pub case: &'static str,
+    pub channel: &'static str,
+    pub tag: String,
+    pub requests: usize,
+    pub concurrency: usize,
+}
+
+/// Runs `plan` on the payees of `devices` (online), with fresh statistics first and the CPU and
+/// database sessions probed meanwhile; then retires the devices and checks the invariant.
+pub async fn measured_order_run(
+    api: &Api,
+    service: &Service,
+    db: &Arc<tokio_postgres::Client>,
+    shops: &Shops,
+    devices: &[Device],
+    plan: OrderRunPlan,
+    amount: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> Result<CreateOrderRun> {
+    vacuum_analyze(db).await?;
+    let probe = Probe::start(service.pid, db, &service.database);
+    let batch = create_orders(
+        api,
+        &shops.shop,
+        plan.channel,
+        &plan.tag,
+        plan.requests,
+        plan.concurrency,
+        amount,
+    )
+    .await?;
+    let resources = probe.finish().await;
+    retire(api, &shops.listeners, devices).await?;
+    order_run(plan.case, plan.concurrency, batch, resources, db).await
 }
 
 /// `count` new devices, each with one payee on `channel`, kept online.

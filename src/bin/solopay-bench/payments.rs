@@ -14,7 +14,7 @@ use crate::client::{Api, Device, Merchant, Outcome};
 use crate::measure::{
     Latency, Probe, Progress, ResourceUse, RunLimit, closed_loop, vacuum_analyze,
 };
-use crate::orders::{create_orders, devices_of_orders, orders_paid, random_price};
+use crate::orders::{Shops, create_orders, devices_of_orders, orders_paid, random_price};
 use crate::report::{MemoryReport, NotifyRun};
 use crate::service::{Memory, Service};
 use crate::{Args, Result};
@@ -369,6 +369,31 @@ fn open_long_polls(
             })
         })
         .collect()
+}
+
+/// Notify at a fixed rate and flat out, then payment-to-webhook and long-poll wake-up latency,
+/// on the payees of `devices` (online); gives the devices back by id for what follows.
+pub async fn notify_and_latencies(
+    args: &Args,
+    api: &Api,
+    db: &Arc<tokio_postgres::Client>,
+    service: &Service,
+    shops: &Shops,
+    devices: Vec<Device>,
+) -> Result<(Vec<NotifyRun>, PacedLatencies, HashMap<String, Device>)> {
+    let devices: HashMap<String, Device> = devices.into_iter().map(|d| (d.id.clone(), d)).collect();
+    let notify = notify_runs(args, api, &shops.shop, db, service, &devices).await?;
+    println!("payment-to-webhook and long-poll wake-up latency ...");
+    let paced = paced_payments(
+        args,
+        api,
+        &shops.webhook_shop,
+        db,
+        &devices,
+        &shops.receiver,
+    )
+    .await?;
+    Ok((notify, paced, devices))
 }
 
 pub struct PacedLatencies {

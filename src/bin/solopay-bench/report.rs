@@ -23,6 +23,8 @@ pub struct Report {
     pub native: Option<NativeReport>,
     /// The older protocols (absent with `--phases native`).
     pub protocols: Option<ProtocolReport>,
+    /// History at scale (with `--phases history`).
+    pub history: Option<crate::history_report::HistoryReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -306,6 +308,9 @@ pub fn print_report(report: &Report) {
     }
     if let Some(protocols) = &report.protocols {
         print_protocols(protocols);
+    }
+    if let Some(history) = &report.history {
+        crate::history_report::print_history(history);
     }
 }
 
