@@ -43,8 +43,6 @@
 // The modules live in solopay-bench/ beside this file, the binary's root as Cargo.toml names it.
 #[path = "solopay-bench/client.rs"]
 mod client;
-#[path = "solopay-bench/cluster.rs"]
-mod cluster;
 #[path = "solopay-bench/compat_client.rs"]
 mod compat_client;
 #[path = "solopay-bench/history.rs"]

@@ -645,64 +645,11 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
-/// A PostgreSQL cluster of the test's own, in a temporary folder on a free port, so that it can
-/// be stopped without disturbing the shared server other tests use at the same moment. Run as
-/// the `postgres` OS user when the tests run as root (the server refuses to run as root).
-pub struct PrivateCluster {
-    dir: PathBuf,
-    port: u16,
-    as_root: bool,
-}
+/// A PostgreSQL cluster of the test's own (see [`solopay::private_cluster`]), so that it can be
+/// stopped without disturbing the shared server other tests use at the same moment.
+pub struct PrivateCluster(solopay::private_cluster::PrivateCluster);
 
 impl PrivateCluster {
-    /// The folder of `initdb` and `pg_ctl`: `SOLOPAY_TEST_PG_BIN`, else the newest
-    /// `/usr/lib/postgresql/*/bin`, else whatever `PATH` finds.
-    fn bin(program: &str) -> PathBuf {
-        if let Some(dir) = std::env::var_os("SOLOPAY_TEST_PG_BIN") {
-            return Path::new(&dir).join(program);
-        }
-        let newest = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path().join("bin").join(program))
-            .filter(|path| path.exists())
-            .max_by_key(|path| {
-                let version = path
-                    .parent()
-                    .and_then(Path::parent)
-                    .and_then(Path::file_name);
-                version
-                    .and_then(|v| v.to_str()?.parse::<u32>().ok())
-                    .unwrap_or(0)
-            });
-        newest.unwrap_or_else(|| program.into())
-    }
-
-    fn command(&self, program: &str) -> std::process::Command {
-        let mut command = if self.as_root {
-            let mut command = std::process::Command::new("runuser");
-            command
-                .args(["-u", "postgres", "--"])
-                .arg(Self::bin(program));
-            command
-        } else {
-            std::process::Command::new(Self::bin(program))
-        };
-        command.current_dir(&self.dir).env("LC_ALL", "C");
-        command
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let output = self.command(program).args(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
     pub fn create() -> PrivateCluster {
         let cluster = PrivateCluster::create_stopped();
         cluster.start();
@@ -711,88 +658,19 @@ impl PrivateCluster {
 
     /// A new cluster, initialised but not started.
     pub fn create_stopped() -> PrivateCluster {
-        let uid = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .unwrap()
-            .stdout;
-        let as_root = String::from_utf8_lossy(&uid).trim() == "0";
-        let dir = temp_dir();
-        if as_root {
-            let chowned = std::process::Command::new("chown")
-                .args(["postgres:"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(
-                chowned.success(),
-                "cannot give {} to the postgres user",
-                dir.display()
-            );
-        }
-        let cluster = PrivateCluster {
-            dir,
-            port: free_port(),
-            as_root,
-        };
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                "data",
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        );
-        cluster
+        PrivateCluster(solopay::private_cluster::PrivateCluster::init("solopay-test").unwrap())
     }
 
     pub fn start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
-            self.port,
-            self.dir.display()
-        );
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                "data",
-                "-l",
-                "server.log",
-                "-w",
-                "-o",
-                &options,
-                "start",
-            ],
-        );
+        self.0.start(&["fsync=off", "max_connections=40"]).unwrap();
     }
 
     /// A fast shutdown: open sessions are terminated, as in a restart or a failover.
     pub fn stop(&self) {
-        self.run("pg_ctl", &["-D", "data", "-m", "fast", "-w", "stop"]);
+        self.0.stop().unwrap();
     }
 
     pub fn url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/solopay?sslmode=disable",
-            self.port
-        )
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D", "data", "-m", "immediate", "-w", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        format!("{}/solopay?sslmode=disable", self.0.server_url())
     }
 }

@@ -17,7 +17,6 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 
 use crate::client::{Api, Device, Listeners, Merchant};
-use crate::cluster::PrivateCluster;
 use crate::history_fill::{self, fill};
 use crate::history_report::{DatabaseSize, HistoryReport, HistoryRun, SweepFigures};
 use crate::measure::Latency;
@@ -27,6 +26,7 @@ use crate::orders::{
 use crate::payments::notify_and_latencies;
 use crate::service::{Service, on_fresh_database, with_service};
 use crate::{Args, Result};
+use solopay::private_cluster::PrivateCluster;
 
 /// Devices of every database, each with a WeChat and an Alipay payee: one for the one-payee
 /// run, 16 for the many-payees run and 16 listeners for notify, with a spare.
@@ -51,7 +51,14 @@ const TABLES: [&str; 7] = [
 /// Starts the cluster and measures the empty database, then each history size in turn.
 pub async fn history_phase(args: &Args) -> Result<HistoryReport> {
     println!("history: starting a PostgreSQL cluster of the bench's own (autovacuum on) ...");
-    let cluster = PrivateCluster::start(&["max_wal_size=4GB"])?;
+    let cluster = PrivateCluster::init("solopay-bench-cluster")?;
+    // Autovacuum on, as production runs it.
+    cluster.start(&[
+        "autovacuum=on",
+        "max_connections=100",
+        "shared_buffers=512MB",
+        "max_wal_size=4GB",
+    ])?;
     println!(
         "history: cluster at {} in {}",
         cluster.server_url(),

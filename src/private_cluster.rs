@@ -1,27 +1,27 @@
-//! A PostgreSQL cluster of the bench's own, for the history phase: `initdb` and `pg_ctl` into a
-//! temporary folder, on a free port, with autovacuum on (as production runs it), stopped and
-//! removed when dropped. Never the shared server: filling it with a year of history would
-//! disturb everyone else's work there.
+//! A PostgreSQL cluster of one's own: `initdb` and `pg_ctl` into a new temporary folder, on a
+//! free port, for the tests that stop a server and for the benchmark's history phase, which
+//! would disturb everyone else's work on the shared server. Run as the `postgres` OS user when
+//! this process is root (the server refuses to run as root). Stopped at once and removed when
+//! dropped.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use crate::Result;
 
 pub struct PrivateCluster {
     dir: PathBuf,
     port: u16,
-    /// The server refuses to run as root: then it runs as the `postgres` OS user.
     as_root: bool,
 }
 
 impl PrivateCluster {
-    /// Initialises and starts a cluster; `settings` are added to the server's command line.
-    pub fn start(settings: &[&str]) -> Result<PrivateCluster> {
+    /// Initialises a cluster, not started, in a new folder `<name>-<random>` of the temporary
+    /// directory, with trust authentication for the `postgres` role.
+    pub fn init(name: &str) -> io::Result<PrivateCluster> {
         let uid = Command::new("id").arg("-u").output()?.stdout;
         let as_root = String::from_utf8_lossy(&uid).trim() == "0";
         let dir = std::env::temp_dir().join(format!(
-            "solopay-bench-cluster-{}",
+            "{name}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         ));
         std::fs::create_dir_all(&dir)?;
@@ -30,7 +30,16 @@ impl PrivateCluster {
             .port();
         let cluster = PrivateCluster { dir, port, as_root };
         if as_root {
-            cluster.run_plain("chown", &["postgres:", &cluster.dir.display().to_string()])?;
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(&cluster.dir)
+                .status()?;
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "cannot give {} to the postgres user: {status}",
+                    cluster.dir.display()
+                )));
+            }
         }
         cluster.run(
             "initdb",
@@ -47,17 +56,22 @@ impl PrivateCluster {
                 "--no-sync",
             ],
         )?;
+        Ok(cluster)
+    }
+
+    /// Starts the server, listening on 127.0.0.1 and a socket in its folder, with `settings`
+    /// (`name=value`) on its command line; returns once it accepts connections.
+    pub fn start(&self, settings: &[&str]) -> io::Result<()> {
         let mut options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100 \
-             -c autovacuum=on -c shared_buffers=512MB",
-            cluster.port,
-            cluster.dir.display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
         );
         for setting in settings {
             options.push_str(" -c ");
             options.push_str(setting);
         }
-        cluster.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D",
@@ -69,8 +83,12 @@ impl PrivateCluster {
                 &options,
                 "start",
             ],
-        )?;
-        Ok(cluster)
+        )
+    }
+
+    /// A fast shutdown: open sessions are terminated, as in a restart or a failover.
+    pub fn stop(&self) -> io::Result<()> {
+        self.run("pg_ctl", &["-D", "data", "-m", "fast", "-w", "stop"])
     }
 
     /// `postgres://postgres@127.0.0.1:<port>`, without a database name.
@@ -78,12 +96,13 @@ impl PrivateCluster {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
 
+    /// Its folder: `data/` and the server's log, `server.log`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The folder of `initdb` and `pg_ctl`: `SOLOPAY_TEST_PG_BIN`, else the newest
-    /// `/usr/lib/postgresql/*/bin`, else whatever `PATH` finds (as the tests find them).
+    /// `/usr/lib/postgresql/*/bin`, else whatever `PATH` finds.
     fn bin(program: &str) -> PathBuf {
         if let Some(dir) = std::env::var_os("SOLOPAY_TEST_PG_BIN") {
             return Path::new(&dir).join(program);
@@ -119,23 +138,14 @@ impl PrivateCluster {
         command
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Result<()> {
+    fn run(&self, program: &str, args: &[&str]) -> io::Result<()> {
         let output = self.command(program).args(args).output()?;
         if !output.status.success() {
-            return Err(format!(
+            return Err(io::Error::other(format!(
                 "{program} {args:?}: {}{}",
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    fn run_plain(&self, program: &str, args: &[&str]) -> Result<()> {
-        let status = Command::new(program).args(args).status()?;
-        if !status.success() {
-            return Err(format!("{program} {args:?}: {status}").into());
+            )));
         }
         Ok(())
     }
@@ -145,7 +155,7 @@ impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let _ = self
             .command("pg_ctl")
-            .args(["-D", "data", "-m", "fast", "-w", "stop"])
+            .args(["-D", "data", "-m", "immediate", "-w", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
