@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod money;
+#[doc(hidden)]
 pub mod private_cluster;
 pub mod retention;
 pub mod routes;

@@ -1,6 +1,6 @@
-//! Wakes long-polls when an order changes on any instance: every state change queues
-//! `NOTIFY solopay_order_changed, '<order id>'` in its transaction; each instance keeps one
-//! `LISTEN` connection and wakes the requests waiting on that order.
+//! Wakes long-polls when an order changes on any instance: every state change is followed by
+//! `NOTIFY solopay_order_changed, '<order id>'` once its transaction commits ([`crate::db::wakeups`]);
+//! each instance keeps one `LISTEN` connection and wakes the requests waiting on that order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

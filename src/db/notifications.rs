@@ -113,7 +113,9 @@ pub fn first_unprocessed_arrival(
     body_sha256: &[u8],
 ) -> QueryResult<Option<DateTime<Utc>>> {
     notifications::table
-        .filter(notifications::auth_result.eq(AuthResult::Ok))
+        // A literal, not a bind: the plan kept for this statement can then use the partial
+        // index of unprocessed notifications (`auth_result = 'ok' AND …`).
+        .filter(sql::<Bool>("notifications.auth_result = 'ok'"))
         .filter(notifications::payment_id.is_null())
         .filter(notifications::rejection.is_null())
         .filter(notifications::device_id.eq(device_id.as_str()))

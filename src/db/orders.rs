@@ -339,7 +339,6 @@ pub fn expire_overdue(
     )
     .bind::<Nullable<Text>, _>(id)
     .bind::<diesel::sql_types::Int8, _>(limit)
-    .prepared()
     .load(conn)
 }
 

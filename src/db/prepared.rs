@@ -18,7 +18,9 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 /// A statement kept prepared on each connection, keyed by its text. Only for statements whose
 /// text the code fixes (values travel as binds, never in the text), so that a connection keeps
-/// a bounded number of them.
+/// a bounded number of them, and that name every column they return: never `SELECT *` or
+/// `RETURNING *`, whose kept plan fails ("cached plan must not change result type") once a
+/// newer release adds a column, on every connection of an instance still running.
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(pub Q);
 

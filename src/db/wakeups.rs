@@ -4,13 +4,17 @@
 //! one statement once the transaction has committed, not in it: Postgres lets one transaction
 //! that notifies commit at a time, holding a cluster-wide lock through the commit's WAL flush,
 //! so notifying inside the payment's transaction held every recorded payment to one commit at a
-//! time. A wake-up lost to a crash between the commit and its sending delays, and never loses,
-//! what it announces: the delivery and alert workers also poll, and a long-poll reads the order
-//! again at its deadline. Outside [`after_commit`] a wake-up is queued in the caller's
+//! time. The wake-ups' own statement is a transaction too (`NOTIFY` takes a transaction id), so
+//! it commits with `synchronous_commit` off: it holds that lock without waiting for the disk. A
+//! wake-up lost to a crash between the commit and its sending (or to that unflushed commit)
+//! delays, and never loses, what it announces: the delivery and alert workers also poll, and a
+//! long-poll reads the order again at its deadline. Outside [`after_commit`], or inside a
+//! transaction that [`after_commit`] did not open, a wake-up is queued in the caller's
 //! transaction, as `NOTIFY` does.
 
 use std::cell::RefCell;
 
+use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Text};
 
@@ -79,24 +83,31 @@ pub fn wake(conn: &mut PgConnection, wakeup: Wakeup<'_>) -> QueryResult<()> {
     }
     let mut one = Gathered::default();
     one.add(wakeup);
-    send(conn, &one)
+    send(conn, &one, false)
 }
 
 /// Runs `work` (a transaction), then sends the wake-ups it gathered if it succeeded; those of a
 /// failed attempt are dropped with it. Within another `after_commit` it only runs `work`: the
-/// outermost sends. A wake-up that cannot be sent is logged, not returned: what it announces
-/// is committed, and the listeners' fallbacks find it.
+/// outermost sends. Within a transaction it did not open it gathers nothing: its `work` is a
+/// savepoint, and its wake-ups are queued in that transaction, sent at its commit. A wake-up
+/// that cannot be sent is logged, not returned: what it announces is committed, and the
+/// listeners' fallbacks find it.
 pub fn after_commit<T, E>(
     conn: &mut PgConnection,
     work: impl FnOnce(&mut PgConnection) -> Result<T, E>,
 ) -> Result<T, E> {
-    let outermost = GATHERING.with(|gathering| {
-        let mut gathering = gathering.borrow_mut();
-        gathering.is_none() && {
-            *gathering = Some(Gathered::default());
-            true
-        }
-    });
+    let in_transaction =
+        <PgConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()
+            .map_or(true, |depth| depth.is_some());
+    let outermost = !in_transaction
+        && GATHERING.with(|gathering| {
+            let mut gathering = gathering.borrow_mut();
+            gathering.is_none() && {
+                *gathering = Some(Gathered::default());
+                true
+            }
+        });
     if !outermost {
         return work(conn);
     }
@@ -113,24 +124,32 @@ pub fn after_commit<T, E>(
     drop(scope);
     if let (Ok(_), Some(gathered)) = (&outcome, gathered)
         && !gathered.is_empty()
-        && let Err(error) = send(conn, &gathered)
+        && let Err(error) = send(conn, &gathered, true)
     {
         tracing::warn!(%error, "could not wake the other instances after a commit; their polling will find it");
     }
     outcome
 }
 
-/// Sends gathered wake-ups in one statement.
-fn send(conn: &mut PgConnection, gathered: &Gathered) -> QueryResult<()> {
+/// Sends gathered wake-ups in one statement: queued in the caller's transaction, or
+/// (`after_commit`) a transaction of its own, which then commits without waiting for its WAL
+/// flush (see the module's documentation). Never that inside a caller's transaction: the
+/// setting would last until its commit.
+fn send(conn: &mut PgConnection, gathered: &Gathered, after_commit: bool) -> QueryResult<()> {
     if gathered.is_empty() {
         return Ok(());
     }
+    let unflushed = if after_commit {
+        ", LATERAL set_config('synchronous_commit', 'off', true) AS unflushed"
+    } else {
+        ""
+    };
     diesel::sql_query(format!(
         "SELECT true AS done FROM ( \
              SELECT '{ORDER_CHANGED_CHANNEL}' AS channel, id AS payload FROM unnest($1) AS id \
              UNION ALL SELECT '{DELIVERY_DUE_CHANNEL}', '' WHERE $2 \
              UNION ALL SELECT '{ALERT_DUE_CHANNEL}', '' WHERE $3) AS wakeups, \
-         LATERAL pg_notify(channel, payload)"
+         LATERAL pg_notify(channel, payload){unflushed}"
     ))
     .bind::<Array<Text>, _>(&gathered.orders)
     .bind::<Bool, _>(gathered.delivery_due)
