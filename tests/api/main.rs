@@ -37,4 +37,5 @@ mod reliability;
 mod retention;
 mod shops;
 mod sql_sources;
+mod wakeups;
 mod webhooks;
