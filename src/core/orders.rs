@@ -409,9 +409,7 @@ fn record_transitions(
             })
         })
         .collect::<Result<Vec<_>, RuleError>>()?;
-    events::insert(conn, &rows)?;
-    let event_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    webhooks::create_for_events(conn, &event_ids)?;
+    webhooks::insert_events(conn, &rows)?;
     let order_ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
     wakeups::wake(conn, Wakeup::OrdersChanged(&order_ids))?;
     Ok(())

@@ -264,11 +264,11 @@ pub fn mark_silent(
     Ok(marked)
 }
 
-/// The channels of the payees a device listens for.
-pub fn payee_channels(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<Channel>> {
+/// The payees a device listens for: the channel and id of each (one per channel).
+pub fn payees_by_channel(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<(Channel, String)>> {
     payees::table
         .filter(payees::device_id.eq(id))
-        .select(payees::channel)
+        .select((payees::channel, payees::id))
         .load(conn)
 }
 

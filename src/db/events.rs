@@ -3,7 +3,6 @@
 
 use diesel::prelude::*;
 
-use super::prepared::KeepPrepared;
 use super::schema::events;
 use crate::domain::EventType;
 
@@ -31,26 +30,12 @@ pub fn of_order(conn: &mut PgConnection, order_id: &str) -> QueryResult<Vec<Even
         .load(conn)
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = events)]
+/// An event to write (see [`super::webhooks::insert_events`]).
+#[derive(Debug)]
 pub struct NewEvent<'a> {
     pub id: &'a str,
-    #[diesel(column_name = type_)]
     pub event_type: EventType,
     pub order_id: &'a str,
     pub merchant_id: &'a str,
     pub data: serde_json::Value,
-}
-
-pub fn insert(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<usize> {
-    let insert = diesel::insert_into(events::table).values(new);
-    // One event (a payment, a close) is the common case; a batch's text varies with its size.
-    match new.len() {
-        1 => insert
-            .returning(events::id)
-            .prepared()
-            .load::<String>(conn)
-            .map(|rows| rows.len()),
-        _ => insert.execute(conn),
-    }
 }

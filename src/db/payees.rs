@@ -53,20 +53,6 @@ pub fn insert_fixed_codes(conn: &mut PgConnection, codes: &[FixedCode]) -> Query
         .execute(conn)
 }
 
-/// The payee a device listens for on a channel (at most one, by constraint).
-pub fn find_by_device_and_channel(
-    conn: &mut PgConnection,
-    device_id: &str,
-    channel: Channel,
-) -> QueryResult<Option<Payee>> {
-    payees::table
-        .filter(payees::device_id.eq(device_id))
-        .filter(payees::channel.eq(channel))
-        .select(Payee::as_select())
-        .first(conn)
-        .optional()
-}
-
 /// Another payee of `channel` with this collection code, if there is one.
 pub fn with_qr_code(
     conn: &mut PgConnection,

@@ -56,21 +56,52 @@ pub struct NewPayment<'a> {
     pub amounts_read: Option<Vec<Option<Decimal>>>,
 }
 
-/// Inserts the payment unless the device already reported this notification id; `None` then.
-/// A concurrent insert of the same id waits for the first to commit.
+/// Inserts the payment unless the device already reported this notification id (`None` then),
+/// and links the stored notification it was read from (`notification_row`) to it, in one
+/// statement. A concurrent insert of the same id waits for the first to commit.
 pub fn insert_if_new(
     conn: &mut PgConnection,
     new: &NewPayment<'_>,
 ) -> QueryResult<Option<Payment>> {
-    diesel::insert_into(payments::table)
+    let insert = diesel::insert_into(payments::table)
         .values(new)
         .on_conflict((payments::device_id, payments::notification_id))
         .do_nothing()
-        .returning(Payment::as_returning())
+        .returning(Payment::as_returning());
+    LinkingItsNotification(insert)
         .prepared()
         .get_result(conn)
         .optional()
 }
+
+/// An insert of payments returning them, which also links each one's stored notification:
+/// `WITH p AS (<insert>), linked AS (UPDATE notifications …) SELECT p.* FROM p` (`p.*` is the
+/// insert's own column list).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct LinkingItsNotification<Q>(Q);
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for LinkingItsNotification<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("WITH p AS (");
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(
+            "), linked AS (UPDATE notifications SET payment_id = p.id FROM p \
+             WHERE notifications.id = p.notification_row RETURNING 1) SELECT p.* FROM p",
+        );
+        Ok(())
+    }
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for LinkingItsNotification<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for LinkingItsNotification<Q> {}
 
 pub fn find_by_notification_id(
     conn: &mut PgConnection,

@@ -6,8 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Int8, Interval, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Bool, Int8, Interval, Jsonb, Nullable, Text, Timestamptz};
 
+use super::events::NewEvent;
 use super::interval;
 use super::prepared::KeepPrepared;
 use super::schema::{events, webhook_attempts, webhook_deliveries};
@@ -65,33 +66,62 @@ pub struct NewAttempt<'a> {
 /// The channel that tells every instance's worker a delivery became due.
 pub const DELIVERY_DUE_CHANNEL: &str = "solopay_webhook_due";
 
-/// Creates the deliveries of these events, to the order's `notify_url` or else the merchant's;
-/// an event with neither has none. An order made through an old protocol gets that protocol's
-/// callback, and only when it is paid (all its clients expect). Part of the transaction that
-/// writes the events.
-pub fn create_for_events(conn: &mut PgConnection, event_ids: &[&str]) -> QueryResult<usize> {
-    diesel::sql_query(
-        "INSERT INTO webhook_deliveries (id, event_id, merchant_id, order_id, url, kind, \
-                                         destination) \
-         SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, e.merchant_id, \
-                e.order_id, d.url, \
-                CASE o.protocol WHEN 'native' THEN 'standard' ELSE o.protocol END, \
-                coalesce(lower(substring(d.url from '^([A-Za-z][A-Za-z0-9+.-]*://)')) || \
-                         lower(substring(d.url from \
-                             '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/?#]+)')), \
-                         d.url) \
-         FROM events e \
-         JOIN orders o ON o.id = e.order_id \
-         JOIN merchants m ON m.id = e.merchant_id \
-         CROSS JOIN LATERAL (SELECT coalesce(o.notify_url, m.notify_url) AS url) d \
-         WHERE e.id = ANY($1) AND d.url IS NOT NULL \
-           AND (o.protocol = 'native' OR e.type = 'order.paid') \
-         RETURNING true AS done",
-    )
-    .bind::<Array<Text>, _>(event_ids)
-    .prepared()
-    .load::<super::prepared::Done>(conn)
-    .map(|rows| rows.len())
+/// The deliveries of the events a statement just inserted (`inserted`): to the order's
+/// `notify_url` or else the merchant's; an event with neither has none. An order made through an
+/// old protocol gets that protocol's callback, and only when it is paid (all its clients expect).
+const DELIVERIES_OF_INSERTED: &str = "INSERT INTO webhook_deliveries (id, event_id, merchant_id, \
+                                     order_id, url, kind, destination) \
+     SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), e.id, e.merchant_id, \
+            e.order_id, d.url, \
+            CASE o.protocol WHEN 'native' THEN 'standard' ELSE o.protocol END, \
+            coalesce(lower(substring(d.url from '^([A-Za-z][A-Za-z0-9+.-]*://)')) || \
+                     lower(substring(d.url from \
+                         '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/?#]+)')), \
+                     d.url) \
+     FROM inserted e \
+     JOIN orders o ON o.id = e.order_id \
+     JOIN merchants m ON m.id = e.merchant_id \
+     CROSS JOIN LATERAL (SELECT coalesce(o.notify_url, m.notify_url) AS url) d \
+     WHERE d.url IS NOT NULL AND (o.protocol = 'native' OR e.type = 'order.paid') \
+     RETURNING true AS done";
+
+/// Writes these events with their webhook deliveries, in one statement, as part of the
+/// transaction that changed the orders. One event (a payment, a close: the common case) is
+/// inserted from plain values, so that Postgres keeps one generic plan for the statement; a
+/// batch from arrays, planned each time (an array parameter's length changes the best plan).
+pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<()> {
+    const HEAD: &str =
+        "WITH inserted AS (INSERT INTO events (id, type, order_id, merchant_id, data) ";
+    const TAIL: &str = " RETURNING id, type, order_id, merchant_id) ";
+    if let [event] = new {
+        diesel::sql_query(format!(
+            "{HEAD}VALUES ($1, $2, $3, $4, $5){TAIL}{DELIVERIES_OF_INSERTED}"
+        ))
+        .bind::<Text, _>(event.id)
+        .bind::<Text, _>(event.event_type.as_str())
+        .bind::<Text, _>(event.order_id)
+        .bind::<Text, _>(event.merchant_id)
+        .bind::<Jsonb, _>(&event.data)
+        .prepared()
+        .load::<super::prepared::Done>(conn)?;
+        return Ok(());
+    }
+    let ids: Vec<&str> = new.iter().map(|e| e.id).collect();
+    let types: Vec<&str> = new.iter().map(|e| e.event_type.as_str()).collect();
+    let orders: Vec<&str> = new.iter().map(|e| e.order_id).collect();
+    let merchants: Vec<&str> = new.iter().map(|e| e.merchant_id).collect();
+    let data: Vec<&serde_json::Value> = new.iter().map(|e| &e.data).collect();
+    diesel::sql_query(format!(
+        "{HEAD}SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::jsonb[]){TAIL}{DELIVERIES_OF_INSERTED}"
+    ))
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Text>, _>(types)
+    .bind::<Array<Text>, _>(orders)
+    .bind::<Array<Text>, _>(merchants)
+    .bind::<Array<Jsonb>, _>(data)
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken

@@ -151,6 +151,89 @@ async fn an_order_notify_url_overrides_the_merchants_and_no_url_means_no_deliver
     assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries").await, 1);
 }
 
+/// Orders expired together (one batch of the sweep: their events and deliveries written by one
+/// statement) each get their own event, delivered to their own URL, and none where no URL is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_expired_in_one_batch_each_reach_their_own_url() {
+    let merchants_receiver = Receiver::start().await;
+    let orders_receiver = Receiver::start().await;
+    // No sweep but the one this test runs.
+    let configure = |s: &mut Settings| {
+        fast_local_webhooks(s);
+        s.sweep_interval = Duration::from_secs(3600);
+    };
+    let TestEnv { app, db } = spawn_app_with(configure).await;
+    let mut settings = test_settings(&db);
+    configure(&mut settings);
+    let rules = solopay::core::orders::OrderRules::from(&settings);
+    let merchant = app.merchant_with_webhooks(&merchants_receiver.url()).await;
+    let quiet = app.create_merchant("no webhooks").await;
+    app.online_listener("wechat").await;
+
+    let own: Value = app
+        .create_order(
+            &merchant,
+            &json!({"merchant_order_id": "own-url", "amount": "1.00", "channel": "wechat",
+                    "notify_url": orders_receiver.url()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let plain = app.order(&merchant, "2.00", "wechat").await;
+    let unheard = app.order(&quiet, "3.00", "wechat").await;
+    let ids: Vec<String> = [&own, &plain, &unheard]
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        age_order(&db, id, 301).await;
+    }
+
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        solopay::sweeper::sweep_pass(&mut conn, &rules).unwrap()
+    })
+    .await
+    .unwrap();
+
+    orders_receiver.wait_for(1, Duration::from_secs(5)).await;
+    merchants_receiver.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expired = |received: &[crate::receiver::Received]| -> Vec<(String, String)> {
+        received
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_slice(&r.body).unwrap();
+                (
+                    body["type"].as_str().unwrap().to_string(),
+                    body["data"]["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        expired(&orders_receiver.received()),
+        vec![("order.expired".to_string(), ids[0].clone())]
+    );
+    assert_eq!(
+        expired(&merchants_receiver.received()),
+        vec![("order.expired".to_string(), ids[1].clone())]
+    );
+    for id in &ids {
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM events WHERE order_id = '{id}' AND type = 'order.expired'"
+            ))
+            .await,
+            1
+        );
+    }
+    assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries").await, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_is_retried_until_it_answers_2xx() {
     let receiver = Receiver::start().await;

@@ -22,21 +22,28 @@ impl Trust {
     /// The operator's list for the device, or else the official packages of the channels of
     /// its payees.
     pub fn of_device(conn: &mut PgConnection, device: &Device) -> Result<Trust, RuleError> {
+        let payees = match device.listed_packages() {
+            Some(_) => Vec::new(),
+            None => device_rows::payees_by_channel(conn, &device.id)?,
+        };
+        Ok(Trust::of_device_with(device, &payees))
+    }
+
+    /// [`Trust::of_device`], given the device's payees (`device_rows::payees_by_channel`).
+    pub fn of_device_with(device: &Device, payees: &[(Channel, String)]) -> Trust {
         let unlabelled = device.trust_unlabelled;
-        if let Some(packages) = device.listed_packages() {
-            return Ok(Trust {
-                packages,
-                unlabelled,
-            });
-        }
-        let mut packages = Vec::new();
-        for channel in device_rows::payee_channels(conn, &device.id)? {
-            packages.extend(official_packages(channel).iter().map(|p| p.to_string()));
-        }
-        Ok(Trust {
+        let packages = match device.listed_packages() {
+            Some(packages) => packages,
+            None => payees
+                .iter()
+                .flat_map(|(channel, _)| official_packages(*channel).iter())
+                .map(|p| p.to_string())
+                .collect(),
+        };
+        Trust {
             packages,
             unlabelled,
-        })
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::db::devices::Device;
 use crate::db::notifications as raw_rows;
 use crate::db::orders::Order;
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
-use crate::db::{orders as order_rows, payees as payee_rows, transaction_with_retry};
+use crate::db::{devices as device_rows, orders as order_rows, transaction_with_retry};
 use crate::domain::DeviceId;
 use crate::domain::{OrderStatus, PaymentResult};
 use crate::money::Amount;
@@ -47,8 +47,10 @@ pub fn record_payment(
     report: &Report<'_>,
 ) -> Result<Payment, RuleError> {
     let notification = report.notification;
-    let trust = Trust::of_device(conn, device)?;
-    let verdict = assess(notification, &trust);
+    // Read before the transaction: a lookup inside it would not lock the payee either (an
+    // operator moving it to another device races the same way), and payees are never deleted.
+    let payees = device_rows::payees_by_channel(conn, &device.id)?;
+    let verdict = assess(notification, &Trust::of_device_with(device, &payees));
     let (result, reason, channel, amount, amounts_read) = match &verdict {
         Verdict::Payment { channel, amount } => (
             PaymentResult::Unmatched,
@@ -72,10 +74,12 @@ pub fn record_payment(
         ),
     };
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
-        let payee = match channel {
-            Some(channel) => payee_rows::find_by_device_and_channel(conn, &device.id, channel)?,
-            None => None,
-        };
+        let payee_id = channel.and_then(|channel| {
+            payees
+                .iter()
+                .find(|(of, _)| *of == channel)
+                .map(|(_, id)| id.as_str())
+        });
         let payment_id = new_id("pay");
         let inserted = payment_rows::insert_if_new(
             conn,
@@ -89,7 +93,7 @@ pub fn record_payment(
                 title: notification.title.as_deref(),
                 text: notification.text.as_deref(),
                 reported_at: notification.reported_at,
-                payee_id: payee.as_ref().map(|p| p.id.as_str()),
+                payee_id,
                 result,
                 notification_row: report.raw_id,
                 reason,
@@ -105,11 +109,10 @@ pub fn record_payment(
             raw_rows::set_payment(conn, report.raw_id, &first.id)?;
             return Ok(first);
         };
-        raw_rows::set_payment(conn, report.raw_id, &payment.id)?;
-        let recorded = match (&verdict, payee) {
-            (Verdict::Payment { amount, .. }, Some(payee)) => {
+        let recorded = match (&verdict, payee_id) {
+            (Verdict::Payment { amount, .. }, Some(payee_id)) => {
                 let recorded =
-                    match_payment(conn, rules, device, report, &payment, &payee.id, *amount)?;
+                    match_payment(conn, rules, device, report, &payment, payee_id, *amount)?;
                 // A payment that paid nothing keeps its amount from new orders as long as a
                 // paid order would: a copy of it under another id may still come, and must
                 // find no order to pay.

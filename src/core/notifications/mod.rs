@@ -257,7 +257,6 @@ fn keep_unfinished(
             },
         )?;
         if let Some(payment) = kept {
-            raw_rows::set_payment(conn, raw.id, &payment.id)?;
             crate::core::alerts::payment_recorded(conn, &device, &payment)?;
         }
         Ok(())
