@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use diesel::{Connection, PgConnection};
+use diesel::PgConnection;
 
 use crate::core::alerts::sweep_devices;
 use crate::core::error::RuleError;
 use crate::core::notifications::finish_stranded;
 use crate::core::orders::{OrderRules, expire_overdue_batch};
-use crate::db::{Db, forwarder_signatures};
+use crate::db::{Db, forwarder_signatures, transaction_with_retry};
 
 const EXPIRY_BATCH: i64 = 500;
 /// How often the devices are looked at for alerts.
@@ -51,7 +51,9 @@ pub fn spawn(
                 let offline_after = rules.device_offline_after;
                 let told = db
                     .run(move |conn| -> Result<_, RuleError> {
-                        Ok(conn.transaction(|conn| sweep_devices(conn, offline_after))?)
+                        Ok(transaction_with_retry(conn, |conn| {
+                            sweep_devices(conn, offline_after)
+                        })?)
                     })
                     .await;
                 match told {

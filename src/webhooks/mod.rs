@@ -25,7 +25,7 @@ use crate::db::payments as payment_rows;
 use crate::db::schema::events;
 use crate::db::sealed::Sealed;
 use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
-use crate::db::{Db, merchants as merchant_rows};
+use crate::db::{Db, merchants as merchant_rows, transaction_with_retry};
 use crate::db::{StorageError, StorageFailure};
 use crate::domain::{AuditAction, Operator};
 use crate::domain::{DeliveryKind, EventType};
@@ -318,7 +318,7 @@ impl Worker {
         let recorded = self
             .db
             .run(move |conn| -> Result<_, RuleError> {
-                conn.transaction(|conn| -> Result<_, RuleError> {
+                transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
                     let settled_here = delivery_rows::record_attempt(
                         conn,
                         &NewAttempt {
@@ -374,7 +374,7 @@ pub fn redeliver(
     operator: Operator<'_>,
     id: &str,
 ) -> Result<Delivery, RuleError> {
-    conn.transaction(|conn| {
+    transaction_with_retry(conn, |conn| {
         let Some(delivery) = delivery_rows::redeliver(conn, id)? else {
             return Err(match delivery_rows::find(conn, id)? {
                 Some(_) => {
