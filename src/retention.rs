@@ -55,6 +55,20 @@ pub struct Retired {
     pub backlog: bool,
 }
 
+impl std::ops::AddAssign for Retired {
+    /// Adds another pass's rows; the backlog is the later pass's.
+    fn add_assign(&mut self, later: Retired) {
+        self.notifications_deleted += later.notifications_deleted;
+        self.notifications_compacted += later.notifications_compacted;
+        self.events += later.events;
+        self.webhook_deliveries += later.webhook_deliveries;
+        self.webhook_attempts += later.webhook_attempts;
+        self.alerts += later.alerts;
+        self.alert_deliveries += later.alert_deliveries;
+        self.backlog = later.backlog;
+    }
+}
+
 impl Retired {
     pub fn rows(&self) -> usize {
         self.notifications_deleted

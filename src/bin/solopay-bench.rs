@@ -217,6 +217,11 @@ struct Args {
     /// its databases).
     #[arg(long)]
     history_keep_cluster: bool,
+    /// After measuring each history, keep only this many days of it (`SOLOPAY_RETENTION_DAYS`'s
+    /// passes until no backlog is left, then VACUUM FULL of what they emptied) and measure again
+    /// on the same database; 0 leaves retention out.
+    #[arg(long, default_value_t = 30)]
+    history_retention_days: u32,
 }
 
 #[tokio::main]

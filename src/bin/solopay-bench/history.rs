@@ -2,7 +2,8 @@
 //! on, the same measurements on an empty database and on databases filled with a year of
 //! history (see `history_fill.rs`): create-order on one payee and on 16, notify, long-poll
 //! wake-up and payment-to-webhook, the sweep's pass, the operator's first and hundredth page of
-//! orders and a month's summary, and the database's size.
+//! orders and a month's summary, and the database's size. Each history is then cut to
+//! `--history-retention-days` by the service's own retention passes and measured again.
 //!
 //! Every database gets the same merchants, devices and payees through the API (secrets are
 //! sealed by the service, so they are never written in SQL); the history is spread over all of
@@ -18,7 +19,9 @@ use tokio_postgres::NoTls;
 
 use crate::client::{Api, Device, Listeners, Merchant};
 use crate::history_fill::{self, fill};
-use crate::history_report::{DatabaseSize, HistoryReport, HistoryRun, SweepFigures};
+use crate::history_report::{
+    DatabaseSize, HistoryReport, HistoryRun, RetentionFigures, SweepFigures,
+};
 use crate::measure::Latency;
 use crate::orders::{
     ONE_PAYEE, OrderRunPlan, SPREAD, create_orders, measured_order_run, random_price, set_up_shops,
@@ -28,9 +31,10 @@ use crate::service::{Service, on_fresh_database, with_service};
 use crate::{Args, Result};
 use solopay::private_cluster::PrivateCluster;
 
-/// Devices of every database, each with a WeChat and an Alipay payee: one for the one-payee
-/// run, 16 for the many-payees run and 16 listeners for notify, with a spare.
-const POOL_DEVICES: usize = 34;
+/// Devices of every database per round of measurements, each with a WeChat and an Alipay payee:
+/// one for the one-payee run, 16 for the many-payees run and 16 listeners for notify, with a
+/// spare.
+const POOL_DEVICES_PER_ROUND: usize = 34;
 /// Requests per timed admin read.
 const ADMIN_SAMPLES: usize = 20;
 /// Sweep passes timed with nothing to expire.
@@ -81,14 +85,14 @@ pub async fn history_phase(args: &Args) -> Result<HistoryReport> {
             sizes.len(),
             thousands(orders)
         );
-        let run = on_fresh_database(&args, async |database| {
+        let measured = on_fresh_database(&args, async |database| {
             with_service(&args, database, &[], async |service| {
                 measure_with_history(&args, service, orders).await
             })
             .await
         })
         .await?;
-        runs.push(run);
+        runs.extend(measured);
     }
     if args.history_keep_cluster {
         println!(
@@ -127,12 +131,14 @@ async fn settings(server: &str) -> Result<Vec<(String, String)>> {
 /// Devices made through the API, handed out to the runs that need payees with history.
 struct PayeePool {
     devices: Vec<Device>,
+    /// Taken by the round under way.
+    taken: Vec<Device>,
 }
 
 impl PayeePool {
-    async fn create(api: &Api) -> Result<PayeePool> {
-        let mut devices = Vec::with_capacity(POOL_DEVICES);
-        for i in 0..POOL_DEVICES {
+    async fn create(api: &Api, count: usize) -> Result<PayeePool> {
+        let mut devices = Vec::with_capacity(count);
+        for i in 0..count {
             let device = api
                 .online_payees(&format!("shop phone {i}"), &["wechat", "alipay"])
                 .await?;
@@ -140,7 +146,10 @@ impl PayeePool {
             api.set_device_enabled(&device, false).await?;
             devices.push(device);
         }
-        Ok(PayeePool { devices })
+        Ok(PayeePool {
+            devices,
+            taken: Vec::new(),
+        })
     }
 
     /// `count` devices of the pool, enabled and online.
@@ -159,11 +168,28 @@ impl PayeePool {
             api.heartbeat(device).await?;
             listeners.add(device.clone());
         }
+        self.taken.extend(taken.iter().cloned());
         Ok(taken)
+    }
+
+    /// Takes the devices of the round that ends out of allocation again, so that the next
+    /// round's orders go to its own payees only.
+    async fn put_away(&mut self, api: &Api) -> Result<()> {
+        for device in self.taken.drain(..) {
+            api.set_device_enabled(&device, false).await?;
+        }
+        Ok(())
     }
 }
 
-async fn measure_with_history(args: &Args, service: &Service, orders: u64) -> Result<HistoryRun> {
+/// Fills a database with `orders` of history (none: the empty database) and measures it; then,
+/// with retention asked for and a history to cut, cuts it and measures again. Every database
+/// gets the same pool of payees (the same rounds), so that the empty one compares.
+async fn measure_with_history(
+    args: &Args,
+    service: &Service,
+    orders: u64,
+) -> Result<Vec<HistoryRun>> {
     let api = Api::new(service)?;
     let (db, connection) = tokio_postgres::connect(&service.database_url, NoTls).await?;
     tokio::spawn(connection);
@@ -174,7 +200,9 @@ async fn measure_with_history(args: &Args, service: &Service, orders: u64) -> Re
         api.create_merchant(&format!("history shop {k} ({share} ‰)"), Some(&url))
             .await?;
     }
-    let mut pool = PayeePool::create(&api).await?;
+    let retention_days = (args.history_retention_days > 0).then_some(args.history_retention_days);
+    let rounds = 1 + usize::from(retention_days.is_some());
+    let mut pool = PayeePool::create(&api, POOL_DEVICES_PER_ROUND * rounds).await?;
     let mut fill_seconds = None;
     if orders > 0 {
         let started = Instant::now();
@@ -182,23 +210,44 @@ async fn measure_with_history(args: &Args, service: &Service, orders: u64) -> Re
         fill_seconds = Some(started.elapsed().as_secs_f64());
         wait_for_autovacuum(&db).await?;
     }
-    let census = history_fill::census(&db).await?;
+    let mut runs = vec![measure_round(args, service, &api, &db, &mut pool, orders, None).await?];
+    runs[0].fill_seconds = fill_seconds;
+    if let (Some(days), true) = (retention_days, orders > 0) {
+        let retention = cut_history(&service.database_url, &db, days).await?;
+        runs.push(
+            measure_round(args, service, &api, &db, &mut pool, orders, Some(retention)).await?,
+        );
+    }
+    Ok(runs)
+}
+
+/// One round of measurements on the database as it is.
+async fn measure_round(
+    args: &Args,
+    service: &Service,
+    api: &Api,
+    db: &Arc<tokio_postgres::Client>,
+    pool: &mut PayeePool,
+    orders: u64,
+    retention: Option<RetentionFigures>,
+) -> Result<HistoryRun> {
+    let census = history_fill::census(db).await?;
     for (what, count) in &census {
         println!("  {what}: {}", thousands(*count as u64));
     }
 
-    let shops = set_up_shops(&api).await?;
+    let shops = set_up_shops(api).await?;
 
     println!("create-order, one payee with history, same amount, c=32 ...");
-    let devices = pool.take(&api, &shops.listeners, 1).await?;
+    let devices = pool.take(api, &shops.listeners, 1).await?;
     let plan = OrderRunPlan {
         case: ONE_PAYEE,
         channel: "alipay",
-        tag: "h-one".to_string(),
+        tag: format!("h-one-{}", retention.is_some()),
         requests: args.one_payee_orders,
         concurrency: 32,
     };
-    let create_one = measured_order_run(&api, service, &db, &shops, &devices, plan, |_| {
+    let create_one = measured_order_run(api, service, db, &shops, &devices, plan, |_| {
         "10.00".to_string()
     })
     .await?;
@@ -207,34 +256,33 @@ async fn measure_with_history(args: &Args, service: &Service, orders: u64) -> Re
         "create-order, {} payees with history, many amounts, c=32 ...",
         args.payees
     );
-    let devices = pool.take(&api, &shops.listeners, args.payees).await?;
+    let devices = pool.take(api, &shops.listeners, args.payees).await?;
     let plan = OrderRunPlan {
         case: SPREAD,
         channel: "wechat",
-        tag: "h-spread".to_string(),
+        tag: format!("h-spread-{}", retention.is_some()),
         requests: args.spread_orders,
         concurrency: 32,
     };
-    let create_spread = measured_order_run(&api, service, &db, &shops, &devices, plan, |_| {
-        random_price()
-    })
-    .await?;
+    let create_spread =
+        measured_order_run(api, service, db, &shops, &devices, plan, |_| random_price()).await?;
 
-    let devices = pool.take(&api, &shops.listeners, args.payees).await?;
-    let (notify, paced, _) =
-        notify_and_latencies(args, &api, &db, service, &shops, devices).await?;
+    let devices = pool.take(api, &shops.listeners, args.payees).await?;
+    let (notify, paced, _) = notify_and_latencies(args, api, db, service, &shops, devices).await?;
 
     println!(
         "the sweep: {SWEEP_SAMPLES} passes with nothing to expire, one with {SWEEP_OVERDUE} ..."
     );
-    let sweep = sweep_figures(&api, &shops.shop, &service.database_url).await?;
+    let sweep = sweep_figures(api, &shops.shop, &service.database_url).await?;
     println!("GET /admin/orders: first page, hundredth page; GET /admin/summary for a month ...");
-    let admin = admin_figures(&api).await?;
-    let size = database_size(&db).await?;
+    let admin = admin_figures(api).await?;
+    let size = database_size(db).await?;
     shops.heartbeats.abort();
+    pool.put_away(api).await?;
     Ok(HistoryRun {
         orders,
-        fill_seconds,
+        fill_seconds: None,
+        retention,
         census,
         create_one,
         create_spread,
@@ -250,6 +298,79 @@ async fn measure_with_history(args: &Args, service: &Service, orders: u64) -> Re
         size,
     })
 }
+
+/// Keeps `days` of the history: the service's own retention passes (`solopay::retention`), as
+/// its sweep runs them with `SOLOPAY_RETENTION_DAYS`, until no backlog is left; then VACUUM
+/// FULL of the tables they emptied, so that the size shows what is left (plain VACUUM, as
+/// autovacuum runs it, only makes the space reusable).
+async fn cut_history(
+    database_url: &str,
+    db: &tokio_postgres::Client,
+    days: u32,
+) -> Result<RetentionFigures> {
+    println!("retention: keeping {days} days, passes until no backlog is left ...");
+    let url = database_url.to_string();
+    let (passes, retired, seconds) = tokio::task::spawn_blocking(
+        move || -> Result<(usize, solopay::retention::Retired, f64)> {
+            let mut conn = PgConnection::establish(&url)?;
+            let keep = Duration::from_secs(u64::from(days) * 86_400);
+            let started = Instant::now();
+            let mut total = solopay::retention::Retired::default();
+            let mut passes = 0;
+            loop {
+                total += solopay::retention::run_pass(&mut conn, keep)?;
+                passes += 1;
+                if !total.backlog {
+                    return Ok((passes, total, started.elapsed().as_secs_f64()));
+                }
+            }
+        },
+    )
+    .await??;
+    println!(
+        "retention: {passes} passes, {seconds:.0} s, {} rows; VACUUM FULL ...",
+        thousands(retired.rows() as u64)
+    );
+    let started = Instant::now();
+    for table in RETAINED_TABLES {
+        db.batch_execute(&format!("VACUUM (FULL, ANALYZE) {table}"))
+            .await?;
+    }
+    Ok(RetentionFigures {
+        days,
+        passes,
+        seconds,
+        rows: vec![
+            (
+                "raw notifications deleted".into(),
+                retired.notifications_deleted,
+            ),
+            (
+                "raw notifications compacted".into(),
+                retired.notifications_compacted,
+            ),
+            ("events deleted".into(), retired.events),
+            (
+                "webhook deliveries deleted".into(),
+                retired.webhook_deliveries,
+            ),
+            ("webhook attempts deleted".into(), retired.webhook_attempts),
+            ("alerts deleted".into(), retired.alerts),
+            ("alert deliveries deleted".into(), retired.alert_deliveries),
+        ],
+        vacuum_full_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The tables retention deletes from or compacts.
+const RETAINED_TABLES: [&str; 6] = [
+    "notifications",
+    "events",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "alerts",
+    "alert_deliveries",
+];
 
 /// Waits (up to 5 minutes) until autovacuum has vacuumed every table the fill wrote, as it
 /// would have long before a real year ended; prints what it waits for.

@@ -23,6 +23,8 @@ pub struct HistoryRun {
     pub orders: u64,
     /// How long the fill took, ANALYZE included.
     pub fill_seconds: Option<f64>,
+    /// Measured after retention cut this history (the run before it measured it whole).
+    pub retention: Option<RetentionFigures>,
     /// Rows by table (orders by status, payments by result) before the measured runs.
     pub census: Vec<(String, i64)>,
     pub create_one: CreateOrderRun,
@@ -38,6 +40,19 @@ pub struct HistoryRun {
     pub admin_pages_walked: usize,
     pub summary_month: Latency,
     pub size: DatabaseSize,
+}
+
+/// What cutting a history to `days` took and removed.
+#[derive(Debug, Serialize)]
+pub struct RetentionFigures {
+    pub days: u32,
+    /// Retention passes until none left a backlog.
+    pub passes: usize,
+    pub seconds: f64,
+    /// Rows deleted or compacted, by kind.
+    pub rows: Vec<(String, usize)>,
+    /// VACUUM FULL of the tables retention works on, afterwards.
+    pub vacuum_full_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -235,9 +250,12 @@ pub fn format_table(headers: &[String], rows: &[Row]) -> String {
 /// "empty", "1,000,000 orders", ….
 pub fn headers(runs: &[HistoryRun]) -> Vec<String> {
     runs.iter()
-        .map(|r| match r.orders {
-            0 => "empty".to_string(),
-            n => format!("{} orders", thousands(n)),
+        .map(|r| match (r.orders, &r.retention) {
+            (0, _) => "empty".to_string(),
+            (n, None) => format!("{} orders", thousands(n)),
+            (n, Some(retention)) => {
+                format!("{} orders, {} days kept", thousands(n), retention.days)
+            }
         })
         .collect()
 }
@@ -253,6 +271,22 @@ pub fn print_history(report: &HistoryReport) {
     for run in &report.runs {
         if let Some(seconds) = run.fill_seconds {
             println!("fill of {} orders: {seconds:.0} s", thousands(run.orders));
+        }
+        if let Some(retention) = &run.retention {
+            let rows: Vec<String> = retention
+                .rows
+                .iter()
+                .map(|(what, n)| format!("{} {what}", thousands(*n as u64)))
+                .collect();
+            println!(
+                "retention of {} orders to {} days: {} passes, {:.0} s ({}); VACUUM FULL {:.0} s",
+                thousands(run.orders),
+                retention.days,
+                retention.passes,
+                retention.seconds,
+                rows.join(", "),
+                retention.vacuum_full_seconds
+            );
         }
         let failures: usize = run
             .create_one
