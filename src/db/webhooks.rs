@@ -88,7 +88,8 @@ const DELIVERIES_OF_INSERTED: &str = "INSERT INTO webhook_deliveries (id, event_
 /// Writes these events with their webhook deliveries, in one statement, as part of the
 /// transaction that changed the orders. One event (a payment, a close: the common case) is
 /// inserted from plain values, so that Postgres keeps one generic plan for the statement; a
-/// batch from arrays, planned each time (an array parameter's length changes the best plan).
+/// batch from arrays, which Postgres kept planning each time (an array parameter's length, which
+/// a generic plan cannot know, weighs in its cost estimate).
 pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<()> {
     const HEAD: &str =
         "WITH inserted AS (INSERT INTO events (id, type, order_id, merchant_id, data) ";

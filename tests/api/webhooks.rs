@@ -152,7 +152,8 @@ async fn an_order_notify_url_overrides_the_merchants_and_no_url_means_no_deliver
 }
 
 /// Orders expired together (one batch of the sweep: their events and deliveries written by one
-/// statement) each get their own event, delivered to their own URL, and none where no URL is.
+/// statement) each get their own event, delivered to their own URL; none where no URL is, nor
+/// for an old protocol's order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_expired_in_one_batch_each_reach_their_own_url() {
     let merchants_receiver = Receiver::start().await;
@@ -182,10 +183,27 @@ async fn orders_expired_in_one_batch_each_reach_their_own_url() {
         .unwrap();
     let plain = app.order(&merchant, "2.00", "wechat").await;
     let unheard = app.order(&quiet, "3.00", "wechat").await;
-    let ids: Vec<String> = [&own, &plain, &unheard]
+    // An order of an old protocol, whose clients expect a callback only when it is paid
+    // (made one in SQL: the rule is the statement's, whatever made the order).
+    let old_protocol: Value = app
+        .create_order(
+            &merchant,
+            &json!({"merchant_order_id": "old-protocol", "amount": "4.00", "channel": "wechat",
+                    "notify_url": orders_receiver.url()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = [&own, &plain, &unheard, &old_protocol]
         .iter()
         .map(|o| o["id"].as_str().unwrap().to_string())
         .collect();
+    db.execute(&format!(
+        "UPDATE orders SET protocol = 'vmq' WHERE id = '{}'",
+        ids[3]
+    ))
+    .await;
     for id in &ids {
         age_order(&db, id, 301).await;
     }

@@ -32,9 +32,11 @@ use crate::{Args, Result};
 use solopay::private_cluster::PrivateCluster;
 
 /// Devices of every database per round of measurements, each with a WeChat and an Alipay payee:
-/// one for the one-payee run, 16 for the many-payees run and 16 listeners for notify, with a
-/// spare.
-const POOL_DEVICES_PER_ROUND: usize = 34;
+/// one for the one-payee run, `--payees` for the many-payees run and as many listeners for
+/// notify, with a spare (34 with the default 16).
+fn pool_devices_per_round(args: &Args) -> usize {
+    2 * args.payees + 2
+}
 /// Requests per timed admin read.
 const ADMIN_SAMPLES: usize = 20;
 /// Sweep passes timed with nothing to expire.
@@ -202,7 +204,7 @@ async fn measure_with_history(
     }
     let retention_days = (args.history_retention_days > 0).then_some(args.history_retention_days);
     let rounds = 1 + usize::from(retention_days.is_some());
-    let mut pool = PayeePool::create(&api, POOL_DEVICES_PER_ROUND * rounds).await?;
+    let mut pool = PayeePool::create(&api, pool_devices_per_round(args) * rounds).await?;
     let mut fill_seconds = None;
     if orders > 0 {
         let started = Instant::now();
@@ -213,6 +215,7 @@ async fn measure_with_history(
     let mut runs = vec![measure_round(args, service, &api, &db, &mut pool, orders, None).await?];
     runs[0].fill_seconds = fill_seconds;
     if let (Some(days), true) = (retention_days, orders > 0) {
+        expire_leftovers(&service.database_url).await?;
         let retention = cut_history(&service.database_url, &db, days).await?;
         runs.push(
             measure_round(args, service, &api, &db, &mut pool, orders, Some(retention)).await?,
@@ -297,6 +300,43 @@ async fn measure_round(
         summary_month: admin.summary_month,
         size,
     })
+}
+
+/// The order rules of a service with default settings on `database_url` (its sweep's).
+fn default_rules(database_url: &str) -> Result<solopay::core::orders::OrderRules> {
+    let settings = solopay::config::Settings::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(database_url.to_string()),
+        _ => None,
+    })?;
+    Ok(solopay::core::orders::OrderRules::from(&settings))
+}
+
+/// Expires the orders a round left pending (its create-order runs pay none), so that the
+/// service's own sweep does not expire them in the middle of the next round's measurements.
+async fn expire_leftovers(database_url: &str) -> Result<()> {
+    let url = database_url.to_string();
+    let expired = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let mut conn = PgConnection::establish(&url)?;
+        let rules = default_rules(&url)?;
+        diesel::sql_query(
+            "UPDATE orders SET expires_at = now() - interval '1 second' WHERE status = 'pending'",
+        )
+        .execute(&mut conn)?;
+        let mut expired = 0;
+        loop {
+            let (now, _) = solopay::sweeper::sweep_pass(&mut conn, &rules)?;
+            if now == 0 {
+                return Ok(expired);
+            }
+            expired += now;
+        }
+    })
+    .await??;
+    println!(
+        "the first round's pending orders expired: {}",
+        thousands(expired as u64)
+    );
+    Ok(())
 }
 
 /// Keeps `days` of the history: the service's own retention passes (`solopay::retention`), as
@@ -423,11 +463,7 @@ async fn sweep_figures(api: &Api, shop: &Merchant, database_url: &str) -> Result
     let url = database_url.to_string();
     tokio::task::spawn_blocking(move || -> Result<SweepFigures> {
         let mut conn = PgConnection::establish(&url)?;
-        let settings = solopay::config::Settings::from_lookup(|name| match name {
-            "DATABASE_URL" => Some(url.clone()),
-            _ => None,
-        })?;
-        let rules = solopay::core::orders::OrderRules::from(&settings);
+        let rules = default_rules(&url)?;
         let mut idle = Vec::with_capacity(SWEEP_SAMPLES);
         for _ in 0..SWEEP_SAMPLES {
             let started = Instant::now();

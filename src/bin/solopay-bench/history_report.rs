@@ -1,5 +1,6 @@
 //! What the history phase measured on each database, and the growth table: each figure on the
-//! empty database and on each history, with the ratio of the largest to the empty one.
+//! empty database and on each history (whole, then cut by retention), with the ratio of the
+//! largest whole history to the empty one.
 
 use std::collections::BTreeMap;
 
@@ -176,10 +177,11 @@ fn figure(value: Option<f64>) -> String {
     }
 }
 
-/// The table: one column per database, and the last one as a percentage of the empty one.
-pub fn format_table(headers: &[String], rows: &[Row]) -> String {
-    let ratio_header = match headers {
-        [first, .., last] => format!("{last} / {first}"),
+/// The table: one column per database, and the one at `compare` as a percentage of the first
+/// (the empty one).
+pub fn format_table(headers: &[String], rows: &[Row], compare: usize) -> String {
+    let ratio_header = match (headers.first(), headers.get(compare)) {
+        (Some(first), Some(compared)) if compare > 0 => format!("{compared} / {first}"),
         _ => String::new(),
     };
     let mut lines: Vec<Vec<String>> = Vec::with_capacity(rows.len() + 1);
@@ -192,10 +194,10 @@ pub fn format_table(headers: &[String], rows: &[Row]) -> String {
         line.extend(row.values.iter().map(|v| figure(*v)));
         let ratio = match (
             row.values.first().copied().flatten(),
-            row.values.last().copied().flatten(),
+            row.values.get(compare).copied().flatten(),
         ) {
-            (Some(first), Some(last)) if row.values.len() > 1 && first > 0.0 => {
-                format!("{:.0} %", last / first * 100.0)
+            (Some(first), Some(compared)) if compare > 0 && first > 0.0 => {
+                format!("{:.0} %", compared / first * 100.0)
             }
             _ => String::new(),
         };
@@ -245,6 +247,15 @@ pub fn format_table(headers: &[String], rows: &[Row]) -> String {
         }
     }
     out
+}
+
+/// The column of the largest history measured whole (not cut by retention).
+pub fn largest_whole_history(runs: &[HistoryRun]) -> usize {
+    runs.iter()
+        .enumerate()
+        .filter(|(_, r)| r.retention.is_none())
+        .max_by_key(|(_, r)| r.orders)
+        .map_or(0, |(n, _)| n)
 }
 
 /// "empty", "1,000,000 orders", ….
@@ -314,7 +325,11 @@ pub fn print_history(report: &HistoryReport) {
     }
     print!(
         "{}",
-        format_table(&headers(&report.runs), &rows(&report.runs))
+        format_table(
+            &headers(&report.runs),
+            &rows(&report.runs),
+            largest_whole_history(&report.runs)
+        )
     );
 }
 
@@ -336,7 +351,7 @@ mod tests {
                 values: vec![Some(12.345), None],
             },
         ];
-        let table = format_table(&["empty".into(), "1,000,000 orders".into()], &rows);
+        let table = format_table(&["empty".into(), "1,000,000 orders".into()], &rows, 1);
         assert_eq!(
             table,
             "| figure       |     unit | empty | 1,000,000 orders | 1,000,000 orders / empty |\n\

@@ -47,8 +47,9 @@ pub fn record_payment(
     report: &Report<'_>,
 ) -> Result<Payment, RuleError> {
     let notification = report.notification;
-    // Read before the transaction: a lookup inside it would not lock the payee either (an
-    // operator moving it to another device races the same way), and payees are never deleted.
+    // Read before the transaction: a payee never changes device and is never deleted, so the
+    // only change meanwhile is a new payee, whose orders came after this payment (which then
+    // pays nothing and is kept for the operator, as a lookup a moment earlier would have).
     let payees = device_rows::payees_by_channel(conn, &device.id)?;
     let verdict = assess(notification, &Trust::of_device_with(device, &payees));
     let (result, reason, channel, amount, amounts_read) = match &verdict {
