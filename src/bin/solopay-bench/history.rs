@@ -211,6 +211,7 @@ async fn measure_with_history(
         fill(&db, orders).await?;
         fill_seconds = Some(started.elapsed().as_secs_f64());
         wait_for_autovacuum(&db).await?;
+        checkpoint(&db).await?;
     }
     let mut runs = vec![measure_round(args, service, &api, &db, &mut pool, orders, None).await?];
     runs[0].fill_seconds = fill_seconds;
@@ -376,6 +377,8 @@ async fn cut_history(
         db.batch_execute(&format!("VACUUM (FULL, ANALYZE) {table}"))
             .await?;
     }
+    let vacuum_full_seconds = started.elapsed().as_secs_f64();
+    checkpoint(db).await?;
     Ok(RetentionFigures {
         days,
         passes,
@@ -398,8 +401,15 @@ async fn cut_history(
             ("alerts deleted".into(), retired.alerts),
             ("alert deliveries deleted".into(), retired.alert_deliveries),
         ],
-        vacuum_full_seconds: started.elapsed().as_secs_f64(),
+        vacuum_full_seconds,
     })
+}
+
+/// Writes what the fill or the cut left dirty in shared buffers before a round measures, so
+/// that no checkpoint writes it in the middle of the round.
+async fn checkpoint(db: &tokio_postgres::Client) -> Result<()> {
+    db.batch_execute("CHECKPOINT").await?;
+    Ok(())
 }
 
 /// The tables retention deletes from or compacts.
