@@ -6,7 +6,7 @@ use std::time::Duration;
 use diesel::dsl::sql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Interval, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
 
 use super::interval;
 use super::schema::merchants;
@@ -100,22 +100,6 @@ pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Merchant>> 
         .select(Merchant::as_select())
         .first(conn)
         .optional()
-}
-
-/// The secrets that sign a merchant's webhooks now: the current one, and the previous one while
-/// its overlap after a rotation lasts (by the database clock).
-pub fn signing_secrets(conn: &mut PgConnection, id: &str) -> QueryResult<Vec<Sealed>> {
-    let (current, previous): (Sealed, Option<Sealed>) = merchants::table
-        .find(id)
-        .select((
-            merchants::webhook_secret,
-            sql::<Nullable<Text>>(
-                "CASE WHEN merchants.previous_webhook_secret_expires_at > now() \
-                 THEN merchants.previous_webhook_secret END",
-            ),
-        ))
-        .first(conn)?;
-    Ok(std::iter::once(current).chain(previous).collect())
 }
 
 /// Replaces the webhook secret; the old one keeps signing alongside for `overlap`.

@@ -6,11 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Int8, Interval, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Bool, Int4, Int8, Interval, Jsonb, Nullable, Text, Timestamptz};
 
 use super::events::NewEvent;
 use super::interval;
-use super::prepared::KeepPrepared;
+use super::prepared::{Done, KeepPrepared};
 use super::schema::{events, webhook_attempts, webhook_deliveries};
 use crate::domain::{DeliveryKind, DeliveryStatus, EventType};
 
@@ -125,18 +125,38 @@ pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResu
     Ok(())
 }
 
+/// A claimed delivery with its event and its merchant's signing secrets as stored (`None` where
+/// the row is gone: the attempt then records why, as it does for a secret that does not open).
+#[derive(Debug, QueryableByName)]
+pub struct Claimed {
+    #[diesel(embed)]
+    pub delivery: Delivery,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_type: Option<EventType>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub event_created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub event_data: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub webhook_secret: Option<String>,
+    /// The secret before the last rotation, while its overlap lasts (by the database clock).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub previous_webhook_secret: Option<String>,
+}
+
 /// Claims up to `limit` due deliveries for one attempt each: the attempt number is taken
 /// (`attempts + 1`) and a lease set, so no other instance attempts them until the lease ends.
 /// No destination gets more than `per_destination` attempts in flight, counting every
 /// instance's: a receiver that hangs holds that many slots at most, and the deliveries due to
 /// the others are claimed meanwhile. Claims are made one at a time across instances (a
 /// transaction-scoped advisory lock), so that the count they read is the count they leave.
+/// Each comes with its event and its merchant's signing secrets, read by the same statement.
 pub fn claim_due(
     conn: &mut PgConnection,
     limit: i64,
     per_destination: i64,
     lease: Duration,
-) -> QueryResult<Vec<Delivery>> {
+) -> QueryResult<Vec<Claimed>> {
     conn.transaction(|conn| {
         diesel::sql_query(format!(
             "SELECT pg_advisory_xact_lock({CLAIM_LOCK_CLASS}, 0)"
@@ -160,7 +180,15 @@ pub fn claim_due(
                           ORDER BY due.next_attempt_at \
                           LIMIT $1 \
                           FOR NO KEY UPDATE OF w SKIP LOCKED) \
-             RETURNING *",
+             RETURNING webhook_deliveries.*, \
+                 (SELECT type FROM events WHERE id = event_id) AS event_type, \
+                 (SELECT created_at FROM events WHERE id = event_id) AS event_created_at, \
+                 (SELECT data FROM events WHERE id = event_id) AS event_data, \
+                 (SELECT webhook_secret FROM merchants m WHERE m.id = merchant_id) \
+                     AS webhook_secret, \
+                 (SELECT previous_webhook_secret FROM merchants m \
+                   WHERE m.id = merchant_id AND previous_webhook_secret_expires_at > now()) \
+                     AS previous_webhook_secret",
         )
         .bind::<Int8, _>(limit)
         .bind::<Interval, _>(interval(lease))
@@ -182,59 +210,55 @@ pub enum Settled {
 
 /// Records attempt `attempt` and settles the delivery, unless another instance has claimed a
 /// later attempt meanwhile, or an operator redelivered it (its lease ran out): then only the
-/// attempt is recorded. Returns whether this record settled the delivery.
+/// attempt is recorded. Returns whether this record settled the delivery. One statement (both
+/// writes commit together or neither does), so that a successful attempt, the common case, needs
+/// no transaction of its own.
 pub fn record_attempt(
     conn: &mut PgConnection,
     attempt: &NewAttempt<'_>,
     settled: Settled,
 ) -> QueryResult<bool> {
-    conn.transaction(|conn| {
-        diesel::insert_into(webhook_attempts::table)
-            .values(attempt)
-            .on_conflict((webhook_attempts::delivery_id, webhook_attempts::attempt))
-            .do_nothing()
-            .execute(conn)?;
-        let mine = webhook_deliveries::table
-            .find(attempt.delivery_id)
-            .filter(webhook_deliveries::attempts.eq(attempt.attempt))
-            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending))
-            // Still leased: an operator's redelivery after the lease ran out clears it, and
-            // this late record must not undo that.
-            .filter(webhook_deliveries::leased_until.is_not_null());
-        let now = sql::<Nullable<Timestamptz>>("now()");
-        let common = (
-            webhook_deliveries::leased_until.eq(None::<DateTime<Utc>>),
-            webhook_deliveries::last_attempt_at.eq(now.clone()),
-            webhook_deliveries::last_status_code.eq(attempt.status_code),
-            webhook_deliveries::last_error.eq(attempt.error),
-        );
-        let updated = match settled {
-            Settled::Succeeded => diesel::update(mine)
-                .set((
-                    common,
-                    webhook_deliveries::status.eq(DeliveryStatus::Succeeded),
-                    webhook_deliveries::completed_at.eq(now),
-                ))
-                .execute(conn)?,
-            Settled::Failed => diesel::update(mine)
-                .set((
-                    common,
-                    webhook_deliveries::status.eq(DeliveryStatus::Failed),
-                    webhook_deliveries::completed_at.eq(now),
-                ))
-                .execute(conn)?,
-            Settled::RetryIn(wait) => diesel::update(mine)
-                .set((
-                    common,
-                    webhook_deliveries::retry_step.eq(webhook_deliveries::retry_step + 1),
-                    webhook_deliveries::next_attempt_at
-                        .eq(sql::<Timestamptz>("now() + ").bind::<Interval, _>(interval(wait))),
-                ))
-                .execute(conn)?,
-        };
-        Ok(updated == 1)
-    })
+    let (status, retry_in) = match settled {
+        Settled::Succeeded => (DeliveryStatus::Succeeded, Duration::ZERO),
+        Settled::Failed => (DeliveryStatus::Failed, Duration::ZERO),
+        Settled::RetryIn(wait) => (DeliveryStatus::Pending, wait),
+    };
+    diesel::sql_query(RECORD_ATTEMPT)
+        .bind::<Text, _>(attempt.delivery_id)
+        .bind::<Int4, _>(attempt.attempt)
+        .bind::<Timestamptz, _>(attempt.started_at)
+        .bind::<Int4, _>(attempt.latency_ms)
+        .bind::<Nullable<Int4>, _>(attempt.status_code)
+        .bind::<Nullable<Text>, _>(attempt.response_excerpt)
+        .bind::<Nullable<Text>, _>(attempt.error)
+        .bind::<Text, _>(status.as_str())
+        .bind::<Interval, _>(interval(retry_in))
+        .prepared()
+        .get_result::<Done>(conn)
+        .map(|settled| settled.done)
 }
+
+/// [`record_attempt`]'s statement: `$8` the delivery's new status (`pending`: retried in `$9`);
+/// `done` says whether the delivery was settled. The delivery is settled only while this
+/// attempt is its latest and still leased: an operator's redelivery after the lease ran out
+/// clears the lease, and this late record must not undo that.
+const RECORD_ATTEMPT: &str = "WITH attempt AS ( \
+         INSERT INTO webhook_attempts \
+             (delivery_id, attempt, started_at, latency_ms, status_code, response_excerpt, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (delivery_id, attempt) DO NOTHING \
+         RETURNING 1), \
+     settled AS ( \
+         UPDATE webhook_deliveries \
+            SET leased_until = NULL, last_attempt_at = now(), last_status_code = $5, \
+                last_error = $7, status = $8, \
+                completed_at = CASE WHEN $8 = 'pending' THEN completed_at ELSE now() END, \
+                retry_step = CASE WHEN $8 = 'pending' THEN retry_step + 1 ELSE retry_step END, \
+                next_attempt_at = CASE WHEN $8 = 'pending' THEN now() + $9 \
+                                       ELSE next_attempt_at END \
+          WHERE id = $1 AND attempts = $2 AND status = 'pending' AND leased_until IS NOT NULL \
+         RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM settled) AS done";
 
 /// The deliveries that failed for good, or keep failing (3 attempts or more), newest first.
 pub fn failing(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Delivery>> {

@@ -22,10 +22,9 @@ use crate::core::webhooks::{Next, Payload, accepted, after_failure, signature_he
 use crate::db::merchants::Merchant;
 use crate::db::orders::{self as order_rows, Order};
 use crate::db::payments as payment_rows;
-use crate::db::schema::events;
 use crate::db::sealed::Sealed;
-use crate::db::webhooks::{self as delivery_rows, Delivery, NewAttempt, Settled};
-use crate::db::{Db, merchants as merchant_rows, transaction_with_retry};
+use crate::db::webhooks::{self as delivery_rows, Claimed, Delivery, NewAttempt, Settled};
+use crate::db::{Db, merchants as merchant_rows, retry_aborted, transaction_with_retry};
 use crate::db::{StorageError, StorageFailure};
 use crate::domain::{AuditAction, Operator};
 use crate::domain::{DeliveryKind, EventType};
@@ -131,16 +130,24 @@ pub fn spawn(
     }))
 }
 
-/// The event, the merchant's signing secrets and, for the old protocols, the order and merchant.
-fn load_content(
-    conn: &mut PgConnection,
-    delivery: &Delivery,
-) -> Result<DeliveryContent, RuleError> {
-    let (event_type, event_created_at, data) = events::table
-        .find(&delivery.event_id)
-        .select((events::type_, events::created_at, events::data))
-        .first::<(EventType, chrono::DateTime<Utc>, serde_json::Value)>(conn)?;
-    let secrets = merchant_rows::signing_secrets(conn, &delivery.merchant_id)?;
+/// The event and the merchant's signing secrets (read with the claim) and, for the old
+/// protocols, the order and merchant.
+fn load_content(conn: &mut PgConnection, claimed: Claimed) -> Result<DeliveryContent, RuleError> {
+    let delivery = &claimed.delivery;
+    let gone =
+        |what: &str| RuleError::internal(format!("the {what} of delivery {} is gone", delivery.id));
+    let (Some(event_type), Some(event_created_at), Some(data)) = (
+        claimed.event_type,
+        claimed.event_created_at,
+        claimed.event_data,
+    ) else {
+        return Err(gone("event"));
+    };
+    let current = claimed.webhook_secret.ok_or_else(|| gone("merchant"))?;
+    let secrets = std::iter::once(current)
+        .chain(claimed.previous_webhook_secret)
+        .map(|stored| Sealed::open_stored(&stored).map_err(RuleError::internal))
+        .collect::<Result<Vec<_>, _>>()?;
     let compat = if delivery.kind == DeliveryKind::Standard {
         None
     } else {
@@ -245,8 +252,9 @@ impl Worker {
                     lease,
                 )?;
                 let mut claimed = Vec::with_capacity(due.len());
-                for delivery in due {
-                    let content = match load_content(conn, &delivery) {
+                for row in due {
+                    let delivery = row.delivery.clone();
+                    let content = match load_content(conn, row) {
                         Ok(content) => Ok(content),
                         Err(e) if e.storage_error().is_some_and(StorageError::is_unavailable) => {
                             return Err(e);
@@ -318,22 +326,27 @@ impl Worker {
         let recorded = self
             .db
             .run(move |conn| -> Result<_, RuleError> {
+                let attempt = NewAttempt {
+                    delivery_id: &record.delivery_id,
+                    attempt: record.attempt,
+                    started_at: record.started_at,
+                    latency_ms: record.latency_ms,
+                    status_code: record.status_code,
+                    response_excerpt: record.excerpt.as_deref(),
+                    error: record.error.as_deref(),
+                };
+                if matches!(settled, Settled::Succeeded) {
+                    // Nothing for the owner to know: the record is one statement, on its own.
+                    retry_aborted(|| {
+                        delivery_rows::record_attempt(conn, &attempt, settled)
+                            .map_err(RuleError::from)
+                    })?;
+                    return Ok(());
+                }
                 transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
-                    let settled_here = delivery_rows::record_attempt(
-                        conn,
-                        &NewAttempt {
-                            delivery_id: &record.delivery_id,
-                            attempt: record.attempt,
-                            started_at: record.started_at,
-                            latency_ms: record.latency_ms,
-                            status_code: record.status_code,
-                            response_excerpt: record.excerpt.as_deref(),
-                            error: record.error.as_deref(),
-                        },
-                        settled,
-                    )?;
+                    let settled_here = delivery_rows::record_attempt(conn, &attempt, settled)?;
                     // A delivery that keeps failing is the owner's to know, told with its record.
-                    if settled_here && !matches!(settled, Settled::Succeeded) {
+                    if settled_here {
                         let error = match (record.status_code, record.error.as_deref()) {
                             (_, Some(error)) => error.to_string(),
                             (Some(status), None) => format!("the endpoint answered {status}"),
