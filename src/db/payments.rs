@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{Bool, Interval, Nullable, Text, Timestamptz};
 use rust_decimal::Decimal;
 
 use super::prepared::KeepPrepared;
@@ -54,17 +54,25 @@ pub struct NewPayment<'a> {
     pub notification_row: i64,
     pub reason: Option<&'a str>,
     pub amounts_read: Option<Vec<Option<Decimal>>>,
+    /// The order it paid (`result` is then `matched`).
+    pub order_id: Option<&'a str>,
+    pub duplicate_of: Option<&'a str>,
 }
 
 /// Inserts the payment unless the device already reported this notification id (`None` then),
 /// and links the stored notification it was read from (`notification_row`) to it, in one
-/// statement. A concurrent insert of the same id waits for the first to commit.
+/// statement. A concurrent insert of the same id waits for the first to commit. With
+/// `hold_amount`, the payment keeps its amount from new orders on its payee for that long from
+/// now (the database clock): one that paid nothing, whose copy may still arrive.
 pub fn insert_if_new(
     conn: &mut PgConnection,
     new: &NewPayment<'_>,
+    hold_amount: Option<std::time::Duration>,
 ) -> QueryResult<Option<Payment>> {
+    let holds_until = sql::<Nullable<Timestamptz>>("now() + ")
+        .bind::<Nullable<Interval>, _>(hold_amount.map(super::interval));
     let insert = diesel::insert_into(payments::table)
-        .values(new)
+        .values((new, payments::holds_amount_until.eq(holds_until)))
         .on_conflict((payments::device_id, payments::notification_id))
         .do_nothing()
         .returning(Payment::as_returning());
@@ -115,64 +123,6 @@ pub fn find_by_notification_id(
         .first(conn)
 }
 
-pub fn set_matched(conn: &mut PgConnection, id: &str, order_id: &str) -> QueryResult<Payment> {
-    diesel::update(payments::table.find(id))
-        .set((
-            payments::result.eq(PaymentResult::Matched),
-            payments::order_id.eq(order_id),
-        ))
-        .returning(Payment::as_returning())
-        .prepared()
-        .get_result(conn)
-}
-
-/// Marks a recorded payment as a report of a payment already recorded (`duplicate_of`, when
-/// one is), with why.
-pub fn set_duplicate(
-    conn: &mut PgConnection,
-    id: &str,
-    duplicate_of: Option<&str>,
-    reason: &str,
-) -> QueryResult<Payment> {
-    diesel::update(payments::table.find(id))
-        .set((
-            payments::result.eq(PaymentResult::Duplicate),
-            payments::duplicate_of.eq(duplicate_of),
-            payments::reason.eq(reason),
-        ))
-        .returning(Payment::as_returning())
-        .prepared()
-        .get_result(conn)
-}
-
-/// Keeps the amount of a payment that paid nothing from new orders on its payee for `window`
-/// from now: a copy of it may still arrive.
-pub fn hold_amount(
-    conn: &mut PgConnection,
-    id: &str,
-    window: std::time::Duration,
-) -> QueryResult<Payment> {
-    diesel::update(payments::table.find(id))
-        .set(
-            payments::holds_amount_until.eq(sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("now() + ")
-            .bind::<diesel::sql_types::Interval, _>(super::interval(window))),
-        )
-        .returning(Payment::as_returning())
-        .prepared()
-        .get_result(conn)
-}
-
-/// Gives a payment that paid nothing the reason why.
-pub fn set_reason(conn: &mut PgConnection, id: &str, reason: &str) -> QueryResult<Payment> {
-    diesel::update(payments::table.find(id))
-        .set(payments::reason.eq(reason))
-        .returning(Payment::as_returning())
-        .prepared()
-        .get_result(conn)
-}
-
 /// Serializes, until the end of the transaction, the matching of payments of one amount on one
 /// payee: two reports of one payment, processed at once, then see each other.
 pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> QueryResult<()> {
@@ -188,7 +138,7 @@ pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> 
 }
 
 /// The first payment recorded from another report of the device that shares
-/// `same_payment_key` and arrived within `window` of `arrived_at`; not `except` itself. With a
+/// `same_payment_key` and arrived within `window` of `arrived_at`. With a
 /// window, only payments (a credit, one kept unmatched, a duplicate) count: the same text may be
 /// a second payment later on. Without one (the same Android notification, by its post time),
 /// any earlier report counts, whatever became of it: a copy once kept as a chat message stays
@@ -199,13 +149,11 @@ pub fn earlier_report(
     same_payment_key: &[u8],
     arrived_at: DateTime<Utc>,
     window: Option<std::time::Duration>,
-    except: &str,
 ) -> QueryResult<Option<Payment>> {
     use super::schema::notifications;
     let mut query = payments::table
         .inner_join(notifications::table.on(notifications::id.eq(payments::notification_row)))
         .filter(payments::device_id.eq(device_id))
-        .filter(payments::id.ne(except))
         .filter(notifications::same_payment_key.eq(same_payment_key))
         .into_boxed();
     if window.is_some() {
@@ -295,7 +243,13 @@ pub fn assign(
     id: PaymentId<'_>,
     order_id: OrderId<'_>,
 ) -> QueryResult<Payment> {
-    set_matched(conn, id.as_str(), order_id.as_str())
+    diesel::update(payments::table.find(id.as_str()))
+        .set((
+            payments::result.eq(PaymentResult::Matched),
+            payments::order_id.eq(order_id.as_str()),
+        ))
+        .returning(Payment::as_returning())
+        .get_result(conn)
 }
 
 /// The payment that paid an order, if a payment did.

@@ -28,7 +28,7 @@ fn payment(notification_id: &str, amount: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_notification_is_answered_like_the_first_and_credits_once() {
     let TestEnv { app, db } = spawn_app().await;
-    let (_, listener, id) = pending_order(&app, "10.00").await;
+    let (merchant, listener, id) = pending_order(&app, "10.00").await;
     let body = payment("n-1", "10.00");
 
     let first: Value = app
@@ -43,14 +43,23 @@ async fn a_repeated_notification_is_answered_like_the_first_and_credits_once() {
         assert_eq!(again.status(), StatusCode::OK);
         assert_eq!(again.json::<Value>().await.unwrap(), first);
     }
-    // Even with other content, the id decides: the first answer, nothing changed.
+    // Even with other content, the id decides: the first answer, nothing changed, although
+    // another order holds the amount it names.
+    let other = app.order(&merchant, "99.00", "wechat").await;
     let altered: Value = app
-        .notify(&listener.device, &payment("n-1", "99.00"))
+        .notify(
+            &listener.device,
+            &payment("n-1", other["payable_amount"].as_str().unwrap()),
+        )
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(altered, first);
+    assert_eq!(
+        app.get_order(other["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
 
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
     assert_eq!(

@@ -81,6 +81,24 @@ pub fn record_payment(
                 .find(|(of, _)| *of == channel)
                 .map(|(_, id)| id.as_str())
         });
+        // What the payment comes to is decided before it is stored, so that its row is
+        // written once, as it stays.
+        let outcome = match (&verdict, payee_id) {
+            (Verdict::Payment { amount, .. }, Some(payee_id)) => {
+                match_payment(conn, rules, device, report, payee_id, *amount)?
+            }
+            _ => Outcome::kept(result, reason.map(str::to_owned)),
+        };
+        // A payment that paid nothing keeps its amount from new orders as long as a paid order
+        // would: a copy of it under another id may still come, and must find no order to pay.
+        let hold = (matches!(verdict, Verdict::Payment { .. })
+            && payee_id.is_some()
+            && matches!(
+                outcome.result,
+                PaymentResult::Unmatched | PaymentResult::Duplicate
+            )
+            && !rules.duplicate_window.is_zero())
+        .then(|| rules.paid_hold());
         let payment_id = new_id("pay");
         let inserted = payment_rows::insert_if_new(
             conn,
@@ -95,13 +113,18 @@ pub fn record_payment(
                 text: notification.text.as_deref(),
                 reported_at: notification.reported_at,
                 payee_id,
-                result,
+                result: outcome.result,
                 notification_row: report.raw_id,
-                reason,
+                reason: outcome.reason.as_deref(),
                 amounts_read: amounts_read.clone(),
+                order_id: outcome.pays.as_ref().map(|pay| pay.order.id.as_str()),
+                duplicate_of: outcome.duplicate_of.as_deref(),
             },
+            hold,
         )?;
         let Some(payment) = inserted else {
+            // The device reported this notification id before: the first report's payment
+            // stands, and nothing decided above is written (no order was paid).
             let first = payment_rows::find_by_notification_id(
                 conn,
                 DeviceId(&device.id),
@@ -110,129 +133,144 @@ pub fn record_payment(
             raw_rows::set_payment(conn, report.raw_id, &first.id)?;
             return Ok(first);
         };
-        let recorded = match (&verdict, payee_id) {
-            (Verdict::Payment { amount, .. }, Some(payee_id)) => {
-                let recorded =
-                    match_payment(conn, rules, device, report, &payment, payee_id, *amount)?;
-                // A payment that paid nothing keeps its amount from new orders as long as a
-                // paid order would: a copy of it under another id may still come, and must
-                // find no order to pay.
-                if matches!(
-                    recorded.result,
-                    PaymentResult::Unmatched | PaymentResult::Duplicate
-                ) && !rules.duplicate_window.is_zero()
-                {
-                    payment_rows::hold_amount(conn, &recorded.id, rules.paid_hold())?
-                } else {
-                    recorded
-                }
-            }
-            _ => payment,
-        };
+        if let Some(pay) = &outcome.pays {
+            // The order is locked since it was found holding the amount.
+            pay_locked(
+                conn,
+                &pay.order,
+                pay.overdue,
+                Some(pay.arrived_at),
+                rules.paid_hold(),
+            )?;
+        }
         // What paid nothing is the owner's to look at: told in the same transaction.
-        crate::core::alerts::payment_recorded(conn, device, &recorded)?;
-        Ok(recorded)
+        crate::core::alerts::payment_recorded(conn, device, &payment)?;
+        Ok(payment)
     })
 }
 
-/// Matches a trustworthy payment just recorded for `payee_id`: a duplicate of an earlier report
-/// of it, the payment of the order holding its amount, or kept unmatched.
+/// What a reported payment comes to, decided before its row is written.
+struct Outcome {
+    result: PaymentResult,
+    reason: Option<String>,
+    duplicate_of: Option<String>,
+    /// The order it pays, locked.
+    pays: Option<Pays>,
+}
+
+struct Pays {
+    order: Order,
+    overdue: bool,
+    /// When the payment (or the first report of it) arrived.
+    arrived_at: DateTime<Utc>,
+}
+
+impl Outcome {
+    fn kept(result: PaymentResult, reason: Option<String>) -> Outcome {
+        Outcome {
+            result,
+            reason,
+            duplicate_of: None,
+            pays: None,
+        }
+    }
+
+    fn duplicate(of: Option<String>, reason: String) -> Outcome {
+        Outcome {
+            duplicate_of: of,
+            ..Outcome::kept(PaymentResult::Duplicate, Some(reason))
+        }
+    }
+}
+
+/// Matches a trustworthy payment for `payee_id`, not yet stored: a duplicate of an earlier
+/// report of it, the payment of the order holding its amount (locked, paid by the caller once
+/// the payment is stored), or kept unmatched.
 fn match_payment(
     conn: &mut PgConnection,
     rules: &OrderRules,
     device: &Device,
     report: &Report<'_>,
-    payment: &Payment,
     payee_id: &str,
     amount: Amount,
-) -> Result<Payment, RuleError> {
+) -> Result<Outcome, RuleError> {
     let notification = report.notification;
-    {
-        // Reports of one amount on one payee are matched one at a time, so that two copies of
-        // one payment processed at once see each other.
-        payment_rows::lock_amount(conn, payee_id, amount.as_decimal())?;
+    // Reports of one amount on one payee are matched one at a time, so that two copies of one
+    // payment processed at once see each other.
+    payment_rows::lock_amount(conn, payee_id, amount.as_decimal())?;
 
-        let mut arrived_at = raw_rows::first_unprocessed_arrival(
-            conn,
-            DeviceId(&device.id),
-            &notification.notification_id,
-            report.body_sha256,
-        )?
-        .map_or(report.received_at, |first| first.min(report.received_at));
-        if let Some(key) = report.same_payment_key {
-            let window = same_payment_window(notification, rules);
-            if let Some(earlier) = payment_rows::earlier_report(
-                conn,
-                &device.id,
-                key,
-                arrived_at,
-                window,
-                &payment.id,
-            )? {
-                let first = earlier.duplicate_of.unwrap_or(earlier.id);
-                let reason = match window {
-                    Some(window) => format!(
-                        "the same payment as {first}: the same device, channel, amount and text \
-                         within {} s",
-                        window.as_secs()
-                    ),
-                    None => format!(
-                        "the same notification as {first}: the same device, channel, amount, \
-                         text and post time"
-                    ),
-                };
-                return Ok(payment_rows::set_duplicate(
-                    conn,
-                    &payment.id,
-                    Some(&first),
-                    &reason,
-                )?);
-            }
-            if let Some(first) =
-                raw_rows::first_report_arrival(conn, &device.id, key, arrived_at, window)?
-            {
-                arrived_at = arrived_at.min(first);
-            }
-        }
-
-        let holder = order_rows::lock_holder(conn, payee_id, amount.as_decimal(), arrived_at)?;
-        let Some((order, overdue)) = holder else {
-            return Ok(payment.clone());
-        };
-        match order.status {
-            OrderStatus::Pending | OrderStatus::Expired
-                if seen_before(notification).is_some_and(|seen| {
-                    seen < order.created_at - chrono::Duration::seconds(SIGNATURE_WINDOW_SECS)
-                }) =>
-            {
-                // The phone saw it before the order held the amount, beyond any clock skew a
-                // signed request can have: an old notification re-sent, never this order's.
-                Ok(payment_rows::set_reason(
-                    conn,
-                    &payment.id,
-                    &format!(
-                        "the phone saw this payment at {}, before order {} held the amount ({})",
-                        seen_before(notification).map_or_else(String::new, |t| t.to_rfc3339()),
-                        order.id,
-                        order.created_at.to_rfc3339()
-                    ),
-                )?)
-            }
-            OrderStatus::Pending | OrderStatus::Expired => {
-                let paid = pay_locked(conn, &order, overdue, Some(arrived_at), rules.paid_hold())?;
-                Ok(payment_rows::set_matched(conn, &payment.id, &paid.id)?)
-            }
-            OrderStatus::Paid => duplicate_of_paid(conn, payment, &order),
-            OrderStatus::Closed => Ok(payment_rows::set_reason(
-                conn,
-                &payment.id,
-                &format!(
-                    "order {} held this amount when the payment arrived, and was closed",
-                    order.id
+    let mut arrived_at = raw_rows::first_unprocessed_arrival(
+        conn,
+        DeviceId(&device.id),
+        &notification.notification_id,
+        report.body_sha256,
+    )?
+    .map_or(report.received_at, |first| first.min(report.received_at));
+    if let Some(key) = report.same_payment_key {
+        let window = same_payment_window(notification, rules);
+        if let Some(earlier) =
+            payment_rows::earlier_report(conn, &device.id, key, arrived_at, window)?
+        {
+            let first = earlier.duplicate_of.unwrap_or(earlier.id);
+            let reason = match window {
+                Some(window) => format!(
+                    "the same payment as {first}: the same device, channel, amount and text \
+                     within {} s",
+                    window.as_secs()
                 ),
-            )?),
+                None => format!(
+                    "the same notification as {first}: the same device, channel, amount, text \
+                     and post time"
+                ),
+            };
+            return Ok(Outcome::duplicate(Some(first), reason));
+        }
+        if let Some(first) =
+            raw_rows::first_report_arrival(conn, &device.id, key, arrived_at, window)?
+        {
+            arrived_at = arrived_at.min(first);
         }
     }
+
+    let holder = order_rows::lock_holder(conn, payee_id, amount.as_decimal(), arrived_at)?;
+    let Some((order, overdue)) = holder else {
+        return Ok(Outcome::kept(PaymentResult::Unmatched, None));
+    };
+    Ok(match order.status {
+        OrderStatus::Pending | OrderStatus::Expired
+            if seen_before(notification).is_some_and(|seen| {
+                seen < order.created_at - chrono::Duration::seconds(SIGNATURE_WINDOW_SECS)
+            }) =>
+        {
+            // The phone saw it before the order held the amount, beyond any clock skew a
+            // signed request can have: an old notification re-sent, never this order's.
+            Outcome::kept(
+                PaymentResult::Unmatched,
+                Some(format!(
+                    "the phone saw this payment at {}, before order {} held the amount ({})",
+                    seen_before(notification).map_or_else(String::new, |t| t.to_rfc3339()),
+                    order.id,
+                    order.created_at.to_rfc3339()
+                )),
+            )
+        }
+        OrderStatus::Pending | OrderStatus::Expired => Outcome {
+            pays: Some(Pays {
+                order,
+                overdue,
+                arrived_at,
+            }),
+            ..Outcome::kept(PaymentResult::Matched, None)
+        },
+        OrderStatus::Paid => duplicate_of_paid(conn, &order)?,
+        OrderStatus::Closed => Outcome::kept(
+            PaymentResult::Unmatched,
+            Some(format!(
+                "order {} held this amount when the payment arrived, and was closed",
+                order.id
+            )),
+        ),
+    })
 }
 
 /// The earliest time the phone says it saw the notification (its post time, or when the
@@ -246,11 +284,7 @@ fn seen_before(notification: &Notification) -> Option<DateTime<Utc>> {
 
 /// A payment of a paid order's amount within its reservation: the same payment reported again
 /// (or a second payment of an order already paid), never a credit to another order.
-fn duplicate_of_paid(
-    conn: &mut PgConnection,
-    payment: &Payment,
-    order: &Order,
-) -> Result<Payment, RuleError> {
+fn duplicate_of_paid(conn: &mut PgConnection, order: &Order) -> Result<Outcome, RuleError> {
     let original = payment_rows::of_order(conn, &order.id)?.into_iter().next();
     let paid_at = order
         .paid_at
@@ -267,12 +301,7 @@ fn duplicate_of_paid(
             order.id
         ),
     };
-    Ok(payment_rows::set_duplicate(
-        conn,
-        &payment.id,
-        original.as_ref().map(|p| p.id.as_str()),
-        &reason,
-    )?)
+    Ok(Outcome::duplicate(original.map(|p| p.id), reason))
 }
 
 /// What two reports of one payment share, hashed: the channel, the listener's amount, the app,

@@ -254,7 +254,10 @@ fn keep_unfinished(
                 notification_row: raw.id,
                 reason: Some(&reason),
                 amounts_read: None,
+                order_id: None,
+                duplicate_of: None,
             },
+            None,
         )?;
         if let Some(payment) = kept {
             crate::core::alerts::payment_recorded(conn, &device, &payment)?;
