@@ -5,9 +5,14 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A new prefixed id with 122 random bits, e.g. `ord_3f2a…` (32 hex digits).
+/// A new prefixed id, e.g. `ord_019af3c2…` (32 hex digits): a UUIDv7, the creation time to the
+/// millisecond followed by 74 random bits. Time-ordered, so that the indexes of the rows made on
+/// every payment (orders, payments, events, and what refers to them by id) take new entries at
+/// one edge instead of at random places across a year of history, each of which would dirty
+/// (and after a checkpoint, write whole to the WAL) a page of its own. Still unguessable: an
+/// order's id is what its shop page polls with.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
