@@ -63,6 +63,8 @@ mod protocols;
 mod report;
 #[path = "solopay-bench/service.rs"]
 mod service;
+#[path = "solopay-bench/statements.rs"]
+mod statements;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -222,6 +224,10 @@ struct Args {
     /// on the same database; 0 leaves retention out.
     #[arg(long, default_value_t = 30)]
     history_retention_days: u32,
+    /// A server setting (`name=value`) of the history phase's cluster, after its own; repeat for
+    /// more (e.g. `--history-setting wal_compression=lz4`).
+    #[arg(long = "history-setting", value_name = "NAME=VALUE")]
+    history_settings: Vec<String>,
 }
 
 #[tokio::main]

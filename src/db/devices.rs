@@ -221,7 +221,9 @@ pub fn mark_offline(conn: &mut PgConnection, offline_after: Duration) -> QueryRe
 /// notifications before (it has reported one), and with at least `expired` orders on its payees
 /// that expired unpaid since its last notification; returns them with that count.
 /// (Re-checked on the row as the update finds it: a notification that arrived while the update
-/// waited for the row clears the device, and it is not marked.)
+/// waited for the row clears the device, and it is not marked.) The count reads the partial index
+/// of expired orders by payee and expiry: only what expired since each device's last
+/// notification, never the history before it.
 pub fn mark_silent(
     conn: &mut PgConnection,
     offline_after: Duration,
@@ -236,14 +238,14 @@ pub fn mark_silent(
     }
     let silent: Vec<Silent> = diesel::sql_query(
         "WITH silent AS ( \
-             SELECT d.id, d.last_notification_at, count(o.id) AS expired FROM devices d \
+             SELECT d.id, d.last_notification_at, count(*) AS expired FROM devices d \
              JOIN payees p ON p.device_id = d.id \
              JOIN orders o ON o.payee_id = p.id \
              WHERE d.enabled AND d.silence_alerted_at IS NULL \
                AND d.last_notification_at IS NOT NULL \
                AND d.last_heartbeat_at > now() - $1 \
                AND o.status = 'expired' AND o.expires_at > d.last_notification_at \
-             GROUP BY d.id HAVING count(o.id) >= $2) \
+             GROUP BY d.id HAVING count(*) >= $2) \
          UPDATE devices SET silence_alerted_at = now() FROM silent \
          WHERE devices.id = silent.id \
            AND devices.silence_alerted_at IS NULL \

@@ -28,6 +28,7 @@ use crate::orders::{
 };
 use crate::payments::notify_and_latencies;
 use crate::service::{Service, on_fresh_database, with_service};
+use crate::statements;
 use crate::{Args, Result};
 use solopay::private_cluster::PrivateCluster;
 
@@ -59,12 +60,16 @@ pub async fn history_phase(args: &Args) -> Result<HistoryReport> {
     println!("history: starting a PostgreSQL cluster of the bench's own (autovacuum on) ...");
     let cluster = PrivateCluster::init("solopay-bench-cluster")?;
     // Autovacuum on, as production runs it.
-    cluster.start(&[
+    let mut options = vec![
         "autovacuum=on",
         "max_connections=100",
         "shared_buffers=512MB",
         "max_wal_size=4GB",
-    ])?;
+        // What each statement costs, for the report (`statements.rs`).
+        "shared_preload_libraries=pg_stat_statements",
+    ];
+    options.extend(args.history_settings.iter().map(String::as_str));
+    cluster.start(&options)?;
     println!(
         "history: cluster at {} in {}",
         cluster.server_url(),
@@ -123,6 +128,8 @@ async fn settings(server: &str) -> Result<Vec<(String, String)>> {
         "max_wal_size",
         "synchronous_commit",
         "fsync",
+        "wal_compression",
+        "checkpoint_timeout",
     ] {
         let row = db.query_one(&format!("SHOW {name}"), &[]).await?;
         values.push((name.to_string(), row.get(0)));
@@ -196,6 +203,7 @@ async fn measure_with_history(
     let (db, connection) = tokio_postgres::connect(&service.database_url, NoTls).await?;
     tokio::spawn(connection);
     let db = Arc::new(db);
+    statements::prepare(&db).await?;
 
     for (k, share) in history_fill::MERCHANT_SHARES.iter().enumerate() {
         let url = format!("https://shop{k}.example.com/solopay/notify");
@@ -268,11 +276,15 @@ async fn measure_round(
         requests: args.spread_orders,
         concurrency: 32,
     };
+    statements::reset(db).await?;
     let create_spread =
         measured_order_run(api, service, db, &shops, &devices, plan, |_| random_price()).await?;
+    let create_spread_statements = statements::costliest(db).await?;
 
     let devices = pool.take(api, &shops.listeners, args.payees).await?;
+    statements::reset(db).await?;
     let (notify, paced, _) = notify_and_latencies(args, api, db, service, &shops, devices).await?;
+    let notify_statements = statements::costliest(db).await?;
 
     println!(
         "the sweep: {SWEEP_SAMPLES} passes with nothing to expire, one with {SWEEP_OVERDUE} ..."
@@ -290,7 +302,9 @@ async fn measure_round(
         census,
         create_one,
         create_spread,
+        create_spread_statements,
         notify,
+        notify_statements,
         long_poll_wake_up: paced.long_poll,
         payment_to_webhook: paced.webhook,
         paced_failures: paced.failures,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::history::thousands;
 use crate::measure::Latency;
 use crate::report::{CreateOrderRun, NotifyRun};
+use crate::statements::{self, StatementCost};
 
 #[derive(Debug, Serialize)]
 pub struct HistoryReport {
@@ -30,7 +31,12 @@ pub struct HistoryRun {
     pub census: Vec<(String, i64)>,
     pub create_one: CreateOrderRun,
     pub create_spread: CreateOrderRun,
+    /// PostgreSQL's costliest statements during the create-order run on many payees.
+    pub create_spread_statements: Vec<StatementCost>,
     pub notify: Vec<NotifyRun>,
+    /// PostgreSQL's costliest statements during the notify runs (as fast as it goes, then
+    /// paced with their webhooks and long-polls).
+    pub notify_statements: Vec<StatementCost>,
     pub long_poll_wake_up: Latency,
     pub payment_to_webhook: Latency,
     pub paced_failures: BTreeMap<String, usize>,
@@ -322,6 +328,10 @@ pub fn print_history(report: &HistoryReport) {
             run.sweep.overdue,
             run.admin_pages_walked
         );
+        println!("  statements during create-order on many payees:");
+        print!("{}", statements::format(&run.create_spread_statements));
+        println!("  statements during the notify runs (and the orders they pay, created first):");
+        print!("{}", statements::format(&run.notify_statements));
     }
     print!(
         "{}",
