@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::Value;
 use tokio_postgres::NoTls;
@@ -505,11 +506,24 @@ async fn sweep_figures(api: &Api, shop: &Merchant, database_url: &str) -> Result
             let (expired, _) = solopay::sweeper::sweep_pass(conn, &rules)?;
             Ok((expired, started.elapsed()))
         })?;
+        // The round's devices are online and have reported payments, and the orders just
+        // expired are on their payees: the silent-listener check has work to do.
+        let mut devices = Vec::with_capacity(SWEEP_SAMPLES);
+        for _ in 0..SWEEP_SAMPLES {
+            conn.batch_execute("BEGIN")?;
+            let started = Instant::now();
+            let checked =
+                solopay::core::alerts::sweep_devices(&mut conn, rules.device_offline_after);
+            devices.push(started.elapsed());
+            conn.batch_execute("ROLLBACK")?;
+            checked?;
+        }
         Ok(SweepFigures {
             pass_with_nothing_to_expire: Latency::of(idle),
             overdue: ids.len(),
             expired_in_one_pass: expired,
             pass_expiring_ms: elapsed.as_secs_f64() * 1000.0,
+            devices_pass: Latency::of(devices),
         })
     })
     .await?

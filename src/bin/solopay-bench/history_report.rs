@@ -69,6 +69,10 @@ pub struct SweepFigures {
     pub overdue: usize,
     pub expired_in_one_pass: usize,
     pub pass_expiring_ms: f64,
+    /// The sweep's look at the devices (offline, or listeners gone silent while orders expired
+    /// on their payees; every few seconds), after that pass: each call rolled back, so that
+    /// each one does the whole check.
+    pub devices_pass: Latency,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +143,9 @@ pub fn rows(runs: &[HistoryRun]) -> Vec<Row> {
         }),
         row("sweep pass expiring 1,000 orders", "ms", runs, |r| {
             Some(r.sweep.pass_expiring_ms)
+        }),
+        row("sweep's device check, p50", "ms", runs, |r| {
+            Some(r.sweep.devices_pass.p50_ms)
         }),
         row("GET /admin/orders, first page, p50", "ms", runs, |r| {
             Some(r.admin_first_page.p50_ms)

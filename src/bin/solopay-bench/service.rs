@@ -23,6 +23,22 @@ pub struct Service {
     pub log: PathBuf,
 }
 
+/// The key every service this bench starts seals its secrets with, installed in the bench's own
+/// process too, so that the bench can call the service's code on rows holding sealed secrets
+/// (the history phase's timing of the sweep's device check): hex, as `SOLOPAY_SECRET_KEY` takes it.
+fn sealing_key() -> Result<&'static str> {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hex = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key[..]);
+        hex::encode(key)
+    });
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex, &mut key).map_err(|e| e.to_string())?;
+    solopay::db::sealed::install_key(key)?;
+    Ok(hex)
+}
+
 impl Service {
     /// Starts the service on `database` (created and migrated if missing), with `settings` added
     /// to its environment.
@@ -45,6 +61,7 @@ impl Service {
             .env("DATABASE_URL", &database_url)
             .env("SOLOPAY_BIND", format!("127.0.0.1:{port}"))
             .env("SOLOPAY_ADMIN_TOKEN", &admin_token)
+            .env("SOLOPAY_SECRET_KEY", sealing_key()?)
             .env("SOLOPAY_ALLOW_PRIVATE_WEBHOOKS", "true")
             .env("SOLOPAY_MAX_OFFSET_STEPS", MAX_OFFSET_STEPS.to_string())
             .env("SOLOPAY_LOG", "warn")
