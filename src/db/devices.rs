@@ -169,34 +169,34 @@ pub fn record_heartbeat(
 }
 
 /// Marks a device heard from by a notification, clearing its open "offline" and "silent" alert
-/// marks; returns since when it was told offline, if it was. The row is locked by a statement of
-/// its own first: one statement that locked it in a subquery and updated it through a self-join
-/// re-locked it when a concurrent update had moved it, and two notifications of one phone were
-/// seen to deadlock that way.
+/// marks; returns since when it was told offline, if it was. One statement when it was not (the
+/// usual case): the update locks the row and returns its offline mark as it stands under that
+/// lock (the update leaves it as it is), and only a mark found there is cleared, by a second
+/// statement on the row this transaction already holds. (Reading the old mark through a
+/// self-join in one statement re-locked the row when a concurrent update had moved it, and two
+/// notifications of one phone were seen to deadlock that way.)
 pub fn record_notification(
     conn: &mut PgConnection,
     id: &str,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let was: Option<Option<DateTime<Utc>>> = devices::table
-        .find(id)
-        .select(devices::offline_alerted_at)
-        .for_no_key_update()
-        .limit(1)
-        .prepared()
-        .get_result(conn)
-        .optional()?;
     let now = sql::<Nullable<Timestamptz>>("now()");
-    diesel::update(devices::table.find(id))
+    let offline_mark: Option<Option<DateTime<Utc>>> = diesel::update(devices::table.find(id))
         .set((
             devices::last_seen_at.eq(now.clone()),
             devices::last_notification_at.eq(now),
-            devices::offline_alerted_at.eq(None::<DateTime<Utc>>),
             devices::silence_alerted_at.eq(None::<DateTime<Utc>>),
         ))
-        .returning(devices::id)
+        .returning(devices::offline_alerted_at)
         .prepared()
-        .load::<String>(conn)?;
-    Ok(was.flatten())
+        .get_result(conn)
+        .optional()?;
+    let since = offline_mark.flatten();
+    if since.is_some() {
+        diesel::update(devices::table.find(id))
+            .set(devices::offline_alerted_at.eq(None::<DateTime<Utc>>))
+            .execute(conn)?;
+    }
+    Ok(since)
 }
 
 /// Marks the enabled devices with enabled payees that went offline (seen before, not within

@@ -733,3 +733,43 @@ async fn a_failed_send_never_shows_the_channels_secret() {
     assert!(listed.contains("last_error"), "{listed}");
     assert!(!listed.contains("SECRET"), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_from_a_device_told_offline_tells_the_owner_it_is_back_once() {
+    let owner = Receiver::start().await;
+    let TestEnv { app, db } = spawn_app_with(fast).await;
+    owner_channel(&app, &owner, Some(json!(["device.online"]))).await;
+    let listener = app.online_listener("wechat").await;
+    // Heard from, never told offline: a notification is no news to the owner.
+    app.pay(&listener.device, "wechat", "1.01").await;
+    // The sweep told the owner it went offline (its mark, as the sweep leaves it).
+    let marked = db
+        .execute(&format!(
+            "UPDATE devices SET offline_alerted_at = now() - interval '5 minutes' WHERE id = '{}'",
+            listener.device.id
+        ))
+        .await;
+    assert_eq!(marked, 1);
+    // Two notifications from it: the first brings it back, the second is no news.
+    app.pay(&listener.device, "wechat", "1.02").await;
+    app.pay(&listener.device, "wechat", "1.03").await;
+    let received = owner.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        kinds_received(&owner.received()),
+        BTreeMap::from([("device.online".to_string(), 1)])
+    );
+    assert_eq!(
+        received[0].json()["data"]["details"]["device_id"],
+        listener.device.id
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM devices WHERE id = '{}' AND offline_alerted_at IS NULL \
+             AND last_notification_at > now() - interval '1 minute'",
+            listener.device.id
+        ))
+        .await,
+        1
+    );
+}
