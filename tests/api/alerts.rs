@@ -772,4 +772,24 @@ async fn a_notification_from_a_device_told_offline_tells_the_owner_it_is_back_on
         .await,
         1
     );
+
+    // Told offline again, then eight notifications at once: one of them brings it back.
+    db.execute(&format!(
+        "UPDATE devices SET offline_alerted_at = now() - interval '5 minutes' WHERE id = '{}'",
+        listener.device.id
+    ))
+    .await;
+    let amounts: Vec<String> = (0..8).map(|i| format!("2.0{i}")).collect();
+    futures_util::future::join_all(
+        amounts
+            .iter()
+            .map(|amount| app.pay(&listener.device, "wechat", amount)),
+    )
+    .await;
+    owner.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        kinds_received(&owner.received()),
+        BTreeMap::from([("device.online".to_string(), 2)])
+    );
 }

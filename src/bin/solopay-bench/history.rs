@@ -495,35 +495,42 @@ async fn sweep_figures(api: &Api, shop: &Merchant, database_url: &str) -> Result
             solopay::sweeper::sweep_pass(&mut conn, &rules)?;
             idle.push(started.elapsed());
         }
-        let (expired, elapsed) = conn.transaction(|conn| -> Result<(usize, Duration)> {
-            diesel::sql_query(
-                "UPDATE orders SET expires_at = now() - interval '1 second' \
-                  WHERE id = ANY($1) AND status = 'pending'",
-            )
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids)
-            .execute(conn)?;
-            let started = Instant::now();
-            let (expired, _) = solopay::sweeper::sweep_pass(conn, &rules)?;
-            Ok((expired, started.elapsed()))
-        })?;
-        // The round's devices are online and have reported payments, and the orders just
-        // expired are on their payees: the silent-listener check has work to do.
-        let mut devices = Vec::with_capacity(SWEEP_SAMPLES);
-        for _ in 0..SWEEP_SAMPLES {
-            conn.batch_execute("BEGIN")?;
-            let started = Instant::now();
-            let checked =
-                solopay::core::alerts::sweep_devices(&mut conn, rules.device_offline_after);
-            devices.push(started.elapsed());
-            conn.batch_execute("ROLLBACK")?;
-            checked?;
-        }
+        // The device check is timed before the expiry commits, each call rolled back to a
+        // savepoint: the round's devices are online and have reported payments, and the orders
+        // just expired are on their payees, so each call finds them silent and raises their
+        // alerts; the service's own sweep, which cannot see those expiries yet, marks none of
+        // them in the meantime.
+        let (expired, elapsed, devices, alerts) =
+            conn.transaction(|conn| -> Result<(usize, Duration, Vec<Duration>, usize)> {
+                diesel::sql_query(
+                    "UPDATE orders SET expires_at = now() - interval '1 second' \
+                      WHERE id = ANY($1) AND status = 'pending'",
+                )
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids)
+                .execute(conn)?;
+                let started = Instant::now();
+                let (expired, _) = solopay::sweeper::sweep_pass(conn, &rules)?;
+                let elapsed = started.elapsed();
+                let mut devices = Vec::with_capacity(SWEEP_SAMPLES);
+                let mut alerts = 0;
+                for _ in 0..SWEEP_SAMPLES {
+                    conn.batch_execute("SAVEPOINT device_check")?;
+                    let started = Instant::now();
+                    let checked =
+                        solopay::core::alerts::sweep_devices(conn, rules.device_offline_after);
+                    devices.push(started.elapsed());
+                    conn.batch_execute("ROLLBACK TO SAVEPOINT device_check")?;
+                    alerts = checked?;
+                }
+                Ok((expired, elapsed, devices, alerts))
+            })?;
         Ok(SweepFigures {
             pass_with_nothing_to_expire: Latency::of(idle),
             overdue: ids.len(),
             expired_in_one_pass: expired,
             pass_expiring_ms: elapsed.as_secs_f64() * 1000.0,
             devices_pass: Latency::of(devices),
+            alerts_per_device_pass: alerts,
         })
     })
     .await?

@@ -70,9 +70,11 @@ pub struct SweepFigures {
     pub expired_in_one_pass: usize,
     pub pass_expiring_ms: f64,
     /// The sweep's look at the devices (offline, or listeners gone silent while orders expired
-    /// on their payees; every few seconds), after that pass: each call rolled back, so that
-    /// each one does the whole check.
+    /// on their payees; every few seconds), after that pass and before it commits: each call
+    /// rolled back, so that each one does the whole check.
     pub devices_pass: Latency,
+    /// The alerts each of those calls raised (the round's devices told silent).
+    pub alerts_per_device_pass: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -328,11 +330,12 @@ pub fn print_history(report: &HistoryReport) {
         println!(
             "{}: {failures} create-order errors, {violations} invariant violations, {not_matched} \
              notifications not matched as expected, paced failures {:?}, sweep expired {}/{}, \
-             {} pages walked",
+             device check raised {} alerts, {} pages walked",
             headers(std::slice::from_ref(run)).join(""),
             run.paced_failures,
             run.sweep.expired_in_one_pass,
             run.sweep.overdue,
+            run.sweep.alerts_per_device_pass,
             run.admin_pages_walked
         );
         println!("  statements during create-order on many payees:");

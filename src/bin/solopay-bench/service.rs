@@ -181,7 +181,11 @@ pub async fn on_fresh_database<T>(
     );
     let outcome = work(&database).await;
     if args.keep_database {
-        eprintln!("kept database {database}");
+        // Its secrets are sealed with this run's key: a service started on it later needs it.
+        eprintln!(
+            "kept database {database} (SOLOPAY_SECRET_KEY={})",
+            sealing_key()?
+        );
     } else {
         drop_database(&args.database_server, &database).await?;
     }

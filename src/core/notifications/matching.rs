@@ -20,8 +20,8 @@ use crate::db::devices::Device;
 use crate::db::notifications as raw_rows;
 use crate::db::orders::Order;
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
-use crate::db::{devices as device_rows, orders as order_rows, transaction_with_retry};
-use crate::domain::DeviceId;
+use crate::db::{orders as order_rows, transaction_with_retry};
+use crate::domain::{Channel, DeviceId};
 use crate::domain::{OrderStatus, PaymentResult};
 use crate::money::Amount;
 
@@ -38,20 +38,22 @@ pub struct Report<'a> {
     pub body_sha256: &'a [u8],
 }
 
-/// Records a report's payment and matches it, in one transaction. A notification id the device
-/// reported before returns the first payment.
+/// Records a report's payment and matches it, in one transaction, given the device's `payees`
+/// (`device_rows::payees_by_channel`). A notification id the device reported before returns the
+/// first payment.
 pub fn record_payment(
     conn: &mut PgConnection,
     rules: &OrderRules,
     device: &Device,
+    payees: &[(Channel, String)],
     report: &Report<'_>,
 ) -> Result<Payment, RuleError> {
     let notification = report.notification;
-    // Read before the transaction: a payee never changes device and is never deleted, so the
-    // only change meanwhile is a new payee, whose orders came after this payment (which then
-    // pays nothing and is kept for the operator, as a lookup a moment earlier would have).
-    let payees = device_rows::payees_by_channel(conn, &device.id)?;
-    let verdict = assess(notification, &Trust::of_device_with(device, &payees));
+    // Read before this transaction (with the device's mark as heard from, or just before): a
+    // payee never changes device and is never deleted, so the only change meanwhile is a new
+    // payee, whose orders came after this payment (which then pays nothing and is kept for the
+    // operator, as a lookup a moment earlier would have).
+    let verdict = assess(notification, &Trust::of_device_with(device, payees));
     let (result, reason, channel, amount, amounts_read) = match &verdict {
         Verdict::Payment { channel, amount } => (
             PaymentResult::Unmatched,

@@ -72,16 +72,19 @@ pub fn receive_notification(
     let key = reading.as_ref().ok().and_then(same_payment_key);
     let length = i32::try_from(body.len()).unwrap_or(i32::MAX);
 
-    let (raw_id, received_at, device) =
+    let (raw_id, received_at, device, payees) =
         transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
             let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
             let ok = auth == AuthResult::Ok;
             // The device is marked heard from (its row locked) as soon as it is known to
             // have sent this, so that its concurrent notifications queue on that one row.
-            let back_since = match (&device, ok) {
+            let heard = match (&device, ok) {
                 (Some(device), true) => device_rows::record_notification(conn, &device.id)?,
                 _ => None,
             };
+            let (back_since, payees) = heard.map_or((None, Vec::new()), |heard| {
+                (heard.offline_since, heard.payees)
+            });
             let device_id = device.as_ref().map(|d| d.id.as_str());
             let (raw_id, received_at) = raw_rows::insert(
                 conn,
@@ -112,7 +115,7 @@ pub fn receive_notification(
                 }
                 (refused, _) => Err(refused),
             };
-            Ok((raw_id, received_at, device))
+            Ok((raw_id, received_at, device, payees))
         })?;
     let device = device.map_err(refusal)?;
     let notification = reading?;
@@ -123,7 +126,7 @@ pub fn receive_notification(
         same_payment_key: key.as_deref(),
         body_sha256: &digest,
     };
-    matching::record_payment(conn, rules, &device, &report)
+    matching::record_payment(conn, rules, &device, &payees, &report)
 }
 
 /// The answer a recorded payment gets: what became of it, or `422 unparseable_notification`
@@ -176,7 +179,8 @@ pub fn finish_stranded(
                 same_payment_key: raw.same_payment_key.as_deref(),
                 body_sha256: &raw.body_sha256,
             };
-            matching::record_payment(conn, rules, &device, &report)
+            let payees = device_rows::payees_by_channel(conn, &device.id)?;
+            matching::record_payment(conn, rules, &device, &payees, &report)
         })();
         match outcome {
             Ok(_) => finished += 1,
