@@ -1,4 +1,4 @@
-# Build stage: compile the release binary (diesel links libpq).
+# Build stage: compile the release binary (diesel links libpq, openssl-sys the OpenSSL libpq uses).
 FROM rust:1.95-slim-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpq-dev pkg-config \

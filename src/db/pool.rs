@@ -119,6 +119,7 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<Pooled, Self::Error> {
+        super::startup::keep_tls_until_exit();
         let generation = self.generation.load(Ordering::SeqCst);
         Ok(Pooled {
             conn: self.inner.connect()?,

@@ -51,13 +51,31 @@ fn connect_error(url: &str, source: ConnectionError) -> StartupError {
     }
 }
 
+/// Sets OpenSSL up the way a multi-threaded process that links libpq needs, before libpq does:
+/// without the clean-up OpenSSL otherwise runs at exit. That clean-up frees OpenSSL's locks and
+/// tables while other threads may still use them: a pool thread still opening a connection (a
+/// TLS handshake under `sslmode=prefer`) when the service exits after a SIGTERM crashed the
+/// process with SIGSEGV after its graceful stop (seen in CI, reproduced with connections made
+/// slow by a delaying proxy: the core showed `OPENSSL_cleanup` in `exit` beside `PQconnectdb`).
+/// The first initialisation of OpenSSL decides, so every libpq connection of the process is
+/// opened after this ([`establish`], the pool's manager); it costs one atomic load afterwards.
+pub fn keep_tls_until_exit() {
+    openssl_sys::init();
+}
+
+/// Opens one libpq connection to `url` ([`keep_tls_until_exit`] first).
+pub fn establish(url: &str) -> ConnectionResult<PgConnection> {
+    keep_tls_until_exit();
+    PgConnection::establish(url)
+}
+
 /// Connects to `url`, creating its database first when it does not exist yet.
 pub fn connect_creating_database(url: &str) -> Result<PgConnection, StartupError> {
-    match PgConnection::establish(url) {
+    match establish(url) {
         Ok(conn) => Ok(conn),
         Err(error) if ConnectFailure::of(&error) == ConnectFailure::MissingDatabase => {
             create_database(url)?;
-            PgConnection::establish(url).map_err(|e| connect_error(url, e))
+            establish(url).map_err(|e| connect_error(url, e))
         }
         Err(error) => Err(connect_error(url, error)),
     }
@@ -119,7 +137,7 @@ fn create_database(url: &str) -> Result<(), StartupError> {
     if name.is_empty() || name.contains('"') {
         return Err(StartupError::DatabaseName(name));
     }
-    let mut admin = PgConnection::establish(&admin_url).map_err(StartupError::ConnectToCreate)?;
+    let mut admin = establish(&admin_url).map_err(StartupError::ConnectToCreate)?;
     match diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin) {
         Ok(_) => {
             tracing::info!(database = %name, "created the database");

@@ -650,7 +650,7 @@ async fn an_alert_joining_a_digest_as_its_window_ends_is_in_the_digest() {
     let url = db.url.clone();
     let joined = tokio::task::spawn_blocking(move || {
         use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         conn.transaction(|conn| {
             let id = solopay::core::alerts::raise(
                 conn,

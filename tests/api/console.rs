@@ -492,8 +492,7 @@ async fn a_session_ends_when_the_operator_token_that_opened_it_is_replaced() {
     assert_eq!(overview(&client, &generated).await, StatusCode::OK);
     let url = db.url.clone();
     tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         solopay::core::operators::rotate_generated_token(&mut conn).unwrap()
     })
     .await

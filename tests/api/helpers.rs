@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use hmac::{KeyInit, Mac};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -102,7 +102,7 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Outside the async runtime: diesel's connection is synchronous.
         let _ = std::thread::spawn(move || {
-            if let Ok(mut conn) = PgConnection::establish(&url) {
+            if let Ok(mut conn) = solopay::db::startup::establish(&url) {
                 let _ =
                     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut conn);

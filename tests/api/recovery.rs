@@ -74,8 +74,7 @@ async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived
 
     let url = db.url.clone();
     let (_, finished) = tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         solopay::sweeper::sweep_pass(&mut conn, &rules).unwrap()
     })
     .await

@@ -2,7 +2,6 @@
 //! a database outage on a private cluster, pool exhaustion, rate limits, oversized headers,
 //! schema-driven fuzzing with schemathesis, secrets sealed at rest and absent from logs.
 
-use diesel::Connection;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -555,7 +554,7 @@ async fn a_second_start_rewrites_no_sealed_secret() {
     // Nothing is left to seal, so nothing is logged about plain secrets.
     let url = db.url.clone();
     let sealed = tokio::task::spawn_blocking(move || {
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         solopay::db::sealed::seal_stored_plaintext(&mut conn).unwrap()
     })
     .await

@@ -422,8 +422,7 @@ async fn a_pass_keeps_unprocessed_notifications_and_unsent_alerts_and_deletes_di
         let url = db.url.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                use diesel::Connection;
-                let mut conn = diesel::PgConnection::establish(&url).unwrap();
+                let mut conn = solopay::db::startup::establish(&url).unwrap();
                 solopay::retention::run_pass(&mut conn, Duration::from_secs(30 * DAY)).unwrap()
             })
             .await

@@ -96,8 +96,7 @@ async fn a_newer_revision_applied_by_a_newer_release_is_left_alone() {
     // This release counts the newer revision as applied: it is ready.
     let url = db.url.clone();
     let ready = tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         sql_sources::applied(&mut conn).unwrap()
     })
     .await

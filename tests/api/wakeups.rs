@@ -57,7 +57,7 @@ async fn heard_after(
 ) -> Vec<String> {
     let url = db.url.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         work(&mut conn);
     })
     .await

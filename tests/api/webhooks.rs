@@ -210,8 +210,7 @@ async fn orders_expired_in_one_batch_each_reach_their_own_url() {
 
     let url = db.url.clone();
     tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
         solopay::sweeper::sweep_pass(&mut conn, &rules).unwrap()
     })
     .await

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::{Connection, RunQueryDsl};
 use serde_json::Value;
 use tokio_postgres::NoTls;
 
@@ -332,7 +332,7 @@ fn default_rules(database_url: &str) -> Result<solopay::core::orders::OrderRules
 async fn expire_leftovers(database_url: &str) -> Result<()> {
     let url = database_url.to_string();
     let expired = tokio::task::spawn_blocking(move || -> Result<usize> {
-        let mut conn = PgConnection::establish(&url)?;
+        let mut conn = solopay::db::startup::establish(&url)?;
         let rules = default_rules(&url)?;
         diesel::sql_query(
             "UPDATE orders SET expires_at = now() - interval '1 second' WHERE status = 'pending'",
@@ -368,7 +368,7 @@ async fn cut_history(
     let url = database_url.to_string();
     let (passes, retired, seconds) = tokio::task::spawn_blocking(
         move || -> Result<(usize, solopay::retention::Retired, f64)> {
-            let mut conn = PgConnection::establish(&url)?;
+            let mut conn = solopay::db::startup::establish(&url)?;
             let keep = Duration::from_secs(u64::from(days) * 86_400);
             let started = Instant::now();
             let mut total = solopay::retention::Retired::default();
@@ -487,7 +487,7 @@ async fn sweep_figures(api: &Api, shop: &Merchant, database_url: &str) -> Result
     let ids: Vec<String> = batch.created.into_iter().map(|o| o.id).collect();
     let url = database_url.to_string();
     tokio::task::spawn_blocking(move || -> Result<SweepFigures> {
-        let mut conn = PgConnection::establish(&url)?;
+        let mut conn = solopay::db::startup::establish(&url)?;
         let rules = default_rules(&url)?;
         let mut idle = Vec::with_capacity(SWEEP_SAMPLES);
         for _ in 0..SWEEP_SAMPLES {
