@@ -511,7 +511,11 @@ pub fn solopay(db: &TestDb, dir: &Path, port: u16) -> Command {
 
 /// The `solopay` binary with the settings of a test, on the database at `url`.
 pub fn solopay_on(url: &str, dir: &Path, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_solopay"));
+    with_settings(Command::new(env!("CARGO_BIN_EXE_solopay")), url, dir, port)
+}
+
+/// `command` (the `solopay` binary, or a program that runs it) with the settings of a test.
+pub fn with_settings(mut command: Command, url: &str, dir: &Path, port: u16) -> Command {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -601,6 +605,11 @@ impl Service {
     pub async fn kill(&mut self) {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
+    }
+
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
     }
 
     /// Everything the process wrote so far.

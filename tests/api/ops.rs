@@ -236,6 +236,68 @@ async fn a_start_waits_for_a_database_that_is_not_up_yet() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A service stopped by SIGTERM exits without running OpenSSL's clean-up: the r2d2 pool's
+/// threads are never joined, and one still opening a TLS connection to Postgres when that
+/// clean-up freed OpenSSL's locks crashed the process with SIGSEGV after its graceful stop
+/// (once in CI; a race of microseconds, so this test looks for the clean-up itself, under gdb,
+/// instead of waiting for the crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_exits_without_openssl_clean_up_that_pool_threads_could_race() {
+    let db = TestDb::fresh();
+    let dir = temp_dir();
+    let port = free_port();
+    let mut gdb = tokio::process::Command::new("gdb");
+    gdb.args([
+        "-nx",
+        "-batch",
+        "-ex",
+        "set breakpoint pending on",
+        "-ex",
+        "handle SIGTERM nostop noprint pass",
+        "-ex",
+        "break OPENSSL_cleanup",
+        "-ex",
+        "run",
+        "-ex",
+        "backtrace 4",
+        "--args",
+        env!("CARGO_BIN_EXE_solopay"),
+        "serve",
+    ]);
+    let gdb = Service::spawn(
+        with_settings(gdb, &db.url, &dir, port).env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN),
+    );
+    let listening = eventually(Duration::from_secs(120), || {
+        let said = gdb.logs().contains("solopay listening");
+        async move { said }
+    })
+    .await;
+    assert!(listening, "{}", gdb.logs());
+    // The service is gdb's child.
+    let children = format!("/proc/{0}/task/{0}/children", gdb.pid());
+    let service = std::fs::read_to_string(&children).unwrap();
+    let service = service.split_whitespace().next().unwrap().to_owned();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &service])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let finished = eventually(Duration::from_secs(60), || {
+        let logs = gdb.logs();
+        async move { logs.contains("exited normally") || logs.contains("hit Breakpoint") }
+    })
+    .await;
+    let logs = gdb.logs();
+    assert!(finished, "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    assert!(
+        !logs.contains("hit Breakpoint"),
+        "OpenSSL's clean-up ran at exit:\n{logs}"
+    );
+    assert!(logs.contains("exited normally"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_as_soon_as_the_service_listens_stops_it_gracefully() {
     let db = TestDb::fresh();
