@@ -468,7 +468,10 @@ const FILLED_TABLES: [&str; 6] = [
 /// built once by sorting, each key checked once by a join, instead of an index entry and a
 /// locked lookup per row (the fill of 3 million orders took 18 minutes with them in place).
 /// What enforces uniqueness and the amounts' exclusion stays in place throughout, so the fill
-/// is checked as it is written. The indexes come out as freshly built ones (compact, no page
+/// is checked as it is written, and so do the partial indexes: the running service's periodic
+/// work reads them (the sweep, the webhook and stranded-notification pollers; without the
+/// webhooks' due index their poll read the whole growing table every second), and the
+/// history's rows enter them in time order or not at all. The indexes come out as freshly built ones (compact, no page
 /// splits), where a year of inserts leaves them partly empty: a note on the figures, not a
 /// change of what is measured.
 struct Deferred {
@@ -486,6 +489,7 @@ impl Deferred {
                 "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) \
                    FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid \
                   WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY($1) \
+                    AND i.indpred IS NULL \
                     AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
                                      WHERE c.conindid = i.indexrelid \
                                        AND c.contype IN ('p', 'u', 'x')) \
