@@ -51,6 +51,8 @@ pub struct Application {
     shutdown: Arc<watch::Sender<bool>>,
     background: Vec<JoinHandle<()>>,
     stop: StopSignals,
+    /// The pool's connection attempts, closed and waited for before `run_until_stopped` returns.
+    connecting: db::pool::Connecting,
 }
 
 /// The sealing key opens what the database stores; secrets still stored in plain are sealed.
@@ -152,12 +154,15 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
         let pool_settings = settings.clone();
+        let connecting = db::pool::Connecting::default();
+        let pool_connecting = connecting.clone();
         let pool = tokio::task::spawn_blocking(move || {
             db::pool::build_pool(
                 &pool_settings.database_url,
                 pool_settings.db_pool_size,
                 pool_settings.db_pool_timeout,
                 pool_settings.statement_timeout,
+                pool_connecting,
             )
         })
         .await
@@ -249,6 +254,7 @@ impl Application {
             shutdown: Arc::new(shutdown_tx),
             background,
             stop,
+            connecting,
         })
     }
 
@@ -272,6 +278,10 @@ impl Application {
         let _ = self.shutdown.send(true);
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        // No pool thread may still be inside libpq when the process exits (`Connecting`).
+        if !self.connecting.close(Duration::from_secs(5)).await {
+            tracing::warn!("a database connection was still being opened at exit");
         }
         tracing::info!("stopped");
         served

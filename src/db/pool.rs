@@ -2,7 +2,7 @@
 //! connection, and a liveness check at check-out that a connection which just worked skips.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -36,11 +36,84 @@ impl CustomizeConnection<Pooled, diesel::r2d2::Error> for SessionSettings {
     }
 }
 
+/// The pool's connection attempts in progress, and whether new ones may start. r2d2's threads
+/// are never joined, so one may still be inside libpq (a TLS handshake, a Kerberos lookup) when
+/// the process exits, while the C libraries' clean-up at exit frees what it uses: a SIGSEGV
+/// after a graceful stop, seen once in CI (`startup::keep_tls_until_exit` took OpenSSL's
+/// clean-up away; the other libraries libpq loads keep theirs). Before the process exits, the
+/// pool is closed and its attempts in progress are waited for ([`Connecting::close`]).
+#[derive(Clone, Default)]
+pub struct Connecting {
+    closed: Arc<AtomicBool>,
+    in_progress: Arc<AtomicUsize>,
+}
+
+/// One connection attempt in progress, counted until it is dropped.
+struct Attempt(Arc<AtomicUsize>);
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a connection attempt refused by a closed pool fails with.
+const STOPPING: &str = "the service is stopping";
+
+/// r2d2's handler of connection errors: logs them as r2d2's own does, except the attempts a
+/// closed pool refuses (its threads go on trying to fill it while the service stops).
+#[derive(Debug)]
+struct LogConnectErrors;
+
+impl diesel::r2d2::HandleError<diesel::r2d2::Error> for LogConnectErrors {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        let refused_when_stopping = matches!(
+            &error,
+            diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(why))
+                if why == STOPPING
+        );
+        if !refused_when_stopping {
+            tracing::error!(target: "r2d2", "{error}");
+        }
+    }
+}
+
+impl Connecting {
+    /// Counts an attempt, or refuses it once the pool is closed. Counted before the flag is
+    /// read, as [`Connecting::close`] sets the flag before it reads the count: of the two, one
+    /// sees the other.
+    fn begin(&self) -> Result<Attempt, diesel::r2d2::Error> {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        let attempt = Attempt(self.in_progress.clone());
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(diesel::r2d2::Error::ConnectionError(
+                diesel::ConnectionError::BadConnection(STOPPING.into()),
+            ));
+        }
+        Ok(attempt)
+    }
+
+    /// Lets no new connection start, and waits up to `wait` for the attempts in progress to
+    /// end. Returns whether none is left.
+    pub async fn close(&self, wait: Duration) -> bool {
+        self.closed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.in_progress.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
 pub fn build_pool(
     url: &str,
     max_size: u32,
     connection_timeout: Duration,
     statement_timeout: Duration,
+    connecting: Connecting,
 ) -> Result<PgPool, StartupError> {
     Pool::builder()
         .max_size(max_size)
@@ -51,9 +124,11 @@ pub fn build_pool(
         // `Manager` for the one-second window in which a connection is trusted untested).
         .test_on_check_out(true)
         .connection_customizer(Box::new(SessionSettings { statement_timeout }))
+        .error_handler(Box::new(LogConnectErrors))
         .build(Manager {
             inner: ConnectionManager::new(url),
             generation: Arc::new(AtomicU64::new(0)),
+            connecting,
         })
         .map_err(StartupError::Pool)
 }
@@ -112,6 +187,7 @@ impl std::ops::DerefMut for Pooled {
 pub struct Manager {
     inner: ConnectionManager<PgConnection>,
     generation: Arc<AtomicU64>,
+    connecting: Connecting,
 }
 
 impl ManageConnection for Manager {
@@ -119,6 +195,7 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<Pooled, Self::Error> {
+        let _attempt = self.connecting.begin()?;
         super::startup::keep_tls_until_exit();
         let generation = self.generation.load(Ordering::SeqCst);
         Ok(Pooled {
@@ -154,5 +231,36 @@ impl ManageConnection for Manager {
         conn.trusted_until = (!conn.failed).then(|| Instant::now() + ALIVE_BYPASS);
         conn.failed = false;
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_waits_for_the_attempts_in_progress_and_refuses_new_ones() {
+        let connecting = Connecting::default();
+        assert!(connecting.begin().is_ok());
+        let attempt = connecting.begin().ok();
+        let closing = {
+            let connecting = connecting.clone();
+            tokio::spawn(async move { connecting.close(Duration::from_secs(20)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !closing.is_finished(),
+            "close returned with an attempt in progress"
+        );
+        assert!(connecting.begin().is_err(), "an attempt began after close");
+        drop(attempt);
+        assert!(closing.await.is_ok_and(|none_left| none_left));
+    }
+
+    #[tokio::test]
+    async fn closing_gives_up_after_its_wait() {
+        let connecting = Connecting::default();
+        let _attempt = connecting.begin().ok();
+        assert!(!connecting.close(Duration::from_millis(20)).await);
     }
 }

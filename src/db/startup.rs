@@ -64,6 +64,7 @@ pub fn keep_tls_until_exit() {
 }
 
 /// Opens one libpq connection to `url` ([`keep_tls_until_exit`] first).
+#[allow(clippy::disallowed_methods)] // The one place that may.
 pub fn establish(url: &str) -> ConnectionResult<PgConnection> {
     keep_tls_until_exit();
     PgConnection::establish(url)

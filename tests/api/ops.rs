@@ -236,36 +236,51 @@ async fn a_start_waits_for_a_database_that_is_not_up_yet() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A service stopped by SIGTERM exits without running OpenSSL's clean-up: the r2d2 pool's
-/// threads are never joined, and one still opening a TLS connection to Postgres when that
-/// clean-up freed OpenSSL's locks crashed the process with SIGSEGV after its graceful stop
-/// (once in CI; a race of microseconds, so this test looks for the clean-up itself, under gdb,
-/// instead of waiting for the crash).
+/// A service stopped by SIGTERM exits with no pool thread inside libpq and without OpenSSL's
+/// clean-up. r2d2's threads are never joined: one still opening a TLS connection to Postgres
+/// when the C libraries' clean-up at exit ran crashed the process with SIGSEGV after its
+/// graceful stop (once in CI). A race of microseconds, so this test looks at its causes instead,
+/// under gdb: Postgres is reached through a proxy that holds every new connection 300 ms (so
+/// the pool is still opening connections when SIGTERM comes, right at start), gdb stops at
+/// `exit` and prints every thread, then lets the exit run with a marker on `OPENSSL_cleanup`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_exits_without_openssl_clean_up_that_pool_threads_could_race() {
+async fn the_service_exits_with_no_pool_thread_in_libpq_and_without_openssl_clean_up() {
     let db = TestDb::fresh();
     let dir = temp_dir();
     let port = free_port();
+    let proxy = SlowProxy::start(&db.url, Duration::from_millis(300)).await;
     let mut gdb = tokio::process::Command::new("gdb");
     gdb.args([
         "-nx",
         "-batch",
         "-ex",
+        "set startup-with-shell off",
+        "-ex",
         "set breakpoint pending on",
         "-ex",
         "handle SIGTERM nostop noprint pass",
         "-ex",
-        "break OPENSSL_cleanup",
+        "handle SIGPIPE nostop noprint pass",
+        "-ex",
+        // The marker is printed from its parts, so that gdb's echo of this line is not it.
+        "dprintf OPENSSL_cleanup,\"MARK %s\\n\",\"openssl-cleanup-ran\"",
+        "-ex",
+        "break exit",
         "-ex",
         "run",
         "-ex",
-        "backtrace 4",
+        "echo MARK at-exit\\n",
+        "-ex",
+        "thread apply all backtrace 30",
+        "-ex",
+        "continue",
         "--args",
         env!("CARGO_BIN_EXE_solopay"),
         "serve",
-    ]);
+    ])
+    .stdin(std::process::Stdio::null());
     let gdb = Service::spawn(
-        with_settings(gdb, &db.url, &dir, port).env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN),
+        with_settings(gdb, &proxy.url, &dir, port).env("SOLOPAY_ADMIN_TOKEN", ADMIN_TOKEN),
     );
     let listening = eventually(Duration::from_secs(120), || {
         let said = gdb.logs().contains("solopay listening");
@@ -273,29 +288,102 @@ async fn the_service_exits_without_openssl_clean_up_that_pool_threads_could_race
     })
     .await;
     assert!(listening, "{}", gdb.logs());
-    // The service is gdb's child.
-    let children = format!("/proc/{0}/task/{0}/children", gdb.pid());
-    let service = std::fs::read_to_string(&children).unwrap();
-    let service = service.split_whitespace().next().unwrap().to_owned();
+    // The service is gdb's one child.
+    let service = std::process::Command::new("pgrep")
+        .args(["-P", &gdb.pid().to_string()])
+        .output()
+        .unwrap();
+    let service = String::from_utf8_lossy(&service.stdout).trim().to_owned();
+    assert!(!service.is_empty(), "{}", gdb.logs());
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &service])
         .status()
         .unwrap();
     assert!(killed.success());
-    let finished = eventually(Duration::from_secs(60), || {
+    let finished = eventually(Duration::from_secs(90), || {
         let logs = gdb.logs();
-        async move { logs.contains("exited normally") || logs.contains("hit Breakpoint") }
+        async move {
+            logs.contains("exited normally")
+                || logs.contains("exited with code")
+                || logs.contains("received signal")
+                || logs.contains("MARK openssl-cleanup-ran")
+        }
     })
     .await;
     let logs = gdb.logs();
     assert!(finished, "{logs}");
     assert!(logs.contains("stopped"), "{logs}");
+    assert!(!logs.contains("ERROR"), "{logs}");
+    // The breakpoint at exit was reached and every thread printed.
+    let at_exit = logs.split("MARK at-exit").nth(1).unwrap_or_default();
+    assert!(at_exit.contains("r2d2-worker"), "{logs}");
     assert!(
-        !logs.contains("hit Breakpoint"),
+        !at_exit.contains("PQconnect"),
+        "a pool thread was opening a connection at exit:\n{logs}"
+    );
+    assert!(
+        !logs.contains("MARK openssl-cleanup-ran"),
         "OpenSSL's clean-up ran at exit:\n{logs}"
     );
     assert!(logs.contains("exited normally"), "{logs}");
+    assert!(
+        proxy.connections() > 0,
+        "the service did not go through the proxy"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP proxy in front of the database server of `url` that holds every new connection for
+/// `delay` before it connects it (a slow network, or a server busy accepting).
+struct SlowProxy {
+    url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowProxy {
+    async fn start(url: &str, delay: Duration) -> SlowProxy {
+        let mut proxied = url::Url::parse(url).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            proxied.host_str().unwrap(),
+            proxied.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        proxied.set_host(Some("127.0.0.1")).unwrap();
+        proxied
+            .set_port(Some(listener.local_addr().unwrap().port()))
+            .unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        SlowProxy {
+            url: proxied.to_string(),
+            accepted,
+            task,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

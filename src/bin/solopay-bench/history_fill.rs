@@ -406,19 +406,42 @@ pub async fn fill(db: &tokio_postgres::Client, orders: u64) -> Result<()> {
         "history: {orders} orders over a year on {payees} payees of {merchants} merchants, in \
          chunks of {CHUNK} ..."
     );
-    let expected = MIX.expected(orders);
     let deferred = Deferred::drop_from(db).await?;
     println!(
         "history: {} indexes and {} foreign keys set aside for the fill (made again after it)",
         deferred.indexes.len(),
         deferred.foreign_keys.len()
     );
+    // Whatever happens to the fill, the indexes and keys are made again (a kept cluster must
+    // not be left without them); the fill's error, if any, is the one returned.
+    let written = write_chunks(db, &plan, orders, started).await;
+    if written.is_err() {
+        // A chunk that failed leaves its transaction open and aborted.
+        let _ = db.batch_execute("ROLLBACK").await;
+    }
+    deferred.restore(db, started).await?;
+    written?;
+    println!("history: ANALYZE ...");
+    db.batch_execute("ANALYZE").await?;
+    println!("history: filled in {} s", started.elapsed().as_secs());
+    Ok(())
+}
+
+/// Writes the history's orders chunk by chunk, with what goes with them, printing how far.
+async fn write_chunks(
+    db: &tokio_postgres::Client,
+    plan: &Plan,
+    orders: u64,
+    started: Instant,
+) -> Result<()> {
+    let payees = plan.payees;
+    let expected = MIX.expected(orders);
     for (lo, hi) in chunks(orders) {
         let mut sql = String::from("BEGIN; ");
         sql.push_str(&orders_sql(lo, hi, payees));
         sql.push_str("; ");
-        sql.push_str(&paid_sql(&plan, lo, hi));
-        sql.push_str(&deliveries_sql(&plan, lo, hi));
+        sql.push_str(&paid_sql(plan, lo, hi));
+        sql.push_str(&deliveries_sql(plan, lo, hi));
         // The unpaid payments and refused notifications, in proportion to the chunk.
         let per_chunk = |total: u64| (lo * total / orders, hi * total / orders);
         let (u_lo, u_hi) = per_chunk(
@@ -446,10 +469,6 @@ pub async fn fill(db: &tokio_postgres::Client, orders: u64) -> Result<()> {
         "SELECT setval('notifications_id_seq', {last_notification} + 1)"
     ))
     .await?;
-    deferred.restore(db, started).await?;
-    println!("history: ANALYZE ...");
-    db.batch_execute("ANALYZE").await?;
-    println!("history: filled in {} s", started.elapsed().as_secs());
     Ok(())
 }
 
@@ -489,7 +508,7 @@ impl Deferred {
                 "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) \
                    FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid \
                   WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY($1) \
-                    AND i.indpred IS NULL \
+                    AND i.indpred IS NULL AND NOT i.indisunique AND NOT i.indisexclusion \
                     AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
                                      WHERE c.conindid = i.indexrelid \
                                        AND c.contype IN ('p', 'u', 'x')) \
@@ -517,7 +536,9 @@ impl Deferred {
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect::<Vec<(String, String, String)>>();
-        let mut sql = String::from("BEGIN; ");
+        // The running service may hold locks on these tables a moment (its sweep, its
+        // pollers): waited for, up to a bound, rather than failing at once or hanging.
+        let mut sql = String::from("BEGIN; SET LOCAL lock_timeout = '30s'; ");
         for (table, name, _) in &foreign_keys {
             sql.push_str(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}; "));
         }
@@ -545,9 +566,12 @@ impl Deferred {
                 started.elapsed().as_secs()
             );
         }
+        // Added without a check and then checked: the check reads both tables without
+        // blocking the running service's writes to them, as adding a checked key would.
         for (table, name, definition) in &self.foreign_keys {
             db.batch_execute(&format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
+                "ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID; \
+                 ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
             ))
             .await?;
             println!(
