@@ -473,7 +473,7 @@ async fn write_chunks(
 }
 
 /// The tables the fill writes.
-const FILLED_TABLES: [&str; 6] = [
+pub const FILLED_TABLES: [&str; 6] = [
     "orders",
     "payments",
     "notifications",
