@@ -1036,6 +1036,92 @@ async fn a_payment_that_arrived_while_the_order_waited_for_its_payee_lock_cannot
     assert_eq!(answer["order_id"], order["id"]);
 }
 
+/// When an order was created, by the database's clock.
+async fn created_at(db: &TestDb, order: &Value) -> chrono::DateTime<chrono::Utc> {
+    let micros = db
+        .text(&format!(
+            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint::text FROM orders \
+             WHERE id = '{}'",
+            order["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    chrono::DateTime::from_timestamp_micros(micros.parse().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_the_phone_held_past_its_orders_grace_never_pays_the_order_that_took_the_amount()
+{
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    // Order A's grace ended 40 s ago, unpaid; 30 s ago order B was given its amount.
+    let first = app.order(&merchant, "6.00", "wechat").await;
+    db.execute(&format!(
+        "UPDATE orders SET created_at = now() - interval '30 minutes', \
+                           expires_at = now() - interval '20 minutes', \
+                           reserved_until = now() - interval '40 seconds' \
+          WHERE id = '{}'",
+        first["id"].as_str().unwrap()
+    ))
+    .await;
+    let next = app.order(&merchant, "6.00", "wechat").await;
+    assert_eq!(next["payable_amount"], "6.00");
+    age_order(&db, next["id"].as_str().unwrap(), 30).await;
+    let taken = created_at(&db, &next).await;
+
+    // A's payer paid 45 s before B existed, within A's grace; the phone held the notification
+    // (offline) and sends it now. Whatever its clock says (200 s behind, right, 250 s ahead:
+    // each within the signature's window, so its own time alone cannot tell), the request's
+    // timestamp sets that clock against the server's: the payment was seen before B held 6.00.
+    for (skew, id) in [(-200, "late-1"), (0, "late-2"), (250, "late-3")] {
+        let seen = taken - chrono::Duration::seconds(45) + chrono::Duration::seconds(skew);
+        let mut body = raw(
+            id,
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款6.00元(朋友到店)",
+        );
+        body["posted_at"] = json!(seen.to_rfc3339());
+        let response = app
+            .signed_post(
+                "/notify",
+                &listener.device,
+                now_unix() + skew,
+                body.to_string().as_bytes(),
+            )
+            .await;
+        let code = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(code, StatusCode::OK, "{skew}: {answer}");
+        assert_eq!(answer["result"], "unmatched", "{skew}: {answer}");
+        assert_kept(&app, id, "unmatched", "before order").await;
+        assert_eq!(status(&app, &next).await, "pending");
+    }
+
+    // B's payer pays 10 s after B held the amount, seen by a phone 250 s ahead: B is paid.
+    let mut own = raw(
+        "own",
+        "wechat",
+        WECHAT,
+        "微信支付",
+        "微信支付收款6.00元(新顾客到店)",
+    );
+    own["posted_at"] = json!((taken + chrono::Duration::seconds(260)).to_rfc3339());
+    let response = app
+        .signed_post(
+            "/notify",
+            &listener.device,
+            now_unix() + 250,
+            own.to_string().as_bytes(),
+        )
+        .await;
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["order_id"], next["id"], "{answer}");
+    assert_eq!(status(&app, &next).await, "paid");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_notification_sent_again_never_pays_a_new_order() {
     let TestEnv { app, db } = spawn_app().await;

@@ -26,6 +26,33 @@ fn stranded_sql(device_id: &str, body: &Value, age_secs: i64) -> String {
     )
 }
 
+/// A service whose own sweep runs once at start and then not before the test ends (the test
+/// runs the very same pass itself with [`sweep_once`] once the scene is set), with `configure`
+/// applied; and the order rules of those settings.
+async fn spawn_app_sweeping_by_hand(
+    configure: impl Fn(&mut solopay::config::Settings) + Copy + Send + 'static,
+) -> (TestEnv, solopay::core::orders::OrderRules) {
+    let manual = move |s: &mut solopay::config::Settings| {
+        configure(s);
+        s.sweep_interval = Duration::from_secs(3600);
+    };
+    let env = spawn_app_with(manual).await;
+    let mut settings = test_settings(&env.db);
+    manual(&mut settings);
+    (env, solopay::core::orders::OrderRules::from(&settings))
+}
+
+/// One pass of the sweep, as the service runs it; how many stranded notifications it finished.
+async fn sweep_once(db: &TestDb, rules: solopay::core::orders::OrderRules) -> usize {
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
+        solopay::sweeper::sweep_pass(&mut conn, &rules).unwrap().1
+    })
+    .await
+    .unwrap()
+}
+
 async fn status_of(db: &TestDb, id: &str) -> String {
     db.text(&format!("SELECT status FROM orders WHERE id = '{id}'"))
         .await
@@ -34,18 +61,11 @@ async fn status_of(db: &TestDb, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived() {
-    // The service's own sweep runs once at start, then not before the test ends: the test runs
-    // the very same pass itself once the scene is set. (With the service's sweep every 200 ms,
-    // a pass between storing the notification and creating the new order paid the old order
-    // first, whose paid reservation then gave the new order 5.01.)
-    let configure = |s: &mut solopay::config::Settings| {
-        s.late_payment_grace = Duration::from_secs(60);
-        s.sweep_interval = Duration::from_secs(3600);
-    };
-    let TestEnv { app, db } = spawn_app_with(configure).await;
-    let mut settings = test_settings(&db);
-    configure(&mut settings);
-    let rules = solopay::core::orders::OrderRules::from(&settings);
+    // The sweep by hand: with the service's sweep every 200 ms, a pass between storing the
+    // notification and creating the new order paid the old order first, whose paid reservation
+    // then gave the new order 5.01.
+    let (TestEnv { app, db }, rules) =
+        spawn_app_sweeping_by_hand(|s| s.late_payment_grace = Duration::from_secs(60)).await;
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
 
@@ -72,15 +92,9 @@ async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived
     assert_eq!(new["payable_amount"], "5.00");
     let new_id = new["id"].as_str().unwrap().to_string();
 
-    let url = db.url.clone();
-    let (_, finished) = tokio::task::spawn_blocking(move || {
-        let mut conn = solopay::db::startup::establish(&url).unwrap();
-        solopay::sweeper::sweep_pass(&mut conn, &rules).unwrap()
-    })
-    .await
-    .unwrap();
     assert_eq!(
-        finished, 1,
+        sweep_once(&db, rules).await,
+        1,
         "the sweep did not finish the stranded notification"
     );
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
@@ -460,4 +474,55 @@ async fn connections_the_server_ended_fail_one_request_at_most_and_are_replaced(
         "{failures} requests failed with {pool_size} connections ended"
     );
     assert_eq!(last.len(), pool_size * 2 + 10 - failures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_notification_the_phone_saw_before_the_order_held_its_amount_pays_nothing() {
+    let (TestEnv { app, db }, rules) = spawn_app_sweeping_by_hand(|_| {}).await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    // The order has held 5.00 for 90 s.
+    let order = app.order(&merchant, "5.00", "wechat").await;
+    let order_id = order["id"].as_str().unwrap().to_string();
+    age_order(&db, &order_id, 90).await;
+
+    // 40 s ago a request arrived and died after storing it: signed by a phone whose clock is
+    // 100 s ahead, reporting a notification it saw 95 s ago (5 s before the order held the
+    // amount), by that clock 5 s from now.
+    let now = now_unix();
+    let seen_by_phone = chrono::DateTime::from_timestamp(now + 5, 0).unwrap();
+    let body = json!({"notification_id": "held", "channel": "wechat", "amount": "5.00",
+                      "received_at": seen_by_phone.to_rfc3339()});
+    let reading = json!({"notification_id": "held", "channel": "wechat", "amount": "5.00",
+                         "package": null, "title": null, "text": null,
+                         "reported_at": seen_by_phone.to_rfc3339(), "listener_vouches": true});
+    let headers = json!({"scheme": "signed", "device_id": listener.device.id,
+                         "timestamp": (now + 60).to_string(), "signature": "as received"});
+    let body = body.to_string();
+    db.execute(&format!(
+        "INSERT INTO notifications (received_at, source, device_id, auth_result, auth_headers, \
+                                    body, body_length, body_sha256, reading) \
+         VALUES (to_timestamp({}), 'notify', '{}', 'ok', '{headers}', \
+                 convert_to('{body}', 'UTF8'), octet_length(convert_to('{body}', 'UTF8')), \
+                 sha256(convert_to('{body}', 'UTF8')), '{reading}')",
+        now - 40,
+        listener.device.id
+    ))
+    .await;
+
+    assert_eq!(sweep_once(&db, rules).await, 1);
+    assert_eq!(status_of(&db, &order_id).await, "pending");
+    let reason = db
+        .text("SELECT result || ': ' || reason FROM payments WHERE notification_id = 'held'")
+        .await
+        .unwrap();
+    assert!(
+        reason.starts_with("unmatched: ") && reason.contains("before order"),
+        "{reason}"
+    );
+    // The order's own payment, seen now, pays it.
+    assert_eq!(
+        app.pay(&listener.device, "wechat", "5.00").await["order_id"],
+        order["id"]
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::error::RuleError;
 use crate::core::signing::{
@@ -17,8 +17,9 @@ use crate::db::forwarder_signatures::{self as forwarder_rows, Use};
 use crate::domain::AuthResult;
 use crate::domain::DeviceId;
 
-/// How a request proves which device sent it, as received (any part may be missing).
-#[derive(Debug, Clone, Serialize)]
+/// How a request proves which device sent it, as received (any part may be missing); stored
+/// with the raw notification (`auth_headers`) and read back from there by the sweep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "scheme", rename_all = "snake_case")]
 pub enum Credentials {
     /// A listener: `X-Solopay-Device`, `X-Solopay-Timestamp`, `X-Solopay-Signature` over the body.
@@ -53,6 +54,25 @@ impl Credentials {
             Credentials::Signed { device_id, .. } => device_id.as_deref(),
             Credentials::Forwarder { device_id, .. } => Some(device_id),
             Credentials::Md5 { .. } => None,
+        }
+    }
+
+    /// When the phone signed the request, by its own clock (the timestamp its signature covers),
+    /// if the request carries a readable one.
+    pub fn signed_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Credentials::Signed { timestamp, .. } => timestamp
+                .as_deref()?
+                .parse::<i64>()
+                .ok()
+                .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+            Credentials::Forwarder { timestamp_ms, .. } | Credentials::Md5 { timestamp_ms, .. } => {
+                timestamp_ms
+                    .as_deref()?
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_millis)
+            }
         }
     }
 }

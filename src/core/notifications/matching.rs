@@ -31,6 +31,8 @@ pub struct Report<'a> {
     pub raw_id: i64,
     /// When it arrived (the database clock at storing).
     pub received_at: DateTime<Utc>,
+    /// When the phone signed its request, by the phone's clock (what its signature covers).
+    pub signed_at: Option<DateTime<Utc>>,
     pub notification: &'a Notification,
     /// What it shares with other reports of the same payment, where its id does not tell.
     pub same_payment_key: Option<&'a [u8]>,
@@ -239,31 +241,21 @@ fn match_payment(
         return Ok(Outcome::kept(PaymentResult::Unmatched, None));
     };
     Ok(match order.status {
-        OrderStatus::Pending | OrderStatus::Expired
-            if seen_before(notification).is_some_and(|seen| {
-                seen < order.created_at - chrono::Duration::seconds(SIGNATURE_WINDOW_SECS)
-            }) =>
-        {
-            // The phone saw it before the order held the amount, beyond any clock skew a
-            // signed request can have: an old notification re-sent, never this order's.
-            Outcome::kept(
-                PaymentResult::Unmatched,
-                Some(format!(
-                    "the phone saw this payment at {}, before order {} held the amount ({})",
-                    seen_before(notification).map_or_else(String::new, |t| t.to_rfc3339()),
-                    order.id,
-                    order.created_at.to_rfc3339()
-                )),
-            )
+        OrderStatus::Pending | OrderStatus::Expired => {
+            match seen_before_holder(notification, report, &order) {
+                // Paid for before this order held the amount (another order's late payment,
+                // or an old notification sent again): never this order's.
+                Some(reason) => Outcome::kept(PaymentResult::Unmatched, Some(reason)),
+                None => Outcome {
+                    pays: Some(Pays {
+                        order,
+                        overdue,
+                        arrived_at,
+                    }),
+                    ..Outcome::kept(PaymentResult::Matched, None)
+                },
+            }
         }
-        OrderStatus::Pending | OrderStatus::Expired => Outcome {
-            pays: Some(Pays {
-                order,
-                overdue,
-                arrived_at,
-            }),
-            ..Outcome::kept(PaymentResult::Matched, None)
-        },
         OrderStatus::Paid => duplicate_of_paid(conn, &order)?,
         OrderStatus::Closed => Outcome::kept(
             PaymentResult::Unmatched,
@@ -272,6 +264,50 @@ fn match_payment(
                 order.id
             )),
         ),
+    })
+}
+
+/// How much earlier than an order's holding time a payment must have been seen, by the server's
+/// clock as the request itself sets the phone's against it, before it is told apart from the
+/// order's own: room for the phone's clock to be adjusted between showing the notification and
+/// signing the request, and for the rounding of a timestamp to the second.
+const SEEN_MARGIN_SECS: i64 = 2;
+
+/// Why the phone's own times say the payment was made before `order` held its amount, if they
+/// do: the notification was seen before the order existed (beyond any clock skew a signed
+/// request can have), or, with the phone's clock set against the server's by the request
+/// itself (it signed at `signed_at` by the phone's clock and arrived at `received_at` by the
+/// database's), more than [`SEEN_MARGIN_SECS`] before it. The second finds a payment of an
+/// order whose grace ended while the phone held its notification, when a new order has taken
+/// the amount since; a request signed long before it was sent only makes it find less.
+fn seen_before_holder(
+    notification: &Notification,
+    report: &Report<'_>,
+    order: &Order,
+) -> Option<String> {
+    let seen = seen_before(notification)?;
+    if seen < order.created_at - chrono::Duration::seconds(SIGNATURE_WINDOW_SECS) {
+        return Some(format!(
+            "the phone saw this payment at {}, before order {} held the amount ({})",
+            seen.to_rfc3339(),
+            order.id,
+            order.created_at.to_rfc3339()
+        ));
+    }
+    let signed_at = report.signed_at?;
+    let seen_by_server = seen - (signed_at - report.received_at);
+    (seen_by_server < order.created_at - chrono::Duration::seconds(SEEN_MARGIN_SECS)).then(|| {
+        format!(
+            "the phone saw this payment at {} by its clock, which read {} when it signed the \
+             request that arrived at {}: at {} by the server's, before order {} held the amount \
+             ({})",
+            seen.to_rfc3339(),
+            signed_at.to_rfc3339(),
+            report.received_at.to_rfc3339(),
+            seen_by_server.to_rfc3339(),
+            order.id,
+            order.created_at.to_rfc3339()
+        )
     })
 }
 

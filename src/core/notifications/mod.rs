@@ -122,6 +122,7 @@ pub fn receive_notification(
     let report = matching::Report {
         raw_id,
         received_at,
+        signed_at: credentials.signed_at(),
         notification: &notification,
         same_payment_key: key.as_deref(),
         body_sha256: &digest,
@@ -172,9 +173,13 @@ pub fn finish_stranded(
                     .map_err(|e| RuleError::internal(format!("unreadable stored reading: {e}")))?,
                 None => read_notify_body(&raw.body)?,
             };
+            let signed_at = serde_json::from_value::<Credentials>(raw.auth_headers.clone())
+                .ok()
+                .and_then(|credentials| credentials.signed_at());
             let report = matching::Report {
                 raw_id: raw.id,
                 received_at: raw.received_at,
+                signed_at,
                 notification: &notification,
                 same_payment_key: raw.same_payment_key.as_deref(),
                 body_sha256: &raw.body_sha256,
