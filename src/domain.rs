@@ -355,7 +355,10 @@ impl MerchantOrderId {
             OrderProtocol::Epay | OrderProtocol::Epay2 => {
                 c.is_ascii_alphanumeric() || "._|-".contains(c)
             }
-            OrderProtocol::Vmq | OrderProtocol::Epusdt | OrderProtocol::Vpay => !c.is_control(),
+            OrderProtocol::Vmq => !c.is_control(),
+            // Their callbacks are signed over `k=v&k=v` joined without encoding: a number with
+            // `&` or `=` could be read back as other fields (see `compat::check_joined_value`).
+            OrderProtocol::Epusdt | OrderProtocol::Vpay => !c.is_control() && !"&=".contains(c),
         };
         if (1..=Self::MAX_CHARS).contains(&text.chars().count()) && text.chars().all(allowed) {
             Ok(MerchantOrderId(text.to_string()))
@@ -383,10 +386,11 @@ impl std::fmt::Display for InvalidMerchantOrderId {
             OrderProtocol::Epay | OrderProtocol::Epay2 => {
                 "out_trade_no must be 1 to 64 characters of A-Z a-z 0-9 . _ | -"
             }
-            OrderProtocol::Vmq | OrderProtocol::Vpay => {
-                "payId must be 1 to 64 printable characters"
+            OrderProtocol::Vmq => "payId must be 1 to 64 printable characters",
+            OrderProtocol::Vpay => "payId must be 1 to 64 printable characters, without & or =",
+            OrderProtocol::Epusdt => {
+                "order_id must be 1 to 64 printable characters, without & or ="
             }
-            OrderProtocol::Epusdt => "order_id must be 1 to 64 printable characters",
         })
     }
 }
@@ -416,6 +420,14 @@ mod tests {
         assert!(accepts(Epay, "E-1|x") && !accepts(Epay, "shop:A1"));
         for vmq_only in ["订单 1", "A/1?#&", "shop:A1|x"] {
             assert!(accepts(Vmq, vmq_only) && !accepts(Native, vmq_only));
+        }
+        // Callbacks signed over joined `k=v&k=v` fields take no `&` or `=` in the number.
+        for joined in [OrderProtocol::Vpay, OrderProtocol::Epusdt] {
+            assert!(accepts(joined, "订单 1/#"), "{joined}");
+            assert!(
+                !accepts(joined, "1&x") && !accepts(joined, "1=x"),
+                "{joined}"
+            );
         }
         // Characters, not bytes: 64 Chinese characters are one V免签 payId.
         assert!(accepts(Vmq, &"单".repeat(64)) && !accepts(Vmq, &"单".repeat(65)));

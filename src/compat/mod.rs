@@ -80,6 +80,21 @@ pub fn check_param(param: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a value a callback signs over sorted `k=v&k=v` fields joined without encoding
+/// (易支付 V1 and V2, VPay). With `&` or `=` in it, the same signed text reads as other fields:
+/// a `param` of `&out_trade_no=<another order>` makes a payer's own signed callback, cut
+/// differently, one for another order of the same price, which a shop that checks the sign and
+/// the price would credit.
+pub fn check_joined_value(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains(['&', '=']) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} must not contain & or =: the callback's sign joins its fields as k=v&k=v, \
+             so with them it could be read as another order's"
+        )));
+    }
+    Ok(())
+}
+
 /// An old protocol's request, read as sent from its fields; `404` when the protocol is not
 /// served.
 pub async fn read_request<R: From<Fields>>(

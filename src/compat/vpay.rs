@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::compat::epay::merchant_number;
-use crate::compat::{Fields, check_param, public_base, read_request};
+use crate::compat::{Fields, check_joined_value, check_param, public_base, read_request};
 use crate::config::Protocol;
 use crate::core::compat::vpay::vpay_state;
 use crate::core::compat::{channel_of_vmq_type, php_number, vmq_type};
@@ -101,6 +101,7 @@ impl VpayCreateOrder {
             .ok_or_else(|| ApiError::InvalidRequest("支付方式错误=>1|微信 2|支付宝".into()))?;
         let amount = Amount::parse(self.price.trim(), max_amount)?;
         check_param(&self.param)?;
+        check_joined_value("param", &self.param)?;
         Ok(OrderRequest {
             merchant_order_id,
             amount,

@@ -561,6 +561,67 @@ async fn an_epay_round_trip_from_mapi_to_the_signed_notify() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epay_callback_cannot_be_cut_into_another_orders() {
+    let receiver = Receiver::start().await;
+    let env = spawn_app_with(local_webhooks).await;
+    let app = &env.app;
+    let merchant = app.create_merchant("epay shop").await;
+    let (pid, key) = merchant_keys(&env, &merchant).await;
+    let listener = app.online_listener("alipay").await;
+    let with = |out_trade_no: &str, field: &str, value: &str| {
+        let mut fields = epay_fields(&pid, out_trade_no, "alipay", "5.00", &receiver.url(), &key);
+        fields.retain(|(k, _)| !["sign", "sign_type"].contains(k));
+        fields.iter_mut().find(|(k, _)| *k == field).unwrap().1 = value.to_string();
+        let sign = epay_sign(&fields, &key);
+        fields.push(("sign", sign));
+        fields.push(("sign_type", "MD5".to_string()));
+        fields
+    };
+
+    // A param that would make the paid callback of E-2 read, cut differently, as one for E-1
+    // ("…&out_trade_no=E-1&param=&out_trade_no=E-2&pid=…"): refused, nothing created.
+    let answer: Value = post_form(app, "/mapi.php", &with("E-2", "param", "&out_trade_no=E-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["code"], -1, "{answer}");
+    assert!(
+        answer["msg"]
+            .as_str()
+            .unwrap()
+            .contains("param must not contain & or ="),
+        "{answer}"
+    );
+    assert_eq!(env.db.count("SELECT count(*) FROM orders").await, 0);
+
+    // A product name with them is a label: the order is made, and its callback carries the
+    // name with full-width ＆ and ＝, signed as sent.
+    let created: Value = post_form(app, "/mapi.php", &with("E-3", "name", "Q&A=1 课程"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["code"], 1, "{created}");
+    assert_eq!(
+        app.pay(&listener.device, "alipay", "5.00").await["result"],
+        "matched"
+    );
+    let fields = receiver.wait_for(1, Duration::from_secs(10)).await[0].query();
+    let name = fields.iter().find(|(k, _)| k == "name").unwrap().1.clone();
+    assert_eq!(name, "Q＆A＝1 课程");
+    for (k, v) in &fields {
+        assert!(!v.contains(['&', '=']), "{k}={v}");
+    }
+    let signed: Vec<(&str, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let sign = fields.iter().find(|(k, _)| k == "sign").unwrap().1.clone();
+    assert_eq!(sign, epay_sign(&signed, &key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn epay_refuses_bad_signs_unknown_merchants_and_changed_reposts() {
     let env = spawn_app().await;
     let app = &env.app;

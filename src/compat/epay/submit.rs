@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 use super::{EpaySign, failure_message, merchant_number};
 use crate::compat::page::refusal_page;
-use crate::compat::{Fields, check_param, optional_url, public_base, read_request};
+use crate::compat::{
+    Fields, check_joined_value, check_param, optional_url, public_base, read_request,
+};
 use crate::config::Protocol;
 use crate::core::checkouts::{
     Checkout, CheckoutCreation, CheckoutRequest, create_checkout, online_channels,
@@ -115,7 +117,10 @@ impl EpayOrderFields {
             ));
         }
         check_param(&self.param)?;
-        let subject = Some(name.to_string()).filter(|n| !n.is_empty());
+        check_joined_value("param", &self.param)?;
+        // The name is a label (shops name products "A&B"): kept readable, it enters the signed
+        // callback with full-width `＆` and `＝`, which cannot cut it into other fields.
+        let subject = Some(name.replace('&', "＆").replace('=', "＝")).filter(|n| !n.is_empty());
         let notify_url = optional_url("notify_url", self.notify_url.as_deref())?;
         let return_url = optional_url("return_url", self.return_url.as_deref())?;
         // The payer's address and device are not parameters of the order: a re-post from

@@ -165,3 +165,35 @@ async fn dujiaoka_epusdt_creates_a_transaction_and_verifies_the_callback() {
     );
     assert_eq!(shop.env.db.count("SELECT count(*) FROM orders").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_id_that_could_cut_the_callback_into_another_is_refused() {
+    let shop = Shop::open().await;
+    let url = format!("{}/api/v1/order/create-transaction", shop.base(false));
+    // The callback signs `amount=…&order_id=…&status=…` joined: an order_id with `&` or `=`
+    // makes a payer's own signed callback read, cut differently, as one for another order.
+    for order_id in ["DJE1&status=2", "DJE2="] {
+        let body = dujiaoka_body(order_id, &shop.receiver.url(), &shop.key, 10.0);
+        let answer: Value = shop
+            .app()
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["status_code"], 400, "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("without & or ="),
+            "{answer}"
+        );
+    }
+    assert_eq!(shop.env.db.count("SELECT count(*) FROM orders").await, 0);
+}

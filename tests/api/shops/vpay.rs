@@ -152,3 +152,37 @@ async fn card_system_vpay_creates_pays_and_reads_string_states() {
     assert_eq!(shop.env.db.count("SELECT count(*) FROM orders").await, 1);
     assert_eq!(shop.receiver.received().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpay_refuses_an_order_whose_callback_could_be_cut_into_another() {
+    let shop = Shop::open().await;
+    // The callback signs `param=…&payId=…&price=…` joined: with `&` or `=` in the payId or the
+    // param, a payer's own signed callback reads, cut differently, as one for another payId.
+    for (pay_id, param, field) in [("V-1", "&payId=V-0", "param"), ("V-2&x=", "", "payId")] {
+        let mut params: Vec<(String, String)> = vec![
+            ("payId".into(), pay_id.into()),
+            ("price".into(), "10".into()),
+            ("param".into(), param.into()),
+            ("type".into(), "1".into()),
+            ("isHtml".into(), "0".into()),
+            ("appid".into(), shop.pid.clone()),
+        ];
+        let sign = vpay_sign(&params, &shop.key);
+        params.push(("sign".into(), sign));
+        let answer: Value = shop
+            .app()
+            .client
+            .post(format!("{}/CreateOrder", shop.base(false)))
+            .form(&params)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["code"], -1, "{answer}");
+        let msg = answer["msg"].as_str().unwrap();
+        assert!(msg.contains(field) && msg.contains("& or ="), "{msg}");
+    }
+    assert_eq!(shop.env.db.count("SELECT count(*) FROM orders").await, 0);
+}
