@@ -209,8 +209,10 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Solopay-Signature",
                 "`v1=<lowercase hex HMAC-SHA256(device secret, \"<timestamp>.<raw body>\")>`, sent \
-                 with `X-Solopay-Device: <device id>` and `X-Solopay-Timestamp: <unix seconds>`; a \
-                 timestamp more than 300 s from the server clock is refused.",
+                 with `X-Solopay-Device: <device id>` and `X-Solopay-Timestamp: <unix seconds>` by \
+                 the phone's own clock (the one `posted_at` and `received_at` come from, never \
+                 corrected to the server's); a timestamp more than 300 s from the server clock is \
+                 refused.",
             ))),
         );
     }

@@ -144,6 +144,15 @@ impl SignSpelling {
     }
 }
 
+/// A value as it may stand in signed `k=v&k=v` text that is joined without encoding: `&` and
+/// `=` in their full-width forms (`＆`, `＝`), so that the text cannot be cut into other fields
+/// (`name=x&out_trade_no=<another order>`). For labels and messages; a value whose `&` and `=`
+/// mean something (a URL's query) must not be shown this way, and is refused where it is taken in
+/// ([`crate::compat::check_joined_value`]).
+pub fn joinable(text: &str) -> String {
+    text.replace('&', "＆").replace('=', "＝")
+}
+
 /// The text a 易支付-style sign covers: the fields `spelling` keeps, sorted by name (byte
 /// order), joined as `k=v&k=v` without URL-encoding.
 pub fn sorted_fields_text<'a>(

@@ -1036,19 +1036,6 @@ async fn a_payment_that_arrived_while_the_order_waited_for_its_payee_lock_cannot
     assert_eq!(answer["order_id"], order["id"]);
 }
 
-/// When an order was created, by the database's clock.
-async fn created_at(db: &TestDb, order: &Value) -> chrono::DateTime<chrono::Utc> {
-    let micros = db
-        .text(&format!(
-            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint::text FROM orders \
-             WHERE id = '{}'",
-            order["id"].as_str().unwrap()
-        ))
-        .await
-        .unwrap();
-    chrono::DateTime::from_timestamp_micros(micros.parse().unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_the_phone_held_past_its_orders_grace_never_pays_the_order_that_took_the_amount()
 {
@@ -1068,7 +1055,7 @@ async fn a_payment_the_phone_held_past_its_orders_grace_never_pays_the_order_tha
     let next = app.order(&merchant, "6.00", "wechat").await;
     assert_eq!(next["payable_amount"], "6.00");
     age_order(&db, next["id"].as_str().unwrap(), 30).await;
-    let taken = created_at(&db, &next).await;
+    let taken = order_created_at(&db, &next).await;
 
     // A's payer paid 45 s before B existed, within A's grace; the phone held the notification
     // (offline) and sends it now. Whatever its clock says (200 s behind, right, 250 s ahead:

@@ -495,6 +495,19 @@ pub fn age_order_sql(order_id: &str, secs: i64) -> String {
     )
 }
 
+/// When an order was created, by the database's clock.
+pub async fn order_created_at(db: &TestDb, order: &Value) -> chrono::DateTime<chrono::Utc> {
+    let micros = db
+        .text(&format!(
+            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint::text FROM orders \
+             WHERE id = '{}'",
+            order["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    chrono::DateTime::from_timestamp_micros(micros.parse().unwrap()).unwrap()
+}
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -485,19 +485,20 @@ async fn a_stranded_notification_the_phone_saw_before_the_order_held_its_amount_
     let order = app.order(&merchant, "5.00", "wechat").await;
     let order_id = order["id"].as_str().unwrap().to_string();
     age_order(&db, &order_id, 90).await;
+    let held_since = order_created_at(&db, &order).await;
 
     // 40 s ago a request arrived and died after storing it: signed by a phone whose clock is
-    // 100 s ahead, reporting a notification it saw 95 s ago (5 s before the order held the
-    // amount), by that clock 5 s from now.
+    // 100 s ahead, reporting a notification it saw 5 s before the order held the amount (by
+    // that clock, 95 s after).
     let now = now_unix();
-    let seen_by_phone = chrono::DateTime::from_timestamp(now + 5, 0).unwrap();
+    let seen_by_phone = held_since + chrono::Duration::seconds(95);
     let body = json!({"notification_id": "held", "channel": "wechat", "amount": "5.00",
                       "received_at": seen_by_phone.to_rfc3339()});
     let reading = json!({"notification_id": "held", "channel": "wechat", "amount": "5.00",
                          "package": null, "title": null, "text": null,
                          "reported_at": seen_by_phone.to_rfc3339(), "listener_vouches": true});
     let headers = json!({"scheme": "signed", "device_id": listener.device.id,
-                         "timestamp": (now + 60).to_string(), "signature": "as received"});
+                         "timestamp": (now - 40 + 100).to_string(), "signature": "as received"});
     let body = body.to_string();
     db.execute(&format!(
         "INSERT INTO notifications (received_at, source, device_id, auth_result, auth_headers, \

@@ -103,12 +103,13 @@ async fn retention_deletes_old_history_but_never_money_and_old_notifications_sta
     let broken = app.merchant_with_webhooks(&broken_shop.url()).await;
     let listener = app.online_listener("wechat").await;
     let device = &listener.device;
-    let posted_at = chrono::Utc::now().to_rfc3339();
 
     // An old order paid by a listener that sends the post time, the same notification sent
     // again (a second raw row, no payment of its own), and a forged request.
     let old = app.order(&merchant, "10.00", "wechat").await;
     let old_id = old["id"].as_str().unwrap().to_string();
+    // Seen once the order held the amount (a payment seen before is not the order's).
+    let posted_at = chrono::Utc::now().to_rfc3339();
     let old_receipt = receipt("old-receipt", "10.00", &posted_at);
     let paid = report(&app, device, &old_receipt).await;
     assert_eq!(paid["result"], "matched", "{paid}");

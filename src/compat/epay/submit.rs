@@ -118,9 +118,8 @@ impl EpayOrderFields {
         }
         check_param(&self.param)?;
         check_joined_value("param", &self.param)?;
-        // The name is a label (shops name products "A&B"): kept readable, it enters the signed
-        // callback with full-width `＆` and `＝`, which cannot cut it into other fields.
-        let subject = Some(name.replace('&', "＆").replace('=', "＝")).filter(|n| !n.is_empty());
+        // A name may hold `&` and `=` (shops name products "A&B"): signed, it is `joinable`.
+        let subject = Some(name.to_string()).filter(|n| !n.is_empty());
         let notify_url = optional_url("notify_url", self.notify_url.as_deref())?;
         let return_url = optional_url("return_url", self.return_url.as_deref())?;
         // The payer's address and device are not parameters of the order: a re-post from

@@ -29,7 +29,7 @@ use crate::core::merchants::{EpayV2Signature, Merchant, epay_v2_merchant};
 use crate::core::orders::{Order, OrderLookup, OrderRules};
 use crate::core::platform_keys::epay_v2_key;
 use crate::core::rsa_signing::PlatformKey;
-use crate::core::signing::{SignSpelling, sorted_fields_text};
+use crate::core::signing::{SignSpelling, joinable, sorted_fields_text};
 use crate::domain::{OrderProtocol, OrderStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -107,7 +107,17 @@ impl Epay2Request {
 
 /// An answer signed with the platform's key: `timestamp`, then `sign` over the sorted scalar
 /// fields (numbers as digits, nested values left out, as the SDKs read them), `sign_type`.
+/// Every merchant's answers and notifies are signed with that one key, so no text in them may
+/// be cut into other fields: each string is [`joinable`], but `pay_info`, the payment page's URL
+/// or the payee's code, which the service or the operator sets.
 fn signed(key: &PlatformKey, now: i64, mut fields: Map<String, Value>) -> Value {
+    for (name, value) in &mut fields {
+        if let Value::String(text) = value
+            && name != "pay_info"
+        {
+            *text = joinable(text);
+        }
+    }
     fields.insert("timestamp".into(), Value::String(now.to_string()));
     let scalars: Vec<(String, String)> = fields
         .iter()

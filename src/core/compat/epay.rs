@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::compat_field;
-use crate::core::signing::epay_sign;
+use crate::core::signing::{epay_sign, joinable};
 use crate::db::merchants::Merchant;
 use crate::db::orders::Order;
 use crate::domain::Channel;
@@ -37,17 +37,21 @@ pub fn unsupported_type(code: &str) -> String {
 /// The fields of a paid order's notify that 易支付 V1 and V2 share, unsigned: `pid, trade_no,
 /// out_trade_no, type, name, money, trade_status[, param]`. Empty fields are left out: some
 /// plugins (v2board) verify over every field received, empty ones included, while the sign
-/// skips them.
+/// skips them. The name (any order's subject) and the param of an order made before `&` and `=`
+/// were refused in it are [`joinable`].
 pub(crate) fn paid_fields(order: &Order, merchant: &Merchant) -> Vec<(&'static str, String)> {
     let mut fields: Vec<(&'static str, String)> = vec![
         ("pid", merchant.pid.to_string()),
         ("trade_no", order.id.clone()),
         ("out_trade_no", order.merchant_order_id.clone()),
         ("type", epay_type(order.channel).to_string()),
-        ("name", order.subject.clone().unwrap_or_default()),
+        (
+            "name",
+            joinable(order.subject.as_deref().unwrap_or_default()),
+        ),
         ("money", Amount::from_stored(order.amount).to_string()),
         ("trade_status", "TRADE_SUCCESS".to_string()),
-        ("param", compat_field(order, "param").to_string()),
+        ("param", joinable(compat_field(order, "param"))),
     ];
     fields.retain(|(_, value)| !value.is_empty());
     fields

@@ -249,10 +249,34 @@ async fn the_caihong_v2_sdk_creates_pays_queries_and_verifies_every_signature() 
     let queried = execute("api/pay/query", vec![("trade_no", trade_no.clone())], &key).await;
     assert!(sdk_verifies(&key, &platform, &answer_fields(&queried)));
     assert_eq!(queried["status"], 1);
+    // Every merchant's answers are signed with the one platform key: no text in them can be
+    // cut into other fields (`…&out_trade_no=<another shop's order>&…`). A name with `&` and
+    // `=`, and a refusal repeating the request, come back with ＆ and ＝, signed as shown.
+    let mut named = order("V2-2", "wxpay");
+    named.iter_mut().find(|(k, _)| *k == "name").unwrap().1 = "Q&A=1".into();
+    assert_eq!(execute("api/pay/create", named, &key).await["code"], 0);
+    let queried = execute("api/pay/query", vec![("out_trade_no", "V2-2".into())], &key).await;
+    assert_eq!(queried["name"], "Q＆A＝1", "{queried}");
+    let mut odd = order("V2-3", "wxpay");
+    odd.iter_mut().find(|(k, _)| *k == "method").unwrap().1 =
+        "x&out_trade_no=V2-9&trade_status=TRADE_SUCCESS".into();
+    let refused = execute("api/pay/create", odd, &key).await;
+    assert_ne!(refused["code"], 0, "{refused}");
+    for answer in [&queried, &refused] {
+        let fields = answer_fields(answer);
+        assert!(sdk_verifies(&key, &platform, &fields), "{answer}");
+        for (k, v) in fields
+            .iter()
+            .filter(|(k, _)| !["pay_info", "sign"].contains(&k.as_str()))
+        {
+            assert!(!v.contains(['&', '=']), "{k}={v}");
+        }
+    }
+
     let info = execute("api/merchant/info", vec![], &key).await;
     assert_eq!(
         (info["code"].as_i64(), info["order_num"].as_i64()),
-        (Some(0), Some(1))
+        (Some(0), Some(2))
     );
     let closed = execute("api/pay/close", vec![("trade_no", trade_no.clone())], &key).await;
     assert_ne!(closed["code"], 0, "a paid order cannot be closed");
@@ -296,5 +320,6 @@ async fn the_caihong_v2_sdk_creates_pays_queries_and_verifies_every_signature() 
         .await
         .unwrap();
     assert_ne!(stale["code"], 0, "{stale}");
-    assert_eq!(shop.env.db.count("SELECT count(*) FROM orders").await, 1);
+    // V2-1 and V2-2; nothing of the refused requests.
+    assert_eq!(shop.env.db.count("SELECT count(*) FROM orders").await, 2);
 }
