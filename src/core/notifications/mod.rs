@@ -173,9 +173,15 @@ pub fn finish_stranded(
                     .map_err(|e| RuleError::internal(format!("unreadable stored reading: {e}")))?,
                 None => read_notify_body(&raw.body)?,
             };
-            let signed_at = serde_json::from_value::<Credentials>(raw.auth_headers.clone())
-                .ok()
-                .and_then(|credentials| credentials.signed_at());
+            // As stored by `receive_notification`; without it the phone's clock cannot be set
+            // against the server's, and only the check by the phone's clock alone applies.
+            let signed_at = match serde_json::from_value::<Credentials>(raw.auth_headers.clone()) {
+                Ok(credentials) => credentials.signed_at(),
+                Err(error) => {
+                    tracing::warn!(notification = raw.id, %error, "unreadable stored credentials");
+                    None
+                }
+            };
             let report = matching::Report {
                 raw_id: raw.id,
                 received_at: raw.received_at,
