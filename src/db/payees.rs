@@ -2,7 +2,9 @@
 //! for each, and the fixed-amount codes that already carry an amount.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
 use rust_decimal::Decimal;
 
 use super::schema::{payee_fixed_codes, payees};
@@ -53,7 +55,9 @@ pub fn insert_fixed_codes(conn: &mut PgConnection, codes: &[FixedCode]) -> Query
         .execute(conn)
 }
 
-/// Another payee of `channel` with this collection code, if there is one.
+/// Another payee of `channel` with this collection code, if there is one: the same text but for
+/// case and surrounding blanks (a scanner may read a code's URL in capitals, and a code typed by
+/// hand may carry a space), so that one account is not two payees by its spelling.
 pub fn with_qr_code(
     conn: &mut PgConnection,
     channel: Channel,
@@ -62,7 +66,11 @@ pub fn with_qr_code(
 ) -> QueryResult<Option<Payee>> {
     let mut query = payees::table
         .filter(payees::channel.eq(channel))
-        .filter(payees::qr_code.eq(qr_code))
+        .filter(
+            sql::<Bool>("lower(btrim(payees.qr_code)) = lower(btrim(")
+                .bind::<Text, _>(qr_code)
+                .sql("))"),
+        )
         .into_boxed();
     if let Some(except) = except {
         query = query.filter(payees::id.ne(except.to_string()));

@@ -1197,6 +1197,15 @@ async fn one_collection_code_is_one_payee() {
         )
         .await;
     assert_problem(second, StatusCode::CONFLICT, "conflict").await;
+    // Spelt otherwise (a scanner's capitals, a pasted space), it is still that account.
+    let respelt = app
+        .admin_post(
+            "/admin/payees",
+            &json!({"channel": "wechat", "name": "tablet", "qr_code": " WXP://F2F0SHARED ",
+                    "device_id": tablet.id}),
+        )
+        .await;
+    assert_problem(respelt, StatusCode::CONFLICT, "conflict").await;
     let other = app
         .create_payee(&tablet, "wechat", json!({"qr_code": "wxp://f2f0other"}))
         .await;
