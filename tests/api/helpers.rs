@@ -442,6 +442,17 @@ impl TestApp {
     }
 }
 
+/// Sends a request that must get an answer, and reads the answer as JSON.
+pub async fn json_answer(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Asserts a problem+json answer with this status and code; returns the problem.
 pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "expected {status} {code}");

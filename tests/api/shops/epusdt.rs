@@ -174,18 +174,14 @@ async fn an_order_id_that_could_cut_the_callback_into_another_is_refused() {
     // makes a payer's own signed callback read, cut differently, as one for another order.
     for order_id in ["DJE1&status=2", "DJE2="] {
         let body = dujiaoka_body(order_id, &shop.receiver.url(), &shop.key, 10.0);
-        let answer: Value = shop
-            .app()
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = json_answer(
+            shop.app()
+                .client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
         assert_eq!(answer["status_code"], 400, "{answer}");
         assert!(
             answer["message"]

@@ -169,17 +169,13 @@ async fn vpay_refuses_an_order_whose_callback_could_be_cut_into_another() {
         ];
         let sign = vpay_sign(&params, &shop.key);
         params.push(("sign".into(), sign));
-        let answer: Value = shop
-            .app()
-            .client
-            .post(format!("{}/CreateOrder", shop.base(false)))
-            .form(&params)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = json_answer(
+            shop.app()
+                .client
+                .post(format!("{}/CreateOrder", shop.base(false)))
+                .form(&params),
+        )
+        .await;
         assert_eq!(answer["code"], -1, "{answer}");
         let msg = answer["msg"].as_str().unwrap();
         assert!(msg.contains(field) && msg.contains("& or ="), "{msg}");
