@@ -17,6 +17,8 @@ use crate::core::orders::{OrderRules, expire_overdue_batch};
 use crate::db::{Db, forwarder_signatures, transaction_with_retry};
 
 const EXPIRY_BATCH: i64 = 500;
+/// Orders released per statement: each a short transaction of its own.
+const RELEASE_BATCH: i64 = 1000;
 /// How often the devices are looked at for alerts.
 const DEVICE_SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A live request finishes its own notification well within this time.
@@ -107,7 +109,7 @@ pub fn spawn(
 }
 
 /// One pass of the sweep: finishes stranded notifications, expires every overdue pending order
-/// (in batches), forgets old forwarder signatures and console sessions. Returns how many orders
+/// (in batches), releases the orders whose reservation ended long ago, forgets old forwarder signatures and console sessions. Returns how many orders
 /// it expired and notifications it finished. Public so that the benchmark times the very pass
 /// the service runs.
 pub fn sweep_pass(
@@ -122,6 +124,13 @@ pub fn sweep_pass(
         let n = expire_overdue_batch(conn, EXPIRY_BATCH)?;
         expired += n;
         if i64::try_from(n).unwrap_or(i64::MAX) < EXPIRY_BATCH {
+            break;
+        }
+    }
+    // Orders whose reservation ended long ago leave the indexes allocation and matching read.
+    loop {
+        let n = crate::db::orders::release_ended_holds(conn, RELEASE_BATCH)?;
+        if i64::try_from(n).unwrap_or(i64::MAX) < RELEASE_BATCH {
             break;
         }
     }

@@ -277,6 +277,9 @@ pub fn lock_for_merchant(
 /// a crash) from paying an order created after the payment was made. Reservation periods of one
 /// payee and amount never overlap (the exclusion constraint), so at most one order qualifies. A
 /// concurrent payment of the same order waits here for the row lock and then sees it paid.
+///
+/// Only orders that still hold their amount are read ([`release_ended_holds`]): a released
+/// order's reservation ended before any arrival a payment is matched as of.
 pub fn lock_holder(
     conn: &mut PgConnection,
     payee_id: &str,
@@ -288,6 +291,8 @@ pub fn lock_holder(
         .filter(orders::payable_amount.eq(amount))
         .filter(orders::created_at.le(received_at))
         .filter(orders::reserved_until.gt(received_at))
+        // Not a bind: the kept plan can then use the partial index of holding orders.
+        .filter(orders::holds_amount)
         .select((
             Order::as_select(),
             sql::<Bool>("(orders.status = 'pending' AND orders.expires_at <= ")
@@ -372,6 +377,8 @@ pub fn expire_for_reader(
 /// expired or closed order's, so that a second report of the same payment finds this order paid
 /// instead of a new order owing the amount; the reservation never reaches into that of a later
 /// order of the same payee and amount (a payment finished late, after the reservation ended).
+/// A released order (paid by the operator's hand long after) is not held again: its amount may
+/// belong to another order by now, and a copy of its payment is held by the payment itself.
 pub fn mark_paid(
     conn: &mut PgConnection,
     id: &str,
@@ -389,19 +396,62 @@ pub fn mark_paid(
             orders::paid_at.eq(sql::<Nullable<Timestamptz>>("now()")),
             orders::paid_late.eq(late),
             orders::reserved_until.eq(sql::<Timestamptz>(
-                "greatest(orders.created_at, least(now() + ",
+                "CASE WHEN NOT orders.holds_amount THEN orders.reserved_until \
+                      ELSE greatest(orders.created_at, least(now() + ",
             )
             .bind::<Interval, _>(interval(grace))
             .sql(
                 ", (SELECT coalesce(min(later.created_at), 'infinity') FROM orders later \
                      WHERE later.payee_id = orders.payee_id \
                        AND later.payable_amount = orders.payable_amount \
-                       AND later.created_at > orders.created_at)))",
+                       AND later.created_at > orders.created_at \
+                       AND later.holds_amount))) END",
             )),
         ))
         .returning(Order::as_returning())
         .prepared()
         .get_result(conn)
+}
+
+/// How long after its reservation ended an order keeps holding its amount: longer than the
+/// largest duplicate window (`SOLOPAY_DUPLICATE_WINDOW_SECS` is at most 3600), the furthest
+/// before its arrival a payment is matched as of.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(2 * 3600);
+/// A notification left unprocessed longer than this holds no order's amount for it: it is
+/// matched against the orders that still hold (a payment that finds none is kept for the
+/// operator), and one that can never be processed does not keep every later order holding.
+pub const RELEASE_WAITS_FOR_STRANDED: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Releases up to `limit` orders whose reservation ended [`RELEASE_AFTER`] before the earliest
+/// time a payment may still be matched as of: now, or the arrival of the oldest notification
+/// still waiting for the sweep (within [`RELEASE_WAITS_FOR_STRANDED`]). Released orders leave the
+/// partial indexes that allocation and matching read (migration 000110), so these stay the size
+/// of the last hours' orders. Nothing changes for allocation or matching: a released order's
+/// reservation ended before any time they ask about, and a released order never holds again.
+/// (A copy of a notification first reported, and refused, longer ago than that is matched as
+/// of then: it now finds no holder and is kept for the operator, where it paid the order that
+/// held the amount back then.) Rows another transaction holds are skipped. Returns how many it
+/// released.
+pub fn release_ended_holds(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "WITH cutoff AS ( \
+             SELECT least(now(), coalesce(( \
+                        SELECT min(n.received_at) FROM notifications n \
+                         WHERE n.auth_result = 'ok' AND n.payment_id IS NULL \
+                           AND n.rejection IS NULL AND n.received_at > now() - $2), \
+                        'infinity')) - $3 AS at) \
+         UPDATE orders SET holds_amount = false \
+          WHERE id IN (SELECT o.id FROM orders o, cutoff \
+                        WHERE o.holds_amount AND o.reserved_until < cutoff.at \
+                        ORDER BY o.reserved_until \
+                        LIMIT $1 \
+                        FOR NO KEY UPDATE OF o SKIP LOCKED) \
+            AND holds_amount AND reserved_until < (SELECT at FROM cutoff)",
+    )
+    .bind::<diesel::sql_types::Int8, _>(limit)
+    .bind::<Interval, _>(interval(RELEASE_WAITS_FOR_STRANDED))
+    .bind::<Interval, _>(interval(RELEASE_AFTER))
+    .execute(conn)
 }
 
 /// `pending` → `closed`; the amount stays reserved for the grace, as a payer may still pay it.

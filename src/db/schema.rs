@@ -207,6 +207,7 @@ diesel::table! {
         closed_at -> Nullable<Timestamptz>,
         protocol -> Text,
         compat -> Nullable<Jsonb>,
+        holds_amount -> Bool,
     }
 }
 

@@ -191,8 +191,8 @@ mod tests {
     const PINNED: &[(&str, i32, &str)] = &[
         (
             "allocation",
-            4,
-            "1a9db8ccbd58141701246cd05a3477d84658f6924f28602926e98ef34371a3ce",
+            5,
+            "71663d924e65bee428b8834325041ba56ec3e595e82c8611d15a78d287767319",
         ),
         (
             "audit",

@@ -53,6 +53,35 @@ async fn sweep_once(db: &TestDb, rules: solopay::core::orders::OrderRules) -> us
     .unwrap()
 }
 
+/// A service sweeping by hand (default settings), a merchant, an online WeChat listener, and one
+/// order of 5.00 on it.
+struct Scene {
+    app: TestApp,
+    db: TestDb,
+    rules: solopay::core::orders::OrderRules,
+    merchant: MerchantKeys,
+    listener: Listener,
+    order: Value,
+    order_id: String,
+}
+
+async fn scene() -> Scene {
+    let (TestEnv { app, db }, rules) = spawn_app_sweeping_by_hand(|_| {}).await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "5.00", "wechat").await;
+    let order_id = order["id"].as_str().unwrap().to_string();
+    Scene {
+        app,
+        db,
+        rules,
+        merchant,
+        listener,
+        order,
+        order_id,
+    }
+}
+
 async fn status_of(db: &TestDb, id: &str) -> String {
     db.text(&format!("SELECT status FROM orders WHERE id = '{id}'"))
         .await
@@ -478,12 +507,16 @@ async fn connections_the_server_ended_fail_one_request_at_most_and_are_replaced(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranded_notification_the_phone_saw_before_the_order_held_its_amount_pays_nothing() {
-    let (TestEnv { app, db }, rules) = spawn_app_sweeping_by_hand(|_| {}).await;
-    let merchant = app.create_merchant("shop").await;
-    let listener = app.online_listener("wechat").await;
+    let Scene {
+        app,
+        db,
+        rules,
+        listener,
+        order,
+        order_id,
+        ..
+    } = scene().await;
     // The order has held 5.00 for 90 s.
-    let order = app.order(&merchant, "5.00", "wechat").await;
-    let order_id = order["id"].as_str().unwrap().to_string();
     age_order(&db, &order_id, 90).await;
     let held_since = order_created_at(&db, &order).await;
 
@@ -525,5 +558,116 @@ async fn a_stranded_notification_the_phone_saw_before_the_order_held_its_amount_
     assert_eq!(
         app.pay(&listener.device, "wechat", "5.00").await["order_id"],
         order["id"]
+    );
+}
+
+/// Whether an order still holds its amount (is read by allocation and matching), and when its
+/// reservation ends, as text.
+async fn hold_of(db: &TestDb, id: &str) -> (String, String) {
+    let row = db
+        .text(&format!(
+            "SELECT holds_amount::text || ' ' || reserved_until::text FROM orders WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    let (holds, until) = row.split_once(' ').unwrap();
+    (holds.to_owned(), until.to_owned())
+}
+
+/// The sweep's release pass alone, as the service runs it; how many orders it released.
+async fn release_once(db: &TestDb) -> usize {
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
+        solopay::db::orders::release_ended_holds(&mut conn, 1000).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_released_hours_after_its_reservation_ended_and_never_holds_again() {
+    let Scene {
+        app,
+        db,
+        rules,
+        merchant,
+        listener,
+        order_id: old_id,
+        ..
+    } = scene().await;
+
+    // Reservation ended more than 2 hours ago: released. Ended less than that: still holds.
+    age_order(&db, &old_id, 4 * 3600).await;
+    let recent = app.order(&merchant, "6.00", "wechat").await;
+    let recent_id = recent["id"].as_str().unwrap().to_string();
+    age_order(&db, &recent_id, 3600).await;
+    let (_, old_until) = hold_of(&db, &old_id).await;
+
+    sweep_once(&db, rules.clone()).await;
+    let released = hold_of(&db, &old_id).await;
+    assert_eq!(released, ("false".to_owned(), old_until));
+    assert_eq!(hold_of(&db, &recent_id).await.0, "true");
+
+    // Paid by the operator's hand now: not held again, the reservation stays as it ended.
+    let response = app
+        .admin_post(
+            &format!("/admin/orders/{old_id}/mark-paid"),
+            &json!({"note": "paid in cash"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(status_of(&db, &old_id).await, "paid");
+    assert_eq!(hold_of(&db, &old_id).await, released);
+
+    // The amount is a new order's, and its payment pays that order alone.
+    let new = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "5.00");
+    let paid = app.pay(&listener.device, "wechat", "5.00").await;
+    assert_eq!(paid["result"], "matched", "{paid}");
+    assert_eq!(paid["order_id"], new["id"], "{paid}");
+    sweep_once(&db, rules).await;
+    assert_eq!(hold_of(&db, new["id"].as_str().unwrap()).await.0, "true");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_notification_keeps_its_orders_hold_until_the_sweep_finishes_it() {
+    let Scene {
+        app: _app,
+        db,
+        rules,
+        listener,
+        order_id: old_id,
+        ..
+    } = scene().await;
+
+    // An order of 4 hours ago, its reservation long over; its payment arrived while it was
+    // pending, and the request died before matching (the service was down since, say).
+    let stranded = stranded_sql(
+        &listener.device.id,
+        &json!({"notification_id": "stranded-hold", "channel": "wechat", "amount": "5.00"}),
+        4 * 3600 - 60,
+    );
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "BEGIN; {}; {stranded}; COMMIT",
+            age_order_sql(&old_id, 4 * 3600)
+        ))
+        .await
+        .unwrap();
+
+    // A release before the sweep gets to the notification keeps the order holding.
+    assert_eq!(release_once(&db).await, 0);
+    assert_eq!(hold_of(&db, &old_id).await.0, "true");
+    assert_eq!(sweep_once(&db, rules).await, 1);
+    assert_eq!(status_of(&db, &old_id).await, "paid");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM payments WHERE order_id = '{old_id}' \
+             AND notification_id = 'stranded-hold'"
+        ))
+        .await,
+        1
     );
 }

@@ -170,7 +170,8 @@ async fn plan(db: &tokio_postgres::Client, orders: u64) -> Result<Plan> {
     })
 }
 
-/// Orders `[lo, hi)`: order i is created in the i-th step of the year, on payee i mod P.
+/// Orders `[lo, hi)`: order i is created in the i-th step of the year, on payee i mod P. Each
+/// is released (`holds_amount` false), as the sweep would have: the year ends a day ago.
 fn orders_sql(lo: u64, hi: u64, payees: u64) -> String {
     let fate = per_mille("i", 1);
     let timing = per_mille("i", 2);
@@ -185,7 +186,7 @@ fn orders_sql(lo: u64, hi: u64, payees: u64) -> String {
         "INSERT INTO orders (id, merchant_id, merchant_order_id, request_fingerprint, status, \
                              channel, amount, payable_amount, payee_id, qr_code, qr_fixed_amount, \
                              subject, created_at, expires_at, reserved_until, paid_at, paid_late, \
-                             closed_at) \
+                             closed_at, holds_amount) \
          SELECT 'ord_' || md5('history order ' || s.i), m.id, 'h' || s.i, \
                 sha256(convert_to('h' || s.i, 'UTF8')), s.status, p.channel, \
                 CASE WHEN s.timing % 5 = 0 THEN (s.cents / 100)::numeric \
@@ -194,7 +195,7 @@ fn orders_sql(lo: u64, hi: u64, payees: u64) -> String {
                 s.created_at, s.created_at + interval '300 s', \
                 coalesce(s.paid_at, s.closed_at, s.created_at + interval '300 s') \
                     + interval '600 s', \
-                s.paid_at, s.status = 'paid' AND s.fate >= {on_time}, s.closed_at \
+                s.paid_at, s.status = 'paid' AND s.fate >= {on_time}, s.closed_at, false \
            FROM (SELECT i, f.fate, t.timing, {merchant_hash} AS merchant_hash, \
                         (100 + ((i / {payees}) * 7919) % 99900)::bigint AS cents, \
                         CASE WHEN f.fate < {late} THEN 'paid' \

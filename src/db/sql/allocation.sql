@@ -1,4 +1,4 @@
--- revision: 4
+-- revision: 5
 --
 -- Allocation: the amounts a payee has taken, the free offset of a payee, and the single
 -- statement that creates an order with a unique payable amount. This file is the only home of
@@ -19,6 +19,9 @@
 -- expose SQLSTATEs of its own choosing.
 -- Revision 4: the offset range of a price and the first free offset of a payee are written once
 -- (solopay_max_offset, solopay_first_free_offset), inlined where they were written out before.
+-- Revision 5: the reserved amounts are read among the orders that hold (`holds_amount`, the
+-- partial index and exclusion constraint of migration 000110): the same amounts, since an order
+-- is released only long after its reservation ended, from an index the size of the last hours.
 
 -- The amounts between p_lo and p_hi that a payee has taken right now: the payable amounts of
 -- its reserved orders and the amounts held by its payments that no order owed. Inlined into the
@@ -32,6 +35,7 @@ AS $$
      WHERE o.payee_id = p_payee_id
        AND o.payable_amount BETWEEN p_lo AND p_hi
        AND o.reserved_until > now()
+       AND o.holds_amount
     UNION ALL
     SELECT q.amount
       FROM payments q

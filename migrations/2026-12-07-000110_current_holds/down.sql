@@ -1,0 +1,11 @@
+DROP INDEX orders_holding_until_idx;
+DROP INDEX orders_payee_amount_idx;
+CREATE INDEX orders_payee_amount_idx ON orders (payee_id, payable_amount, reserved_until);
+ALTER TABLE orders
+    DROP CONSTRAINT orders_payable_amount_reserved_once,
+    ADD CONSTRAINT orders_payable_amount_reserved_once EXCLUDE USING gist (
+        (payee_id COLLATE "C") WITH =,
+        ((payable_amount * 100)::bigint) WITH =,
+        tstzrange(created_at, reserved_until) WITH &&
+    );
+ALTER TABLE orders DROP COLUMN holds_amount;
