@@ -9,3 +9,6 @@ ALTER TABLE orders
         tstzrange(created_at, reserved_until) WITH &&
     );
 ALTER TABLE orders DROP COLUMN holds_amount;
+-- The allocation source of this release reads holds_amount: the release before it applies its
+-- own at its next start when none is recorded.
+DELETE FROM sql_sources WHERE name = 'allocation';

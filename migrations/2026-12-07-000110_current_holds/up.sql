@@ -15,12 +15,13 @@
 -- and matching read `holds_amount` (so the planner can use the partial index); the answers are the
 -- same, since a released order's reservation ended before any time they ask about.
 --
--- Existing orders: those whose reservation ended more than 7 days ago are released here (a
--- superset of what the sweep would keep is safe: holding longer changes no answer), the rest by
--- the sweep. The UPDATE reads the table once.
+-- Existing orders: those whose reservation ended more than 7 days and 2 hours ago are released
+-- here (the longest the sweep keeps one; a superset of what it would keep is safe: holding longer
+-- changes no answer), the rest by the sweep. All of it holds the table's lock: the UPDATE and
+-- each index build below read the table.
 ALTER TABLE orders ADD COLUMN holds_amount boolean NOT NULL DEFAULT false;
 ALTER TABLE orders ALTER COLUMN holds_amount SET DEFAULT true;
-UPDATE orders SET holds_amount = true WHERE reserved_until > now() - interval '7 days';
+UPDATE orders SET holds_amount = true WHERE reserved_until > now() - interval '7 days 2 hours';
 
 ALTER TABLE orders
     DROP CONSTRAINT orders_payable_amount_reserved_once,
@@ -34,3 +35,5 @@ CREATE INDEX orders_payee_amount_idx ON orders (payee_id, payable_amount, reserv
     WHERE holds_amount;
 -- The sweep's release pass, oldest reservation first.
 CREATE INDEX orders_holding_until_idx ON orders (reserved_until) WHERE holds_amount;
+-- The operator's order list filtered by payee reads orders by creation (orders_created_idx) and
+-- keeps the payee's, as the list filtered by merchant does (migration 000006 says why).

@@ -419,34 +419,51 @@ pub fn mark_paid(
 pub const RELEASE_AFTER: Duration = Duration::from_secs(2 * 3600);
 /// A notification left unprocessed longer than this holds no order's amount for it: it is
 /// matched against the orders that still hold (a payment that finds none is kept for the
-/// operator), and one that can never be processed does not keep every later order holding.
+/// operator), and one that can never be processed does not keep its payees' orders holding for
+/// ever.
 pub const RELEASE_WAITS_FOR_STRANDED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Releases up to `limit` orders whose reservation ended [`RELEASE_AFTER`] before the earliest
-/// time a payment may still be matched as of: now, or the arrival of the oldest notification
-/// still waiting for the sweep (within [`RELEASE_WAITS_FOR_STRANDED`]). Released orders leave the
-/// partial indexes that allocation and matching read (migration 000110), so these stay the size
-/// of the last hours' orders. Nothing changes for allocation or matching: a released order's
-/// reservation ended before any time they ask about, and a released order never holds again.
-/// (A copy of a notification first reported, and refused, longer ago than that is matched as
-/// of then: it now finds no holder and is kept for the operator, where it paid the order that
-/// held the amount back then.) Rows another transaction holds are skipped. Returns how many it
-/// released.
+/// time a payment on their payee may still be matched as of: now, or the arrival of the oldest
+/// notification of the payee's device still waiting for the sweep (within
+/// [`RELEASE_WAITS_FOR_STRANDED`]). Released orders leave the partial indexes that allocation
+/// and matching read (migration 000110), so these stay the size of the last hours' orders.
+///
+/// Nothing changes for allocation or matching: a released order's reservation ended before any
+/// time they ask about, and a released order never holds again. (A copy of a notification first
+/// reported, and refused, longer ago than that is matched as of then: it now finds no holder and
+/// is kept for the operator, where it paid the order that held the amount back then.) The
+/// orders of one payee and amount are released in the order they were made: a later one waits
+/// while an earlier one holds (say, locked by a payment that will extend its hold), so a paid
+/// order's hold is always capped by the next order of its amount, which still holds. Rows
+/// another transaction holds are skipped. Returns how many it released.
 pub fn release_ended_holds(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
+    // `due`: the candidates, locked (those another transaction holds are skipped). One is
+    // released when no earlier order of its payee and amount holds, other than those released
+    // with it (an earlier one ends first, so it is a candidate unless it was skipped).
     diesel::sql_query(
-        "WITH cutoff AS ( \
-             SELECT least(now(), coalesce(( \
-                        SELECT min(n.received_at) FROM notifications n \
-                         WHERE n.auth_result = 'ok' AND n.payment_id IS NULL \
-                           AND n.rejection IS NULL AND n.received_at > now() - $2), \
-                        'infinity')) - $3 AS at) \
+        "WITH due AS ( \
+             SELECT o.id, o.payee_id, o.payable_amount, o.created_at FROM orders o \
+              WHERE o.holds_amount AND o.reserved_until < now() - $3 \
+                AND NOT EXISTS ( \
+                    SELECT 1 FROM notifications n JOIN payees p ON p.device_id = n.device_id \
+                     WHERE p.id = o.payee_id \
+                       AND n.auth_result = 'ok' AND n.payment_id IS NULL \
+                       AND n.rejection IS NULL AND n.received_at > now() - $2 \
+                       AND o.reserved_until >= n.received_at - $3) \
+              ORDER BY o.reserved_until \
+              LIMIT $1 \
+              FOR NO KEY UPDATE OF o SKIP LOCKED) \
          UPDATE orders SET holds_amount = false \
-          WHERE id IN (SELECT o.id FROM orders o, cutoff \
-                        WHERE o.holds_amount AND o.reserved_until < cutoff.at \
-                        ORDER BY o.reserved_until \
-                        LIMIT $1 \
-                        FOR NO KEY UPDATE OF o SKIP LOCKED) \
-            AND holds_amount AND reserved_until < (SELECT at FROM cutoff)",
+           FROM due \
+          WHERE orders.id = due.id \
+            AND orders.holds_amount AND orders.reserved_until < now() - $3 \
+            AND NOT EXISTS ( \
+                SELECT 1 FROM orders e \
+                 WHERE e.holds_amount AND e.payee_id = due.payee_id \
+                   AND e.payable_amount = due.payable_amount \
+                   AND e.created_at < due.created_at \
+                   AND e.id NOT IN (SELECT id FROM due))",
     )
     .bind::<diesel::sql_types::Int8, _>(limit)
     .bind::<Interval, _>(interval(RELEASE_WAITS_FOR_STRANDED))

@@ -552,27 +552,47 @@ async fn the_daily_summary_counts_orders_payments_and_money_per_day_and_channel(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summarys_expired_orders_are_read_through_an_index_not_the_whole_table() {
     let TestEnv { db, .. } = spawn_app().await;
+    // The summary's expired-orders branch.
+    let plan = plan_without_seqscan(
+        &db,
+        &format!(
+            "SELECT count(*) FROM orders \
+              WHERE {} AND expires_at BETWEEN now() - interval '31 days' AND now()",
+            solopay::core::reconciliation::EXPIRED_ORDERS
+        ),
+    )
+    .await;
+    assert!(plan.contains("orders_expired_at_idx"), "{plan}");
+}
+
+/// The plan of `query` with sequential scans forbidden: the tables are empty here, so this asks
+/// whether any index can answer it, as on a big table.
+async fn plan_without_seqscan(db: &TestDb, query: &str) -> String {
     let client = db.client().await;
-    // The table is empty here: forbid the sequential scan a big table would pay for, and see
-    // whether any index can answer the summary's expired-orders branch.
     client
         .batch_execute("SET enable_seqscan = off")
         .await
         .unwrap();
     let plan: Vec<String> = client
-        .query(
-            &format!(
-                "EXPLAIN SELECT count(*) FROM orders \
-                  WHERE {} AND expires_at BETWEEN now() - interval '31 days' AND now()",
-                solopay::core::reconciliation::EXPIRED_ORDERS
-            ),
-            &[],
-        )
+        .query(&format!("EXPLAIN {query}"), &[])
         .await
         .unwrap()
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("orders_expired_at_idx"), "{plan}");
+    plan.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_reads_the_reserved_amounts_among_the_orders_that_hold_through_their_index() {
+    let TestEnv { db, .. } = spawn_app().await;
+    // The partial index on the orders that still hold an amount answers (a year of released
+    // orders is not in it).
+    let plan = plan_without_seqscan(
+        &db,
+        "SELECT * FROM solopay_taken_amounts('pye_x', 5.00, 5.20)",
+    )
+    .await;
+    assert!(plan.contains("orders_payee_amount_idx"), "{plan}");
+    assert!(!plan.contains("Seq Scan on orders"), "{plan}");
 }

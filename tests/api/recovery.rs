@@ -633,13 +633,19 @@ async fn an_order_is_released_hours_after_its_reservation_ended_and_never_holds_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranded_notification_keeps_its_orders_hold_until_the_sweep_finishes_it() {
     let Scene {
-        app: _app,
+        app,
         db,
         rules,
+        merchant,
         listener,
         order_id: old_id,
         ..
     } = scene().await;
+    // An order as old on another phone's payee.
+    app.online_listener("alipay").await;
+    let other = app.order(&merchant, "5.00", "alipay").await;
+    let other_id = other["id"].as_str().unwrap().to_string();
+    age_order(&db, &other_id, 4 * 3600).await;
 
     // An order of 4 hours ago, its reservation long over; its payment arrived while it was
     // pending, and the request died before matching (the service was down since, say).
@@ -657,9 +663,11 @@ async fn a_stranded_notification_keeps_its_orders_hold_until_the_sweep_finishes_
         .await
         .unwrap();
 
-    // A release before the sweep gets to the notification keeps the order holding.
-    assert_eq!(release_once(&db).await, 0);
+    // A release before the sweep gets to the notification keeps the order holding; the other
+    // phone's order is released.
+    assert_eq!(release_once(&db).await, 1);
     assert_eq!(hold_of(&db, &old_id).await.0, "true");
+    assert_eq!(hold_of(&db, &other_id).await.0, "false");
     assert_eq!(sweep_once(&db, rules).await, 1);
     assert_eq!(status_of(&db, &old_id).await, "paid");
     assert_eq!(
@@ -670,4 +678,35 @@ async fn a_stranded_notification_keeps_its_orders_hold_until_the_sweep_finishes_
         .await,
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_of_one_amount_are_released_in_the_order_they_were_made() {
+    let Scene {
+        app,
+        db,
+        merchant,
+        order_id: first_id,
+        ..
+    } = scene().await;
+    // Two orders of 5.00 on one payee, one after the other, both reservations long over.
+    age_order(&db, &first_id, 5 * 3600).await;
+    let second = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(second["payable_amount"], "5.00");
+    let second_id = second["id"].as_str().unwrap().to_string();
+    age_order(&db, &second_id, 3 * 3600).await;
+
+    // While a transaction holds the first (a payment paying it would then hold the amount from
+    // now on, up to the next order of the amount), the second stays holding too.
+    let locker = db.client().await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM orders WHERE id = '{first_id}' FOR NO KEY UPDATE"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(release_once(&db).await, 0);
+    assert_eq!(hold_of(&db, &second_id).await.0, "true");
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(release_once(&db).await, 2);
 }
