@@ -23,17 +23,23 @@ ALTER TABLE orders ADD COLUMN holds_amount boolean NOT NULL DEFAULT false;
 ALTER TABLE orders ALTER COLUMN holds_amount SET DEFAULT true;
 UPDATE orders SET holds_amount = true WHERE reserved_until > now() - interval '7 days 2 hours';
 
+-- The queries say `holds_amount`, which implies the btree's predicate and not `holds_amount IS
+-- TRUE` (the same rows, holds_amount being NOT NULL), the predicate of the other two: so they are
+-- never read in place of the btree. With statistics from before the last hours' orders (a big
+-- table is analyzed rarely), the planner counts the holding orders as none, and any index over
+-- them all, read whole, as cheap as the btree's range: on a 10 million order history it read the
+-- whole GiST index for each payee (2,191 pages where the btree reads 139).
 ALTER TABLE orders
     DROP CONSTRAINT orders_payable_amount_reserved_once,
     ADD CONSTRAINT orders_payable_amount_reserved_once EXCLUDE USING gist (
         (payee_id COLLATE "C") WITH =,
         ((payable_amount * 100)::bigint) WITH =,
         tstzrange(created_at, reserved_until) WITH &&
-    ) WHERE (holds_amount);
+    ) WHERE (holds_amount IS TRUE);
 DROP INDEX orders_payee_amount_idx;
 CREATE INDEX orders_payee_amount_idx ON orders (payee_id, payable_amount, reserved_until)
     WHERE holds_amount;
 -- The sweep's release pass, oldest reservation first.
-CREATE INDEX orders_holding_until_idx ON orders (reserved_until) WHERE holds_amount;
+CREATE INDEX orders_holding_until_idx ON orders (reserved_until) WHERE holds_amount IS TRUE;
 -- The operator's order list filtered by payee reads orders by creation (orders_created_idx) and
 -- keeps the payee's, as the list filtered by merchant does (migration 000006 says why).
