@@ -19,6 +19,7 @@ use crate::db::{Db, forwarder_signatures, transaction_with_retry};
 const EXPIRY_BATCH: i64 = 500;
 /// Orders released per statement: each a short transaction of its own.
 const RELEASE_BATCH: i64 = 1000;
+const RELEASE_BATCHES_PER_PASS: usize = 10;
 /// How often the devices are looked at for alerts.
 const DEVICE_SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A live request finishes its own notification well within this time.
@@ -109,9 +110,9 @@ pub fn spawn(
 }
 
 /// One pass of the sweep: finishes stranded notifications, expires every overdue pending order
-/// (in batches), releases the orders whose reservation ended long ago, forgets old forwarder signatures and console sessions. Returns how many orders
-/// it expired and notifications it finished. Public so that the benchmark times the very pass
-/// the service runs.
+/// (in batches), releases orders whose reservation ended long ago, forgets old forwarder
+/// signatures and console sessions. Returns how many orders it expired and notifications it
+/// finished. Public so that the benchmark times the very pass the service runs.
 pub fn sweep_pass(
     conn: &mut PgConnection,
     rules: &OrderRules,
@@ -128,7 +129,9 @@ pub fn sweep_pass(
         }
     }
     // Orders whose reservation ended long ago leave the indexes allocation and matching read.
-    loop {
+    // A few batches a pass: a backlog (the migration's, a long outage's) goes over several
+    // passes without holding up the expiry and the stranded notifications of each.
+    for _ in 0..RELEASE_BATCHES_PER_PASS {
         let n = crate::db::orders::release_ended_holds(conn, RELEASE_BATCH)?;
         if i64::try_from(n).unwrap_or(i64::MAX) < RELEASE_BATCH {
             break;

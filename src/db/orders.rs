@@ -439,11 +439,12 @@ pub const RELEASE_WAITS_FOR_STRANDED: Duration = Duration::from_secs(7 * 24 * 36
 /// another transaction holds are skipped. Returns how many it released.
 pub fn release_ended_holds(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
     // `due`: the candidates, locked (those another transaction holds are skipped), read through
-    // the index of holding orders by reservation (`IS TRUE`: its predicate, see migration 000110). One is
-    // released when no earlier order of its payee and amount holds, other than those released
-    // with it (an earlier one ends first, so it is a candidate unless it was skipped).
+    // the index of holding orders by reservation (`IS TRUE`: its predicate, see migration
+    // 000110); materialized, so locked once. One is released when no earlier order of its payee
+    // and amount holds, other than those released with it (an earlier one ends first, so it is
+    // a candidate unless it was skipped).
     diesel::sql_query(
-        "WITH due AS ( \
+        "WITH due AS MATERIALIZED ( \
              SELECT o.id, o.payee_id, o.payable_amount, o.created_at FROM orders o \
               WHERE o.holds_amount IS TRUE AND o.reserved_until < now() - $3 \
                 AND NOT EXISTS ( \

@@ -641,11 +641,15 @@ async fn a_stranded_notification_keeps_its_orders_hold_until_the_sweep_finishes_
         order_id: old_id,
         ..
     } = scene().await;
-    // An order as old on another phone's payee.
+    // An order as old on another phone's payee, and one on this phone's that ended more than
+    // 2 hours before the notification arrived.
     app.online_listener("alipay").await;
     let other = app.order(&merchant, "5.00", "alipay").await;
     let other_id = other["id"].as_str().unwrap().to_string();
     age_order(&db, &other_id, 4 * 3600).await;
+    let older = app.order(&merchant, "7.00", "wechat").await;
+    let older_id = older["id"].as_str().unwrap().to_string();
+    age_order(&db, &older_id, 7 * 3600).await;
 
     // An order of 4 hours ago, its reservation long over; its payment arrived while it was
     // pending, and the request died before matching (the service was down since, say).
@@ -664,10 +668,11 @@ async fn a_stranded_notification_keeps_its_orders_hold_until_the_sweep_finishes_
         .unwrap();
 
     // A release before the sweep gets to the notification keeps the order holding; the other
-    // phone's order is released.
-    assert_eq!(release_once(&db).await, 1);
+    // two are released.
+    assert_eq!(release_once(&db).await, 2);
     assert_eq!(hold_of(&db, &old_id).await.0, "true");
     assert_eq!(hold_of(&db, &other_id).await.0, "false");
+    assert_eq!(hold_of(&db, &older_id).await.0, "false");
     assert_eq!(sweep_once(&db, rules).await, 1);
     assert_eq!(status_of(&db, &old_id).await, "paid");
     assert_eq!(
@@ -689,7 +694,10 @@ async fn the_orders_of_one_amount_are_released_in_the_order_they_were_made() {
         order_id: first_id,
         ..
     } = scene().await;
-    // Two orders of 5.00 on one payee, one after the other, both reservations long over.
+    // An order of 6.00, then two of 5.00 on one payee, all reservations long over.
+    let other = app.order(&merchant, "6.00", "wechat").await;
+    let other_id = other["id"].as_str().unwrap().to_string();
+    age_order(&db, &other_id, 6 * 3600).await;
     age_order(&db, &first_id, 5 * 3600).await;
     let second = app.order(&merchant, "5.00", "wechat").await;
     assert_eq!(second["payable_amount"], "5.00");
@@ -699,14 +707,21 @@ async fn the_orders_of_one_amount_are_released_in_the_order_they_were_made() {
     // While a transaction holds the first (a payment paying it would then hold the amount from
     // now on, up to the next order of the amount), the second stays holding too.
     let locker = db.client().await;
+    let lock =
+        |ids: String| format!("BEGIN; SELECT 1 FROM orders WHERE id IN ({ids}) FOR NO KEY UPDATE");
     locker
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM orders WHERE id = '{first_id}' FOR NO KEY UPDATE"
-        ))
+        .batch_execute(&lock(format!("'{first_id}', '{other_id}'")))
         .await
         .unwrap();
     assert_eq!(release_once(&db).await, 0);
     assert_eq!(hold_of(&db, &second_id).await.0, "true");
     locker.batch_execute("COMMIT").await.unwrap();
+    // An earlier order of another amount held meanwhile holds up nothing.
+    locker
+        .batch_execute(&lock(format!("'{other_id}'")))
+        .await
+        .unwrap();
     assert_eq!(release_once(&db).await, 2);
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(release_once(&db).await, 1);
 }
