@@ -109,6 +109,27 @@ pub fn spawn(
     })
 }
 
+/// Runs `batch` (which handles up to `size` rows and says how many it did) until one comes back
+/// short, at most `max` times; how many rows they handled in all.
+fn in_batches<E>(
+    max: usize,
+    size: i64,
+    mut batch: impl FnMut(i64) -> Result<usize, E>,
+) -> Result<usize, RuleError>
+where
+    RuleError: From<E>,
+{
+    let mut done = 0;
+    for _ in 0..max {
+        let n = batch(size)?;
+        done += n;
+        if i64::try_from(n).unwrap_or(i64::MAX) < size {
+            break;
+        }
+    }
+    Ok(done)
+}
+
 /// One pass of the sweep: finishes stranded notifications, expires every overdue pending order
 /// (in batches), releases orders whose reservation ended long ago, forgets old forwarder
 /// signatures and console sessions. Returns how many orders it expired and notifications it
@@ -120,23 +141,15 @@ pub fn sweep_pass(
     // Stored payments first: one that arrived before its order's expiry pays it on time, before
     // this pass would expire the order.
     let finished = finish_stranded(conn, rules, STRANDED_AFTER, 100)?;
-    let mut expired = 0;
-    loop {
-        let n = expire_overdue_batch(conn, EXPIRY_BATCH)?;
-        expired += n;
-        if i64::try_from(n).unwrap_or(i64::MAX) < EXPIRY_BATCH {
-            break;
-        }
-    }
+    let expired = in_batches(usize::MAX, EXPIRY_BATCH, |size| {
+        expire_overdue_batch(conn, size)
+    })?;
     // Orders whose reservation ended long ago leave the indexes allocation and matching read.
     // A few batches a pass: a backlog (the migration's, a long outage's) goes over several
     // passes without holding up the expiry and the stranded notifications of each.
-    for _ in 0..RELEASE_BATCHES_PER_PASS {
-        let n = crate::db::orders::release_ended_holds(conn, RELEASE_BATCH)?;
-        if i64::try_from(n).unwrap_or(i64::MAX) < RELEASE_BATCH {
-            break;
-        }
-    }
+    in_batches(RELEASE_BATCHES_PER_PASS, RELEASE_BATCH, |size| {
+        crate::db::orders::release_ended_holds(conn, size)
+    })?;
     // Signatures older than any window can never be presented again.
     forwarder_signatures::delete_older_than(conn, FORGET_SIGNATURES_AFTER)?;
     // Console sessions that ended, and old failed sign-ins.
