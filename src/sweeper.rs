@@ -28,6 +28,12 @@ const STRANDED_AFTER: Duration = Duration::from_secs(30);
 const FORGET_SIGNATURES_AFTER: Duration = Duration::from_secs(2 * 3600);
 /// How long retention waits after a pass that found no backlog: history ages by the day.
 const RETENTION_IDLE: Duration = Duration::from_secs(60);
+/// The most of the summary's history kept in one pass: a day of quarters, so that catching up
+/// (after the upgrade that brought it, or a long outage) is many short passes.
+const SUMMARY_SPAN: Duration = Duration::from_secs(24 * 3600);
+/// How long after a moment its quarter may be kept, at the earliest: far more than it takes a
+/// transaction that has just started to show its start in `pg_stat_activity`.
+const SUMMARY_MARGIN: Duration = Duration::from_secs(60);
 
 pub fn spawn(
     db: Db,
@@ -154,5 +160,7 @@ pub fn sweep_pass(
     forwarder_signatures::delete_older_than(conn, FORGET_SIGNATURES_AFTER)?;
     // Console sessions that ended, and old failed sign-ins.
     crate::db::console::forget_old(conn, FORGET_SIGNATURES_AFTER)?;
+    // The summary's counts of the quarters of an hour that have ended.
+    crate::db::summary::settle(conn, SUMMARY_SPAN, SUMMARY_MARGIN)?;
     Ok((expired, finished))
 }

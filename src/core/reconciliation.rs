@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use diesel::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Date, Nullable, Numeric, Text};
+use diesel::sql_types::{Date, Text};
 use rust_decimal::Decimal;
 
 use crate::core::error::RuleError;
@@ -236,20 +236,6 @@ pub struct DayTotals {
     pub payments_duplicate: i64,
 }
 
-#[derive(QueryableByName)]
-struct MetricRow {
-    #[diesel(sql_type = Text)]
-    metric: String,
-    #[diesel(sql_type = Date)]
-    day: NaiveDate,
-    #[diesel(sql_type = Nullable<Text>)]
-    channel: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Int8)]
-    n: i64,
-    #[diesel(sql_type = Nullable<Numeric>)]
-    total: Option<Decimal>,
-}
-
 /// Today's date in `timezone`, by the database clock.
 pub fn today_in(conn: &mut PgConnection, timezone: &str) -> Result<NaiveDate, RuleError> {
     Ok(diesel::select(
@@ -259,10 +245,6 @@ pub fn today_in(conn: &mut PgConnection, timezone: &str) -> Result<NaiveDate, Ru
     )
     .get_result(conn)?)
 }
-
-/// The orders the summary counts as expired: those that expired, paid late or not. The
-/// predicate of the partial index `orders_expired_at_idx`, which a month's summary reads.
-pub const EXPIRED_ORDERS: &str = "(status = 'expired' OR paid_late)";
 
 /// The time zone names Postgres has confirmed, in this process. Asking it reads every zone file
 /// (`pg_timezone_names`: 50 to 70 ms on this project's machine, most of a month's summary), and
@@ -308,27 +290,7 @@ pub fn daily_summary(
     timezone: &str,
 ) -> Result<Vec<DayTotals>, RuleError> {
     check_zone(conn, timezone)?;
-    let range = "BETWEEN ($1::date::timestamp AT TIME ZONE $3) \
-                 AND (($2::date + 1)::timestamp AT TIME ZONE $3) - interval '1 microsecond'";
-    let rows: Vec<MetricRow> = diesel::sql_query(format!(
-        "SELECT 'created' AS metric, (created_at AT TIME ZONE $3)::date AS day, channel, \
-                count(*) AS n, NULL::numeric AS total \
-           FROM orders WHERE created_at {range} GROUP BY 2, 3 \
-         UNION ALL \
-         SELECT 'paid', (paid_at AT TIME ZONE $3)::date, channel, count(*), sum(payable_amount) \
-           FROM orders WHERE paid_at {range} GROUP BY 2, 3 \
-         UNION ALL \
-         SELECT 'expired', (expires_at AT TIME ZONE $3)::date, channel, count(*), NULL \
-           FROM orders WHERE {EXPIRED_ORDERS} AND expires_at {range} \
-          GROUP BY 2, 3 \
-         UNION ALL \
-         SELECT 'payments_' || result, (created_at AT TIME ZONE $3)::date, channel, count(*), NULL \
-           FROM payments WHERE result <> 'matched' AND created_at {range} GROUP BY 1, 2, 3"
-    ))
-    .bind::<Date, _>(from)
-    .bind::<Date, _>(to)
-    .bind::<Text, _>(timezone)
-    .load(conn)?;
+    let rows = crate::db::summary::day_metrics(conn, from, to, timezone)?;
 
     // Keyed by day and channel; sorted by the key at the end.
     let mut days: std::collections::BTreeMap<(NaiveDate, Option<String>), DayTotals> =
@@ -341,21 +303,23 @@ pub fn daily_summary(
                 channel: row.channel.clone(),
                 ..DayTotals::default()
             });
-        match row.metric.as_str() {
-            "created" => day.orders_created = row.n,
+        // A day may come twice: from the kept quarters and from the rows counted beside them.
+        let count = match row.metric.as_str() {
+            "created" => &mut day.orders_created,
             "paid" => {
-                day.orders_paid = row.n;
-                day.amount_paid = row.total.unwrap_or_default();
+                day.amount_paid += row.total.unwrap_or_default();
+                &mut day.orders_paid
             }
-            "expired" => day.orders_expired = row.n,
-            "payments_unmatched" => day.payments_unmatched = row.n,
-            "payments_unparsed" => day.payments_unparsed = row.n,
-            "payments_ambiguous" => day.payments_ambiguous = row.n,
-            "payments_untrusted" => day.payments_untrusted = row.n,
-            "payments_contradicted" => day.payments_contradicted = row.n,
-            "payments_duplicate" => day.payments_duplicate = row.n,
-            _ => {}
-        }
+            "expired" => &mut day.orders_expired,
+            "payments_unmatched" => &mut day.payments_unmatched,
+            "payments_unparsed" => &mut day.payments_unparsed,
+            "payments_ambiguous" => &mut day.payments_ambiguous,
+            "payments_untrusted" => &mut day.payments_untrusted,
+            "payments_contradicted" => &mut day.payments_contradicted,
+            "payments_duplicate" => &mut day.payments_duplicate,
+            _ => continue,
+        };
+        *count += row.n;
     }
     Ok(days.into_values().collect())
 }

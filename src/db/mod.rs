@@ -24,6 +24,7 @@ pub mod schema;
 pub mod sealed;
 pub mod sql_sources;
 pub mod startup;
+pub mod summary;
 pub mod wakeups;
 pub mod webhooks;
 

@@ -37,5 +37,6 @@ mod reliability;
 mod retention;
 mod shops;
 mod sql_sources;
+mod summary;
 mod wakeups;
 mod webhooks;
