@@ -233,6 +233,32 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // Stopped by Ctrl-C or SIGTERM, the bench drops what it is doing: the service it started is
+    // killed and its private cluster stopped and removed, as at the end of a run.
+    tokio::select! {
+        outcome = run(args) => outcome,
+        signal = stop_signal() => {
+            Err(format!("stopped by {signal}: the bench's service and cluster are gone").into())
+        }
+    }
+}
+
+/// The name of the first stopping signal received.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     if args.one_payee_orders > MAX_OFFSET_STEPS + 1 {
         return Err(format!(
             "--one-payee-orders must be at most {} (one payee's capacity for one amount)",
