@@ -160,6 +160,14 @@ impl Db {
     }
 }
 
+/// Whether `conn` is inside a transaction (or its state is unknown, after an error).
+pub fn in_transaction(conn: &mut PgConnection) -> bool {
+    use diesel::connection::TransactionManager;
+    <PgConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .map_or(true, |depth| depth.is_some())
+}
+
 /// Runs `work` in a transaction, again when Postgres aborted it as a deadlock victim or a
 /// serialization failure (safe to retry: the aborted attempt changed nothing). The wake-ups it
 /// asks for are sent once it has committed ([`wakeups::after_commit`]).

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::PgConnection;
-use diesel::connection::TransactionManager;
 use diesel::data_types::PgInterval;
 use diesel::prelude::*;
 use diesel::sql_types::{Date, Int8, Interval, Nullable, Numeric, Text, Timestamptz};
@@ -114,11 +113,7 @@ pub fn settle(
             .get_result(conn)?;
         Ok(settled.until)
     };
-    let in_transaction =
-        <PgConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
-            .transaction_depth()
-            .map_or(true, |depth| depth.is_some());
-    if in_transaction {
+    if super::in_transaction(conn) {
         // The caller's (the benchmark's sweep): the pass keeps nothing outside READ COMMITTED.
         return pass(conn);
     }

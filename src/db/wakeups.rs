@@ -14,7 +14,6 @@
 
 use std::cell::RefCell;
 
-use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Text};
 
@@ -96,11 +95,7 @@ pub fn after_commit<T, E>(
     conn: &mut PgConnection,
     work: impl FnOnce(&mut PgConnection) -> Result<T, E>,
 ) -> Result<T, E> {
-    let in_transaction =
-        <PgConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
-            .transaction_depth()
-            .map_or(true, |depth| depth.is_some());
-    let outermost = !in_transaction
+    let outermost = !super::in_transaction(conn)
         && GATHERING.with(|gathering| {
             let mut gathering = gathering.borrow_mut();
             gathering.is_none() && {
