@@ -59,6 +59,7 @@ pub struct Metrics {
     db_connections: Family<StateLabel, Gauge>,
     listener_connected: Gauge,
     long_poll_orders: Gauge,
+    summary_kept_behind: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,6 +82,7 @@ impl Metrics {
             db_connections: Family::default(),
             listener_connected: Gauge::default(),
             long_poll_orders: Gauge::default(),
+            summary_kept_behind: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +130,12 @@ impl Metrics {
             "long_poll_orders",
             "Orders that long-polls are waiting on",
             metrics.long_poll_orders.clone(),
+        );
+        registry.register(
+            "summary_kept_behind_seconds",
+            "How long ago the last quarter of an hour the summary keeps counts of ended (more \
+             than an hour: the sweep cannot keep them, see the logs)",
+            metrics.summary_kept_behind.clone(),
         );
         Metrics {
             registry,
@@ -177,6 +185,8 @@ impl Metrics {
         self.listener_connected
             .set(i64::from(snapshot.listener_connected));
         self.long_poll_orders.set(snapshot.long_poll_orders);
+        self.summary_kept_behind
+            .set(snapshot.summary_kept_behind_seconds);
         for (state, count) in [
             ("idle", snapshot.pool_idle),
             ("in_use", snapshot.pool_in_use),
@@ -211,4 +221,5 @@ pub struct Snapshot {
     pub pool_max: i64,
     pub listener_connected: bool,
     pub long_poll_orders: i64,
+    pub summary_kept_behind_seconds: i64,
 }

@@ -115,6 +115,37 @@ pub fn spawn(
     })
 }
 
+/// How far behind the summary's kept counts may fall before the sweep says why (a pass skipped
+/// because another instance's holds the lock is not behind).
+const SUMMARY_BEHIND_WARNING: Duration = Duration::from_secs(3600);
+
+/// When the sweep last warned that the summary's counts are not kept.
+static SUMMARY_WARNED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// After a pass that kept no summary counts: warns, once an hour at most, if they have not been
+/// kept for an hour (`solopay_summary_kept_behind_seconds` shows it too).
+fn summary_not_kept(conn: &mut PgConnection) -> Result<(), RuleError> {
+    let behind = crate::db::summary::kept_behind_secs(conn)?;
+    if behind < i64::try_from(SUMMARY_BEHIND_WARNING.as_secs()).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let Ok(mut warned) = SUMMARY_WARNED.lock() else {
+        return Ok(());
+    };
+    if warned.is_some_and(|at| at.elapsed() < SUMMARY_BEHIND_WARNING) {
+        return Ok(());
+    }
+    *warned = Some(std::time::Instant::now());
+    tracing::warn!(
+        behind_seconds = behind,
+        "the summary's counts are not being kept: the sweep cannot tell when every transaction \
+         on the database started (a session of another role is hidden from this role: GRANT \
+         pg_read_all_stats TO it; or a session runs with track_activities off, or a prepared \
+         transaction waits). Summaries stay right but count more from the tables"
+    );
+    Ok(())
+}
+
 /// Runs `batch` (which handles up to `size` rows and says how many it did) until one comes back
 /// short, at most `max` times; how many rows they handled in all.
 fn in_batches<E>(
@@ -161,6 +192,8 @@ pub fn sweep_pass(
     // Console sessions that ended, and old failed sign-ins.
     crate::db::console::forget_old(conn, FORGET_SIGNATURES_AFTER)?;
     // The summary's counts of the quarters of an hour that have ended.
-    crate::db::summary::settle(conn, SUMMARY_SPAN, SUMMARY_MARGIN)?;
+    if crate::db::summary::settle(conn, SUMMARY_SPAN, SUMMARY_MARGIN)?.is_none() {
+        summary_not_kept(conn)?;
+    }
     Ok((expired, finished))
 }

@@ -72,12 +72,13 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pool = state.db.pool().state();
     let max = i64::from(state.db.pool().max_size());
-    let (orders_by_status, webhook_queue_depth) = state
+    let (orders_by_status, webhook_queue_depth, summary_kept_behind_seconds) = state
         .db
         .run(|conn| -> Result<_, ApiError> {
             Ok((
                 order_rows::count_by_status(conn)?,
                 delivery_rows::pending_count(conn)?,
+                crate::db::summary::kept_behind_secs(conn)?,
             ))
         })
         .await?;
@@ -89,6 +90,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         pool_max: max,
         listener_connected: state.watch.is_listening(),
         long_poll_orders: i64::try_from(state.watch.watched_orders()).unwrap_or(i64::MAX),
+        summary_kept_behind_seconds,
     });
     let text = state.metrics.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()

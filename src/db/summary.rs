@@ -307,6 +307,24 @@ pub fn settle(
     conn.build_transaction().read_committed().run(pass)
 }
 
+#[derive(QueryableByName)]
+struct Behind {
+    #[diesel(sql_type = Int8)]
+    seconds: i64,
+}
+
+/// How long ago, by the database clock, the last quarter whose counts are kept ended (a quarter
+/// and the sweep's margin at most while the sweep keeps them).
+pub fn kept_behind_secs(conn: &mut PgConnection) -> QueryResult<i64> {
+    let behind: Option<Behind> = diesel::sql_query(
+        "SELECT extract(epoch FROM now() - until)::int8 AS seconds FROM summary_settled",
+    )
+    .prepared()
+    .get_result(conn)
+    .optional()?;
+    Ok(behind.map_or(0, |b| b.seconds))
+}
+
 /// Forgets the kept counts and keeps them again from the first thing counted: for a history
 /// written in bulk with the triggers off (the benchmark's).
 pub fn restart(conn: &mut PgConnection) -> QueryResult<()> {

@@ -452,14 +452,8 @@ async fn the_primary_failing_loses_nothing_a_client_was_told() {
     // to one that accepts writes).
     for app in [&first, &second] {
         let listening = eventually(Duration::from_secs(20), || async {
-            app.client
-                .get(app.url("/metrics"))
-                .send()
+            app.metrics()
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
                 .lines()
                 .any(|line| line.starts_with("solopay_order_listener_connected 1"))
         })

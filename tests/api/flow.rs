@@ -121,15 +121,7 @@ async fn a_long_poll_wakes_when_another_instance_records_the_payment() {
     );
     // Woken through LISTEN, not by the once-a-second fallback of a broken listener.
     for app in [&first, &second] {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         assert!(
             metrics.contains("solopay_order_listener_connected 1"),
             "{metrics}"

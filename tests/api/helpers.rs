@@ -261,6 +261,18 @@ impl TestApp {
             .status()
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn admin_get(&self, path: &str) -> Response {
         self.client
             .get(self.url(path))

@@ -141,6 +141,12 @@ async fn settle_once(client: &tokio_postgres::Client) {
     );
 }
 
+/// One pass of the sweep's keeping that must keep nothing.
+async fn settle_once_or_not(client: &tokio_postgres::Client) {
+    let pass = "SELECT solopay_summary_settle('400 days', '0 seconds') IS NULL";
+    assert!(client.query_one(pass, &[]).await.unwrap().get::<_, bool>(0));
+}
+
 /// A service whose sweep runs at its start, then once a minute: the tests keep quarters
 /// themselves.
 async fn slow_sweep() -> TestEnv {
@@ -462,7 +468,26 @@ async fn nothing_is_kept_that_a_running_transaction_or_a_pending_order_may_still
             .unwrap()
             .get::<_, bool>(0)
     );
+    // Meanwhile the kept counts fall behind, and the operator's metrics say by how much.
+    let behind = async || -> i64 {
+        let metrics = app.metrics().await;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("solopay_summary_kept_behind_seconds "))
+            .unwrap_or_else(|| panic!("no summary gauge in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    db.execute("UPDATE summary_settled SET until = until - interval '3 hours'")
+        .await;
+    settle_once_or_not(&client).await;
+    assert!(behind().await >= 3 * 3600);
+    // Kept again once every session shows when it started, and the pending order (read, it
+    // expires) no longer holds the horizon back.
     drop(silent);
+    assert_eq!(app.get_order(id).await["status"], "expired");
+    settle_once(&client).await;
+    assert!(behind().await < 3600);
 
     // A role that cannot see the other sessions cannot tell when they started: nothing is kept.
     let role = format!("summary_{}", &db.name[db.name.len() - 12..]);
