@@ -3,7 +3,7 @@
 //! signatures too old to be presented again, tells the owner of devices gone offline or
 //! silent, and (with `SOLOPAY_RETENTION_DAYS`) deletes history older than the retention.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -115,35 +115,69 @@ pub fn spawn(
     })
 }
 
-/// How far behind the summary's kept counts may fall before the sweep says why (a pass skipped
-/// because another instance's holds the lock is not behind).
+/// How far behind the summary's kept counts may fall before the sweep says why.
 const SUMMARY_BEHIND_WARNING: Duration = Duration::from_secs(3600);
+/// How often the sweep looks at it.
+const SUMMARY_BEHIND_CHECK: Duration = Duration::from_secs(60);
 
-/// When the sweep last warned that the summary's counts are not kept.
-static SUMMARY_WARNED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+/// When the sweep last looked at how far behind the summary's counts are, and last warned.
+static SUMMARY_LOOKED: std::sync::Mutex<(Option<Instant>, Option<Instant>)> =
+    std::sync::Mutex::new((None, None));
 
-/// After a pass that kept no summary counts: warns, once an hour at most, if they have not been
-/// kept for an hour (`solopay_summary_kept_behind_seconds` shows it too).
-fn summary_not_kept(conn: &mut PgConnection) -> Result<(), RuleError> {
-    let behind = crate::db::summary::kept_behind_secs(conn)?;
-    if behind < i64::try_from(SUMMARY_BEHIND_WARNING.as_secs()).unwrap_or(i64::MAX) {
-        return Ok(());
-    }
-    let Ok(mut warned) = SUMMARY_WARNED.lock() else {
-        return Ok(());
+/// Once a minute: if the summary's kept counts are an hour behind, warns why (once an hour at
+/// most; `solopay_summary_kept_behind_seconds` shows it too). Never fails the pass.
+fn summary_behind(conn: &mut PgConnection) {
+    let Ok(mut looked) = SUMMARY_LOOKED.lock() else {
+        return;
     };
-    if warned.is_some_and(|at| at.elapsed() < SUMMARY_BEHIND_WARNING) {
-        return Ok(());
+    let (last_look, last_warning) = &mut *looked;
+    if last_look.is_some_and(|at| at.elapsed() < SUMMARY_BEHIND_CHECK) {
+        return;
     }
-    *warned = Some(std::time::Instant::now());
-    tracing::warn!(
-        behind_seconds = behind,
-        "the summary's counts are not being kept: the sweep cannot tell when every transaction \
-         on the database started (a session of another role is hidden from this role: GRANT \
-         pg_read_all_stats TO it; or a session runs with track_activities off, or a prepared \
-         transaction waits). Summaries stay right but count more from the tables"
-    );
-    Ok(())
+    *last_look = Some(Instant::now());
+    let warning_secs = i64::try_from(SUMMARY_BEHIND_WARNING.as_secs()).unwrap_or(i64::MAX);
+    let (behind, horizon_behind) =
+        match crate::db::summary::kept_behind_secs(conn).and_then(|behind| {
+            Ok((
+                behind,
+                crate::db::summary::horizon_behind_secs(conn, SUMMARY_MARGIN)?,
+            ))
+        }) {
+            Ok(figures) => figures,
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell how far behind the summary's counts are");
+                return;
+            }
+        };
+    if behind < warning_secs || last_warning.is_some_and(|at| at.elapsed() < SUMMARY_BEHIND_WARNING)
+    {
+        return;
+    }
+    match horizon_behind {
+        None => {
+            *last_warning = Some(Instant::now());
+            tracing::warn!(
+                behind_seconds = behind,
+                "the summary's counts are not being kept: the sweep cannot tell when every \
+                 transaction on the database started (a session of another role is hidden from \
+                 this role: GRANT pg_read_all_stats TO it; or a session runs with \
+                 track_activities off, or a prepared transaction waits). Summaries stay right \
+                 but count more from the tables"
+            );
+        }
+        Some(horizon) if horizon >= warning_secs => {
+            *last_warning = Some(Instant::now());
+            tracing::warn!(
+                behind_seconds = behind,
+                held_back_seconds = horizon,
+                "the summary's counts are held back by a transaction open that long on the \
+                 database (or a pending order that should have expired then). Summaries stay \
+                 right but count more from the tables"
+            );
+        }
+        // Catching up (a day a pass), or passes of other instances.
+        Some(_) => {}
+    }
 }
 
 /// Runs `batch` (which handles up to `size` rows and says how many it did) until one comes back
@@ -192,8 +226,7 @@ pub fn sweep_pass(
     // Console sessions that ended, and old failed sign-ins.
     crate::db::console::forget_old(conn, FORGET_SIGNATURES_AFTER)?;
     // The summary's counts of the quarters of an hour that have ended.
-    if crate::db::summary::settle(conn, SUMMARY_SPAN, SUMMARY_MARGIN)?.is_none() {
-        summary_not_kept(conn)?;
-    }
+    crate::db::summary::settle(conn, SUMMARY_SPAN, SUMMARY_MARGIN)?;
+    summary_behind(conn);
     Ok((expired, finished))
 }

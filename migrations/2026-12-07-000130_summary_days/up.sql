@@ -63,8 +63,18 @@ $$;
 CREATE TRIGGER summary_days_of_truncated AFTER TRUNCATE ON summary_buckets
     FOR EACH STATEMENT EXECUTE FUNCTION solopay_summary_forget_all_days();
 
--- Keeps the days `first_day` to `last_day` of `in_zone` whose quarters are all kept
--- and none marked stale, and whose boundaries fall on quarters. Returns how many it kept, or NULL
+-- Even in a session with `session_replication_role = replica` (a bulk load's, which must call
+-- `solopay_summary_restart()` after it, maybe in the same session): the kept days follow the
+-- quarters whatever writes them.
+ALTER TABLE summary_buckets ENABLE ALWAYS TRIGGER summary_days_of_inserted;
+ALTER TABLE summary_buckets ENABLE ALWAYS TRIGGER summary_days_of_deleted;
+ALTER TABLE summary_buckets ENABLE ALWAYS TRIGGER summary_days_of_updated_before;
+ALTER TABLE summary_buckets ENABLE ALWAYS TRIGGER summary_days_of_updated_after;
+ALTER TABLE summary_buckets ENABLE ALWAYS TRIGGER summary_days_of_truncated;
+
+-- Keeps the days `first_day` to `last_day` of `in_zone` whose quarters are all kept and none
+-- marked stale, and whose boundaries fall on quarters (not the days a zone skipped: Samoa's
+-- 2011-12-30 starts where the next day does). Returns how many it kept, or NULL
 -- when a pass of `solopay_summary_settle` holds the lock (the days are kept another time) or the
 -- transaction is not READ COMMITTED.
 CREATE FUNCTION solopay_summary_keep_days(in_zone text, first_day date, last_day date)
@@ -95,16 +105,24 @@ BEGIN
                    (first_day + i + 1)::timestamp AT TIME ZONE in_zone AS hi
               FROM generate_series(0, last_day - first_day) i) d,
            summary_settled s
-     WHERE d.hi <= s.until
+     WHERE d.lo < d.hi
+       AND d.hi <= s.until
        AND extract(epoch FROM d.lo) % 900 = 0
        AND extract(epoch FROM d.hi) % 900 = 0
        AND NOT EXISTS (SELECT 1 FROM summary_stale m WHERE m.bucket >= d.lo AND m.bucket < d.hi)
        AND NOT EXISTS (SELECT 1 FROM summary_days k
-                        WHERE k.zone = in_zone AND k.lo = d.lo AND k.hi = d.hi)
-    -- A day kept before a newer time zone database moved its end is kept again.
+                        WHERE k.zone = in_zone AND k.lo = d.lo AND k.hi = d.hi
+                          AND k.day = d.day)
+    -- A day kept before a newer time zone database moved it is kept again.
     ON CONFLICT (zone, lo) DO UPDATE
         SET hi = excluded.hi, day = excluded.day, counts = excluded.counts;
     GET DIAGNOSTICS kept = ROW_COUNT;
+    -- A restart whose snapshot is older than this transaction (a TRUNCATE in REPEATABLE READ,
+    -- waiting for the lock) would not see these days to forget them: it writes this row too, so
+    -- it fails to serialize instead.
+    IF kept > 0 THEN
+        UPDATE summary_settled SET until = until;
+    END IF;
     RETURN kept;
 END
 $$;

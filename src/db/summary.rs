@@ -70,9 +70,10 @@ struct KeptDay {
 /// the whole range is counted from the tables. Where they serve, a whole day is read from its
 /// kept sum (`summary_days`) if it has one, and kept after the answer is read if it has none.
 ///
-/// Each statement's text is fixed and kept prepared, and the zone's day boundaries are computed
-/// once: a summary of kept days is a few index reads, and planning one statement that did it
-/// all, with the boundaries computed in each part, cost more than running it.
+/// The statements reading kept counts have fixed texts and are kept prepared, and the zone's day
+/// boundaries are computed once: a summary of kept days is a few index reads, and planning one
+/// statement that did it all, with the boundaries computed in each part, cost more than running
+/// it.
 pub fn day_metrics(
     conn: &mut PgConnection,
     from: NaiveDate,
@@ -164,7 +165,8 @@ fn read_range(
             .bind::<Timestamptz, _>(counted_from)
             .bind::<Timestamptz, _>(hi)
             .bind::<Text, _>(timezone)
-            .prepared()
+            // Planned for its range each time (the last minutes, or a whole year where the
+            // kept quarters cannot serve): a generic plan would be the same for both.
             .load::<MetricRow>(conn)?,
         );
     }
@@ -199,7 +201,12 @@ fn kept_days(
     .prepared()
     .load(conn)?;
     for day in days {
-        let Ok(i) = bounds.binary_search(&day.lo) else {
+        // The last day that starts there: a day a zone skipped starts where the next one does.
+        let Some(i) = bounds
+            .partition_point(|bound| *bound <= day.lo)
+            .checked_sub(1)
+            .filter(|i| bounds.get(*i) == Some(&day.lo))
+        else {
             continue;
         };
         let is_that_day = u64::try_from(i)
@@ -241,7 +248,8 @@ fn not_kept(
         let &[day_lo, day_hi] = day else {
             continue;
         };
-        if *is_kept || day_lo >= counted_from {
+        // A day the zone skipped has no quarter.
+        if *is_kept || day_lo >= counted_from || day_lo >= day_hi {
             continue;
         }
         days_to_keep |= day_hi <= counted_from;
@@ -273,6 +281,10 @@ fn keep_days(
     })
 }
 
+fn interval(d: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 #[derive(QueryableByName)]
 struct Settled {
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -288,9 +300,6 @@ pub fn settle(
     span: Duration,
     margin: Duration,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let interval = |d: Duration| {
-        PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-    };
     let pass = |conn: &mut PgConnection| -> QueryResult<Option<DateTime<Utc>>> {
         let settled: Settled = diesel::sql_query("SELECT solopay_summary_settle($1, $2) AS until")
             .bind::<Interval, _>(interval(span))
@@ -323,6 +332,24 @@ pub fn kept_behind_secs(conn: &mut PgConnection) -> QueryResult<i64> {
     .get_result(conn)
     .optional()?;
     Ok(behind.map_or(0, |b| b.seconds))
+}
+
+#[derive(QueryableByName)]
+struct HorizonBehind {
+    #[diesel(sql_type = Nullable<Int8>)]
+    seconds: Option<i64>,
+}
+
+/// How long ago the sweep's horizon is (`solopay_summary_horizon`, with `margin`): `None` when
+/// it cannot be told (a session hidden from this role, or not reporting its activity, or a
+/// prepared transaction).
+pub fn horizon_behind_secs(conn: &mut PgConnection, margin: Duration) -> QueryResult<Option<i64>> {
+    let behind: HorizonBehind = diesel::sql_query(
+        "SELECT extract(epoch FROM now() - solopay_summary_horizon($1))::int8 AS seconds",
+    )
+    .bind::<Interval, _>(interval(margin))
+    .get_result(conn)?;
+    Ok(behind.seconds)
 }
 
 /// Forgets the kept counts and keeps them again from the first thing counted: for a history

@@ -141,6 +141,45 @@ async fn settle_once(client: &tokio_postgres::Client) {
     );
 }
 
+/// Kept days that are not the sum of their kept quarters.
+const KEPT_DAYS_WRONG: &str = "SELECT count(*) FROM summary_days d \
+     WHERE d.counts <> coalesce( \
+             (SELECT jsonb_agg(jsonb_build_object('metric', x.metric, 'channel', x.channel, \
+                                                  'n', x.n, 'total', x.total) \
+                               ORDER BY x.metric, x.channel) \
+                FROM (SELECT metric, channel, sum(n) AS n, sum(total) AS total \
+                        FROM summary_buckets b WHERE b.bucket >= d.lo AND b.bucket < d.hi \
+                       GROUP BY 1, 2) x), \
+             '[]')";
+
+/// Asks for the summary until the whole days `from` to `to` are kept in `zone` (a pass of the
+/// sweep's keeping may hold the lock a moment).
+async fn keep_days(app: &TestApp, db: &TestDb, from: &str, to: &str, zone: &str) {
+    let whole = format!(
+        "SELECT count(*) FROM summary_days \
+          WHERE zone = '{zone}' AND day >= '{from}' AND day <= '{to}' \
+            AND hi <= (SELECT until FROM summary_settled)"
+    );
+    let days = db
+        .count(&format!(
+            "SELECT count(*) FROM generate_series('{from}'::date, '{to}'::date, '1 day') d \
+              WHERE (d::date + 1)::timestamp AT TIME ZONE '{zone}' \
+                    <= (SELECT until FROM summary_settled) \
+                AND d::timestamp AT TIME ZONE '{zone}' \
+                    < (d::date + 1)::timestamp AT TIME ZONE '{zone}'"
+        ))
+        .await;
+    assert!(days > 0, "no whole day to keep from {from} to {to}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            answered(app, from, to, zone).await;
+            db.count(&whole).await == days
+        })
+        .await,
+        "the {days} days from {from} to {to} in {zone} are not kept"
+    );
+}
+
 /// One pass of the sweep's keeping that must keep nothing.
 async fn settle_once_or_not(client: &tokio_postgres::Client) {
     let pass = "SELECT solopay_summary_settle('400 days', '0 seconds') IS NULL";
@@ -285,10 +324,7 @@ async fn the_kept_counts_answer_what_the_tables_say_after_every_late_change() {
     // Whole days are kept once a summary has read them (a week's in UTC, here), and read from
     // then on: one changed by hand shows too.
     let kept_days = "SELECT count(*) FROM summary_days WHERE zone = 'UTC'";
-    assert!(
-        db.count(kept_days).await >= 7,
-        "the week's days are not kept"
-    );
+    keep_days(&app, &db, &week_ago, &today, "UTC").await;
     let tamper_day = "UPDATE summary_days \
                          SET counts = jsonb_set(counts, '{0,n}', \
                                                 to_jsonb((counts->0->>'n')::int8 + 1000)) \
@@ -311,14 +347,7 @@ async fn the_kept_counts_answer_what_the_tables_say_after_every_late_change() {
     );
     assert_eq!(db.count(kept_days).await, 0);
     drop(pass);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            answered(&app, &week_ago, &today, "UTC").await;
-            db.count(kept_days).await >= 7
-        })
-        .await,
-        "the days are not kept once the lock is free"
-    );
+    keep_days(&app, &db, &week_ago, &today, "UTC").await;
 
     // An operator assigns the stray payment (kept days ago) to the expired order.
     let assigned = app
@@ -575,4 +604,126 @@ async fn a_change_not_yet_committed_keeps_its_quarter_counted_from_the_tables() 
         db.text("SELECT current_date::text").await.unwrap(),
     );
     assert!(answered(&app, &from, &to, "UTC").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_day_is_read_only_while_it_is_the_sum_of_its_quarters() {
+    let TestEnv { app, db } = slow_sweep().await;
+    let merchant = app.create_merchant("shop").await;
+    let wechat = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "10.00", "wechat").await;
+    let paid = app.pay(&wechat.device, "wechat", "10.00").await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    move_back(&db, "orders", &id, "2 days").await;
+    move_back(
+        &db,
+        "payments",
+        paid["payment_id"].as_str().unwrap(),
+        "2 days",
+    )
+    .await;
+    // Samoa skipped 2011-12-30 (its clocks went from the 29th to the 31st): the day before and
+    // the day after, each with an order.
+    for (n, at) in ["2011-12-29 20:00-10", "2011-12-31 03:00+14"]
+        .iter()
+        .enumerate()
+    {
+        copy_order(
+            &db,
+            &id,
+            &format!(
+                "id = 'ord_2011_{n}', merchant_order_id = '2011_{n}', created_at = '{at}', \
+                 expires_at = '{at}'::timestamptz + interval '15 minutes', \
+                 reserved_until = '{at}'::timestamptz + interval '20 minutes', \
+                 paid_at = '{at}'::timestamptz + interval '5 minutes'"
+            ),
+        )
+        .await;
+    }
+    settle(&db).await;
+    let today = db.text("SELECT current_date::text").await.unwrap();
+    let week_ago = db.text("SELECT (current_date - 7)::text").await.unwrap();
+    let right = async |from: &str, to: &str, zone: &str| {
+        assert_eq!(
+            answered(&app, from, to, zone).await,
+            counted(&db, from, to, zone).await,
+            "{zone}, {from} to {to}"
+        );
+    };
+    keep_days(&app, &db, &week_ago, &today, "UTC").await;
+    right(&week_ago, &today, "UTC").await;
+
+    // The days around the one Samoa skipped are kept (the skipped one has no quarter), and read.
+    let (from, to, samoa) = ("2011-12-28", "2012-01-01", "Pacific/Apia");
+    assert_eq!(counted(&db, from, to, samoa).await.len(), 2);
+    keep_days(&app, &db, from, to, samoa).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM summary_days WHERE day = '2011-12-30'")
+            .await,
+        0
+    );
+    right(from, to, samoa).await;
+
+    // A kept day whose bounds or date are no longer the zone's (as after a newer time zone
+    // database) is not read, and is kept again.
+    for moved in ["hi = hi + interval '1 hour'", "day = day + 1"] {
+        let changed = db
+            .execute(&format!(
+                "UPDATE summary_days \
+                    SET {moved}, counts = jsonb_set(counts, '{{0,n}}', \
+                                                   to_jsonb((counts->0->>'n')::int8 + 1000)) \
+                  WHERE zone = 'UTC' AND counts <> '[]'"
+            ))
+            .await;
+        assert!(changed > 0);
+        right(&week_ago, &today, "UTC").await;
+        keep_days(&app, &db, &week_ago, &today, "UTC").await;
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM summary_days \
+                  WHERE lo <> day::timestamp AT TIME ZONE zone \
+                     OR hi <> (day + 1)::timestamp AT TIME ZONE zone \
+                     OR counts @? '$[*] ? (@.n > 500)'"
+            )
+            .await,
+            0,
+            "{moved}: not kept again"
+        );
+        assert_eq!(db.count(KEPT_DAYS_WRONG).await, 0);
+        right(&week_ago, &today, "UTC").await;
+    }
+
+    // Starting again forgets every kept day, even from a bulk load's session, whose triggers are
+    // off.
+    let load = db.client().await;
+    load.batch_execute(
+        "SET session_replication_role = replica; SELECT solopay_summary_restart(); \
+         RESET session_replication_role",
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM summary_buckets").await, 0);
+    // Only the days that had no quarter, and still have none, are left.
+    assert_eq!(db.count(KEPT_DAYS_WRONG).await, 0);
+    settle(&db).await;
+    assert_eq!(db.count(KEPT_DAYS_WRONG).await, 0);
+    right(&week_ago, &today, "UTC").await;
+
+    // A restart in a snapshot older than a kept day (a TRUNCATE in REPEATABLE READ, say) fails
+    // rather than leave that day behind.
+    db.execute("DELETE FROM summary_days").await;
+    let old = db.client().await;
+    old.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .unwrap();
+    keep_days(&app, &db, &week_ago, &today, "UTC").await;
+    let restarted = old.batch_execute("SELECT solopay_summary_restart()").await;
+    let code = restarted.as_ref().err().and_then(|e| e.code().cloned());
+    assert_eq!(
+        code,
+        Some(tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+        "{restarted:?}"
+    );
+    old.batch_execute("ROLLBACK").await.unwrap();
+    right(&week_ago, &today, "UTC").await;
 }
