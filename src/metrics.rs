@@ -47,6 +47,9 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// Orders by status.
+pub type OrderCounts = Vec<(String, i64)>;
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -60,6 +63,8 @@ pub struct Metrics {
     listener_connected: Gauge,
     long_poll_orders: Gauge,
     summary_kept_behind: Gauge,
+    /// The last count of every order by status, and when it was made.
+    order_counts: std::sync::Mutex<Option<(std::time::Instant, OrderCounts)>>,
 }
 
 impl Default for Metrics {
@@ -83,6 +88,7 @@ impl Metrics {
             listener_connected: Gauge::default(),
             long_poll_orders: Gauge::default(),
             summary_kept_behind: Gauge::default(),
+            order_counts: std::sync::Mutex::new(None),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +176,22 @@ impl Metrics {
             })
             .inc();
         self.webhook_attempt_seconds.observe(latency.as_secs_f64());
+    }
+
+    /// The count of every order by status made less than `fresh_for` ago, if there is one.
+    pub fn order_counts(&self, fresh_for: Duration) -> Option<OrderCounts> {
+        let counts = self.order_counts.lock().ok()?;
+        counts
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < fresh_for)
+            .map(|(_, counts)| counts.clone())
+    }
+
+    /// Keeps a count of every order by status, made now.
+    pub fn keep_order_counts(&self, counts: &[(String, i64)]) {
+        if let Ok(mut kept) = self.order_counts.lock() {
+            *kept = Some((std::time::Instant::now(), counts.to_vec()));
+        }
     }
 
     /// Sets the values read at scrape time.

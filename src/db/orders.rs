@@ -216,6 +216,15 @@ impl QueryFragment<Pg> for CreateOrder<'_> {
 }
 
 /// How many orders there are of each status (for `/metrics`).
+/// Pending orders, through the index of pending expiries: as many as the last minutes made.
+pub fn count_pending(conn: &mut PgConnection) -> QueryResult<i64> {
+    orders::table
+        .filter(orders::status.eq(OrderStatus::Pending))
+        .count()
+        .get_result(conn)
+}
+
+/// Every order by status: reads the whole table (about a second at 10 million orders).
 pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
     orders::table
         .group_by(orders::status)

@@ -625,6 +625,22 @@ async fn metrics_count_requests_notifications_and_webhook_outcomes() {
             "{line} missing from:\n{text}"
         );
     }
+
+    // Pending orders are counted at every scrape; the other statuses come from a count of the
+    // whole table made at most every five minutes (it reads every order).
+    app.order(&merchant, "30.00", "wechat").await;
+    app.order(&merchant, "40.00", "wechat").await;
+    assert_eq!(
+        app.pay(&listener.device, "wechat", "20.00").await["result"],
+        "matched"
+    );
+    let text = scrape().await;
+    for line in [
+        r#"solopay_orders{status="pending"} 2"#,
+        r#"solopay_orders{status="paid"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
