@@ -180,7 +180,10 @@ impl Metrics {
 
     /// The count of every order by status made less than `fresh_for` ago, if there is one.
     pub fn order_counts(&self, fresh_for: Duration) -> Option<OrderCounts> {
-        let counts = self.order_counts.lock().ok()?;
+        let counts = self
+            .order_counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts
             .as_ref()
             .filter(|(at, _)| at.elapsed() < fresh_for)
@@ -189,9 +192,11 @@ impl Metrics {
 
     /// Keeps a count of every order by status, made now.
     pub fn keep_order_counts(&self, counts: &[(String, i64)]) {
-        if let Ok(mut kept) = self.order_counts.lock() {
-            *kept = Some((std::time::Instant::now(), counts.to_vec()));
-        }
+        let mut kept = self
+            .order_counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *kept = Some((std::time::Instant::now(), counts.to_vec()));
     }
 
     /// Sets the values read at scrape time.

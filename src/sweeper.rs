@@ -120,22 +120,39 @@ const SUMMARY_BEHIND_WARNING: Duration = Duration::from_secs(3600);
 /// How often the sweep looks at it.
 const SUMMARY_BEHIND_CHECK: Duration = Duration::from_secs(60);
 
-/// When the sweep last looked at how far behind the summary's counts are, and last warned.
-static SUMMARY_LOOKED: std::sync::Mutex<(Option<Instant>, Option<Instant>)> =
-    std::sync::Mutex::new((None, None));
+/// What the sweep last saw of how far behind the summary's counts are.
+#[derive(Clone, Copy)]
+struct SummaryLook {
+    at: Instant,
+    behind_secs: i64,
+}
+
+/// The sweep's last look at the summary's counts, and its last warning about them.
+struct SummaryWatch {
+    last: Option<SummaryLook>,
+    warned: Option<Instant>,
+}
+
+/// Per process: one warning an hour whatever the number of sweeps it runs.
+static SUMMARY_WATCH: std::sync::Mutex<SummaryWatch> = std::sync::Mutex::new(SummaryWatch {
+    last: None,
+    warned: None,
+});
+
+fn summary_watch() -> std::sync::MutexGuard<'static, SummaryWatch> {
+    SUMMARY_WATCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Once a minute: if the summary's kept counts are an hour behind, warns why (once an hour at
 /// most; `solopay_summary_kept_behind_seconds` shows it too). Never fails the pass.
 fn summary_behind(conn: &mut PgConnection) {
-    let Ok(mut looked) = SUMMARY_LOOKED.lock() else {
-        return;
-    };
-    let (last_look, last_warning) = &mut *looked;
-    if last_look.is_some_and(|at| at.elapsed() < SUMMARY_BEHIND_CHECK) {
+    // Not held while the database is asked.
+    let previous = summary_watch().last;
+    if previous.is_some_and(|look| look.at.elapsed() < SUMMARY_BEHIND_CHECK) {
         return;
     }
-    *last_look = Some(Instant::now());
-    let warning_secs = i64::try_from(SUMMARY_BEHIND_WARNING.as_secs()).unwrap_or(i64::MAX);
     let (behind, horizon_behind) =
         match crate::db::summary::kept_behind_secs(conn).and_then(|behind| {
             Ok((
@@ -149,34 +166,42 @@ fn summary_behind(conn: &mut PgConnection) {
                 return;
             }
         };
-    if behind < warning_secs || last_warning.is_some_and(|at| at.elapsed() < SUMMARY_BEHIND_WARNING)
+    let warning_secs = i64::try_from(SUMMARY_BEHIND_WARNING.as_secs()).unwrap_or(i64::MAX);
+    // Catching up (a day a pass, after an upgrade or an outage) shrinks the lag at every look.
+    let not_catching_up = previous.is_some_and(|look| behind >= look.behind_secs);
+    let why = match horizon_behind {
+        _ if behind < warning_secs => None,
+        None => Some(
+            "the sweep cannot tell when every transaction on the database started (a session of \
+             another role is hidden from this role: GRANT pg_read_all_stats TO it; or a session \
+             runs with track_activities off, or a prepared transaction waits)",
+        ),
+        Some(horizon) if horizon >= warning_secs => Some(
+            "a transaction has been open that long on the database (or a pending order should \
+             have expired then)",
+        ),
+        Some(_) if not_catching_up => Some(
+            "the sweep's passes keep nothing: another session holds the summary's lock (advisory \
+             lock 6, 0) or a pass fails (see the warnings before)",
+        ),
+        Some(_) => None,
+    };
+    let mut watch = summary_watch();
+    watch.last = Some(SummaryLook {
+        at: Instant::now(),
+        behind_secs: behind,
+    });
+    if let Some(why) = why
+        && watch
+            .warned
+            .is_none_or(|at| at.elapsed() >= SUMMARY_BEHIND_WARNING)
     {
-        return;
-    }
-    match horizon_behind {
-        None => {
-            *last_warning = Some(Instant::now());
-            tracing::warn!(
-                behind_seconds = behind,
-                "the summary's counts are not being kept: the sweep cannot tell when every \
-                 transaction on the database started (a session of another role is hidden from \
-                 this role: GRANT pg_read_all_stats TO it; or a session runs with \
-                 track_activities off, or a prepared transaction waits). Summaries stay right \
-                 but count more from the tables"
-            );
-        }
-        Some(horizon) if horizon >= warning_secs => {
-            *last_warning = Some(Instant::now());
-            tracing::warn!(
-                behind_seconds = behind,
-                held_back_seconds = horizon,
-                "the summary's counts are held back by a transaction open that long on the \
-                 database (or a pending order that should have expired then). Summaries stay \
-                 right but count more from the tables"
-            );
-        }
-        // Catching up (a day a pass), or passes of other instances.
-        Some(_) => {}
+        watch.warned = Some(Instant::now());
+        tracing::warn!(
+            behind_seconds = behind,
+            "the summary's counts are not being kept: {why}. Summaries stay right but count \
+             more from the tables"
+        );
     }
 }
 

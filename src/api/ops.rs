@@ -65,15 +65,17 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// How long a count of every order by status serves the scrapes after it.
 const ORDER_COUNTS_EVERY: Duration = Duration::from_secs(300);
 
-/// Orders by status: pending orders counted at every scrape (a few, through their index), the
-/// others from a count of the whole table made at most every [`ORDER_COUNTS_EVERY`] (it reads
-/// every order: about a second at 10 million, which a scrape every 15 s would spend on each).
+/// Orders by status, every status (0 where there is none): pending orders counted at every
+/// scrape (a few, through their index), the others as of a count of the whole table made at
+/// most every [`ORDER_COUNTS_EVERY`] (it reads every order: about a second at 10 million, which a
+/// scrape every 15 s would spend on each). An order that leaves `pending` shows under its new
+/// status from the next whole count.
 fn orders_by_status(
     conn: &mut diesel::PgConnection,
     registry: &Metrics,
 ) -> diesel::QueryResult<Vec<(String, i64)>> {
     let pending = order_rows::count_pending(conn)?;
-    let mut counts = match registry.order_counts(ORDER_COUNTS_EVERY) {
+    let counts = match registry.order_counts(ORDER_COUNTS_EVERY) {
         Some(counts) => counts,
         None => {
             let counts = order_rows::count_by_status(conn)?;
@@ -81,9 +83,20 @@ fn orders_by_status(
             counts
         }
     };
-    counts.retain(|(status, _)| status != OrderStatus::Pending.as_str());
-    counts.push((OrderStatus::Pending.as_str().to_owned(), pending));
-    Ok(counts)
+    Ok(OrderStatus::ALL
+        .iter()
+        .map(|status| {
+            let n = if *status == OrderStatus::Pending {
+                pending
+            } else {
+                counts
+                    .iter()
+                    .find(|(counted, _)| counted == status.as_str())
+                    .map_or(0, |(_, n)| *n)
+            };
+            (status.as_str().to_owned(), n)
+        })
+        .collect())
 }
 
 /// Prometheus metrics of this instance: requests, notifications by result, webhook attempts by

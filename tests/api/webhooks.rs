@@ -599,6 +599,7 @@ async fn metrics_count_requests_notifications_and_webhook_outcomes() {
     let expected = [
         r#"solopay_orders{status="paid"} 1"#,
         r#"solopay_orders{status="pending"} 1"#,
+        r#"solopay_orders{status="closed"} 0"#,
         r#"solopay_notifications_total{result="matched"} 1"#,
         r#"solopay_notifications_total{result="unmatched"} 1"#,
         r#"solopay_webhook_attempts_total{outcome="retrying"} 1"#,
@@ -615,13 +616,13 @@ async fn metrics_count_requests_notifications_and_webhook_outcomes() {
     };
     let complete = eventually(Duration::from_secs(10), || async {
         let text = scrape().await;
-        expected.iter().all(|line| text.contains(line))
+        expected.iter().all(|line| text.lines().any(|l| l == *line))
     })
     .await;
     let text = scrape().await;
     for line in expected {
         assert!(
-            complete && text.contains(line),
+            complete && text.lines().any(|l| l == line),
             "{line} missing from:\n{text}"
         );
     }
@@ -639,7 +640,10 @@ async fn metrics_count_requests_notifications_and_webhook_outcomes() {
         r#"solopay_orders{status="pending"} 2"#,
         r#"solopay_orders{status="paid"} 1"#,
     ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
     }
 }
 
