@@ -328,7 +328,7 @@ pub fn close_order(
             return Ok(Err(RuleError::not_found("order")));
         };
         let order = if overdue {
-            expire_locked(conn, &order)?
+            expire_locked(conn, OrderId(&order.id))?
         } else {
             order
         };
@@ -353,26 +353,27 @@ pub fn close_order(
 /// payment reported again is recognised as a duplicate instead of paying another order.
 pub fn pay_locked(
     conn: &mut PgConnection,
-    order: &Order,
+    order_id: OrderId<'_>,
+    status: OrderStatus,
     overdue: bool,
     arrived_at: Option<DateTime<Utc>>,
     grace: Duration,
 ) -> Result<Order, RuleError> {
-    if order.status == OrderStatus::Pending && overdue {
-        expire_locked(conn, order)?;
+    if status == OrderStatus::Pending && overdue {
+        expire_locked(conn, order_id)?;
     }
-    let paid = order_rows::mark_paid(conn, &order.id, arrived_at, grace)?;
+    let paid = order_rows::mark_paid(conn, order_id.as_str(), arrived_at, grace)?;
     record_transitions(conn, EventType::OrderPaid, std::slice::from_ref(&paid))?;
     Ok(paid)
 }
 
-fn expire_locked(conn: &mut PgConnection, order: &Order) -> Result<Order, RuleError> {
-    let expired = order_rows::expire_overdue(conn, ExpiryScope::Order(&order.id), 1)?;
+fn expire_locked(conn: &mut PgConnection, order_id: OrderId<'_>) -> Result<Order, RuleError> {
+    let expired = order_rows::expire_overdue(conn, ExpiryScope::Order(order_id.as_str()), 1)?;
     record_transitions(conn, EventType::OrderExpired, &expired)?;
     expired
         .into_iter()
         .next()
-        .ok_or_else(|| RuleError::internal(format!("locked order {} did not expire", order.id)))
+        .ok_or_else(|| RuleError::internal(format!("locked order {order_id} did not expire")))
 }
 
 /// Expires up to `limit` overdue pending orders in one transaction; returns how many.

@@ -54,7 +54,7 @@ pub fn mark_paid(
         if order.status == OrderStatus::Paid {
             return Err(RuleError::InvalidState("the order is already paid".into()));
         }
-        let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
+        let paid = pay_by_hand(conn, rules, &order, overdue)?;
         audit(
             conn,
             operator,
@@ -138,7 +138,7 @@ pub fn assign_payment(
                 differences.join("; ")
             )));
         }
-        let paid = pay_locked(conn, &order, overdue, None, rules.paid_hold())?;
+        let paid = pay_by_hand(conn, rules, &order, overdue)?;
         let assigned = payment_rows::assign(conn, PaymentId(payment_id), OrderId(order_id))?;
         audit(
             conn,
@@ -322,4 +322,21 @@ pub fn daily_summary(
         *count += row.n;
     }
     Ok(days.into_values().collect())
+}
+
+/// Pays a locked order by the operator's hand (no notification: no arrival time).
+fn pay_by_hand(
+    conn: &mut PgConnection,
+    rules: &OrderRules,
+    order: &Order,
+    overdue: bool,
+) -> Result<Order, RuleError> {
+    pay_locked(
+        conn,
+        OrderId(&order.id),
+        order.status,
+        overdue,
+        None,
+        rules.paid_hold(),
+    )
 }

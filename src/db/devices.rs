@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Interval, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bool, Interval, Nullable, Timestamptz};
 
 use super::interval;
 use super::prepared::KeepPrepared;
@@ -168,58 +168,19 @@ pub fn record_heartbeat(
         .get_result(conn)
 }
 
-/// What marking a device heard from found on it.
-#[derive(Debug)]
-pub struct Heard {
-    /// Since when it was told offline, if it was (the mark is now cleared).
-    pub offline_since: Option<DateTime<Utc>>,
-    /// Its payees, as [`payees_by_channel`] gives them.
-    pub payees: Vec<(Channel, String)>,
-}
-
-/// Marks a device heard from by a notification, clearing its open "offline" and "silent" alert
-/// marks; returns since when it was told offline, if it was, and its payees (`None`: no such
-/// device). One statement when it was not told offline (the usual case): the update locks the
-/// row and returns its offline mark as it stands under that lock (the update leaves it as it
-/// is), and only a mark found there is cleared, by a second statement on the row this
-/// transaction already holds. (Reading the old mark through a self-join in one statement
-/// re-locked the row when a concurrent update had moved it, and two notifications of one phone
-/// were seen to deadlock that way.)
-pub fn record_notification(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Heard>> {
-    let now = sql::<Nullable<Timestamptz>>("now()");
-    let payees_of = |column: &str| {
-        sql::<Array<Text>>(&format!(
-            "ARRAY(SELECT p.{column} FROM payees p WHERE p.device_id = devices.id ORDER BY p.id)"
-        ))
-    };
-    // The offline mark, and the payees' channels and ids.
-    type Row = (Option<DateTime<Utc>>, Vec<Channel>, Vec<String>);
-    let found: Option<Row> = diesel::update(devices::table.find(id))
-        .set((
-            devices::last_seen_at.eq(now.clone()),
-            devices::last_notification_at.eq(now),
-            devices::silence_alerted_at.eq(None::<DateTime<Utc>>),
-        ))
-        .returning((
-            devices::offline_alerted_at,
-            payees_of("channel"),
-            payees_of("id"),
-        ))
-        .prepared()
-        .get_result(conn)
-        .optional()?;
-    let Some((offline_since, channels, payee_ids)) = found else {
-        return Ok(None);
-    };
-    if offline_since.is_some() {
-        diesel::update(devices::table.find(id))
-            .set(devices::offline_alerted_at.eq(None::<DateTime<Utc>>))
-            .execute(conn)?;
-    }
-    Ok(Some(Heard {
-        offline_since,
-        payees: channels.into_iter().zip(payee_ids).collect(),
-    }))
+/// Clears a device's offline mark if it is still `since` (the mark a notification found on it,
+/// [`super::notifications::insert_heard`]); true when this call cleared it, so that of several
+/// notifications that found one mark, one tells the owner the device is back.
+pub fn clear_offline_mark(
+    conn: &mut PgConnection,
+    id: &str,
+    since: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::update(devices::table.find(id))
+        .filter(devices::offline_alerted_at.eq(since))
+        .set(devices::offline_alerted_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .map(|rows| rows == 1)
 }
 
 /// Marks the enabled devices with enabled payees that went offline (seen before, not within

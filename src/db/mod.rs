@@ -11,6 +11,7 @@ pub mod devices;
 pub mod error;
 pub mod events;
 pub mod forwarder_signatures;
+pub mod matching;
 pub mod merchants;
 pub mod notifications;
 pub mod operator_tokens;

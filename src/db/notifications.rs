@@ -6,13 +6,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Interval, Text};
+use diesel::sql_types::{Array, Bool, Int8, Interval, Nullable, Text, Timestamptz};
 
 use super::interval;
 use super::prepared::KeepPrepared;
 use super::schema::notifications;
 use crate::domain::AuthResult;
-use crate::domain::DeviceId;
+use crate::domain::Channel;
 use crate::domain::NotificationSource;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -62,6 +62,108 @@ pub fn insert(
         .get_result(conn)
 }
 
+/// What storing an authenticated notification found on its device (see [`insert_heard`]).
+#[derive(Debug)]
+pub struct StoredHeard {
+    /// The stored row's id, and the moment it counts as received.
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    /// Since when the device was told offline, if it was (the mark is left for the caller to
+    /// clear, see `devices::clear_offline_mark`).
+    pub offline_since: Option<DateTime<Utc>>,
+    /// Its payees, as `devices::payees_by_channel` gives them (empty: no such device).
+    pub payees: Vec<(Channel, String)>,
+}
+
+/// Stores an authenticated notification of `device_id` and marks the device heard from (its
+/// "silent" mark cleared), in one statement. Returns the device's offline mark as it stands
+/// under the row's lock (the statement leaves it as it is; whoever clears it tells the owner,
+/// `devices::clear_offline_mark`) and its payees.
+pub fn insert_heard(
+    conn: &mut PgConnection,
+    new: &NewRawNotification<'_>,
+    device_id: &str,
+) -> QueryResult<StoredHeard> {
+    type Row = (
+        i64,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<Vec<Channel>>,
+        Option<Vec<String>>,
+    );
+    let insert = diesel::insert_into(notifications::table)
+        .values(new)
+        .returning((notifications::id, notifications::received_at));
+    let (id, received_at, offline_since, channels, payee_ids): Row =
+        MarkingItsDevice { insert, device_id }
+            .prepared()
+            .get_result(conn)?;
+    Ok(StoredHeard {
+        id,
+        received_at,
+        offline_since,
+        payees: channels
+            .unwrap_or_default()
+            .into_iter()
+            .zip(payee_ids.unwrap_or_default())
+            .collect(),
+    })
+}
+
+/// A notification's insert (returning `id, received_at`) with its device's update:
+/// `WITH stored AS (<insert>), heard AS (UPDATE devices … RETURNING …) SELECT … FROM stored LEFT
+/// JOIN heard ON true`. No self-join on the device (reading an old value through one re-locked
+/// the row when a concurrent update had moved it, and two notifications of one phone were seen
+/// to deadlock that way).
+struct MarkingItsDevice<'a, Q> {
+    insert: Q,
+    device_id: &'a str,
+}
+
+impl<Q> diesel::query_builder::QueryId for MarkingItsDevice<'_, Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for MarkingItsDevice<'_, Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("WITH stored AS (");
+        self.insert.walk_ast(out.reborrow())?;
+        out.push_sql(
+            "), heard AS (UPDATE devices SET last_seen_at = now(), last_notification_at = now(), \
+             silence_alerted_at = NULL WHERE devices.id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.device_id)?;
+        out.push_sql(
+            " RETURNING devices.offline_alerted_at, \
+             ARRAY(SELECT p.channel FROM payees p WHERE p.device_id = devices.id ORDER BY p.id) \
+             AS channels, \
+             ARRAY(SELECT p.id FROM payees p WHERE p.device_id = devices.id ORDER BY p.id) \
+             AS payee_ids) \
+             SELECT stored.id, stored.received_at, heard.offline_alerted_at, heard.channels, \
+             heard.payee_ids FROM stored LEFT JOIN heard ON true",
+        );
+        Ok(())
+    }
+}
+
+impl<Q> diesel::query_builder::Query for MarkingItsDevice<'_, Q> {
+    type SqlType = (
+        Int8,
+        Timestamptz,
+        Nullable<Timestamptz>,
+        Nullable<Array<Text>>,
+        Nullable<Array<Text>>,
+    );
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for MarkingItsDevice<'_, Q> {}
+
 pub fn set_payment(conn: &mut PgConnection, id: i64, payment_id: &str) -> QueryResult<usize> {
     diesel::update(notifications::table.find(id))
         .set(notifications::payment_id.eq(payment_id))
@@ -100,64 +202,6 @@ pub fn find_stranded(
         .limit(limit)
         .select(RawNotification::as_select())
         .load(conn)
-}
-
-/// When the device's first still unprocessed copy of a notification arrived: a retry (the
-/// same id and the same body) may be processed while an earlier copy, whose request died, waits
-/// for the sweep. Matching is decided as of the earliest. Another body under the same id is not
-/// a copy (a listener that reuses ids), and moves nothing.
-pub fn first_unprocessed_arrival(
-    conn: &mut PgConnection,
-    device_id: DeviceId<'_>,
-    notification_id: &str,
-    body_sha256: &[u8],
-) -> QueryResult<Option<DateTime<Utc>>> {
-    notifications::table
-        // A literal, not a bind: the plan kept for this statement can then use the partial
-        // index of unprocessed notifications (`auth_result = 'ok' AND …`).
-        .filter(sql::<Bool>("notifications.auth_result = 'ok'"))
-        .filter(notifications::payment_id.is_null())
-        .filter(notifications::rejection.is_null())
-        .filter(notifications::device_id.eq(device_id.as_str()))
-        .filter(notifications::body_sha256.eq(body_sha256))
-        .filter(
-            sql::<Bool>("notifications.reading->>'notification_id' = ")
-                .bind::<Text, _>(notification_id),
-        )
-        .select(diesel::dsl::min(notifications::received_at))
-        .prepared()
-        .get_result(conn)
-}
-
-/// When the device's first authenticated report sharing `same_payment_key` arrived, within
-/// `window` before `arrived_at` (any time when `None`): a copy of one payment is matched as of
-/// the first, so that a copy arriving after a new order was given the amount never pays that
-/// order, even when the first copy is still waiting for the sweep.
-pub fn first_report_arrival(
-    conn: &mut PgConnection,
-    device_id: &str,
-    same_payment_key: &[u8],
-    arrived_at: DateTime<Utc>,
-    window: Option<Duration>,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    let mut query = notifications::table
-        .filter(notifications::auth_result.eq(AuthResult::Ok))
-        .filter(notifications::device_id.eq(device_id))
-        .filter(notifications::same_payment_key.eq(same_payment_key))
-        .filter(notifications::received_at.le(arrived_at))
-        .into_boxed();
-    if let Some(window) = window {
-        query = query.filter(
-            sql::<Bool>("notifications.received_at >= ")
-                .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
-                .sql(" - ")
-                .bind::<Interval, _>(interval(window)),
-        );
-    }
-    query
-        .select(diesel::dsl::min(notifications::received_at))
-        .prepared()
-        .get_result(conn)
 }
 
 /// Retention: of the up to `$2` oldest finished raw notifications received more than `$1`

@@ -281,45 +281,6 @@ pub fn lock_for_merchant(
         .optional()
 }
 
-/// Locks the order that held `amount` reserved on `payee_id` when a payment received at
-/// `received_at` arrived, whatever its status now (pending or expired: it is payable; paid: the
-/// payment is its duplicate; closed: kept). With whether it is pending past its expiry as of the
-/// arrival: a payment that arrived in time pays the order on time, however late it is processed.
-///
-/// Deciding as of the arrival, not of the processing, keeps a notification finished late (after
-/// a crash) from paying an order created after the payment was made. Reservation periods of one
-/// payee and amount never overlap (the exclusion constraint), so at most one order qualifies. A
-/// concurrent payment of the same order waits here for the row lock and then sees it paid.
-///
-/// Only orders that still hold their amount are read ([`release_ended_holds`]): a released
-/// order's reservation ended before any arrival a payment is matched as of.
-pub fn lock_holder(
-    conn: &mut PgConnection,
-    payee_id: &str,
-    amount: Decimal,
-    received_at: DateTime<Utc>,
-) -> QueryResult<Option<(Order, bool)>> {
-    orders::table
-        .filter(orders::payee_id.eq(payee_id))
-        .filter(orders::payable_amount.eq(amount))
-        .filter(orders::created_at.le(received_at))
-        .filter(orders::reserved_until.gt(received_at))
-        // Not a bind: the kept plan can then use the partial index of holding orders.
-        .filter(orders::holds_amount)
-        .select((
-            Order::as_select(),
-            sql::<Bool>("(orders.status = 'pending' AND orders.expires_at <= ")
-                .bind::<Timestamptz, _>(received_at)
-                .sql(")"),
-        ))
-        .order(orders::created_at)
-        .for_no_key_update()
-        .limit(1)
-        .prepared()
-        .get_result(conn)
-        .optional()
-}
-
 fn overdue() -> diesel::expression::SqlLiteral<Bool> {
     sql::<Bool>("(orders.status = 'pending' AND orders.expires_at <= now())")
 }

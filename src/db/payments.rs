@@ -123,68 +123,6 @@ pub fn find_by_notification_id(
         .first(conn)
 }
 
-/// Serializes, until the end of the transaction, the matching of payments of one amount on one
-/// payee: two reports of one payment, processed at once, then see each other.
-pub fn lock_amount(conn: &mut PgConnection, payee_id: &str, amount: Decimal) -> QueryResult<()> {
-    diesel::sql_query(
-        "SELECT true AS done \
-         FROM pg_advisory_xact_lock(2, hashtext($1 || ':' || $2::numeric(12, 2)::text))",
-    )
-    .bind::<Text, _>(payee_id)
-    .bind::<diesel::sql_types::Numeric, _>(amount)
-    .prepared()
-    .load::<super::prepared::Done>(conn)?;
-    Ok(())
-}
-
-/// The first payment recorded from another report of the device that shares
-/// `same_payment_key` and arrived within `window` of `arrived_at`. With a
-/// window, only payments (a credit, one kept unmatched, a duplicate) count: the same text may be
-/// a second payment later on. Without one (the same Android notification, by its post time),
-/// any earlier report counts, whatever became of it: a copy once kept as a chat message stays
-/// kept when it comes again without its marks.
-pub fn earlier_report(
-    conn: &mut PgConnection,
-    device_id: &str,
-    same_payment_key: &[u8],
-    arrived_at: DateTime<Utc>,
-    window: Option<std::time::Duration>,
-) -> QueryResult<Option<Payment>> {
-    use super::schema::notifications;
-    let mut query = payments::table
-        .inner_join(notifications::table.on(notifications::id.eq(payments::notification_row)))
-        .filter(payments::device_id.eq(device_id))
-        .filter(notifications::same_payment_key.eq(same_payment_key))
-        .into_boxed();
-    if window.is_some() {
-        query = query.filter(payments::result.eq_any([
-            PaymentResult::Matched,
-            PaymentResult::Unmatched,
-            PaymentResult::Duplicate,
-        ]));
-    }
-    if let Some(window) = window {
-        let window = super::interval(window);
-        query = query.filter(
-            sql::<Bool>("notifications.received_at BETWEEN ")
-                .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
-                .sql(" - ")
-                .bind::<diesel::sql_types::Interval, _>(window)
-                .sql(" AND ")
-                .bind::<diesel::sql_types::Timestamptz, _>(arrived_at)
-                .sql(" + ")
-                .bind::<diesel::sql_types::Interval, _>(window),
-        );
-    }
-    query
-        .order((notifications::received_at, payments::id))
-        .select(Payment::as_select())
-        .limit(1)
-        .prepared()
-        .get_result(conn)
-        .optional()
-}
-
 pub fn find(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {
     payments::table
         .find(id)

@@ -31,6 +31,10 @@ pub const SOURCES: &[SqlSource] = &[
         name: "audit",
         text: include_str!("sql/audit.sql"),
     },
+    SqlSource {
+        name: "matching",
+        text: include_str!("sql/matching.sql"),
+    },
 ];
 
 /// The revision a source declares on its first line (`-- revision: N`).
@@ -198,6 +202,11 @@ mod tests {
             "audit",
             1,
             "700bef0afc165f1c6060efe8886b43870bbabc2a1b28b490de1be84512f7ef5e",
+        ),
+        (
+            "matching",
+            1,
+            "4a82eb60c1e8aed3af20617a923181a873042947bc01fea5fc71ece03ba3b324",
         ),
     ];
 

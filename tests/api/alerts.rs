@@ -773,23 +773,51 @@ async fn a_notification_from_a_device_told_offline_tells_the_owner_it_is_back_on
         1
     );
 
-    // Told offline again, then eight notifications at once: one of them brings it back.
+    // Told offline again, then eight notifications and a heartbeat at once: one of them brings
+    // it back.
     db.execute(&format!(
         "UPDATE devices SET offline_alerted_at = now() - interval '5 minutes' WHERE id = '{}'",
         listener.device.id
     ))
     .await;
     let amounts: Vec<String> = (0..8).map(|i| format!("2.0{i}")).collect();
-    futures_util::future::join_all(
-        amounts
-            .iter()
-            .map(|amount| app.pay(&listener.device, "wechat", amount)),
-    )
-    .await;
+    let (_, heartbeat) = tokio::join!(
+        futures_util::future::join_all(amounts.iter().map(|amount| app.pay(
+            &listener.device,
+            "wechat",
+            amount
+        )),),
+        app.heartbeat(&listener.device)
+    );
+    assert_eq!(heartbeat.status().as_u16(), 200);
     owner.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         kinds_received(&owner.received()),
         BTreeMap::from([("device.online".to_string(), 2)])
+    );
+
+    // Told offline again, and two notifications held up behind the device's row until both
+    // wait for it: each finds the mark, and only the one that clears it tells the owner.
+    db.execute(&format!(
+        "UPDATE devices SET offline_alerted_at = now() - interval '5 minutes' WHERE id = '{}'",
+        listener.device.id
+    ))
+    .await;
+    let device_lock = hold_device_row(&db, &listener.device.id).await;
+    let release = async {
+        assert!(lock_waiters(&db, 2).await);
+        device_lock.batch_execute("COMMIT").await.unwrap();
+    };
+    tokio::join!(
+        app.pay(&listener.device, "wechat", "3.01"),
+        app.pay(&listener.device, "wechat", "3.02"),
+        release
+    );
+    owner.wait_for(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        kinds_received(&owner.received()),
+        BTreeMap::from([("device.online".to_string(), 3)])
     );
 }

@@ -896,17 +896,9 @@ async fn concurrent_copies_without_a_trustworthy_id_are_one_payment() {
     let TestEnv { app, db } = spawn_app().await;
     let listener = app.online_listener("wechat").await;
     // Four pushes of one payment, as a V免签 app retrying on a bad connection, held at the
-    // device's row (each stores its request, then records the device's activity) so that all
-    // four are matched at the same moment.
-    let device_lock = db.client().await;
-    device_lock.batch_execute("BEGIN").await.unwrap();
-    device_lock
-        .execute(
-            "SELECT 1 FROM devices WHERE id = $1 FOR UPDATE",
-            &[&listener.device.id],
-        )
-        .await
-        .unwrap();
+    // device's row (each stores its request with the device's activity, which waits for the
+    // row) so that all four are matched at the same moment.
+    let device_lock = hold_device_row(&db, &listener.device.id).await;
     let t = now_unix() * 1000;
     let pushes: Vec<_> = (0..4)
         .map(|i| {
@@ -914,18 +906,7 @@ async fn concurrent_copies_without_a_trustworthy_id_are_one_payment() {
             tokio::spawn(async move { vmq_push(&app, &device, t + i * 700, "12.30").await })
         })
         .collect();
-    let waiting = || {
-        let db = &db;
-        async move {
-            db.count(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .await
-                >= 4
-        }
-    };
-    assert!(eventually(Duration::from_secs(10), waiting).await);
+    assert!(lock_waiters(&db, 4).await);
     device_lock.batch_execute("COMMIT").await.unwrap();
     for answer in futures_util::future::join_all(pushes).await {
         assert_eq!(answer.unwrap()["code"], 1);
@@ -1294,4 +1275,57 @@ async fn a_reused_id_with_other_content_is_not_matched_as_of_an_old_copy() {
     // Not paid. (Expired, or pending for the moment the sweep holds it while it expires it: a
     // read skips an order another transaction holds.)
     assert_ne!(status(&app, &old).await, "paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_under_another_id_is_matched_as_of_the_first_copy_that_arrived() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let posted_at = chrono::Utc::now().to_rfc3339();
+    let posted = |id: &str| {
+        let mut body = raw(
+            id,
+            "wechat",
+            WECHAT,
+            "微信支付",
+            "微信支付收款6.00元(朋友到店)",
+        );
+        body["posted_at"] = json!(posted_at);
+        body
+    };
+    // The phone's first report of a payment, made to look as a request that died between
+    // storing and matching leaves it (stored and read, never matched), 15 s ago.
+    let (_, a) = report(&app, &listener.device, &posted("copy-a")).await;
+    let payment_a = a["payment_id"].as_str().unwrap().to_string();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE notifications SET payment_id = NULL, \
+                                      received_at = now() - interval '15 seconds' \
+              WHERE payment_id = '{payment_a}'; \
+             DELETE FROM payments WHERE id = '{payment_a}'"
+        ))
+        .await
+        .unwrap();
+    // The order that held 6.00 then; its reservation ended 5 s ago, and the amount has gone to
+    // the next customer.
+    let first = app.order(&merchant, "6.00", "wechat").await;
+    let first_id = first["id"].as_str().unwrap().to_string();
+    db.execute(&format!(
+        "UPDATE orders SET created_at = now() - interval '25 seconds', \
+                           expires_at = now() - interval '6 seconds', \
+                           reserved_until = now() - interval '5 seconds' \
+          WHERE id = '{first_id}'"
+    ))
+    .await;
+    let next = app.order(&merchant, "6.00", "wechat").await;
+    assert_eq!(next["payable_amount"], "6.00");
+
+    // The phone reports the same notification again under another id: it is the payment that
+    // arrived 15 s ago, and pays that order, never the next customer's.
+    let (_, b) = report(&app, &listener.device, &posted("copy-b")).await;
+    assert_eq!(b["result"], "matched", "{b}");
+    assert_eq!(b["order_id"].as_str(), Some(first_id.as_str()), "{b}");
+    assert_eq!(status(&app, &next).await, "pending");
 }

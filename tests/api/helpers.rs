@@ -719,3 +719,31 @@ impl PrivateCluster {
         format!("{}/solopay?sslmode=disable", self.0.server_url())
     }
 }
+
+/// A session of the test's own that holds `device_id`'s row (`FOR UPDATE`) until it is told
+/// `COMMIT`: the device's notifications wait at that row as they are stored.
+pub async fn hold_device_row(db: &TestDb, device_id: &str) -> tokio_postgres::Client {
+    let session = db.client().await;
+    session.batch_execute("BEGIN").await.unwrap();
+    session
+        .execute(
+            "SELECT 1 FROM devices WHERE id = $1 FOR UPDATE",
+            &[&device_id],
+        )
+        .await
+        .unwrap();
+    session
+}
+
+/// Whether, within 10 s, at least `n` sessions of the test's database wait for a lock.
+pub async fn lock_waiters(db: &TestDb, n: i64) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        db.count(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+            >= n
+    })
+    .await
+}

@@ -17,11 +17,11 @@ use crate::core::secrets::new_id;
 use crate::core::secrets::sha256;
 use crate::core::signing::SIGNATURE_WINDOW_SECS;
 use crate::db::devices::Device;
+use crate::db::matching::{self as match_rows, Found, Holder, Lookup};
 use crate::db::notifications as raw_rows;
-use crate::db::orders::Order;
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
-use crate::db::{orders as order_rows, transaction_with_retry};
-use crate::domain::{Channel, DeviceId};
+use crate::db::transaction_with_retry;
+use crate::domain::{Channel, DeviceId, OrderId};
 use crate::domain::{OrderStatus, PaymentResult};
 use crate::money::Amount;
 
@@ -141,8 +141,9 @@ pub fn record_payment(
             // The order is locked since it was found holding the amount.
             pay_locked(
                 conn,
-                &pay.order,
-                pay.overdue,
+                OrderId(&pay.order.id),
+                pay.order.status,
+                pay.order.overdue,
                 Some(pay.arrived_at),
                 rules.paid_hold(),
             )?;
@@ -163,8 +164,7 @@ struct Outcome {
 }
 
 struct Pays {
-    order: Order,
-    overdue: bool,
+    order: Holder,
     /// When the payment (or the first report of it) arrived.
     arrived_at: DateTime<Utc>,
 }
@@ -199,23 +199,25 @@ fn match_payment(
     amount: Amount,
 ) -> Result<Outcome, RuleError> {
     let notification = report.notification;
-    // Reports of one amount on one payee are matched one at a time, so that two copies of one
-    // payment processed at once see each other.
-    payment_rows::lock_amount(conn, payee_id, amount.as_decimal())?;
-
-    let mut arrived_at = raw_rows::first_unprocessed_arrival(
+    let window = same_payment_window(notification, rules);
+    // Reports of one amount on one payee are matched one at a time (the amount is locked first),
+    // so that two copies of one payment processed at once see each other. A retry whose first
+    // request died, and a copy of the payment reported before, are matched as of the first.
+    let reads = match_rows::lock_and_read(
         conn,
-        DeviceId(&device.id),
-        &notification.notification_id,
-        report.body_sha256,
-    )?
-    .map_or(report.received_at, |first| first.min(report.received_at));
-    if let Some(key) = report.same_payment_key {
-        let window = same_payment_window(notification, rules);
-        if let Some(earlier) =
-            payment_rows::earlier_report(conn, &device.id, key, arrived_at, window)?
-        {
-            let first = earlier.duplicate_of.unwrap_or(earlier.id);
+        &Lookup {
+            payee_id,
+            amount: amount.as_decimal(),
+            device_id: DeviceId(&device.id),
+            notification_id: &notification.notification_id,
+            body_sha256: report.body_sha256,
+            received_at: report.received_at,
+            same_payment_key: report.same_payment_key,
+            window,
+        },
+    )?;
+    let order = match reads.found {
+        Found::Earlier { first } => {
             let reason = match window {
                 Some(window) => format!(
                     "the same payment as {first}: the same device, channel, amount and text \
@@ -229,16 +231,8 @@ fn match_payment(
             };
             return Ok(Outcome::duplicate(Some(first), reason));
         }
-        if let Some(first) =
-            raw_rows::first_report_arrival(conn, &device.id, key, arrived_at, window)?
-        {
-            arrived_at = arrived_at.min(first);
-        }
-    }
-
-    let holder = order_rows::lock_holder(conn, payee_id, amount.as_decimal(), arrived_at)?;
-    let Some((order, overdue)) = holder else {
-        return Ok(Outcome::kept(PaymentResult::Unmatched, None));
+        Found::Nothing => return Ok(Outcome::kept(PaymentResult::Unmatched, None)),
+        Found::Holder(order) => order,
     };
     Ok(match order.status {
         OrderStatus::Pending | OrderStatus::Expired => {
@@ -249,8 +243,7 @@ fn match_payment(
                 None => Outcome {
                     pays: Some(Pays {
                         order,
-                        overdue,
-                        arrived_at,
+                        arrived_at: reads.arrived_at,
                     }),
                     ..Outcome::kept(PaymentResult::Matched, None)
                 },
@@ -283,7 +276,7 @@ const SEEN_MARGIN_SECS: i64 = 2;
 fn seen_before_holder(
     notification: &Notification,
     report: &Report<'_>,
-    order: &Order,
+    order: &Holder,
 ) -> Option<String> {
     let seen = seen_before(notification)?;
     if seen < order.created_at - chrono::Duration::seconds(SIGNATURE_WINDOW_SECS) {
@@ -322,7 +315,7 @@ fn seen_before(notification: &Notification) -> Option<DateTime<Utc>> {
 
 /// A payment of a paid order's amount within its reservation: the same payment reported again
 /// (or a second payment of an order already paid), never a credit to another order.
-fn duplicate_of_paid(conn: &mut PgConnection, order: &Order) -> Result<Outcome, RuleError> {
+fn duplicate_of_paid(conn: &mut PgConnection, order: &Holder) -> Result<Outcome, RuleError> {
     let original = payment_rows::of_order(conn, &order.id)?.into_iter().next();
     let paid_at = order
         .paid_at

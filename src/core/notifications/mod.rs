@@ -25,10 +25,12 @@ use crate::core::orders::OrderRules;
 use crate::core::secrets::new_id;
 use crate::core::secrets::sha256;
 use crate::db::devices as device_rows;
-use crate::db::notifications::{self as raw_rows, NewRawNotification, RawNotification};
+use crate::db::notifications::{
+    self as raw_rows, NewRawNotification, RawNotification, StoredHeard,
+};
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
-use crate::db::transaction_with_retry;
 use crate::db::{StorageError, StorageFailure};
+use crate::db::{retry_aborted, transaction_with_retry};
 use crate::domain::{AuthResult, NotificationSource, PaymentResult};
 
 /// Replaces U+0000 in every string of a JSON value with U+FFFD.
@@ -72,62 +74,75 @@ pub fn receive_notification(
     let key = reading.as_ref().ok().and_then(same_payment_key);
     let length = i32::try_from(body.len()).unwrap_or(i32::MAX);
 
-    let (raw_id, received_at, device, payees) =
-        transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
-            let (device, auth) = check_credentials(conn, credentials, body, &digest)?;
-            let ok = auth == AuthResult::Ok;
-            // The device is marked heard from (its row locked) as soon as it is known to
-            // have sent this, so that its concurrent notifications queue on that one row.
-            let heard = match (&device, ok) {
-                (Some(device), true) => device_rows::record_notification(conn, &device.id)?,
-                _ => None,
-            };
-            let (back_since, payees) = heard.map_or((None, Vec::new()), |heard| {
-                (heard.offline_since, heard.payees)
-            });
-            let device_id = device.as_ref().map(|d| d.id.as_str());
-            let (raw_id, received_at) = raw_rows::insert(
-                conn,
-                &NewRawNotification {
-                    source,
-                    device_id: credentials.device_id().or(device_id),
-                    auth_result: auth,
-                    auth_headers: &headers,
-                    body: if ok {
-                        body
-                    } else {
-                        body.get(..REFUSED_BODY_BYTES).unwrap_or(body)
-                    },
-                    body_length: length,
-                    body_sha256: &digest,
-                    remote_addr,
-                    reading: stored_reading.as_ref().filter(|_| ok),
-                    rejection: rejection.as_deref().filter(|_| ok),
-                    same_payment_key: key.as_deref().filter(|_| ok),
-                },
-            )?;
-            let device = match (auth, device) {
-                (AuthResult::Ok, Some(device)) => {
-                    if let Some(since) = back_since {
-                        crate::core::alerts::device_back(conn, &device, since)?;
-                    }
-                    Ok(device)
-                }
-                (refused, _) => Err(refused),
-            };
-            Ok((raw_id, received_at, device, payees))
-        })?;
-    let device = device.map_err(refusal)?;
+    // Checked by reading the device, then stored in one statement, with the device marked heard
+    // from when it checked out: no transaction around them. A forwarder's sign is recorded as
+    // used when it is checked, so a crash before the store leaves it used with nothing stored:
+    // a retry of the same body still passes, one with another body under that sign is refused
+    // as a replay and kept (the operator sees it), never credited.
+    let (device, auth) = retry_aborted(|| check_credentials(conn, credentials, body, &digest))?;
+    let ok = auth == AuthResult::Ok;
+    let new = NewRawNotification {
+        source,
+        device_id: credentials
+            .device_id()
+            .or(device.as_ref().map(|d| d.id.as_str())),
+        auth_result: auth,
+        auth_headers: &headers,
+        body: if ok {
+            body
+        } else {
+            body.get(..REFUSED_BODY_BYTES).unwrap_or(body)
+        },
+        body_length: length,
+        body_sha256: &digest,
+        remote_addr,
+        reading: stored_reading.as_ref().filter(|_| ok),
+        rejection: rejection.as_deref().filter(|_| ok),
+        same_payment_key: key.as_deref().filter(|_| ok),
+    };
+    let stored = match (&device, ok) {
+        (Some(device), true) => retry_aborted(|| {
+            raw_rows::insert_heard(conn, &new, &device.id).map_err(RuleError::from)
+        })?,
+        _ => {
+            let (id, received_at) =
+                retry_aborted(|| raw_rows::insert(conn, &new).map_err(RuleError::from))?;
+            StoredHeard {
+                id,
+                received_at,
+                offline_since: None,
+                payees: Vec::new(),
+            }
+        }
+    };
+    let device = match (auth, device) {
+        (AuthResult::Ok, Some(device)) => device,
+        (refused, _) => return Err(refusal(refused)),
+    };
+    if let Some(since) = stored.offline_since {
+        // Of the notifications (and heartbeats) that found the device told offline, the one
+        // that clears the mark tells the owner it is back. When that fails, or the service stops
+        // first, the mark stays for the next one to tell; the payment is matched all the same.
+        let told = transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+            if device_rows::clear_offline_mark(conn, &device.id, since)? {
+                crate::core::alerts::device_back(conn, &device, since)?;
+            }
+            Ok(())
+        });
+        if let Err(error) = told {
+            tracing::warn!(device = %device.id, %error, "cannot tell that a device is back yet");
+        }
+    }
     let notification = reading?;
     let report = matching::Report {
-        raw_id,
-        received_at,
+        raw_id: stored.id,
+        received_at: stored.received_at,
         signed_at: credentials.signed_at(),
         notification: &notification,
         same_payment_key: key.as_deref(),
         body_sha256: &digest,
     };
-    matching::record_payment(conn, rules, &device, &payees, &report)
+    matching::record_payment(conn, rules, &device, &stored.payees, &report)
 }
 
 /// The answer a recorded payment gets: what became of it, or `422 unparseable_notification`

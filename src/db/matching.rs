@@ -1,0 +1,140 @@
+//! What a reported payment finds once its amount is locked, read by one server-side function
+//! (`solopay_match_reads` in [`sql/matching.sql`](sql/matching.sql)): the lock and the reads
+//! after it in one round trip, each read with its own snapshot as separate statements had. The
+//! rules that decide from it live in `core::notifications::matching`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Bytea, Interval, Nullable, Numeric, Text, Timestamptz};
+use rust_decimal::Decimal;
+
+use super::prepared::KeepPrepared;
+use crate::domain::{DeviceId, OrderStatus};
+
+/// A report to match: its payee and amount, and what tells its copies and earlier reports.
+pub struct Lookup<'a> {
+    pub payee_id: &'a str,
+    pub amount: Decimal,
+    pub device_id: DeviceId<'a>,
+    pub notification_id: &'a str,
+    pub body_sha256: &'a [u8],
+    /// When this report arrived (the database clock at storing).
+    pub received_at: DateTime<Utc>,
+    /// What it shares with other reports of the same payment, where its id does not tell.
+    pub same_payment_key: Option<&'a [u8]>,
+    /// How far apart reports sharing the key may arrive and be one payment (`None`: any time).
+    pub window: Option<std::time::Duration>,
+}
+
+/// The order that held the amount reserved on the payee when the payment arrived, whatever its
+/// status now (pending or expired: it is payable; paid: the payment is its duplicate; closed:
+/// kept), locked. Deciding as of the arrival, not of the processing, keeps a notification
+/// finished late (after a crash) from paying an order created after the payment was made, and
+/// a payment that arrived in time pays its order on time however late it is processed.
+/// Reservations of one payee and amount never overlap (the exclusion constraint), so at most one
+/// order qualifies; only orders that still hold their amount are read (a released order's
+/// reservation ended before any arrival a payment is matched as of). A concurrent payment of
+/// the same order waits for the row lock and then sees it paid.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub id: String,
+    pub status: OrderStatus,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Pending and past its expiry when the payment arrived.
+    pub overdue: bool,
+}
+
+/// What the report found.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// The first payment recorded from another report of the same payment (`first`: that
+    /// payment, or the one it is itself a duplicate of).
+    Earlier { first: String },
+    /// The order holding the amount at the arrival, locked.
+    Holder(Holder),
+    /// Neither.
+    Nothing,
+}
+
+/// [`Found`], and when the payment arrived for matching: this report's arrival, or an earlier
+/// copy's.
+#[derive(Debug, Clone)]
+pub struct Reads {
+    pub arrived_at: DateTime<Utc>,
+    pub found: Found,
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Timestamptz)]
+    arrived_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    earlier_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    earlier_duplicate_of: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    holder_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    holder_status: Option<OrderStatus>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    holder_created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    holder_paid_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    holder_overdue: Option<bool>,
+}
+
+/// Locks the amount of `lookup.payee_id` (until the transaction ends: reports of one amount on
+/// one payee are matched one at a time) and reads what the report finds. Inside a transaction.
+pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResult<Reads> {
+    let row: Row = diesel::sql_query(
+        "SELECT arrived_at, earlier_id, earlier_duplicate_of, holder_id, holder_status, \
+         holder_created_at, holder_paid_at, holder_overdue \
+         FROM solopay_match_reads($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind::<Text, _>(lookup.payee_id)
+    .bind::<Numeric, _>(lookup.amount)
+    .bind::<Text, _>(lookup.device_id.as_str())
+    .bind::<Text, _>(lookup.notification_id)
+    .bind::<Bytea, _>(lookup.body_sha256)
+    .bind::<Timestamptz, _>(lookup.received_at)
+    .bind::<Nullable<Bytea>, _>(lookup.same_payment_key)
+    .bind::<Nullable<Interval>, _>(lookup.window.map(super::interval))
+    .prepared()
+    .get_result(conn)?;
+    let arrived_at = row.arrived_at;
+    let found = match row {
+        Row {
+            earlier_id: Some(id),
+            earlier_duplicate_of,
+            ..
+        } => Found::Earlier {
+            first: earlier_duplicate_of.unwrap_or(id),
+        },
+        Row {
+            holder_id: Some(id),
+            holder_status: Some(status),
+            holder_created_at: Some(created_at),
+            holder_paid_at,
+            holder_overdue,
+            ..
+        } => Found::Holder(Holder {
+            id,
+            status,
+            created_at,
+            paid_at: holder_paid_at,
+            overdue: holder_overdue.unwrap_or(false),
+        }),
+        Row {
+            holder_id: Some(id),
+            ..
+        } => {
+            return Err(diesel::result::Error::DeserializationError(
+                format!("order {id} held the amount but came without its status").into(),
+            ));
+        }
+        _ => Found::Nothing,
+    };
+    Ok(Reads { arrived_at, found })
+}

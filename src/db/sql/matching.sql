@@ -1,0 +1,111 @@
+-- revision: 1
+--
+-- Matching: what a reported payment finds once its amount is locked. This file is the only home
+-- of this function (applied at start like `allocation.sql`; bump the revision when you change
+-- it). The rules that decide what the payment comes to stay in the service
+-- (`src/core/notifications/matching.rs`); this reads, under the amount's lock, what they decide
+-- from, in one round trip instead of three to five.
+--
+-- Each statement below takes its own snapshot (a VOLATILE function in READ COMMITTED), so the
+-- reads after the lock see every report of the same amount committed while this one waited for
+-- it, exactly as separate statements after the lock did.
+
+-- Locks the amount of p_payee_id (matched one report at a time), then reads:
+-- - arrived_at: when this payment arrived for matching: p_received_at, or earlier when the
+--   device's first still unprocessed copy of the notification (the same id and the same body; a
+--   retry whose first request died) or the device's first report sharing p_same_payment_key
+--   (within p_window before it, or any time when p_window is NULL) arrived earlier;
+-- - earlier_id, earlier_duplicate_of: the first payment recorded from another report of the
+--   device sharing p_same_payment_key (with a window: a credit, one kept unmatched or a
+--   duplicate, arrived within p_window either side; without: any, any time). When there is
+--   one, nothing else is read (the payment is its duplicate);
+-- - the order holding the amount at arrived_at (its reservation around that moment, among the
+--   orders that hold), locked FOR NO KEY UPDATE, and whether it was pending and past its
+--   expiry then. All NULL when no order held it.
+-- One row, always.
+CREATE OR REPLACE FUNCTION solopay_match_reads(
+    p_payee_id text,
+    p_amount numeric,
+    p_device_id text,
+    p_notification_id text,
+    p_body_sha256 bytea,
+    p_received_at timestamptz,
+    p_same_payment_key bytea,
+    p_window interval)
+RETURNS TABLE (
+    arrived_at timestamptz,
+    earlier_id text,
+    earlier_duplicate_of text,
+    holder_id text,
+    holder_status text,
+    holder_created_at timestamptz,
+    holder_paid_at timestamptz,
+    holder_overdue boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_arrived timestamptz;
+    v_first timestamptz;
+BEGIN
+    PERFORM pg_advisory_xact_lock(2, hashtext(p_payee_id || ':' || p_amount::numeric(12, 2)::text));
+
+    -- `auth_result = 'ok'` written out: the partial index of unprocessed notifications.
+    SELECT min(n.received_at) INTO v_first
+    FROM notifications n
+    WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
+      AND n.device_id = p_device_id AND n.body_sha256 = p_body_sha256
+      AND n.reading->>'notification_id' = p_notification_id;
+    v_arrived := LEAST(p_received_at, v_first);
+
+    IF p_same_payment_key IS NOT NULL THEN
+        IF p_window IS NULL THEN
+            SELECT p.id, p.duplicate_of INTO earlier_id, earlier_duplicate_of
+            FROM payments p JOIN notifications n ON n.id = p.notification_row
+            WHERE p.device_id = p_device_id AND n.same_payment_key = p_same_payment_key
+            ORDER BY n.received_at, p.id
+            LIMIT 1;
+        ELSE
+            SELECT p.id, p.duplicate_of INTO earlier_id, earlier_duplicate_of
+            FROM payments p JOIN notifications n ON n.id = p.notification_row
+            WHERE p.device_id = p_device_id AND n.same_payment_key = p_same_payment_key
+              AND p.result IN ('matched', 'unmatched', 'duplicate')
+              AND n.received_at BETWEEN v_arrived - p_window AND v_arrived + p_window
+            ORDER BY n.received_at, p.id
+            LIMIT 1;
+        END IF;
+        IF earlier_id IS NOT NULL THEN
+            arrived_at := v_arrived;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+
+        IF p_window IS NULL THEN
+            SELECT min(n.received_at) INTO v_first
+            FROM notifications n
+            WHERE n.auth_result = 'ok' AND n.device_id = p_device_id
+              AND n.same_payment_key = p_same_payment_key
+              AND n.received_at <= v_arrived;
+        ELSE
+            SELECT min(n.received_at) INTO v_first
+            FROM notifications n
+            WHERE n.auth_result = 'ok' AND n.device_id = p_device_id
+              AND n.same_payment_key = p_same_payment_key
+              AND n.received_at BETWEEN v_arrived - p_window AND v_arrived;
+        END IF;
+        v_arrived := LEAST(v_arrived, v_first);
+    END IF;
+
+    arrived_at := v_arrived;
+    -- `holds_amount` written out: the partial index of the orders that hold.
+    SELECT o.id, o.status, o.created_at, o.paid_at,
+           (o.status = 'pending' AND o.expires_at <= v_arrived)
+    INTO holder_id, holder_status, holder_created_at, holder_paid_at, holder_overdue
+    FROM orders o
+    WHERE o.payee_id = p_payee_id AND o.payable_amount = p_amount
+      AND o.created_at <= v_arrived AND o.reserved_until > v_arrived
+      AND o.holds_amount
+    ORDER BY o.created_at
+    LIMIT 1
+    FOR NO KEY UPDATE;
+    RETURN NEXT;
+END
+$$;
