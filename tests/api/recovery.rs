@@ -260,6 +260,74 @@ async fn a_stored_notification_that_meets_a_storage_failure_is_tried_again_not_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_notification_that_keeps_failing_for_an_hour_is_kept_for_the_operator() {
+    let TestEnv { app, db } = spawn_app().await;
+    let listener = app.online_listener("wechat").await;
+    // A failure of these payments' own, with a storage error's code: every payment with an
+    // amount is refused, one kept for the operator (without an amount) is stored.
+    db.execute(
+        "CREATE FUNCTION refuse_amounts() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.amount IS NOT NULL THEN \
+              RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; \
+            END IF; RETURN NEW; END $$",
+    )
+    .await;
+    db.execute(
+        "CREATE TRIGGER refuse_amounts BEFORE INSERT ON payments \
+         FOR EACH ROW EXECUTE FUNCTION refuse_amounts()",
+    )
+    .await;
+    // Stored 50 minutes ago: tried again. Stored 61 minutes ago: kept for the operator.
+    let recent = json!({"notification_id": "recent", "channel": "wechat", "amount": "9.00"});
+    store_stranded(&db, &listener.device.id, &recent, 50 * 60).await;
+    let old = json!({"notification_id": "old", "channel": "wechat", "amount": "9.01"});
+    store_stranded(&db, &listener.device.id, &old, 61 * 60).await;
+    let kept = "SELECT count(*) FROM payments WHERE result = 'unparsed' AND amount IS NULL \
+                AND notification_id LIKE 'stored-%' AND reason LIKE '%could not extend file%' \
+                AND text LIKE '%\"old\"%'";
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            db.count(kept).await == 1
+        })
+        .await
+    );
+    // The operator lists it, and the owner is told; the recent one waits, untouched.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let listed: Value = app
+        .admin_get("/admin/payments?result=unparsed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts WHERE kind = 'payment.kept'")
+            .await,
+        1
+    );
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
+    let unfinished = "SELECT count(*) FROM notifications \
+                      WHERE payment_id IS NULL AND rejection IS NULL";
+    assert_eq!(db.count(unfinished).await, 1);
+
+    // The failure is gone: the recent one is finished (no order owed 9.00: kept unmatched).
+    db.execute("DROP TRIGGER refuse_amounts ON payments").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            db.count(unfinished).await == 0
+        })
+        .await
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM payments WHERE notification_id = 'recent' AND amount = 9.00"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_late_payments_and_new_orders_on_one_payee_never_deadlock() {
     // No sweep: the overdue orders are expired by the allocations and payments themselves.
     let TestEnv { app, db } = spawn_app_with(|s| s.sweep_interval = Duration::from_secs(60)).await;

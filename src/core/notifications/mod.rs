@@ -166,8 +166,9 @@ pub fn refuse_unreadable(payment: Payment) -> Result<Payment, RuleError> {
 /// Two instances finishing the same one is harmless: the payment's unique notification id makes
 /// the second a replay. A notification that cannot be processed is kept for the operator (see
 /// [`keep_unfinished`]) instead of stalling the ones behind it; one that met a storage failure is
-/// tried again next pass. Returns how many were finished; stops early only when the database is
-/// unavailable.
+/// tried again next pass, and kept for the operator once it has waited for
+/// [`FAILING_FOR_AT_MOST`] (never marked refused while keeping it fails too: a full disk). Returns
+/// how many were finished; stops early only when the database is unavailable.
 pub fn finish_stranded(
     conn: &mut PgConnection,
     rules: &OrderRules,
@@ -213,9 +214,29 @@ pub fn finish_stranded(
             Err(e) if e.storage_error().is_some_and(StorageError::is_unavailable) => {
                 return Err(e);
             }
-            // A storage failure that may pass (a full disk): tried again next pass.
+            // A storage failure that may pass (a full disk): tried again next pass, until the
+            // notification has waited for an hour. Then it is kept for the operator if that can
+            // be stored (a failure of its own, not of the storage), or else tried again.
             Err(error) if matches!(error.storage_error(), Some(StorageError::Other(_))) => {
-                tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification yet");
+                if !waited_too_long(conn, &raw)? {
+                    tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification yet");
+                    continue;
+                }
+                match keep_unfinished(conn, &raw, &error) {
+                    Ok(()) => {
+                        tracing::warn!(notification = raw.id, %error, "kept a stored notification that kept failing for the operator");
+                    }
+                    Err(failed)
+                        if failed
+                            .storage_error()
+                            .is_some_and(StorageError::is_unavailable) =>
+                    {
+                        return Err(failed);
+                    }
+                    Err(failed) => {
+                        tracing::warn!(notification = raw.id, %error, %failed, "cannot finish or keep a stored notification yet");
+                    }
+                }
             }
             Err(error) => {
                 tracing::warn!(notification = raw.id, %error, "cannot finish a stored notification");
@@ -238,6 +259,16 @@ pub fn finish_stranded(
         }
     }
     Ok(finished)
+}
+
+/// How long a stored notification whose finishing meets a storage failure is tried again
+/// before it is kept for the operator instead (its payment is then assigned by hand).
+const FAILING_FOR_AT_MOST: chrono::Duration = chrono::Duration::hours(1);
+
+/// Whether `raw` arrived more than [`FAILING_FOR_AT_MOST`] ago, by the database clock.
+fn waited_too_long(conn: &mut PgConnection, raw: &RawNotification) -> Result<bool, RuleError> {
+    let now = crate::db::clock(conn)?;
+    Ok(raw.received_at < now - FAILING_FOR_AT_MOST)
 }
 
 /// A stored notification the sweep cannot finish (for a reason that will not pass: its body, not
