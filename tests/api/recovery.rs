@@ -277,13 +277,23 @@ async fn a_stored_notification_that_keeps_failing_for_an_hour_is_kept_for_the_op
          FOR EACH ROW EXECUTE FUNCTION refuse_amounts()",
     )
     .await;
-    // Stored 50 minutes ago: tried again. Stored 61 minutes ago: kept for the operator.
+    // Stored 50 minutes ago: tried again. Stored 61 minutes ago: kept for the operator, and
+    // so is its retry stored 10 minutes ago, when an order of another payer held its amount.
     let recent = json!({"notification_id": "recent", "channel": "wechat", "amount": "9.00"});
     store_stranded(&db, &listener.device.id, &recent, 50 * 60).await;
     let old = json!({"notification_id": "old", "channel": "wechat", "amount": "9.01"});
     store_stranded(&db, &listener.device.id, &old, 61 * 60).await;
+    store_stranded(&db, &listener.device.id, &old, 10 * 60).await;
+    let merchant = app.create_merchant("shop").await;
+    let other = app.order(&merchant, "9.01", "wechat").await;
+    assert_eq!(other["payable_amount"], "9.01");
+    let other_id = other["id"].as_str().unwrap().to_string();
+    db.execute(&format!(
+        "UPDATE orders SET created_at = now() - interval '15 minutes' WHERE id = '{other_id}'"
+    ))
+    .await;
     let kept = "SELECT count(*) FROM payments WHERE result = 'unparsed' AND amount IS NULL \
-                AND notification_id LIKE 'stored-%' AND reason LIKE '%could not extend file%' \
+                AND reason LIKE '%could not extend file%' \
                 AND text LIKE '%\"old\"%'";
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -308,9 +318,11 @@ async fn a_stored_notification_that_keeps_failing_for_an_hour_is_kept_for_the_op
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
     let unfinished = "SELECT count(*) FROM notifications \
                       WHERE payment_id IS NULL AND rejection IS NULL";
-    assert_eq!(db.count(unfinished).await, 1);
+    assert_eq!(db.count(unfinished).await, 2);
 
-    // The failure is gone: the recent one is finished (no order owed 9.00: kept unmatched).
+    // The failure is gone: the recent one is finished (no order owed 9.00: kept unmatched), and
+    // the retry of the kept one is that payment again: it pays nothing, least of all the order
+    // that held its amount when the retry arrived.
     db.execute("DROP TRIGGER refuse_amounts ON payments").await;
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -324,6 +336,16 @@ async fn a_stored_notification_that_keeps_failing_for_an_hour_is_kept_for_the_op
         )
         .await,
         1
+    );
+    assert_eq!(status_of(&db, &other_id).await, "pending");
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 2);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM notifications n JOIN payments p ON p.id = n.payment_id \
+             WHERE p.notification_id = 'old'"
+        )
+        .await,
+        2
     );
 }
 

@@ -184,11 +184,7 @@ pub fn finish_stranded(
                 .ok_or_else(|| {
                     RuleError::internal("the device of a stored notification is gone")
                 })?;
-            let notification = match &raw.reading {
-                Some(reading) => serde_json::from_value(reading.clone())
-                    .map_err(|e| RuleError::internal(format!("unreadable stored reading: {e}")))?,
-                None => read_notify_body(&raw.body)?,
-            };
+            let notification = stored_notification(&raw)?;
             // As stored by `receive_notification`; without it the phone's clock cannot be set
             // against the server's, and only the check by the phone's clock alone applies.
             let signed_at = match serde_json::from_value::<Credentials>(raw.auth_headers.clone()) {
@@ -261,6 +257,16 @@ pub fn finish_stranded(
     Ok(finished)
 }
 
+/// The notification a stored row holds: its reading, or its body read again (a row stored
+/// before readings were kept).
+fn stored_notification(raw: &RawNotification) -> Result<Notification, RuleError> {
+    match &raw.reading {
+        Some(reading) => serde_json::from_value(reading.clone())
+            .map_err(|e| RuleError::internal(format!("unreadable stored reading: {e}"))),
+        None => read_notify_body(&raw.body),
+    }
+}
+
 /// How long a stored notification whose finishing meets a storage failure is tried again
 /// before it is kept for the operator instead (its payment is then assigned by hand).
 const FAILING_FOR_AT_MOST: chrono::Duration = chrono::Duration::hours(1);
@@ -288,7 +294,11 @@ fn keep_unfinished(
         .chars()
         .take(TEXT_CHARS)
         .collect();
-    let notification_id = format!("stored-{}", raw.id);
+    // Under the notification's own id where it can be read: a copy of it (a retry stored
+    // meanwhile, or sent later) then finds this payment and pays nothing, as a repeat of any id
+    // does. Under the row's otherwise.
+    let notification_id = stored_notification(raw)
+        .map_or_else(|_| format!("stored-{}", raw.id), |n| n.notification_id);
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
         // Unless a live request or another instance finished it meanwhile.
         if !raw_rows::reject_if_unfinished(conn, raw.id, &reason)? {
