@@ -114,7 +114,9 @@ impl AutoFailoverCluster {
             } else {
                 &["primary", "secondary"]
             };
-            cluster.wait_for(Duration::from_secs(60), "the nodes to settle", || {
+            // Long enough for a loaded machine: a standby catching up under a parallel build
+            // was seen to take more than a minute (this is set-up, not a figure).
+            cluster.wait_for(Duration::from_secs(180), "the nodes to settle", || {
                 let mut states: Vec<String> = cluster
                     .states()
                     .into_iter()
@@ -395,7 +397,7 @@ async fn the_primary_failing_loses_nothing_a_client_was_told() {
         .unwrap();
     let promoter = cluster.clone();
     tokio::task::spawn_blocking(move || {
-        promoter.wait_for(Duration::from_secs(60), "a new primary", || {
+        promoter.wait_for(Duration::from_secs(120), "a new primary", || {
             promoter.primary().is_some_and(|p| p != killed)
         })
     })

@@ -424,13 +424,16 @@ fn print_native(report: &NativeReport) {
     let m = &report.memory;
     println!("\nservice memory");
     println!(
-        "after set-up: RSS {:.1} MB, {} threads",
-        m.after_setup.rss_mb, m.after_setup.threads
+        "after set-up: RSS {:.1} MB (its own {:.1}, mapped files {:.1}), {} threads",
+        m.after_setup.rss_mb, m.after_setup.anon_mb, m.after_setup.file_mb, m.after_setup.threads
     );
     println!(
-        "with {} open long-polls: RSS {:.1} MB, {} threads ({} answered early)",
+        "with {} open long-polls: RSS {:.1} MB (its own {:.1}, mapped files {:.1}), {} threads \
+         ({} answered early)",
         m.long_polls,
         m.with_long_polls.rss_mb,
+        m.with_long_polls.anon_mb,
+        m.with_long_polls.file_mb,
         m.with_long_polls.threads,
         m.long_polls_answered_early
     );

@@ -227,6 +227,10 @@ pub async fn drop_database(server: &str, database: &str) -> Result<()> {
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Memory {
     pub rss_mb: f64,
+    /// Of the RSS: the process's own memory (heap, stacks), and the pages of files it maps (its
+    /// binary and shared libraries, which the page cache holds whatever the load).
+    pub anon_mb: f64,
+    pub file_mb: f64,
     /// The peak RSS of the process's whole life so far.
     pub peak_rss_mb: f64,
     pub threads: u32,
@@ -245,6 +249,8 @@ impl Memory {
         };
         Memory {
             rss_mb: field("VmRSS:") / 1024.0,
+            anon_mb: field("RssAnon:") / 1024.0,
+            file_mb: field("RssFile:") / 1024.0,
             peak_rss_mb: field("VmHWM:") / 1024.0,
             threads: field("Threads:") as u32,
         }

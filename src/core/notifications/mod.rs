@@ -277,8 +277,8 @@ fn waited_too_long(conn: &mut PgConnection, raw: &RawNotification) -> Result<boo
     Ok(raw.received_at < now - FAILING_FOR_AT_MOST)
 }
 
-/// A stored notification the sweep cannot finish (for a reason that will not pass: its body, not
-/// the storage) still reaches the operator: it is marked with the error and kept as an
+/// A stored notification the sweep cannot finish (for a reason that will not pass: its body, or
+/// a failure that lasted [`FAILING_FOR_AT_MOST`]) still reaches the operator: it is marked with the error and kept as an
 /// `unparsed` payment of its device (the error as its reason, the body as its text), listed and
 /// assignable like any, and the owner is told. Never a credit.
 fn keep_unfinished(
