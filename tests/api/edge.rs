@@ -22,6 +22,19 @@ fn raw(id: &str, channel: &str, package: &str, title: &str, text: &str) -> Value
            "title": title, "text": text})
 }
 
+/// A WeChat payment of `amount` as a listener that sends the notification's post time reports it.
+fn wechat_posted(id: &str, amount: &str, posted_at: &str) -> Value {
+    let mut body = raw(
+        id,
+        "wechat",
+        WECHAT,
+        "微信支付",
+        &format!("微信支付收款{amount}元(朋友到店)"),
+    );
+    body["posted_at"] = json!(posted_at);
+    body
+}
+
 /// The same with the amount the listener read.
 fn raw_with_amount(
     id: &str,
@@ -835,17 +848,7 @@ async fn reports_without_a_trustworthy_id_that_repeat_one_payment_are_one_paymen
 
     // A listener that sends the post time: two ids with one post time are one notification.
     let posted_at = chrono::Utc::now().to_rfc3339();
-    let posted = |id: &str| {
-        let mut body = raw(
-            id,
-            "wechat",
-            WECHAT,
-            "微信支付",
-            "微信支付收款8.00元(朋友到店)",
-        );
-        body["posted_at"] = json!(posted_at);
-        body
-    };
+    let posted = |id: &str| wechat_posted(id, "8.00", &posted_at);
     let (_, a) = report(&app, &listener.device, &posted("posted-a")).await;
     let (_, b) = report(&app, &listener.device, &posted("posted-b")).await;
     assert_eq!(a["result"], "unmatched");
@@ -1283,17 +1286,7 @@ async fn a_copy_under_another_id_is_matched_as_of_the_first_copy_that_arrived() 
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
     let posted_at = chrono::Utc::now().to_rfc3339();
-    let posted = |id: &str| {
-        let mut body = raw(
-            id,
-            "wechat",
-            WECHAT,
-            "微信支付",
-            "微信支付收款6.00元(朋友到店)",
-        );
-        body["posted_at"] = json!(posted_at);
-        body
-    };
+    let posted = |id: &str| wechat_posted(id, "6.00", &posted_at);
     // The phone's first report of a payment, made to look as a request that died between
     // storing and matching leaves it (stored and read, never matched), 15 s ago.
     let (_, a) = report(&app, &listener.device, &posted("copy-a")).await;
@@ -1312,13 +1305,7 @@ async fn a_copy_under_another_id_is_matched_as_of_the_first_copy_that_arrived() 
     // the next customer.
     let first = app.order(&merchant, "6.00", "wechat").await;
     let first_id = first["id"].as_str().unwrap().to_string();
-    db.execute(&format!(
-        "UPDATE orders SET created_at = now() - interval '25 seconds', \
-                           expires_at = now() - interval '6 seconds', \
-                           reserved_until = now() - interval '5 seconds' \
-          WHERE id = '{first_id}'"
-    ))
-    .await;
+    end_reservation(&db, &first_id).await;
     let next = app.order(&merchant, "6.00", "wechat").await;
     assert_eq!(next["payable_amount"], "6.00");
 

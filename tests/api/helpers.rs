@@ -508,6 +508,20 @@ pub async fn age_order(db: &TestDb, order_id: &str, secs: i64) {
     assert_eq!(changed, 1);
 }
 
+/// Sets an order as the one that held its amount a moment ago: created 25 s ago, expired 6 s
+/// ago, its reservation ended 5 s ago (the amount can go to the next customer).
+pub async fn end_reservation(db: &TestDb, order_id: &str) {
+    let changed = db
+        .execute(&format!(
+            "UPDATE orders SET created_at = now() - interval '25 seconds', \
+                               expires_at = now() - interval '6 seconds', \
+                               reserved_until = now() - interval '5 seconds' \
+              WHERE id = '{order_id}'"
+        ))
+        .await;
+    assert_eq!(changed, 1);
+}
+
 /// The statement of [`age_order`].
 pub fn age_order_sql(order_id: &str, secs: i64) -> String {
     format!(

@@ -473,13 +473,7 @@ async fn a_retry_is_matched_as_of_the_first_copy_that_arrived() {
     // died before matching (too recent for the sweep, which waits 30 s).
     let first = app.order(&merchant, "6.00", "wechat").await;
     let first_id = first["id"].as_str().unwrap().to_string();
-    db.execute(&format!(
-        "UPDATE orders SET created_at = now() - interval '25 seconds', \
-                           expires_at = now() - interval '6 seconds', \
-                           reserved_until = now() - interval '5 seconds' \
-          WHERE id = '{first_id}'"
-    ))
-    .await;
+    end_reservation(&db, &first_id).await;
     store_unprocessed_copy(&db, &listener.device.id, "retry-1", "6.00", 15).await;
     // The amount has gone to the next customer.
     let next = app.order(&merchant, "6.00", "wechat").await;
