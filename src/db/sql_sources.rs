@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            1,
-            "4a82eb60c1e8aed3af20617a923181a873042947bc01fea5fc71ece03ba3b324",
+            2,
+            "c2330b6131babdb801488980459be899985637adc18b8a23f86fa3c69f06d9db",
         ),
     ];
 
