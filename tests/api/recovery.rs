@@ -221,6 +221,21 @@ async fn a_notification_that_cannot_be_processed_does_not_hold_up_the_others() {
     assert_problem(live, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
+/// Makes inserts of payments for which `when` holds fail as a full disk does (SQLSTATE 53100),
+/// through a trigger named `name` (`DROP TRIGGER <name> ON payments` ends it).
+async fn fail_payment_inserts(db: &TestDb, name: &str, when: &str) {
+    db.execute(&format!(
+        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+    ))
+    .await;
+    db.execute(&format!(
+        "CREATE TRIGGER {name} BEFORE INSERT ON payments \
+         FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION {name}()"
+    ))
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_notification_that_meets_a_storage_failure_is_tried_again_not_dropped() {
     let TestEnv { app, db } = spawn_app().await;
@@ -229,16 +244,7 @@ async fn a_stored_notification_that_meets_a_storage_failure_is_tried_again_not_d
     let order = app.order(&merchant, "9.00", "wechat").await;
     age_order(&db, order["id"].as_str().unwrap(), 120).await;
     // Every payment insert fails as a full disk would.
-    db.execute(
-        "CREATE FUNCTION no_space() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$",
-    )
-    .await;
-    db.execute(
-        "CREATE TRIGGER no_space BEFORE INSERT ON payments \
-         FOR EACH ROW EXECUTE FUNCTION no_space()",
-    )
-    .await;
+    fail_payment_inserts(&db, "no_space", "true").await;
     let body = json!({"notification_id": "full-disk", "channel": "wechat", "amount": "9.00"});
     store_stranded(&db, &listener.device.id, &body, 60).await;
     let unfinished = "SELECT count(*) FROM notifications \
@@ -265,18 +271,7 @@ async fn a_stored_notification_that_keeps_failing_for_an_hour_is_kept_for_the_op
     let listener = app.online_listener("wechat").await;
     // A failure of these payments' own, with a storage error's code: every payment with an
     // amount is refused, one kept for the operator (without an amount) is stored.
-    db.execute(
-        "CREATE FUNCTION refuse_amounts() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF NEW.amount IS NOT NULL THEN \
-              RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; \
-            END IF; RETURN NEW; END $$",
-    )
-    .await;
-    db.execute(
-        "CREATE TRIGGER refuse_amounts BEFORE INSERT ON payments \
-         FOR EACH ROW EXECUTE FUNCTION refuse_amounts()",
-    )
-    .await;
+    fail_payment_inserts(&db, "refuse_amounts", "NEW.amount IS NOT NULL").await;
     // Stored 50 minutes ago: tried again. Stored 61 minutes ago: kept for the operator, and
     // so is its retry stored 10 minutes ago, when an order of another payer held its amount.
     let recent = json!({"notification_id": "recent", "channel": "wechat", "amount": "9.00"});
