@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            2,
-            "c2330b6131babdb801488980459be899985637adc18b8a23f86fa3c69f06d9db",
+            3,
+            "507781a74111bddf38371460a517fde4bed30809ef0a35d9bc3f0e41cd6ca34f",
         ),
     ];
 

@@ -1316,3 +1316,58 @@ async fn a_copy_under_another_id_is_matched_as_of_the_first_copy_that_arrived() 
     assert_eq!(b["order_id"].as_str(), Some(first_id.as_str()), "{b}");
     assert_eq!(status(&app, &next).await, "pending");
 }
+
+/// An earlier report of the same payment is looked for among the device's own notifications,
+/// through their index: on a device's long history (every V免签 push and every report with a
+/// post time carries a same-payment key) it is found, and a report with a new key reads a few
+/// pages, not the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_report_is_found_through_the_devices_index_on_a_long_history() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let device = &listener.device.id;
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             INSERT INTO notifications (id, received_at, source, device_id, auth_result, \
+                                        auth_headers, body, body_length, body_sha256, \
+                                        payment_id, same_payment_key) \
+             SELECT -i, now() - i * interval '1 minute', 'native', '{device}', 'ok', '{{}}', \
+                    '\\x00', 1, sha256(int8send(i)), 'pay_old' || i, sha256(int8send(i)) \
+               FROM generate_series(1, 30000) i; \
+             INSERT INTO payments (id, device_id, notification_id, result, notification_row, \
+                                   created_at) \
+             SELECT 'pay_old' || i, '{device}', 'old' || i, 'unmatched', -i, \
+                    now() - i * interval '1 minute' \
+               FROM generate_series(1, 30000) i; \
+             SET session_replication_role = origin; \
+             ANALYZE notifications; ANALYZE payments"
+        ))
+        .await
+        .unwrap();
+
+    let order = app.order(&merchant, "13.00", "wechat").await;
+    let posted_at = chrono::Utc::now().to_rfc3339();
+    let posted = |id: &str| wechat_posted(id, "13.00", &posted_at);
+    let (_, first) = report(&app, &listener.device, &posted("long-a")).await;
+    assert_eq!(first["result"], "matched", "{first}");
+    assert_eq!(first["order_id"], order["id"]);
+    let (_, copy) = report(&app, &listener.device, &posted("long-b")).await;
+    assert_eq!(copy["result"], "duplicate", "{copy}");
+    assert_eq!(copy["duplicate_of"], first["payment_id"]);
+
+    for window in ["interval '60 seconds'", "NULL"] {
+        let read = buffers_read(
+            &db,
+            &format!(
+                "SELECT * FROM solopay_match_reads('{}', 14.00, '{device}', 'new', '\\x01', \
+                 now(), sha256('\\x0102'), {window})",
+                listener.payee_id
+            ),
+        )
+        .await;
+        assert!(read < 100, "{read} buffers read with window {window}");
+    }
+}

@@ -761,3 +761,37 @@ pub async fn lock_waiters(db: &TestDb, n: i64) -> bool {
     })
     .await
 }
+
+/// The lines of `EXPLAIN (<options>) <query>` (no options: plain `EXPLAIN`) on `client`.
+pub async fn explain(client: &tokio_postgres::Client, options: &str, query: &str) -> Vec<String> {
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!("({options}) ")
+    };
+    client
+        .query(&format!("EXPLAIN {options}{query}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN {query}: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// The shared buffers the top node of `call`'s plan read (a function scan's include its
+/// statements'), run a second time on one connection: the first fills the connection's caches
+/// of the catalog and of the function's plans.
+pub async fn buffers_read(db: &TestDb, call: &str) -> u64 {
+    let client = db.client().await;
+    client.batch_execute(call).await.unwrap();
+    let plan = explain(&client, "ANALYZE, BUFFERS", call).await;
+    let line = plan
+        .iter()
+        .find(|line| line.trim_start().starts_with("Buffers:"))
+        .unwrap_or_else(|| panic!("no buffers in {plan:?}"));
+    line.split_whitespace()
+        .filter_map(|part| part.split_once('='))
+        .filter(|(what, _)| matches!(*what, "hit" | "read"))
+        .map(|(_, n)| n.parse::<u64>().unwrap())
+        .sum()
+}

@@ -570,14 +570,7 @@ async fn plan_without_seqscan(db: &TestDb, query: &str) -> String {
         .batch_execute("SET enable_seqscan = off")
         .await
         .unwrap();
-    let plan: Vec<String> = client
-        .query(&format!("EXPLAIN {query}"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    plan.join("\n")
+    explain(&client, "", query).await.join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

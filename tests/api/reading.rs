@@ -570,3 +570,59 @@ async fn a_burst_of_forwarded_payments_from_one_phone_is_stored_whole() {
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 16);
     assert_eq!(db.deadlocks().await, 0, "Postgres detected a deadlock");
 }
+
+/// A forwarder's report kept for the operator (here `untrusted`: the device was not trusted
+/// for the app yet) paid nothing, so the same text sent again within the window, once the
+/// device is trusted for it, is the payment and pays the order; a copy after that is its
+/// duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_after_a_report_that_paid_nothing_pays_once() {
+    let TestEnv { app, db: _db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let order = app.order(&merchant, "11.00", "wechat").await;
+    assert_eq!(order["payable_amount"], "11.00");
+    let trust = |packages: Value| {
+        let (app, id) = (app.clone(), listener.device.id.clone());
+        async move {
+            let response = app
+                .client
+                .patch(app.url(&format!("/admin/devices/{id}")))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({ "allowed_packages": packages }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    };
+    let forward = |at: i64| {
+        let (app, device) = (app.clone(), listener.device.clone());
+        async move {
+            let fields = wechat_fields(&device, at, "微信支付收款11.00元(朋友到店)");
+            let answer: Value = forward_form(&app, &device, &fields)
+                .await
+                .json()
+                .await
+                .unwrap();
+            answer
+        }
+    };
+    let now = now_ms();
+
+    trust(json!(["com.example.listener"])).await;
+    let first = forward(now).await;
+    assert_eq!(first["result"], "untrusted", "{first}");
+    assert_eq!(
+        app.get_order(order["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+
+    trust(Value::Null).await;
+    let second = forward(now + 1000).await;
+    assert_eq!(second["result"], "matched", "{second}");
+    assert_eq!(second["order_id"], order["id"], "{second}");
+    let third = forward(now + 2000).await;
+    assert_eq!(third["result"], "duplicate", "{third}");
+    assert_eq!(third["duplicate_of"], second["payment_id"], "{third}");
+}

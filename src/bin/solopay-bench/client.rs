@@ -158,8 +158,10 @@ impl Api {
         Ok(())
     }
 
-    /// A payment of `amount` as a WeChat listener reports it: the amount it read and the text.
-    /// A retry of the same payment sends the same `notification_id`.
+    /// A payment of `amount` as a WeChat listener reports it: the amount it read, the text and
+    /// the notification's post time (as the README asks of a listener; it gives the report a
+    /// same-payment key, so the earlier-report read runs). A retry of the same payment sends
+    /// the same `notification_id`.
     pub async fn notify(
         &self,
         device: &Device,
@@ -173,6 +175,7 @@ impl Api {
             "package": "com.tencent.mm",
             "title": "微信支付",
             "text": format!("微信支付收款{amount}元"),
+            "posted_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         });
         self.signed_post("/notify", device, body.to_string().into_bytes())
             .await

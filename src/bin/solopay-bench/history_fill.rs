@@ -247,7 +247,7 @@ fn paid_sql(plan: &Plan, lo: u64, hi: u64) -> String {
     format!(
         "INSERT INTO notifications (id, received_at, source, device_id, auth_result, \
                                     auth_headers, body, body_length, body_sha256, remote_addr, \
-                                    payment_id, reading) \
+                                    payment_id, reading, same_payment_key) \
          SELECT substr(o.merchant_order_id, 2)::bigint + 1, o.paid_at - interval '1 s', \
                 'notify', p.device_id, 'ok', \
                 jsonb_build_object('x-solopay-device', p.device_id, \
@@ -259,14 +259,18 @@ fn paid_sql(plan: &Plan, lo: u64, hi: u64) -> String {
                 'pay_' || md5('history payment ' || o.id), \
                 jsonb_build_object('notification_id', 'n-' || o.merchant_order_id, \
                                    'channel', o.channel, 'amount', o.payable_amount::text, \
-                                   'package', r.package, 'title', r.title, 'text', r.text) \
+                                   'package', r.package, 'title', r.title, 'text', r.text, \
+                                   'android', jsonb_build_object('posted_at', b.posted_at)), \
+                sha256(b.body) \
            FROM {orders} \
            JOIN history_payees p ON p.id = o.payee_id \
            {REPORT} \
-           CROSS JOIN LATERAL (SELECT convert_to(json_build_object( \
+           CROSS JOIN LATERAL (SELECT to_char((o.paid_at - interval '2 s') AT TIME ZONE 'UTC', \
+                                              'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS posted_at) t \
+           CROSS JOIN LATERAL (SELECT t.posted_at, convert_to(json_build_object( \
                 'notification_id', 'n-' || o.merchant_order_id, 'channel', o.channel, \
                 'amount', o.payable_amount::text, 'package', r.package, 'title', r.title, \
-                'text', r.text)::text, 'UTF8') AS body) b \
+                'text', r.text, 'posted_at', t.posted_at)::text, 'UTF8') AS body) b \
           WHERE o.status = 'paid'; \
          INSERT INTO payments (id, device_id, notification_id, channel, amount, package, title, \
                                text, reported_at, payee_id, result, order_id, notification_row, \
