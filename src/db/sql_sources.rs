@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            3,
-            "507781a74111bddf38371460a517fde4bed30809ef0a35d9bc3f0e41cd6ca34f",
+            4,
+            "27299c8f81704ecf539bda8c84b1aecf2d7a016f72190e8b912af30bea161840",
         ),
     ];
 

@@ -778,13 +778,11 @@ pub async fn explain(client: &tokio_postgres::Client, options: &str, query: &str
         .collect()
 }
 
-/// The shared buffers the top node of `call`'s plan read (a function scan's include its
-/// statements'), run a second time on one connection: the first fills the connection's caches
-/// of the catalog and of the function's plans.
-pub async fn buffers_read(db: &TestDb, call: &str) -> u64 {
-    let client = db.client().await;
-    client.batch_execute(call).await.unwrap();
-    let plan = explain(&client, "ANALYZE, BUFFERS", call).await;
+/// The shared buffers the top node of `call`'s plan read when run on `client` (a function
+/// scan's include its statements'). Run it once on the client before: the first run reads the
+/// catalog into the connection's caches and plans the function's statements.
+pub async fn buffers_read(client: &tokio_postgres::Client, call: &str) -> u64 {
+    let plan = explain(client, "ANALYZE, BUFFERS", call).await;
     let line = plan
         .iter()
         .find(|line| line.trim_start().starts_with("Buffers:"))
