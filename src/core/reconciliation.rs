@@ -8,6 +8,7 @@ use diesel::sql_types::{Date, Text};
 use rust_decimal::Decimal;
 
 use crate::core::error::RuleError;
+use crate::core::notifications::stored_payment_window;
 use crate::core::orders::{OrderRules, pay_locked};
 use crate::db::audit::{self as audit_rows, NewAuditEntry};
 use crate::db::orders::{self as order_rows, Order};
@@ -108,6 +109,18 @@ pub fn assign_payment(
                 return Err(RuleError::InvalidState(format!(
                     "another report of this payment paid order {credited}: assign it only if \
                      the payer paid twice, with \"second_payment\": true"
+                )));
+            }
+            // A report withheld from matching (untrusted, say) is no duplicate of the report of
+            // the same payment that was matched: they share the device and the key.
+            let window = stored_payment_window(conn, rules, payment.notification_row)?;
+            if let Some((other, credited)) =
+                payment_rows::order_paid_by_same_payment(conn, &payment.id, window)?
+            {
+                return Err(RuleError::InvalidState(format!(
+                    "payment {other}, reported by the same device with the same text, paid \
+                     order {credited}: assign this one only if the payer paid twice, with \
+                     \"second_payment\": true"
                 )));
             }
             if payment.result == PaymentResult::Duplicate {

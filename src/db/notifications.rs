@@ -164,6 +164,17 @@ impl<Q> diesel::query_builder::Query for MarkingItsDevice<'_, Q> {
 
 impl<Q, Conn> RunQueryDsl<Conn> for MarkingItsDevice<'_, Q> {}
 
+/// What was read from the stored notification `id` (`None` once retention compacted it, or for
+/// a row stored before readings were kept).
+pub fn reading_of(conn: &mut PgConnection, id: i64) -> QueryResult<Option<serde_json::Value>> {
+    notifications::table
+        .find(id)
+        .select(notifications::reading)
+        .first(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
 pub fn set_payment(conn: &mut PgConnection, id: i64, payment_id: &str) -> QueryResult<usize> {
     diesel::update(notifications::table.find(id))
         .set(notifications::payment_id.eq(payment_id))

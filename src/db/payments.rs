@@ -164,6 +164,44 @@ pub fn order_paid_by_reports_of(
         .map(Option::flatten)
 }
 
+/// Another payment that paid an order and was reported by `id`'s device with the same
+/// same-payment key as `id`'s report, arriving within `window` of it (any time with `None`):
+/// (that payment, the order it paid). Reports of one payment recorded apart (one withheld from
+/// matching, one matched) share a key but not a `duplicate_of`.
+pub fn order_paid_by_same_payment(
+    conn: &mut PgConnection,
+    id: &str,
+    window: Option<std::time::Duration>,
+) -> QueryResult<Option<(String, String)>> {
+    #[derive(QueryableByName)]
+    struct Paid {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_id: String,
+    }
+    diesel::sql_query(
+        "SELECT p.id, p.order_id \
+           FROM payments me \
+           JOIN notifications mine ON mine.id = me.notification_row \
+           JOIN notifications n ON n.device_id = mine.device_id \
+                               AND n.same_payment_key = mine.same_payment_key \
+           JOIN payments p ON p.notification_row = n.id \
+          WHERE me.id = $1 AND p.id <> me.id AND p.order_id IS NOT NULL \
+            AND ($2::interval IS NULL \
+                 OR n.received_at BETWEEN mine.received_at - $2 AND mine.received_at + $2) \
+          ORDER BY n.received_at \
+          LIMIT 1",
+    )
+    .bind::<diesel::sql_types::Text, _>(id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Interval>, _>(
+        window.map(super::interval),
+    )
+    .get_result::<Paid>(conn)
+    .optional()
+    .map(|paid| paid.map(|p| (p.id, p.order_id)))
+}
+
 /// Locks a payment that the operator assigns. FOR UPDATE (not NO KEY UPDATE, as elsewhere):
 /// assigning writes `order_id`, a unique key, so a weaker lock would be upgraded mid-transaction.
 pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {

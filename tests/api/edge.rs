@@ -741,6 +741,32 @@ async fn the_reports_of_one_payment_are_assigned_once_unless_the_payer_paid_twic
     );
 }
 
+/// A report of one Android notification withheld from matching (the device was not trusted for
+/// the app that moment) after another report of it paid an order is no `duplicate`, yet the
+/// same payment: the operator assigns it to the next order of that amount only if the payer
+/// paid twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withheld_report_of_a_payment_that_paid_is_assigned_only_if_the_payer_paid_twice() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let posted_at = chrono::Utc::now().to_rfc3339();
+    let posted = |id: &str| wechat_posted(id, "9.00", &posted_at);
+    let paid = app.order(&merchant, "9.00", "wechat").await;
+    let (_, matched) = report(&app, &listener.device, &posted("held-a")).await;
+    assert_eq!(matched["order_id"], paid["id"], "{matched}");
+    app.allow_packages(&listener.device.id, json!(["com.example.listener"]))
+        .await;
+    let (_, withheld) = report(&app, &listener.device, &posted("held-b")).await;
+    assert_eq!(withheld["result"], "untrusted", "{withheld}");
+    app.allow_packages(&listener.device.id, Value::Null).await;
+    end_reservation(&db, paid["id"].as_str().unwrap()).await;
+    let next = app.order(&merchant, "9.00", "wechat").await;
+    assert_eq!(next["payable_amount"], "9.00");
+
+    assign_only_as_a_second_payment(&app, &withheld, &next, &paid).await;
+}
+
 /// What does not fit the order is assigned only when the operator accepts the differences:
 /// another channel and payee, an `untrusted` claim with no amount.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -273,6 +273,19 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// `PATCH /admin/devices/{id}` with `allowed_packages` (`null`: the defaults).
+    pub async fn allow_packages(&self, device_id: &str, packages: Value) {
+        let response = self
+            .client
+            .patch(self.url(&format!("/admin/devices/{device_id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "allowed_packages": packages }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
     pub async fn admin_get(&self, path: &str) -> Response {
         self.client
             .get(self.url(path))
@@ -792,4 +805,39 @@ pub async fn buffers_read(client: &tokio_postgres::Client, call: &str) -> u64 {
         .filter(|(what, _)| matches!(*what, "hit" | "read"))
         .map(|(_, n)| n.parse::<u64>().unwrap())
         .sum()
+}
+
+/// The operator assigns `payment` (an answer with `payment_id`) to `order`, the differences
+/// accepted: refused (`invalid_state`, naming `paid_by`, the order another report of the payment
+/// paid) and the order left pending without `second_payment`; accepted with it.
+pub async fn assign_only_as_a_second_payment(
+    app: &TestApp,
+    payment: &Value,
+    order: &Value,
+    paid_by: &Value,
+) {
+    let path = format!(
+        "/admin/payments/{}/assign",
+        payment["payment_id"].as_str().expect("payment_id")
+    );
+    let assign = |second_payment: bool| {
+        let body = json!({"order_id": order["id"], "accept_differences": true,
+                          "second_payment": second_payment});
+        let path = path.clone();
+        async move { app.admin_post(&path, &body).await }
+    };
+    let refused: Value = assign(false).await.json().await.expect("json");
+    assert_eq!(refused["code"], "invalid_state", "{refused}");
+    let named = format!("paid order {}", paid_by["id"].as_str().expect("id"));
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&named),
+        "{refused}"
+    );
+    let order_id = order["id"].as_str().expect("id");
+    assert_eq!(app.get_order(order_id).await["status"], "pending");
+    assert_eq!(assign(true).await.status(), StatusCode::OK);
+    assert_eq!(app.get_order(order_id).await["status"], "paid");
 }

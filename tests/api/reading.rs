@@ -582,20 +582,6 @@ async fn a_copy_after_a_report_that_paid_nothing_pays_once() {
     let listener = app.online_listener("wechat").await;
     let order = app.order(&merchant, "11.00", "wechat").await;
     assert_eq!(order["payable_amount"], "11.00");
-    let trust = |packages: Value| {
-        let (app, id) = (app.clone(), listener.device.id.clone());
-        async move {
-            let response = app
-                .client
-                .patch(app.url(&format!("/admin/devices/{id}")))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({ "allowed_packages": packages }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-        }
-    };
     let forward = |at: i64| {
         let (app, device) = (app.clone(), listener.device.clone());
         async move {
@@ -610,7 +596,8 @@ async fn a_copy_after_a_report_that_paid_nothing_pays_once() {
     };
     let now = now_ms();
 
-    trust(json!(["com.example.listener"])).await;
+    app.allow_packages(&listener.device.id, json!(["com.example.listener"]))
+        .await;
     let first = forward(now).await;
     assert_eq!(first["result"], "untrusted", "{first}");
     assert_eq!(
@@ -618,11 +605,16 @@ async fn a_copy_after_a_report_that_paid_nothing_pays_once() {
         "pending"
     );
 
-    trust(Value::Null).await;
+    app.allow_packages(&listener.device.id, Value::Null).await;
     let second = forward(now + 1000).await;
     assert_eq!(second["result"], "matched", "{second}");
     assert_eq!(second["order_id"], order["id"], "{second}");
     let third = forward(now + 2000).await;
     assert_eq!(third["result"], "duplicate", "{third}");
     assert_eq!(third["duplicate_of"], second["payment_id"], "{third}");
+
+    // The untrusted report is that payment too: the operator assigns it to another order only
+    // when the payer paid twice.
+    let next = app.order(&merchant, "11.00", "wechat").await;
+    assign_only_as_a_second_payment(&app, &first, &next, &order).await;
 }

@@ -17,7 +17,7 @@ use diesel::PgConnection;
 pub use assess::{Trust, Verdict, Withheld, assess};
 pub use credentials::{Credentials, check_credentials, check_signed, refusal};
 pub use listener::{NotifyBody, read_notify_body};
-pub use matching::{same_payment_key, same_payment_window};
+pub use matching::{same_payment_key, same_payment_window, stored_payment_window};
 pub use model::{AndroidMetadata, Notification, check_android_metadata, check_notification_fields};
 
 use crate::core::error::RuleError;
