@@ -196,14 +196,18 @@ pub fn raised_recently(
 /// due by the clock (not the transaction's start, which may be long past). Its deliveries are
 /// locked until the caller's transaction ends, so the alert worker cannot claim them, read the
 /// members and send without the alert that is joining. Under an advisory lock, so that two alerts
-/// raised at once join the same digest.
-pub fn gathering_digest(conn: &mut PgConnection) -> QueryResult<Option<String>> {
+/// raised at once join the same digest. A digest's deliveries are due `window` after it was
+/// opened (`insert` with that delay, in its own transaction), so only digests opened within
+/// `window` of now can still be gathering: only those are read, so that the read stays the
+/// size of a window's alerts, not of the history.
+pub fn gathering_digest(conn: &mut PgConnection, window: Duration) -> QueryResult<Option<String>> {
     diesel::sql_query(format!(
         "SELECT pg_advisory_xact_lock({DIGEST_LOCK_CLASS}, 0)"
     ))
     .execute(conn)?;
     let newest: Option<String> = alerts::table
         .filter(alerts::kind.eq(AlertKind::Digest))
+        .filter(sql::<Bool>("alerts.created_at > now() - ").bind::<Interval, _>(interval(window)))
         .filter(sql::<Bool>(
             "EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = alerts.id \
              AND d.status = 'pending' AND d.attempts = 0 AND d.next_attempt_at > clock_timestamp())",

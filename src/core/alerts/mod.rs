@@ -66,7 +66,7 @@ pub fn raise(conn: &mut PgConnection, alert: Raise<'_>) -> Result<Option<String>
     if GATHERED.contains(&alert.kind)
         && alert_rows::count_recent(conn, GATHERED, DIGEST_WINDOW)? >= DIGEST_AFTER
     {
-        digest_id = Some(match alert_rows::gathering_digest(conn)? {
+        digest_id = Some(match alert_rows::gathering_digest(conn, DIGEST_WINDOW)? {
             Some(open) => open,
             None => open_digest(conn)?,
         });
