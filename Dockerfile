@@ -17,6 +17,7 @@ RUN mkdir -p src/bin \
 
 # solopay itself. The sources are touched so that cargo never takes the placeholder build for
 # a current one (copied files keep their older modification times).
+COPY build.rs build.rs
 COPY migrations migrations
 COPY src src
 RUN touch src/main.rs src/lib.rs \

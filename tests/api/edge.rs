@@ -1420,3 +1420,59 @@ async fn an_earlier_report_is_found_through_the_devices_index_on_a_long_history(
         assert!(read < 100, "{read} buffers read with statistics: {call}");
     }
 }
+
+/// A retry's first copy (the same body, still unprocessed) is looked for among the device's
+/// copies of that body, through their own index: while a transaction stays open (a backup, a
+/// long report), the notifications processed since it began stay in the index of unprocessed
+/// ones, and a read through that index visited each of them, for every report. Also with the
+/// plans a connection made while the tables were empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrys_first_copy_is_found_through_its_own_index_while_a_transaction_stays_open() {
+    let TestEnv { app, db } = spawn_app().await;
+    let listener = app.online_listener("wechat").await;
+    let device = &listener.device.id;
+    let call = format!(
+        "SELECT * FROM solopay_match_reads('{}', 14.00, '{device}', 'new', '\\x01', now(), \
+         NULL, NULL)",
+        listener.payee_id
+    );
+    let planned_when_empty = db.client().await;
+    planned_when_empty
+        .batch_execute("VACUUM ANALYZE notifications, payments")
+        .await
+        .unwrap();
+    planned_when_empty.batch_execute(&call).await.unwrap();
+
+    // A backup's transaction, open while 5,000 reports are stored and processed.
+    let backup = db.client().await;
+    backup
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; \
+             SELECT txid_current(); SELECT count(*) FROM notifications",
+        )
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             INSERT INTO notifications (id, received_at, source, device_id, auth_result, \
+                                        auth_headers, body, body_length, body_sha256) \
+             SELECT -i, now() - i * interval '1 second', 'native', '{device}', 'ok', '{{}}', \
+                    '\\x00', 1, sha256(int8send(i)) \
+               FROM generate_series(1, 5000) i; \
+             UPDATE notifications SET payment_id = 'pay_old' || -id WHERE id < 0"
+        ))
+        .await
+        .unwrap();
+    let fresh = db.client().await;
+    fresh.batch_execute(&call).await.unwrap();
+    for (plans, client) in [
+        ("made on empty tables", &planned_when_empty),
+        ("new", &fresh),
+    ] {
+        let read = buffers_read(client, &call).await;
+        assert!(read < 100, "{read} buffers read with plans {plans}");
+    }
+    backup.batch_execute("COMMIT").await.unwrap();
+}
