@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            5,
-            "42364ab4b583bcba3ed66ba46c474721c4ebfcb0a63a35b99a97404e161c4dac",
+            4,
+            "27299c8f81704ecf539bda8c84b1aecf2d7a016f72190e8b912af30bea161840",
         ),
     ];
 

@@ -1,4 +1,4 @@
--- revision: 5
+-- revision: 4
 --
 -- Matching: what a reported payment finds once its amount is locked. This file is the only home
 -- of this function (applied at start like `allocation.sql`; bump the revision when you change
@@ -30,9 +30,6 @@
 -- arrival alone, the order of the device's index of reports, so that index answers it without
 -- a sort whatever the statistics (reports arriving in the same microsecond were told apart by
 -- payment id; either is the same payment, and its first report is what the caller takes).
---
--- Revision 5: only a comment. The first unprocessed copy is read through its own index (device
--- and body, migration 2026-12-07-000140), not the index of every unprocessed notification.
 
 -- Each statement below takes its own snapshot (a VOLATILE function in READ COMMITTED), so the
 -- reads after the lock see every report of the same amount committed while this one waited for
@@ -80,8 +77,7 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(2, hashtext(p_payee_id || ':' || p_amount::numeric(12, 2)::text));
 
-    -- `auth_result = 'ok'` written out: the partial index of unprocessed copies, by device and
-    -- body (migration 000140).
+    -- `auth_result = 'ok'` written out: the partial index of unprocessed notifications.
     SELECT min(n.received_at) INTO v_first
     FROM notifications n
     WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
