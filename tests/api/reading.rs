@@ -216,6 +216,15 @@ async fn forward_form(
         .unwrap()
 }
 
+/// Forwards a WeChat receipt `text` posted at `at` (ms) as SmsForwarder does; its answer.
+async fn forward_text(app: &TestApp, device: &DeviceKeys, at: i64, text: &str) -> Value {
+    forward_form(app, device, &wechat_fields(device, at, text))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 fn wechat_fields(device: &DeviceKeys, timestamp: i64, text: &str) -> Vec<(&'static str, String)> {
     let timestamp = timestamp.to_string();
     vec![
@@ -387,15 +396,7 @@ async fn the_same_text_forwarded_again_within_the_window_is_one_payment_and_afte
 
     let now = now_ms();
     let text = "微信支付收款5.00元(朋友到店)";
-    let first: Value = forward_form(
-        &app,
-        &listener.device,
-        &wechat_fields(&listener.device, now - 60_000, text),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let first: Value = forward_text(&app, &listener.device, now - 60_000, text).await;
     assert_eq!(first["result"], "matched");
     assert_eq!(first["order_id"], first_order["id"]);
     // The paid order keeps 5.00 reserved: the next order is given 5.01.
@@ -404,15 +405,7 @@ async fn the_same_text_forwarded_again_within_the_window_is_one_payment_and_afte
     // The forwarder sends the same text again a minute later (a retry with a new timestamp,
     // or the phone posting it twice): no forwarder can tell this from a second payment of 5.00,
     // so it is kept as a duplicate of the first, never credited.
-    let again: Value = forward_form(
-        &app,
-        &listener.device,
-        &wechat_fields(&listener.device, now, text),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let again: Value = forward_text(&app, &listener.device, now, text).await;
     assert_ne!(again["payment_id"], first["payment_id"]);
     assert_eq!(again["result"], "duplicate");
     assert_eq!(
@@ -441,15 +434,7 @@ async fn the_same_text_forwarded_again_within_the_window_is_one_payment_and_afte
     .await;
     let third_order = app.order(&merchant, "5.00", "wechat").await;
     assert_eq!(third_order["payable_amount"], "5.00");
-    let later: Value = forward_form(
-        &app,
-        &listener.device,
-        &wechat_fields(&listener.device, now_ms(), text),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let later: Value = forward_text(&app, &listener.device, now_ms(), text).await;
     assert_eq!(later["result"], "matched", "{later}");
     assert_eq!(later["order_id"], third_order["id"]);
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 3);
@@ -582,18 +567,8 @@ async fn a_copy_after_a_report_that_paid_nothing_pays_once() {
     let listener = app.online_listener("wechat").await;
     let order = app.order(&merchant, "11.00", "wechat").await;
     assert_eq!(order["payable_amount"], "11.00");
-    let forward = |at: i64| {
-        let (app, device) = (app.clone(), listener.device.clone());
-        async move {
-            let fields = wechat_fields(&device, at, "微信支付收款11.00元(朋友到店)");
-            let answer: Value = forward_form(&app, &device, &fields)
-                .await
-                .json()
-                .await
-                .unwrap();
-            answer
-        }
-    };
+    let forward =
+        |at: i64| forward_text(&app, &listener.device, at, "微信支付收款11.00元(朋友到店)");
     let now = now_ms();
 
     app.allow_packages(&listener.device.id, json!(["com.example.listener"]))
@@ -617,4 +592,44 @@ async fn a_copy_after_a_report_that_paid_nothing_pays_once() {
     // when the payer paid twice.
     let next = app.order(&merchant, "11.00", "wechat").await;
     assign_only_as_a_second_payment(&app, &first, &next, &order).await;
+}
+
+/// The same text a day apart is two payments: a withheld report whose reading retention has
+/// since cleared is compared with the duplicate window (not any time), so an earlier payment of
+/// the same amount that paid an order does not stop the operator assigning it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withheld_report_is_compared_within_the_window_once_its_reading_is_cleared() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let text = "微信支付收款12.00元(朋友到店)";
+    let yesterday = app.order(&merchant, "12.00", "wechat").await;
+    let paid: Value = forward_text(&app, &listener.device, now_ms(), text).await;
+    assert_eq!(paid["order_id"], yesterday["id"], "{paid}");
+    db.execute("UPDATE notifications SET received_at = received_at - interval '1 day'")
+        .await;
+    end_reservation(&db, yesterday["id"].as_str().unwrap()).await;
+
+    app.allow_packages(&listener.device.id, json!(["com.example.listener"]))
+        .await;
+    let withheld: Value = forward_text(&app, &listener.device, now_ms(), text).await;
+    assert_eq!(withheld["result"], "untrusted", "{withheld}");
+    db.execute(&format!(
+        "UPDATE notifications SET reading = NULL WHERE payment_id = '{}'",
+        withheld["payment_id"].as_str().unwrap()
+    ))
+    .await;
+    let today = app.order(&merchant, "12.00", "wechat").await;
+    let assigned = app
+        .admin_post(
+            &format!(
+                "/admin/payments/{}/assign",
+                withheld["payment_id"].as_str().unwrap()
+            ),
+            &json!({"order_id": today["id"], "accept_differences": true}),
+        )
+        .await;
+    let status = assigned.status();
+    let body = assigned.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

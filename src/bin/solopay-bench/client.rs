@@ -159,14 +159,15 @@ impl Api {
     }
 
     /// A payment of `amount` as a WeChat listener reports it: the amount it read, the text and
-    /// the notification's post time (as the README asks of a listener; it gives the report a
-    /// same-payment key, so the earlier-report read runs). A retry of the same payment sends
-    /// the same `notification_id`.
+    /// the notification's post time `posted_at` (as the README asks of a listener; it gives the
+    /// report a same-payment key, so the earlier-report read runs). A retry of the same payment
+    /// sends the same `notification_id` and `posted_at`.
     pub async fn notify(
         &self,
         device: &Device,
         notification_id: &str,
         amount: &str,
+        posted_at: &str,
     ) -> Result<Outcome> {
         let body = json!({
             "notification_id": notification_id,
@@ -175,7 +176,7 @@ impl Api {
             "package": "com.tencent.mm",
             "title": "微信支付",
             "text": format!("微信支付收款{amount}元"),
-            "posted_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "posted_at": posted_at,
         });
         self.signed_post("/notify", device, body.to_string().into_bytes())
             .await

@@ -63,6 +63,8 @@ async fn payable_orders(
 struct Paid {
     pub payable: Payable,
     pub notification_id: String,
+    /// The notification's post time, by the phone: the same in a retry.
+    pub posted_at: String,
     pub sent: Instant,
     pub latency: Duration,
     pub answer: Outcome,
@@ -86,11 +88,13 @@ impl Paid {
 
 async fn pay(api: &Api, payable: &Payable) -> Paid {
     let notification_id = format!("n-{}", uuid::Uuid::new_v4().simple());
+    let posted_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let sent = Instant::now();
-    let answer = notify(api, payable, &notification_id).await;
+    let answer = notify(api, payable, &notification_id, &posted_at).await;
     Paid {
         payable: payable.clone(),
         notification_id,
+        posted_at,
         sent,
         latency: sent.elapsed(),
         answer,
@@ -98,9 +102,9 @@ async fn pay(api: &Api, payable: &Payable) -> Paid {
     }
 }
 
-async fn notify(api: &Api, payable: &Payable, notification_id: &str) -> Outcome {
+async fn notify(api: &Api, payable: &Payable, notification_id: &str, posted_at: &str) -> Outcome {
     match api
-        .notify(&payable.device, notification_id, &payable.amount)
+        .notify(&payable.device, notification_id, &payable.amount, posted_at)
         .await
     {
         Ok(answer) => answer,
@@ -112,7 +116,7 @@ async fn notify(api: &Api, payable: &Payable, notification_id: &str) -> Outcome 
 /// the listener app would; the latency stays that of the first attempt.
 async fn retry_refused(api: &Api, answers: &mut [Paid]) {
     for paid in answers.iter_mut().filter(|p| p.retryable()) {
-        let answer = notify(api, &paid.payable, &paid.notification_id).await;
+        let answer = notify(api, &paid.payable, &paid.notification_id, &paid.posted_at).await;
         let first = std::mem::replace(&mut paid.answer, answer);
         paid.refused_first = first.err();
     }

@@ -380,17 +380,21 @@ pub fn same_payment_window(n: &Notification, rules: &OrderRules) -> Option<Durat
     }
 }
 
-/// [`same_payment_window`] of the stored notification `row`, as read when it arrived; any time
-/// (`None`) when what was read is no longer kept (compacted by retention) or cannot be read
-/// back, so that a report is never told apart from another report of its payment for lack of
-/// it.
+/// [`same_payment_window`] of the stored notification `row`, as read when it arrived. When what
+/// was read is no longer kept (compacted by retention) or cannot be read back, the duplicate
+/// window: a key without a post time is only the text, which a second payment of the same
+/// amount may share days later, and a key with one is one Android notification, which is
+/// reported again within minutes if at all.
 pub fn stored_payment_window(
     conn: &mut PgConnection,
     rules: &OrderRules,
     row: i64,
 ) -> Result<Option<Duration>, RuleError> {
     let reading = raw_rows::reading_of(conn, row)?;
-    Ok(reading
-        .and_then(|reading| serde_json::from_value::<Notification>(reading).ok())
-        .and_then(|notification| same_payment_window(&notification, rules)))
+    Ok(
+        match reading.and_then(|reading| serde_json::from_value::<Notification>(reading).ok()) {
+            Some(notification) => same_payment_window(&notification, rules),
+            None => Some(rules.duplicate_window),
+        },
+    )
 }
