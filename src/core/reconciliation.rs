@@ -91,6 +91,9 @@ pub fn assign_payment(
         accept_differences,
     } = *assignment;
     transaction_with_retry(conn, |conn| -> Result<_, RuleError> {
+        // First the lock matching takes for the reports of one payment, so that a copy being
+        // matched meanwhile is decided before or after this assign, never beside it.
+        payment_rows::lock_reports_of_same_payment(conn, payment_id)?;
         let payment =
             payment_rows::lock(conn, payment_id)?.ok_or_else(|| RuleError::not_found("payment"))?;
         if let Some(paid) = &payment.order_id {

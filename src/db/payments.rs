@@ -202,6 +202,20 @@ pub fn order_paid_by_same_payment(
     .map(|paid| paid.map(|p| (p.id, p.order_id)))
 }
 
+/// Locks the reports of `id`'s payment (its report's device and same-payment key) until the
+/// transaction ends, as matching locks them (`solopay_lock_same_payment`, `src/db/sql/
+/// matching.sql`); nothing when its report has no key.
+pub fn lock_reports_of_same_payment(conn: &mut PgConnection, id: &str) -> QueryResult<()> {
+    diesel::sql_query(
+        "SELECT solopay_lock_same_payment(n.device_id, n.same_payment_key) \
+           FROM payments p JOIN notifications n ON n.id = p.notification_row \
+          WHERE p.id = $1 AND n.device_id IS NOT NULL AND n.same_payment_key IS NOT NULL",
+    )
+    .bind::<diesel::sql_types::Text, _>(id)
+    .execute(conn)
+    .map(|_| ())
+}
+
 /// Locks a payment that the operator assigns. FOR UPDATE (not NO KEY UPDATE, as elsewhere):
 /// assigning writes `order_id`, a unique key, so a weaker lock would be upgraded mid-transaction.
 pub fn lock(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Payment>> {

@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            4,
-            "27299c8f81704ecf539bda8c84b1aecf2d7a016f72190e8b912af30bea161840",
+            5,
+            "0b02e7ec7fc30551925ae96f41dd59011672319a58b47f4e8566caa71c86bf35",
         ),
     ];
 

@@ -767,6 +767,68 @@ async fn a_withheld_report_of_a_payment_that_paid_is_assigned_only_if_the_payer_
     assign_only_as_a_second_payment(&app, &withheld, &next, &paid).await;
 }
 
+/// The operator's assign of a report and the matching of another report of the same payment
+/// are decided one at a time: each waits for the lock of the payment's reports (the device and
+/// the same-payment key), so the copy sees what the assign did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assign_and_the_matching_of_a_copy_of_its_payment_wait_for_each_other() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    let posted_at = chrono::Utc::now().to_rfc3339();
+    let posted = |id: &str| wechat_posted(id, "9.00", &posted_at);
+    app.allow_packages(&listener.device.id, json!(["com.example.listener"]))
+        .await;
+    let (_, withheld) = report(&app, &listener.device, &posted("lock-a")).await;
+    assert_eq!(withheld["result"], "untrusted", "{withheld}");
+    app.allow_packages(&listener.device.id, Value::Null).await;
+    let order = app.order(&merchant, "9.00", "wechat").await;
+    let hold = || async {
+        let session = db.client().await;
+        session
+            .batch_execute(&format!(
+                "BEGIN; SELECT solopay_lock_same_payment(n.device_id, n.same_payment_key) \
+                   FROM notifications n JOIN payments p ON p.notification_row = n.id \
+                  WHERE p.id = '{}'",
+                withheld["payment_id"].as_str().unwrap()
+            ))
+            .await
+            .unwrap();
+        session
+    };
+
+    let held = hold().await;
+    let assign = {
+        let (app, path) = (
+            app.clone(),
+            format!(
+                "/admin/payments/{}/assign",
+                withheld["payment_id"].as_str().unwrap()
+            ),
+        );
+        let body = json!({"order_id": order["id"], "accept_differences": true});
+        tokio::spawn(async move { app.admin_post(&path, &body).await.status() })
+    };
+    assert!(lock_waiters(&db, 1).await, "the assign did not wait");
+    held.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(assign.await.unwrap(), StatusCode::OK);
+    assert_eq!(status(&app, &order).await, "paid");
+
+    let held = hold().await;
+    let copy = {
+        let (app, device, body) = (app.clone(), listener.device.clone(), posted("lock-b"));
+        tokio::spawn(async move { report(&app, &device, &body).await.1 })
+    };
+    assert!(
+        lock_waiters(&db, 1).await,
+        "the copy's matching did not wait"
+    );
+    held.batch_execute("COMMIT").await.unwrap();
+    let copy = copy.await.unwrap();
+    assert_eq!(copy["result"], "duplicate", "{copy}");
+    assert_eq!(copy["duplicate_of"], withheld["payment_id"], "{copy}");
+}
+
 /// What does not fit the order is assigned only when the operator accepts the differences:
 /// another channel and payee, an `untrusted` claim with no amount.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
--- revision: 4
+-- revision: 5
 --
 -- Matching: what a reported payment finds once its amount is locked. This file is the only home
 -- of this function (applied at start like `allocation.sql`; bump the revision when you change
@@ -30,6 +30,20 @@
 -- arrival alone, the order of the device's index of reports, so that index answers it without
 -- a sort whatever the statistics (reports arriving in the same microsecond were told apart by
 -- payment id; either is the same payment, and its first report is what the caller takes).
+--
+-- Revision 5: the reports of one payment of a device (those sharing a same-payment key) are
+-- locked too (`solopay_lock_same_payment`), after the amount: the operator's assign of a report
+-- takes the same lock first, so that it and the matching of another report of that payment are
+-- decided one at a time (a withheld report and a matched one share no other lock).
+
+-- Locks the reports of one payment of `p_device_id` (those sharing `p_same_payment_key`) until
+-- the transaction ends.
+CREATE OR REPLACE FUNCTION solopay_lock_same_payment(p_device_id text, p_same_payment_key bytea)
+RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT pg_advisory_xact_lock(7, hashtext(p_device_id || ':' || encode(p_same_payment_key, 'hex')))
+$$;
 
 -- Each statement below takes its own snapshot (a VOLATILE function in READ COMMITTED), so the
 -- reads after the lock see every report of the same amount committed while this one waited for
@@ -76,6 +90,9 @@ DECLARE
     v_first timestamptz;
 BEGIN
     PERFORM pg_advisory_xact_lock(2, hashtext(p_payee_id || ':' || p_amount::numeric(12, 2)::text));
+    IF p_same_payment_key IS NOT NULL THEN
+        PERFORM solopay_lock_same_payment(p_device_id, p_same_payment_key);
+    END IF;
 
     -- `auth_result = 'ok'` written out: the partial index of unprocessed notifications.
     SELECT min(n.received_at) INTO v_first
