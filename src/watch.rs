@@ -41,8 +41,9 @@ struct Inner {
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     /// Whether the LISTEN connection is up; while it is down, waiters re-read periodically.
     listening: AtomicBool,
-    /// Wakes the webhook delivery worker: an order changed (deliveries were written with its
-    /// events) or a delivery was made due again.
+    /// Wakes the webhook delivery worker: deliveries were written (with an order's events), or
+    /// one was made due again. An order's change alone does not: most write no delivery (a
+    /// merchant without a webhook URL), and each wake-up is a claim.
     deliveries_due: Arc<Notify>,
     /// Wakes the alert worker: an alert was raised.
     alerts_due: Arc<Notify>,
@@ -208,6 +209,7 @@ impl OrderWatch {
                         }
                         if channel == ORDER_CHANGED_CHANNEL {
                             self.wake(&payload);
+                            continue;
                         }
                         // notify_one keeps the signal if the worker is busy: none is lost.
                         self.inner.deliveries_due.notify_one();

@@ -386,7 +386,8 @@ pub fn expire_overdue_batch(conn: &mut PgConnection, limit: i64) -> Result<usize
 }
 
 /// Writes one event per order (the order object as it is now) with its webhook deliveries, as
-/// part of the caller's transaction, and asks for the change's wake-up (sent once it commits).
+/// part of the caller's transaction, and asks for the change's wake-ups (sent once it commits):
+/// the orders' waiters, and the webhook workers only when a delivery was written.
 fn record_transitions(
     conn: &mut PgConnection,
     event_type: EventType,
@@ -410,7 +411,9 @@ fn record_transitions(
             })
         })
         .collect::<Result<Vec<_>, RuleError>>()?;
-    webhooks::insert_events(conn, &rows)?;
+    if webhooks::insert_events(conn, &rows)? > 0 {
+        wakeups::wake(conn, Wakeup::DeliveryDue)?;
+    }
     let order_ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
     wakeups::wake(conn, Wakeup::OrdersChanged(&order_ids))?;
     Ok(())

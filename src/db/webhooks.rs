@@ -86,16 +86,16 @@ const DELIVERIES_OF_INSERTED: &str = "INSERT INTO webhook_deliveries (id, event_
      RETURNING true AS done";
 
 /// Writes these events with their webhook deliveries, in one statement, as part of the
-/// transaction that changed the orders. One event (a payment, a close: the common case) is
+/// transaction that changed the orders; returns how many deliveries were written. One event (a payment, a close: the common case) is
 /// inserted from plain values, so that Postgres keeps one generic plan for the statement; a
 /// batch from arrays, which Postgres kept planning each time (an array parameter's length, which
 /// a generic plan cannot know, weighs in its cost estimate).
-pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<()> {
+pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<usize> {
     const HEAD: &str =
         "WITH inserted AS (INSERT INTO events (id, type, order_id, merchant_id, data) ";
     const TAIL: &str = " RETURNING id, type, order_id, merchant_id) ";
     if let [event] = new {
-        diesel::sql_query(format!(
+        return diesel::sql_query(format!(
             "{HEAD}VALUES ($1, $2, $3, $4, $5){TAIL}{DELIVERIES_OF_INSERTED}"
         ))
         .bind::<Text, _>(event.id)
@@ -104,8 +104,8 @@ pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResu
         .bind::<Text, _>(event.merchant_id)
         .bind::<Jsonb, _>(&event.data)
         .prepared()
-        .load::<super::prepared::Done>(conn)?;
-        return Ok(());
+        .load::<super::prepared::Done>(conn)
+        .map(|deliveries| deliveries.len());
     }
     let ids: Vec<&str> = new.iter().map(|e| e.id).collect();
     let types: Vec<&str> = new.iter().map(|e| e.event_type.as_str()).collect();
@@ -121,8 +121,7 @@ pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResu
     .bind::<Array<Text>, _>(orders)
     .bind::<Array<Text>, _>(merchants)
     .bind::<Array<Jsonb>, _>(data)
-    .execute(conn)?;
-    Ok(())
+    .execute(conn)
 }
 
 /// A claimed delivery with its event and its merchant's signing secrets as stored (`None` where

@@ -6,35 +6,12 @@
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use futures_util::StreamExt;
 use solopay::db::events::ORDER_CHANGED_CHANNEL;
 use solopay::db::wakeups::{Wakeup, wake};
 use solopay::db::{StorageError, transaction_with_retry};
 use tokio::sync::mpsc;
-use tokio_postgres::AsyncMessage;
 
-use crate::helpers::{TestDb, migrate};
-
-/// A LISTEN connection to the test's database, and the order ids it hears.
-async fn listen(db: &TestDb) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<String>) {
-    let (client, mut connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let (heard, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message {
-                let _ = heard.send(n.payload().to_owned());
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {ORDER_CHANGED_CHANNEL}"))
-        .await
-        .unwrap();
-    (client, rx)
-}
+use crate::helpers::{TestDb, listen, migrate};
 
 #[derive(QueryableByName)]
 struct Setting {
@@ -89,7 +66,7 @@ async fn heard_after(
 async fn wake_ups_follow_the_commit_and_never_a_rollback() {
     let db = TestDb::fresh();
     migrate(&db).await;
-    let (_listener, mut rx) = listen(&db).await;
+    let (_listener, mut rx) = listen(&db, ORDER_CHANGED_CHANNEL).await;
 
     // Committed: sent once, after the commit; the connection's durability is untouched.
     let heard = heard_after(&db, &mut rx, |conn| {

@@ -887,3 +887,53 @@ async fn a_hanging_destination_does_not_hold_up_another_merchants_webhook() {
         );
     }
 }
+
+/// The webhook workers are woken by what writes a delivery (a payment, an expiry by the
+/// sweep), and by nothing else: with no polling during the test, the webhooks arrive at once
+/// all the same, and a payment to a merchant without a webhook URL wakes nobody (each wake-up
+/// is a claim, a transaction, which most payments made for nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_workers_are_woken_by_what_writes_a_delivery_and_by_nothing_else() {
+    let receiver = Receiver::start().await;
+    let TestEnv { app, db } = spawn_app_with(|settings| {
+        fast_local_webhooks(settings);
+        settings.webhook_poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let merchant = app.merchant_with_webhooks(&receiver.url()).await;
+    let quiet = app.create_merchant("no webhooks").await;
+    let listener = app.online_listener("wechat").await;
+    let (_due_session, mut due) = listen(&db, solopay::db::webhooks::DELIVERY_DUE_CHANNEL).await;
+    let (_changed_session, mut changed) =
+        listen(&db, solopay::db::events::ORDER_CHANGED_CHANNEL).await;
+
+    // Paid, no delivery: its order's waiters are woken, the webhook workers are not.
+    app.order(&quiet, "2.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "2.00").await;
+    let heard = tokio::time::timeout(Duration::from_secs(5), changed.recv()).await;
+    assert!(
+        matches!(heard, Ok(Some(_))),
+        "the order's change was not announced"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        due.try_recv().is_err(),
+        "a payment without a delivery woke the workers"
+    );
+
+    // Paid, with a delivery: woken, and delivered although nothing polls.
+    let order = app.order(&merchant, "3.00", "wechat").await;
+    app.pay(&listener.device, "wechat", "3.00").await;
+    let received = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 1, "the payment's webhook waited for a poll");
+    assert_eq!(received[0].json()["data"]["id"], order["id"]);
+    assert!(due.try_recv().is_ok());
+
+    // Expired by the sweep (the batch statement), with a delivery: the same.
+    let late = app.order(&merchant, "4.00", "wechat").await;
+    age_order(&db, late["id"].as_str().unwrap(), 3600).await;
+    let received = receiver.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 2, "the expiry's webhook waited for a poll");
+    assert_eq!(received[1].json()["type"], "order.expired");
+    assert_eq!(received[1].json()["data"]["id"], late["id"]);
+}
