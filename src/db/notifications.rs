@@ -79,10 +79,14 @@ pub struct StoredHeard {
 /// "silent" mark cleared), in one statement. Returns the device's offline mark as it stands
 /// under the row's lock (the statement leaves it as it is; whoever clears it tells the owner,
 /// `devices::clear_offline_mark`) and its payees.
+///
+/// Not in a transaction. With `Commit::Unflushed` the statement commits without waiting for
+/// the disk (see [`Commit`]), and the caller owes a flushed commit after it.
 pub fn insert_heard(
     conn: &mut PgConnection,
     new: &NewRawNotification<'_>,
     device_id: &str,
+    commit: Commit,
 ) -> QueryResult<StoredHeard> {
     type Row = (
         i64,
@@ -94,10 +98,13 @@ pub fn insert_heard(
     let insert = diesel::insert_into(notifications::table)
         .values(new)
         .returning((notifications::id, notifications::received_at));
-    let (id, received_at, offline_since, channels, payee_ids): Row =
-        MarkingItsDevice { insert, device_id }
-            .prepared()
-            .get_result(conn)?;
+    let (id, received_at, offline_since, channels, payee_ids): Row = MarkingItsDevice {
+        insert,
+        device_id,
+        commit,
+    }
+    .prepared()
+    .get_result(conn)?;
     Ok(StoredHeard {
         id,
         received_at,
@@ -118,6 +125,21 @@ pub fn insert_heard(
 struct MarkingItsDevice<'a, Q> {
     insert: Q,
     device_id: &'a str,
+    commit: Commit,
+}
+
+/// How a statement stored outside a transaction commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Waits until its commit is on disk (the server's `synchronous_commit`).
+    Flushed,
+    /// Returns before its commit is on disk (`synchronous_commit` off for this statement alone),
+    /// for a row whose request goes on to a flushed commit before it is answered. Postgres
+    /// writes its log in order, so that commit puts this row on disk too; a crash before it
+    /// loses the row together with everything the request did, before any answer, as if the
+    /// request had never arrived (its sender sends it again). A request that ends without one
+    /// calls [`flush`].
+    Unflushed,
 }
 
 impl<Q> diesel::query_builder::QueryId for MarkingItsDevice<'_, Q> {
@@ -148,6 +170,9 @@ impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
              SELECT stored.id, stored.received_at, heard.offline_alerted_at, heard.channels, \
              heard.payee_ids FROM stored LEFT JOIN heard ON true",
         );
+        if self.commit == Commit::Unflushed {
+            out.push_sql(" CROSS JOIN set_config('synchronous_commit', 'off', true) AS unflushed");
+        }
         Ok(())
     }
 }
@@ -163,6 +188,15 @@ impl<Q> diesel::query_builder::Query for MarkingItsDevice<'_, Q> {
 }
 
 impl<Q, Conn> RunQueryDsl<Conn> for MarkingItsDevice<'_, Q> {}
+
+/// Puts notification `id`, stored with [`Commit::Unflushed`], on disk before its request is
+/// answered without a flushed commit of its own: a flushed commit that writes, here a new
+/// version of the row with nothing changed (a commit that writes nothing is never flushed).
+pub fn flush(conn: &mut PgConnection, id: i64) -> QueryResult<usize> {
+    diesel::update(notifications::table.find(id))
+        .set(notifications::body_length.eq(notifications::body_length))
+        .execute(conn)
+}
 
 /// What was read from the stored notification `id` (`None` once retention compacted it, or for
 /// a row stored before readings were kept).

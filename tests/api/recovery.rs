@@ -236,6 +236,93 @@ async fn fail_payment_inserts(db: &TestDb, name: &str, when: &str) {
     .await;
 }
 
+/// Whether the one stored notification whose body names `notification_id` is still the row
+/// version its store wrote, in the statement that also marked its device heard from (both then
+/// carry that statement's transaction id).
+async fn as_stored(db: &TestDb, notification_id: &str) -> bool {
+    let same = db
+        .text(&format!(
+            "SELECT (n.xmin = d.xmin)::text FROM notifications n JOIN devices d ON d.id = n.device_id \
+             WHERE position('{notification_id}' IN convert_from(n.body, 'UTF8')) > 0"
+        ))
+        .await;
+    same.expect("the notification is stored") == "true"
+}
+
+/// A notification that will be matched is stored without waiting for the disk; the matching's
+/// commit, which waits, puts it there before the answer. When the matching fails, the row is
+/// flushed by a commit of its own (a write of it, nothing changed) before the error is
+/// answered; one whose answer is its store's own (unreadable) waits at its store. The store's
+/// setting ends with it: the connection's next transaction waits for the disk again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_whose_matching_fails_is_on_disk_before_the_error_is_answered() {
+    let TestEnv { app, db } = spawn_app().await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    app.order(&merchant, "9.00", "wechat").await;
+
+    // Unreadable: answered from its store, which waited; not written again.
+    let unreadable = app
+        .notify(
+            &listener.device,
+            &json!({"notification_id": "unreadable-7", "channel": "wechat", "amount": "nine"}),
+        )
+        .await;
+    assert!(unreadable.status().is_client_error(), "{unreadable:?}");
+    assert!(as_stored(&db, "unreadable-7").await);
+
+    // Its matching fails: written again (flushed) before the error is answered.
+    fail_payment_inserts(&db, "no_space", "NEW.notification_id = 'full-disk'").await;
+    let failed = app
+        .notify(
+            &listener.device,
+            &json!({"notification_id": "full-disk", "channel": "wechat", "amount": "9.00"}),
+        )
+        .await;
+    assert!(failed.status().is_server_error(), "{failed:?}");
+    assert!(
+        !as_stored(&db, "full-disk").await,
+        "not flushed before the answer"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM payments").await, 0);
+
+    // The store on a connection of the test's own: unflushed for that statement alone.
+    let (url, device_id) = (db.url.clone(), listener.device.id.clone());
+    let after = tokio::task::spawn_blocking(move || {
+        use solopay::db::notifications::{Commit, NewRawNotification, insert_heard};
+        let mut conn = solopay::db::startup::establish(&url).unwrap();
+        let headers = json!({});
+        let new = NewRawNotification {
+            source: solopay::domain::NotificationSource::Notify,
+            device_id: Some(&device_id),
+            auth_result: solopay::domain::AuthResult::Ok,
+            auth_headers: &headers,
+            body: b"{}",
+            body_length: 2,
+            body_sha256: &[0; 32],
+            remote_addr: None,
+            reading: None,
+            rejection: None,
+            same_payment_key: None,
+        };
+        insert_heard(&mut conn, &new, &device_id, Commit::Unflushed).unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            synchronous_commit: String,
+        }
+        diesel::RunQueryDsl::get_result::<Setting>(
+            diesel::sql_query("SHOW synchronous_commit"),
+            &mut conn,
+        )
+        .unwrap()
+        .synchronous_commit
+    })
+    .await
+    .unwrap();
+    assert_eq!(after, "on");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_notification_that_meets_a_storage_failure_is_tried_again_not_dropped() {
     let TestEnv { app, db } = spawn_app().await;

@@ -26,7 +26,7 @@ use crate::core::secrets::new_id;
 use crate::core::secrets::sha256;
 use crate::db::devices as device_rows;
 use crate::db::notifications::{
-    self as raw_rows, NewRawNotification, RawNotification, StoredHeard,
+    self as raw_rows, Commit, NewRawNotification, RawNotification, StoredHeard,
 };
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
 use crate::db::{StorageError, StorageFailure};
@@ -100,9 +100,18 @@ pub fn receive_notification(
         rejection: rejection.as_deref().filter(|_| ok),
         same_payment_key: key.as_deref().filter(|_| ok),
     };
+    // A notification that will be matched is stored without waiting for the disk: the
+    // matching's commit, flushed, comes before any answer and puts it on disk too (the one wait
+    // for the disk a request has, where it had two; `Commit::Unflushed`). One that ends here
+    // (refused, unreadable) waits for its own.
+    let commit = if reading.is_ok() {
+        Commit::Unflushed
+    } else {
+        Commit::Flushed
+    };
     let stored = match (&device, ok) {
         (Some(device), true) => retry_aborted(|| {
-            raw_rows::insert_heard(conn, &new, &device.id).map_err(RuleError::from)
+            raw_rows::insert_heard(conn, &new, &device.id, commit).map_err(RuleError::from)
         })?,
         _ => {
             let (id, received_at) =
@@ -117,6 +126,7 @@ pub fn receive_notification(
     };
     let device = match (auth, device) {
         (AuthResult::Ok, Some(device)) => device,
+        // Stored flushed: only an authenticated one is stored unflushed.
         (refused, _) => return Err(refusal(refused)),
     };
     if let Some(since) = stored.offline_since {
@@ -142,7 +152,16 @@ pub fn receive_notification(
         same_payment_key: key.as_deref(),
         body_sha256: &digest,
     };
-    matching::record_payment(conn, rules, &device, &stored.payees, &report)
+    let recorded = matching::record_payment(conn, rules, &device, &stored.payees, &report);
+    if recorded.is_err()
+        && commit == Commit::Unflushed
+        && let Err(error) =
+            retry_aborted(|| raw_rows::flush(conn, stored.id).map_err(RuleError::from))
+    {
+        // The request is answered with an error all the same, which its sender retries.
+        tracing::warn!(notification = stored.id, %error, "cannot flush a stored notification");
+    }
+    recorded
 }
 
 /// The answer a recorded payment gets: what became of it, or `422 unparseable_notification`
