@@ -80,7 +80,7 @@ pub struct StoredHeard {
 /// under the row's lock (the statement leaves it as it is; whoever clears it tells the owner,
 /// `devices::clear_offline_mark`) and its payees.
 ///
-/// Not in a transaction. With `Commit::Unflushed` the statement commits without waiting for
+/// With `Commit::Unflushed`, outside a transaction, the statement commits without waiting for
 /// the disk (see [`Commit`]), and the caller owes a flushed commit after it.
 pub fn insert_heard(
     conn: &mut PgConnection,
@@ -98,6 +98,12 @@ pub fn insert_heard(
     let insert = diesel::insert_into(notifications::table)
         .values(new)
         .returning((notifications::id, notifications::received_at));
+    // Inside a transaction the setting would hold for the whole of it.
+    let commit = if super::in_transaction(conn) {
+        Commit::Flushed
+    } else {
+        commit
+    };
     let (id, received_at, offline_since, channels, payee_ids): Row = MarkingItsDevice {
         insert,
         device_id,

@@ -305,22 +305,33 @@ async fn a_notification_whose_matching_fails_is_on_disk_before_the_error_is_answ
             rejection: None,
             same_payment_key: None,
         };
-        insert_heard(&mut conn, &new, &device_id, Commit::Unflushed).unwrap();
         #[derive(diesel::QueryableByName)]
         struct Setting {
             #[diesel(sql_type = diesel::sql_types::Text)]
             synchronous_commit: String,
         }
-        diesel::RunQueryDsl::get_result::<Setting>(
-            diesel::sql_query("SHOW synchronous_commit"),
-            &mut conn,
-        )
-        .unwrap()
-        .synchronous_commit
+        let setting = |conn: &mut diesel::PgConnection| {
+            diesel::RunQueryDsl::get_result::<Setting>(
+                diesel::sql_query("SHOW synchronous_commit"),
+                conn,
+            )
+            .unwrap()
+            .synchronous_commit
+        };
+        insert_heard(&mut conn, &new, &device_id, Commit::Unflushed).unwrap();
+        let after = setting(&mut conn);
+        // Inside a transaction (no caller stores so), it would hold for the whole of it: the
+        // store waits for the disk there.
+        let inside = diesel::Connection::transaction(&mut conn, |conn| {
+            insert_heard(conn, &new, &device_id, Commit::Unflushed)?;
+            Ok::<_, diesel::result::Error>(setting(conn))
+        })
+        .unwrap();
+        (after, inside)
     })
     .await
     .unwrap();
-    assert_eq!(after, "on");
+    assert_eq!(after, ("on".to_owned(), "on".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
