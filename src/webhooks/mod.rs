@@ -1,7 +1,8 @@
 //! The outbox worker: drains due webhook deliveries on every instance. A delivery is claimed
 //! (attempt number and lease) in one statement with `FOR NO KEY UPDATE SKIP LOCKED`, attempted, and
-//! settled with its attempt record in one transaction. Woken by each order change and redelivery
-//! through `LISTEN`, with a polling fallback for retries that come due.
+//! settled with its attempt record in one transaction. Woken through `LISTEN` by whatever writes a
+//! delivery (an order's event) or makes one due again (a redelivery), and locally when one of its
+//! own attempts ends, with a polling fallback for retries that come due.
 
 pub mod sender;
 

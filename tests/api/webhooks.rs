@@ -927,7 +927,11 @@ async fn the_webhook_workers_are_woken_by_what_writes_a_delivery_and_by_nothing_
     let received = receiver.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(received.len(), 1, "the payment's webhook waited for a poll");
     assert_eq!(received[0].json()["data"]["id"], order["id"]);
-    assert!(due.try_recv().is_ok());
+    let heard = tokio::time::timeout(Duration::from_secs(5), due.recv()).await;
+    assert!(
+        matches!(heard, Ok(Some(_))),
+        "the delivery was not announced"
+    );
 
     // Expired by the sweep (the batch statement), with a delivery: the same.
     let late = app.order(&merchant, "4.00", "wechat").await;

@@ -158,8 +158,10 @@ pub fn receive_notification(
         && let Err(error) =
             retry_aborted(|| raw_rows::flush(conn, stored.id).map_err(RuleError::from))
     {
-        // The request is answered with an error all the same, which its sender retries.
+        // Not known to be on disk: answered as a failure of the storage (5xx), which its sender
+        // retries, whatever the matching's own error was (a 4xx is not retried).
         tracing::warn!(notification = stored.id, %error, "cannot flush a stored notification");
+        return Err(error);
     }
     recorded
 }
