@@ -86,10 +86,10 @@ const DELIVERIES_OF_INSERTED: &str = "INSERT INTO webhook_deliveries (id, event_
      RETURNING true AS done";
 
 /// Writes these events with their webhook deliveries, in one statement, as part of the
-/// transaction that changed the orders; returns how many deliveries were written. One event (a payment, a close: the common case) is
-/// inserted from plain values, so that Postgres keeps one generic plan for the statement; a
-/// batch from arrays, which Postgres kept planning each time (an array parameter's length, which
-/// a generic plan cannot know, weighs in its cost estimate).
+/// transaction that changed the orders; returns how many deliveries were written. One event (a
+/// payment, a close: the common case) is inserted from plain values, so that Postgres keeps one
+/// generic plan for the statement; a batch from arrays, which Postgres kept planning each time
+/// (an array parameter's length, which a generic plan cannot know, weighs in its cost estimate).
 pub fn insert_events(conn: &mut PgConnection, new: &[NewEvent<'_>]) -> QueryResult<usize> {
     const HEAD: &str =
         "WITH inserted AS (INSERT INTO events (id, type, order_id, merchant_id, data) ";
