@@ -558,13 +558,23 @@ pub async fn order_created_at(db: &TestDb, order: &Value) -> chrono::DateTime<ch
     chrono::DateTime::from_timestamp_micros(micros.parse().unwrap()).unwrap()
 }
 
-/// A free port on 127.0.0.1.
+/// A free port on 127.0.0.1 for a process a test starts, chosen below the kernel's range of
+/// ephemeral ports. A port bound as `:0` (another test's in-process instance, every outgoing
+/// connection) comes from that range, so none can take this one before the process binds it.
+/// One did: the process could not bind, and `/readyz` was answered by another test's instance
+/// on the same port, until that test ended.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000, ephemeral_from.max(10_100));
+    loop {
+        let port = rand::random_range(from..to);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The `solopay` binary with the settings of a test: this database, this port, logs on stdout.
