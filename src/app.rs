@@ -174,9 +174,19 @@ impl Application {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let order_watch = OrderWatch::new();
+        // The listener's connection sends the wake-ups of the work run from here on.
+        let (courier, mailbag) = db::wakeups::Courier::new();
+        let pool_without_courier = db.clone();
+        let db = db.with_courier(courier.clone());
         let metrics = Arc::new(Metrics::new());
         let background = vec![
-            order_watch.spawn_listener(settings.database_url.to_string(), shutdown_rx.clone()),
+            order_watch.spawn_listener(
+                settings.database_url.to_string(),
+                pool_without_courier,
+                courier,
+                mailbag,
+                shutdown_rx.clone(),
+            ),
             crate::sweeper::spawn(
                 db.clone(),
                 OrderRules::from(settings.as_ref()),

@@ -1,6 +1,7 @@
 //! Wakes long-polls when an order changes on any instance: every state change is followed by
 //! `NOTIFY solopay_order_changed, '<order id>'` once its transaction commits ([`crate::db::wakeups`]);
-//! each instance keeps one `LISTEN` connection and wakes the requests waiting on that order.
+//! each instance keeps one `LISTEN` connection and wakes the requests waiting on that order. The
+//! same connection sends the wake-ups of the instance's own work ([`wakeups::Courier`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,17 +15,25 @@ use tokio_postgres::AsyncMessage;
 
 use crate::db::alerts::ALERT_DUE_CHANNEL;
 use crate::db::events::ORDER_CHANGED_CHANNEL;
+use crate::db::wakeups::{self, Courier, Gathered, Mailbag};
 use crate::db::webhooks::DELIVERY_DUE_CHANNEL;
+use crate::db::{Db, StorageError};
+
+/// The LISTEN connection's `application_name` (unless `DATABASE_URL` names one): what
+/// `pg_stat_activity` shows for it.
+pub const LISTENER_NAME: &str = "solopay listener";
 
 /// How often the LISTEN connection is checked.
 const LISTENER_PING: Duration = Duration::from_secs(30);
+/// How long the LISTEN connection may take to answer a ping or a statement before it is given up.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Why the LISTEN connection was given up (and is opened again).
 #[derive(Debug, thiserror::Error)]
 enum ListenError {
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("the connection did not answer a ping")]
+    #[error("the connection did not answer a ping or a statement in time")]
     Unresponsive,
     #[error("the connection closed")]
     Closed,
@@ -116,23 +125,42 @@ impl OrderWatch {
     }
 
     /// Keeps a LISTEN connection to `database_url` until `shutdown`, reconnecting after errors.
+    /// While it is up, it also sends the wake-ups `courier` carries (see [`wakeups::Courier`]):
+    /// those handed over meanwhile in one statement. Whenever it goes down, what was handed
+    /// over and not sent is sent through `db` (a pool without a courier) instead, or kept for
+    /// the next connection, or the next try, when that fails too.
     pub fn spawn_listener(
         &self,
         database_url: String,
+        db: Db,
+        courier: Courier,
+        mut mailbag: Mailbag,
         mut shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let watch = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
+            // Wake-ups handed over and not sent yet, once the connection that owed them is gone.
+            let mut unsent = Gathered::default();
             while !*shutdown.borrow() {
-                match watch.listen(&database_url, &mut shutdown).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                            "order change listener lost its connection");
-                    }
-                }
+                let sending = Sending {
+                    courier: &courier,
+                    mailbag: &mut mailbag,
+                    unsent: &mut unsent,
+                };
+                let listened = watch.listen(&database_url, sending, &mut shutdown).await;
+                // Nothing is handed over from here on: what the mailbag holds is all that is owed.
+                courier.set_up(false);
                 watch.inner.listening.store(false, Ordering::Release);
+                while let Ok(more) = mailbag.try_recv() {
+                    unsent.merge(more);
+                }
+                unsent = send_through_pool(&db, unsent).await;
+                let Err(error) = listened else {
+                    break;
+                };
+                tracing::warn!(%error, retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    "order change listener lost its connection");
                 watch.wake_all();
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -140,14 +168,15 @@ impl OrderWatch {
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            watch.inner.listening.store(false, Ordering::Release);
         })
     }
 
-    /// Listens until the connection fails (`Err`) or `shutdown` (`Ok`).
+    /// Listens, and sends the wake-ups carried to it, until the connection fails (`Err`) or
+    /// `shutdown` (`Ok`, once what was carried to it is sent).
     async fn listen(
         &self,
         database_url: &str,
+        mut sending: Sending<'_>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ListenError> {
         let mut config: tokio_postgres::Config = database_url.parse()?;
@@ -157,7 +186,13 @@ impl OrderWatch {
         {
             config.password(password);
         }
-        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+        if config.get_application_name().is_none() {
+            config.application_name(LISTENER_NAME);
+        }
+        let connecting = config.connect(tokio_postgres::NoTls);
+        let (client, mut connection) = tokio::time::timeout(ANSWER_WITHIN, connecting)
+            .await
+            .map_err(|_| ListenError::Unresponsive)??;
         let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         // The connection must be polled for any query to progress; it forwards notifications.
         let driver = tokio::spawn(async move {
@@ -176,12 +211,19 @@ impl OrderWatch {
             }
             Ok(())
         });
-        client
-            .batch_execute(&format!(
-                "LISTEN {ORDER_CHANGED_CHANNEL}; LISTEN {DELIVERY_DUE_CHANNEL}; \
-                 LISTEN {ALERT_DUE_CHANNEL}"
-            ))
-            .await?;
+        let channels = format!(
+            "LISTEN {ORDER_CHANGED_CHANNEL}; LISTEN {DELIVERY_DUE_CHANNEL}; \
+             LISTEN {ALERT_DUE_CHANNEL}"
+        );
+        tokio::time::timeout(ANSWER_WITHIN, client.batch_execute(&channels))
+            .await
+            .map_err(|_| ListenError::Unresponsive)??;
+        let statement = wakeups::statement(true);
+        let wake = tokio::time::timeout(ANSWER_WITHIN, client.prepare(&statement))
+            .await
+            .map_err(|_| ListenError::Unresponsive)??;
+        sending.send(&client, &wake, Gathered::default()).await?;
+        sending.courier.set_up(true);
         self.inner.listening.store(true, Ordering::Release);
         // Changes made while no connection listened reach nobody: have every waiter re-read.
         self.wake_all();
@@ -195,10 +237,15 @@ impl OrderWatch {
         let outcome = loop {
             tokio::select! {
                 _ = ping.tick() => {
-                    match tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1")).await {
+                    match tokio::time::timeout(ANSWER_WITHIN, client.simple_query("SELECT 1")).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(error)) => break Err(ListenError::Postgres(error)),
                         Err(_) => break Err(ListenError::Unresponsive),
+                    }
+                }
+                Some(carried) = sending.mailbag.recv() => {
+                    if let Err(error) = sending.send(&client, &wake, carried).await {
+                        break Err(error);
                     }
                 }
                 change = changes.recv() => match change {
@@ -219,11 +266,91 @@ impl OrderWatch {
                         Ok(Err(error)) => Err(ListenError::Postgres(error)),
                     },
                 },
-                _ = shutdown.changed() => break Ok(()),
+                _ = shutdown.changed() => {
+                    // Work that committed before the stop is announced: nothing more is handed
+                    // over once set down, and everything handed over before is sent.
+                    sending.courier.set_up(false);
+                    break sending.send(&client, &wake, Gathered::default()).await;
+                }
             }
         };
         drop(client);
         outcome
+    }
+}
+
+/// Sends `batch` through `db`'s own connection; gives it back when that fails too.
+async fn send_through_pool(db: &Db, batch: Gathered) -> Gathered {
+    if batch.is_empty() {
+        return batch;
+    }
+    let sending = batch.clone();
+    let sent = db
+        .run(move |conn| wakeups::send_now(conn, &sending).map_err(StorageError::from))
+        .await;
+    match sent {
+        Ok(()) => Gathered::default(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot send wake-ups yet; the next connection will");
+            batch
+        }
+    }
+}
+
+/// What the listener's connection sends for the instance (see [`wakeups::Courier`]).
+struct Sending<'a> {
+    courier: &'a Courier,
+    mailbag: &'a mut Mailbag,
+    /// Left by a connection that ended while sending them.
+    unsent: &'a mut Gathered,
+}
+
+impl Sending<'_> {
+    /// Sends `carried` with everything else waiting (left unsent, or handed over since), in one
+    /// statement. When the connection ends meanwhile they are kept for the next one (`Err`); a
+    /// statement the server refuses on a working connection is not tried again.
+    async fn send(
+        &mut self,
+        client: &tokio_postgres::Client,
+        wake: &tokio_postgres::Statement,
+        carried: Gathered,
+    ) -> Result<(), ListenError> {
+        let mut batch = std::mem::take(self.unsent);
+        batch.merge(carried);
+        while let Ok(more) = self.mailbag.try_recv() {
+            batch.merge(more);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (orders, delivery_due, alert_due) = batch.parameters();
+        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&orders, &delivery_due, &alert_due];
+        let sent = tokio::time::timeout(ANSWER_WITHIN, client.execute(wake, &parameters)).await;
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            // A connection that stopped answering is given up, as its ping would be.
+            Err(_) => {
+                *self.unsent = batch;
+                Err(ListenError::Unresponsive)
+            }
+            // Refused by a server that goes on (an ERROR): not tried again. Anything else (the
+            // connection lost, the server stopping it: FATAL) keeps the batch for whoever sends
+            // next.
+            Ok(Err(error))
+                if client.is_closed()
+                    || error
+                        .as_db_error()
+                        .is_none_or(|db| db.severity() != "ERROR") =>
+            {
+                *self.unsent = batch;
+                Err(ListenError::Postgres(error))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not wake the other instances after commits; their polling will find it");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Db {
     /// it): a payee whose lock is held up cannot take the connections that polls, notifications
     /// and the other channel's payees need.
     allocation_slots: HashMap<Channel, Arc<Semaphore>>,
+    /// Sends the wake-ups that work run here gathers after its commits (`None`: the work's own
+    /// connection sends them).
+    courier: Option<wakeups::Courier>,
 }
 
 impl Db {
@@ -70,6 +73,16 @@ impl Db {
             pool,
             slots,
             allocation_slots,
+            courier: None,
+        }
+    }
+
+    /// This pool, with `courier` sending the wake-ups of the work run on it
+    /// ([`wakeups::carried_by`]).
+    pub fn with_courier(self, courier: wakeups::Courier) -> Db {
+        Db {
+            courier: Some(courier),
+            ..self
         }
     }
 
@@ -137,13 +150,14 @@ impl Db {
             // The semaphore is never closed while a Db exists.
             .map_err(|_| E::from(StorageError::PoolExhausted))?;
         let pool = self.pool.clone();
+        let courier = self.courier.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let left = timeout.saturating_sub(started.elapsed());
             let mut conn = pool
                 .get_timeout(left.max(Duration::from_millis(10)))
                 .map_err(|e| E::from(StorageError::from(e)))?;
-            let outcome = work(&mut conn);
+            let outcome = wakeups::carried_by(courier.as_ref(), || work(&mut conn));
             // Only what the database answered counts: a refused key or a conflict says nothing
             // about the connection.
             if let Some(error) = outcome.as_ref().err().and_then(E::storage_error) {
