@@ -189,10 +189,7 @@ impl OrderWatch {
         if config.get_application_name().is_none() {
             config.application_name(LISTENER_NAME);
         }
-        let connecting = config.connect(tokio_postgres::NoTls);
-        let (client, mut connection) = tokio::time::timeout(ANSWER_WITHIN, connecting)
-            .await
-            .map_err(|_| ListenError::Unresponsive)??;
+        let (client, mut connection) = answered(config.connect(tokio_postgres::NoTls)).await?;
         let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         // The connection must be polled for any query to progress; it forwards notifications.
         let driver = tokio::spawn(async move {
@@ -215,13 +212,9 @@ impl OrderWatch {
             "LISTEN {ORDER_CHANGED_CHANNEL}; LISTEN {DELIVERY_DUE_CHANNEL}; \
              LISTEN {ALERT_DUE_CHANNEL}"
         );
-        tokio::time::timeout(ANSWER_WITHIN, client.batch_execute(&channels))
-            .await
-            .map_err(|_| ListenError::Unresponsive)??;
+        answered(client.batch_execute(&channels)).await?;
         let statement = wakeups::statement(true);
-        let wake = tokio::time::timeout(ANSWER_WITHIN, client.prepare(&statement))
-            .await
-            .map_err(|_| ListenError::Unresponsive)??;
+        let wake = answered(client.prepare(&statement)).await?;
         sending.send(&client, &wake, Gathered::default()).await?;
         sending.courier.set_up(true);
         self.inner.listening.store(true, Ordering::Release);
@@ -237,10 +230,8 @@ impl OrderWatch {
         let outcome = loop {
             tokio::select! {
                 _ = ping.tick() => {
-                    match tokio::time::timeout(ANSWER_WITHIN, client.simple_query("SELECT 1")).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => break Err(ListenError::Postgres(error)),
-                        Err(_) => break Err(ListenError::Unresponsive),
+                    if let Err(error) = answered(client.simple_query("SELECT 1")).await {
+                        break Err(error);
                     }
                 }
                 Some(carried) = sending.mailbag.recv() => {
@@ -326,32 +317,37 @@ impl Sending<'_> {
         let (orders, delivery_due, alert_due) = batch.parameters();
         let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
             [&orders, &delivery_due, &alert_due];
-        let sent = tokio::time::timeout(ANSWER_WITHIN, client.execute(wake, &parameters)).await;
-        match sent {
-            Ok(Ok(_)) => Ok(()),
-            // A connection that stopped answering is given up, as its ping would be.
-            Err(_) => {
-                *self.unsent = batch;
-                Err(ListenError::Unresponsive)
-            }
-            // Refused by a server that goes on (an ERROR): not tried again. Anything else (the
-            // connection lost, the server stopping it: FATAL) keeps the batch for whoever sends
-            // next.
-            Ok(Err(error))
-                if client.is_closed()
-                    || error
+        match answered(client.execute(wake, &parameters)).await {
+            Ok(_) => Ok(()),
+            // Refused by a server that goes on (an ERROR): not tried again. Anything else (no
+            // answer in time, the connection lost, the server stopping it: FATAL) keeps the
+            // batch for whoever sends next.
+            Err(ListenError::Postgres(error))
+                if !client.is_closed()
+                    && error
                         .as_db_error()
-                        .is_none_or(|db| db.severity() != "ERROR") =>
+                        .is_some_and(|db| db.severity() == "ERROR") =>
             {
-                *self.unsent = batch;
-                Err(ListenError::Postgres(error))
-            }
-            Ok(Err(error)) => {
                 tracing::warn!(%error, "could not wake the other instances after commits; their polling will find it");
                 Ok(())
             }
+            Err(error) => {
+                *self.unsent = batch;
+                Err(error)
+            }
         }
     }
+}
+
+/// What the LISTEN connection answers to `request` within [`ANSWER_WITHIN`]; a connection that
+/// takes longer is given up (`Unresponsive`).
+async fn answered<T>(
+    request: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ListenError> {
+    tokio::time::timeout(ANSWER_WITHIN, request)
+        .await
+        .map_err(|_| ListenError::Unresponsive)?
+        .map_err(ListenError::Postgres)
 }
 
 impl Subscription {
