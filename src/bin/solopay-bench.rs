@@ -447,7 +447,14 @@ async fn native_phase(args: &Args, service: &Service) -> Result<NativeReport> {
 
     shops.heartbeats.abort();
     let pgbench = pgbench_figures(args, &create_order);
-    let targets = targets(&create_order, &notify, &paced, &memory, pgbench.as_ref());
+    let targets = targets(
+        &create_order,
+        &notify,
+        &paced,
+        &memory,
+        pgbench.as_ref(),
+        args.notify_concurrency,
+    );
     Ok(NativeReport {
         create_order,
         notify,

@@ -160,6 +160,13 @@ pub async fn notify_runs(
     .await?;
     let fast = payables.split_off(fixed_count);
     let fixed = payables;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.notify_rate));
+
+    println!(
+        "a one-row commit alone at {}/s for {} s (the disk's floor under notify's p99) ...",
+        args.notify_rate, args.notify_secs
+    );
+    let commit_alone = commits_alone(db, interval, fixed.len()).await?;
 
     println!(
         "notify at {}/s for {} s ...",
@@ -167,11 +174,43 @@ pub async fn notify_runs(
     );
     vacuum_analyze(db).await?;
     let probe = Probe::start(service.pid, db, &service.database);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(args.notify_rate));
-    let progress = Progress::start("notify", RunLimit::requests(fixed.len()));
+    let (mut answers, elapsed) = paced(api, fixed, interval, "notify").await?;
+    let resources = probe.finish().await;
+    retry_refused(api, &mut answers).await;
+    let case = format!("fixed rate {}/s", args.notify_rate);
+    let fixed_run = NotifyRun {
+        commit_alone: Some(commit_alone),
+        ..notify_run(case, answers, elapsed, resources, db).await?
+    };
+
+    println!(
+        "notify as fast as it goes (c={}) ...",
+        args.notify_concurrency
+    );
+    vacuum_analyze(db).await?;
+    let probe = Probe::start(service.pid, db, &service.database);
     let started = Instant::now();
-    let mut in_flight = Vec::with_capacity(fixed.len());
-    for (i, payable) in fixed.into_iter().enumerate() {
+    let mut answers = pay_all(api, fast, args.notify_concurrency).await?;
+    let elapsed = started.elapsed();
+    let resources = probe.finish().await;
+    retry_refused(api, &mut answers).await;
+    let case = format!("as fast as it goes, c={}", args.notify_concurrency);
+    let fast_run = notify_run(case, answers, elapsed, resources, db).await?;
+    Ok(vec![fixed_run, fast_run])
+}
+
+/// Pays each of `payables` at its turn, one every `interval` (open loop); returns the answers,
+/// each with its latency from when it was due, and how long the run took.
+async fn paced(
+    api: &Api,
+    payables: Vec<Payable>,
+    interval: Duration,
+    label: &str,
+) -> Result<(Vec<Paid>, Duration)> {
+    let progress = Progress::start(label, RunLimit::requests(payables.len()));
+    let started = Instant::now();
+    let mut in_flight = Vec::with_capacity(payables.len());
+    for (i, payable) in payables.into_iter().enumerate() {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
         let (api, progress) = (api.clone(), progress.clone());
@@ -190,25 +229,40 @@ pub async fn notify_runs(
     }
     let elapsed = started.elapsed();
     progress.stop();
-    let resources = probe.finish().await;
-    retry_refused(api, &mut answers).await;
-    let case = format!("fixed rate {}/s", args.notify_rate);
-    let fixed_run = notify_run(case, answers, elapsed, resources, db).await?;
+    Ok((answers, elapsed))
+}
 
-    println!(
-        "notify as fast as it goes (c={}) ...",
-        args.notify_concurrency
-    );
-    vacuum_analyze(db).await?;
-    let probe = Probe::start(service.pid, db, &service.database);
+/// `count` one-row inserts, each committed on its own (flushed, as a payment's commit is), one
+/// every `interval` from one connection with nothing else running: how long the database takes
+/// to commit on this disk at notify's fixed rate. Each latency counts from when the insert was
+/// due, as notify's do.
+async fn commits_alone(
+    db: &tokio_postgres::Client,
+    interval: Duration,
+    count: usize,
+) -> Result<Latency> {
+    // A table of its own (not TEMP: a temporary table's commits write no WAL to wait for).
+    db.batch_execute(
+        "CREATE TABLE solopay_bench_commits (id bigint GENERATED ALWAYS AS IDENTITY, \
+         at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let insert = db
+        .prepare("INSERT INTO solopay_bench_commits DEFAULT VALUES")
+        .await?;
+    let progress = Progress::start("commits", RunLimit::requests(count));
     let started = Instant::now();
-    let mut answers = pay_all(api, fast, args.notify_concurrency).await?;
-    let elapsed = started.elapsed();
-    let resources = probe.finish().await;
-    retry_refused(api, &mut answers).await;
-    let case = format!("as fast as it goes, c={}", args.notify_concurrency);
-    let fast_run = notify_run(case, answers, elapsed, resources, db).await?;
-    Ok(vec![fixed_run, fast_run])
+    let mut latencies = Vec::with_capacity(count);
+    for i in 0..count {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        db.execute(&insert, &[]).await?;
+        latencies.push(due.elapsed());
+        progress.done_one();
+    }
+    progress.stop();
+    db.batch_execute("DROP TABLE solopay_bench_commits").await?;
+    Ok(Latency::of(latencies))
 }
 
 async fn notify_run(
@@ -253,6 +307,7 @@ async fn notify_run(
         seconds,
         notifications_per_second: order_ids.len() as f64 / seconds,
         latency: Latency::of(latencies),
+        commit_alone: None,
         matched_as_expected,
         errors,
         refused_first,
