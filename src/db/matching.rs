@@ -1,11 +1,11 @@
 //! What a reported payment finds once its amount is locked, read by one server-side function
-//! (`solopay_match_reads` in [`sql/matching.sql`](sql/matching.sql)): the lock and the reads
+//! (`solopay_match_findings` in [`sql/matching.sql`](sql/matching.sql)): the lock and the reads
 //! after it in one round trip, each read with its own snapshot as separate statements had. The
 //! rules that decide from it live in `core::notifications::matching`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Bytea, Interval, Nullable, Numeric, Text, Timestamptz};
+use diesel::sql_types::{Bool, Bytea, Int8, Interval, Nullable, Numeric, Text, Timestamptz};
 use rust_decimal::Decimal;
 
 use super::prepared::KeepPrepared;
@@ -24,6 +24,9 @@ pub struct Lookup<'a> {
     pub same_payment_key: Option<&'a [u8]>,
     /// How far apart reports sharing the key may arrive and be one payment (`None`: any time).
     pub window: Option<std::time::Duration>,
+    /// How long a paid order keeps its amount: how long before this report one that was not
+    /// decided when the holder took the amount contests its claim ([`Contest`]).
+    pub hold: std::time::Duration,
 }
 
 /// The order that held the amount reserved on the payee when the payment arrived, whatever its
@@ -43,6 +46,24 @@ pub struct Holder {
     pub paid_at: Option<DateTime<Utc>>,
     /// Pending and past its expiry when the payment arrived.
     pub overdue: bool,
+    /// Pending or expired: why it may not be this payment's order after all.
+    pub contested: Option<Contest>,
+}
+
+/// A report that arrived within a paid order's hold before this one, before the holder took the
+/// amount, and was not decided when it did: had it been decided at once, the amount would have
+/// stayed held (by the order it paid, or by its payment kept with a hold) and this report, if it
+/// is the same payment again, would have found that. The first by arrival.
+#[derive(Debug, Clone)]
+pub enum Contest {
+    /// The device's report in this row (not a copy of this one) is not processed yet.
+    Unprocessed { row: i64, arrived_at: DateTime<Utc> },
+    /// This payment of the payee and amount was recorded after the holder took the amount
+    /// (paying an earlier order as of its arrival, or kept with a hold).
+    RecordedSince {
+        payment_id: String,
+        arrived_at: DateTime<Utc>,
+    },
 }
 
 /// What the report found.
@@ -83,6 +104,12 @@ struct Row {
     holder_paid_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Bool>)]
     holder_overdue: Option<bool>,
+    #[diesel(sql_type = Nullable<Int8>)]
+    contested_row: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    contested_payment: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    contested_at: Option<DateTime<Utc>>,
 }
 
 /// Locks the amount of `lookup.payee_id` (until the transaction ends: reports of one amount on
@@ -90,8 +117,9 @@ struct Row {
 pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResult<Reads> {
     let row: Row = diesel::sql_query(
         "SELECT arrived_at, earlier_id, earlier_duplicate_of, holder_id, holder_status, \
-         holder_created_at, holder_paid_at, holder_overdue \
-         FROM solopay_match_reads($1, $2, $3, $4, $5, $6, $7, $8)",
+         holder_created_at, holder_paid_at, holder_overdue, contested_row, contested_payment, \
+         contested_at \
+         FROM solopay_match_findings($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind::<Text, _>(lookup.payee_id)
     .bind::<Numeric, _>(lookup.amount)
@@ -101,6 +129,7 @@ pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResul
     .bind::<Timestamptz, _>(lookup.received_at)
     .bind::<Nullable<Bytea>, _>(lookup.same_payment_key)
     .bind::<Nullable<Interval>, _>(lookup.window.map(super::interval))
+    .bind::<Interval, _>(super::interval(lookup.hold))
     .prepared()
     .get_result(conn)?;
     let arrived_at = row.arrived_at;
@@ -118,6 +147,9 @@ pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResul
             holder_created_at: Some(created_at),
             holder_paid_at,
             holder_overdue,
+            contested_row,
+            contested_payment,
+            contested_at,
             ..
         } => Found::Holder(Holder {
             id,
@@ -125,6 +157,14 @@ pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResul
             created_at,
             paid_at: holder_paid_at,
             overdue: holder_overdue.unwrap_or(false),
+            contested: match (contested_row, contested_payment, contested_at) {
+                (Some(row), _, Some(arrived_at)) => Some(Contest::Unprocessed { row, arrived_at }),
+                (None, Some(payment_id), Some(arrived_at)) => Some(Contest::RecordedSince {
+                    payment_id,
+                    arrived_at,
+                }),
+                _ => None,
+            },
         }),
         Row {
             holder_id: Some(id),

@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            5,
-            "0b02e7ec7fc30551925ae96f41dd59011672319a58b47f4e8566caa71c86bf35",
+            6,
+            "06783769f90d91efd6f9aec245df0abc17dcde7d6a41d746b53b5541d70aeec4",
         ),
     ];
 

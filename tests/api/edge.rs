@@ -1416,12 +1416,14 @@ async fn an_earlier_report_is_found_through_the_devices_index_on_a_long_history(
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
     let device = &listener.device.id;
+    // An order holding the amount, so that what contests its claim is read too.
+    app.order(&merchant, "14.00", "wechat").await;
     let calls: Vec<String> = ["interval '60 seconds'", "NULL"]
         .iter()
         .map(|window| {
             format!(
-                "SELECT * FROM solopay_match_reads('{}', 14.00, '{device}', 'new', '\\x01', \
-                 now(), sha256('\\x0102'), {window})",
+                "SELECT * FROM solopay_match_findings('{}', 14.00, '{device}', 'new', '\\x01', \
+                 now(), sha256('\\x0102'), {window}, interval '600 seconds')",
                 listener.payee_id
             )
         })

@@ -66,7 +66,14 @@ struct Scene {
 }
 
 async fn scene() -> Scene {
-    let (TestEnv { app, db }, rules) = spawn_app_sweeping_by_hand(|_| {}).await;
+    scene_with(|_| {}).await
+}
+
+/// [`scene`] with `configure` applied to the service's settings.
+async fn scene_with(
+    configure: impl Fn(&mut solopay::config::Settings) + Copy + Send + 'static,
+) -> Scene {
+    let (TestEnv { app, db }, rules) = spawn_app_sweeping_by_hand(configure).await;
     let merchant = app.create_merchant("shop").await;
     let listener = app.online_listener("wechat").await;
     let order = app.order(&merchant, "5.00", "wechat").await;
@@ -93,41 +100,16 @@ async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived
     // The sweep by hand: with the service's sweep every 200 ms, a pass between storing the
     // notification and creating the new order paid the old order first, whose paid reservation
     // then gave the new order 5.01.
-    let (TestEnv { app, db }, rules) =
-        spawn_app_sweeping_by_hand(|s| s.late_payment_grace = Duration::from_secs(60)).await;
-    let merchant = app.create_merchant("shop").await;
-    let listener = app.online_listener("wechat").await;
-
-    // An order created 500 s ago, expired 200 s ago, its grace over 140 s ago.
-    let old = app.order(&merchant, "5.00", "wechat").await;
-    let old_id = old["id"].as_str().unwrap().to_string();
-    // Its payment arrived 400 s ago, while it was pending, but the request died before matching.
-    // Both in one transaction, so that the sweep sees neither or both.
-    let stranded = stranded_sql(
-        &listener.device.id,
-        &json!({"notification_id": "stranded-1", "channel": "wechat", "amount": "5.00"}),
-        400,
-    );
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "BEGIN; {}; {stranded}; COMMIT",
-            age_order_sql(&old_id, 500)
-        ))
-        .await
-        .unwrap();
-    // Since then the amount went to a new order.
-    let new = app.order(&merchant, "5.00", "wechat").await;
-    assert_eq!(new["payable_amount"], "5.00");
-    let new_id = new["id"].as_str().unwrap().to_string();
+    let (scene, new_id) = amount_taken_while_a_report_waits().await;
+    let (app, db, rules, old_id) = (&scene.app, &scene.db, scene.rules, &scene.order_id);
 
     assert_eq!(
-        sweep_once(&db, rules).await,
+        sweep_once(db, rules).await,
         1,
         "the sweep did not finish the stranded notification"
     );
     assert_eq!(db.count("SELECT count(*) FROM payments").await, 1);
-    assert_eq!(status_of(&db, &old_id).await, "paid");
+    assert_eq!(status_of(db, old_id).await, "paid");
     // Paid on time, as the payment arrived in time, unless the order had expired first: a sweep
     // whose look for stranded notifications came just before the commit above and whose expiry
     // pass came just after it expires the order before the next sweep pays it (rare).
@@ -136,9 +118,9 @@ async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived
             "SELECT count(*) FROM events WHERE order_id = '{old_id}' AND type = 'order.expired'"
         ))
         .await;
-    assert_eq!(app.get_order(&old_id).await["paid_late"], expired == 1);
+    assert_eq!(app.get_order(old_id).await["paid_late"], expired == 1);
     assert_eq!(
-        status_of(&db, &new_id).await,
+        status_of(db, &new_id).await,
         "pending",
         "a later customer's order was credited"
     );
@@ -153,6 +135,149 @@ async fn a_stranded_notification_pays_the_order_that_was_payable_when_it_arrived
         db.count("SELECT count(*) FROM notifications WHERE payment_id IS NULL")
             .await,
         0
+    );
+}
+
+/// The scene of a payment whose first report is stranded while its order's reservation ends
+/// and a new order takes the amount: an order of 5.00 created 500 s ago (expired 200 s ago, its
+/// 60 s grace over 140 s ago), the stranded report of its payment (400 s ago, while the order
+/// was pending, within the duplicate window of 600 s; stored in one transaction with the aging,
+/// so that a sweep sees neither or both), and the new order of 5.00 (its id returned).
+async fn amount_taken_while_a_report_waits() -> (Scene, String) {
+    let scene = scene_with(|s| {
+        s.late_payment_grace = Duration::from_secs(60);
+        s.duplicate_window = Duration::from_secs(600);
+    })
+    .await;
+    let stranded = stranded_sql(
+        &scene.listener.device.id,
+        &json!({"notification_id": "stranded-1", "channel": "wechat", "amount": "5.00"}),
+        400,
+    );
+    scene
+        .db
+        .client()
+        .await
+        .batch_execute(&format!(
+            "BEGIN; {}; {stranded}; COMMIT",
+            age_order_sql(&scene.order_id, 500)
+        ))
+        .await
+        .unwrap();
+    let new = scene.app.order(&scene.merchant, "5.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "5.00");
+    let new_id = new["id"].as_str().unwrap().to_string();
+    (scene, new_id)
+}
+
+/// The same payment reported again by another app on the phone: a new notification id, no
+/// times, the payment app's text (as a V免签 push or a second listener would send it).
+fn second_report() -> Value {
+    json!({
+        "notification_id": "second-report",
+        "channel": "wechat",
+        "package": "com.tencent.mm",
+        "title": "微信支付",
+        "text": "微信支付收款5.00元(朋友到店)",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_report_while_the_first_waits_for_the_sweep_pays_no_later_order() {
+    // Found by a payer's attack: the second report paid the new order, then the sweep paid the
+    // old one as of the first report's arrival: one payment, two orders paid.
+    let (scene, new_id) = amount_taken_while_a_report_waits().await;
+    let (app, db) = (&scene.app, &scene.db);
+
+    let response = app.notify(&scene.listener.device, &second_report()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"], "unmatched", "{answer}");
+    assert_eq!(status_of(db, &new_id).await, "pending");
+    let reason = db
+        .text("SELECT reason FROM payments WHERE notification_id = 'second-report'")
+        .await
+        .unwrap();
+    assert!(reason.contains("not processed yet"), "{reason}");
+
+    assert_eq!(sweep_once(db, scene.rules).await, 1);
+    assert_eq!(status_of(db, &scene.order_id).await, "paid");
+    assert_eq!(
+        status_of(db, &new_id).await,
+        "pending",
+        "one payment paid two orders"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_report_after_the_sweep_paid_the_first_pays_no_later_order() {
+    let (scene, new_id) = amount_taken_while_a_report_waits().await;
+    let (app, db) = (&scene.app, &scene.db);
+    assert_eq!(sweep_once(db, scene.rules).await, 1);
+    assert_eq!(status_of(db, &scene.order_id).await, "paid");
+
+    let response = app.notify(&scene.listener.device, &second_report()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"], "unmatched", "{answer}");
+    assert_eq!(
+        status_of(db, &new_id).await,
+        "pending",
+        "one payment paid two orders"
+    );
+    let reason = db
+        .text("SELECT reason FROM payments WHERE notification_id = 'second-report'")
+        .await
+        .unwrap();
+    assert!(reason.contains("recorded after"), "{reason}");
+
+    // The new order's own payment, reported later than the first report's duplicate window,
+    // pays it: the doubt lasts as long as a paid order's hold would have.
+    db.execute(
+        "UPDATE notifications SET received_at = received_at - interval '300 seconds' \
+          WHERE id = (SELECT notification_row FROM payments \
+                       WHERE notification_id = 'stranded-1')",
+    )
+    .await;
+    let paid = app.pay(&scene.listener.device, "wechat", "5.00").await;
+    assert_eq!(paid["result"], "matched", "{paid}");
+    assert_eq!(paid["order_id"], new_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_report_after_the_sweep_kept_the_first_pays_no_later_order() {
+    // A payment nobody owed when it arrived keeps its amount from new orders; its first report
+    // stranded, a new order took the amount before the sweep kept it.
+    let (TestEnv { app, db }, rules) =
+        spawn_app_sweeping_by_hand(|s| s.duplicate_window = Duration::from_secs(600)).await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    store_stranded(
+        &db,
+        &listener.device.id,
+        &json!({"notification_id": "stranded-1", "channel": "wechat", "amount": "5.00"}),
+        100,
+    )
+    .await;
+    let new = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "5.00");
+    let new_id = new["id"].as_str().unwrap().to_string();
+    assert_eq!(sweep_once(&db, rules).await, 1);
+    assert_eq!(
+        db.text("SELECT result FROM payments WHERE notification_id = 'stranded-1'")
+            .await
+            .unwrap(),
+        "unmatched"
+    );
+
+    let response = app.notify(&listener.device, &second_report()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"], "unmatched", "{answer}");
+    assert_eq!(
+        status_of(&db, &new_id).await,
+        "pending",
+        "a payment nobody owed paid a later order"
     );
 }
 

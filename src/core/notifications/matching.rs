@@ -17,7 +17,7 @@ use crate::core::secrets::new_id;
 use crate::core::secrets::sha256;
 use crate::core::signing::SIGNATURE_WINDOW_SECS;
 use crate::db::devices::Device;
-use crate::db::matching::{self as match_rows, Found, Holder, Lookup};
+use crate::db::matching::{self as match_rows, Contest, Found, Holder, Lookup};
 use crate::db::notifications as raw_rows;
 use crate::db::payments::{self as payment_rows, NewPayment, Payment};
 use crate::db::transaction_with_retry;
@@ -214,6 +214,7 @@ fn match_payment(
             received_at: report.received_at,
             same_payment_key: report.same_payment_key,
             window,
+            hold: rules.paid_hold(),
         },
     )?;
     let order = match reads.found {
@@ -236,9 +237,12 @@ fn match_payment(
     };
     Ok(match order.status {
         OrderStatus::Pending | OrderStatus::Expired => {
-            match seen_before_holder(notification, report, &order) {
+            match seen_before_holder(notification, report, &order)
+                .or_else(|| contested(&order, rules))
+            {
                 // Paid for before this order held the amount (another order's late payment,
-                // or an old notification sent again): never this order's.
+                // or an old notification sent again), or perhaps the same payment as a report
+                // that was not decided when it took the amount: never this order's.
                 Some(reason) => Outcome::kept(PaymentResult::Unmatched, Some(reason)),
                 None => Outcome {
                     pays: Some(Pays {
@@ -301,6 +305,36 @@ fn seen_before_holder(
             order.id,
             order.created_at.to_rfc3339()
         )
+    })
+}
+
+/// Why `order` may not be this payment's after all, when a report that arrived before it held
+/// the amount was not decided when it took it ([`Contest`]): that report may pay the order
+/// before it as of its arrival, and this one may be the same payment reported again.
+fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
+    let hold = rules.paid_hold().as_secs();
+    Some(match order.contested.as_ref()? {
+        Contest::Unprocessed { row, arrived_at } => format!(
+            "notification {row} of this device arrived at {}, within {hold} s before this \
+             report and before order {} held the amount ({}), and is not processed yet: it may \
+             be this very payment, which then is not order {}'s",
+            arrived_at.to_rfc3339(),
+            order.id,
+            order.created_at.to_rfc3339(),
+            order.id
+        ),
+        Contest::RecordedSince {
+            payment_id,
+            arrived_at,
+        } => format!(
+            "payment {payment_id} of this amount arrived at {}, within {hold} s before this \
+             report and before order {} held the amount ({}), and was recorded after it did: \
+             this may be that payment reported again, which then is not order {}'s",
+            arrived_at.to_rfc3339(),
+            order.id,
+            order.created_at.to_rfc3339(),
+            order.id
+        ),
     })
 }
 

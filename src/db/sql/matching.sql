@@ -1,4 +1,4 @@
--- revision: 5
+-- revision: 6
 --
 -- Matching: what a reported payment finds once its amount is locked. This file is the only home
 -- of this function (applied at start like `allocation.sql`; bump the revision when you change
@@ -36,6 +36,16 @@
 -- takes the same lock first, so that it and the matching of another report of that payment are
 -- decided one at a time (a withheld report and a matched one share no other lock).
 
+-- Revision 6: a holder's claim to the amount may be contested (`solopay_match_findings`, which
+-- `solopay_match_reads` now calls, for instances of the previous release during an upgrade).
+-- An order takes an amount once the reservation before it ends, whether or not every report of
+-- the payee's device that arrived during that reservation was processed. One that was not (its
+-- request died: the sweep finishes it as of its arrival, and pays the earlier order) may be the
+-- very payment a later report without times or a shared key reports again; processed at once,
+-- it would have kept the amount held (paid, or kept with a hold) and that later report would
+-- have found it. Found by a payer's attack: the later report paid the new order, the sweep then
+-- paid the old one.
+
 -- Locks the reports of one payment of `p_device_id` (those sharing `p_same_payment_key`) until
 -- the transaction ends.
 CREATE OR REPLACE FUNCTION solopay_lock_same_payment(p_device_id text, p_same_payment_key bytea)
@@ -61,8 +71,16 @@ $$;
 -- - the order holding the amount at arrived_at (its reservation around that moment, among the
 --   orders that hold), locked FOR NO KEY UPDATE, and whether it was pending and past its
 --   expiry then. All NULL when no order held it.
+-- - with p_hold (a paid order's hold), when the holder is pending or expired (payable): what
+--   contests its claim, the first by arrival of the reports that arrived within p_hold before
+--   arrived_at and before the holder took the amount, and were not decided when it did:
+--   contested_row, one of the device's reports (not a copy of this one, and of this amount
+--   unless the listener gave another) still unprocessed; or
+--   contested_payment, a payment of this payee and amount recorded since the holder took it
+--   (paying an earlier order as of its arrival, or kept with a hold); contested_at, when that
+--   report arrived. NULL when nothing does (or p_hold is NULL).
 -- One row, always.
-CREATE OR REPLACE FUNCTION solopay_match_reads(
+CREATE OR REPLACE FUNCTION solopay_match_findings(
     p_payee_id text,
     p_amount numeric,
     p_device_id text,
@@ -70,7 +88,8 @@ CREATE OR REPLACE FUNCTION solopay_match_reads(
     p_body_sha256 bytea,
     p_received_at timestamptz,
     p_same_payment_key bytea,
-    p_window interval)
+    p_window interval,
+    p_hold interval)
 RETURNS TABLE (
     arrived_at timestamptz,
     earlier_id text,
@@ -79,7 +98,10 @@ RETURNS TABLE (
     holder_status text,
     holder_created_at timestamptz,
     holder_paid_at timestamptz,
-    holder_overdue boolean)
+    holder_overdue boolean,
+    contested_row bigint,
+    contested_payment text,
+    contested_at timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET plan_cache_mode = force_generic_plan
 SET enable_bitmapscan = off
@@ -152,6 +174,76 @@ BEGIN
     ORDER BY o.created_at
     LIMIT 1
     FOR NO KEY UPDATE;
+
+    IF p_hold IS NOT NULL AND holder_status IN ('pending', 'expired') THEN
+        -- `auth_result = 'ok'` written out: the partial index of unprocessed notifications.
+        SELECT n.id, n.received_at INTO contested_row, contested_at
+        FROM notifications n
+        WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
+          AND n.device_id = p_device_id AND n.body_sha256 <> p_body_sha256
+          AND n.received_at >= v_arrived - p_hold AND n.received_at < holder_created_at
+          -- Of this amount, when the listener gave one (the text's is the service's to read).
+          AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}(\.[0-9]{1,2})?$'
+                   THEN (n.reading->>'amount')::numeric = p_amount
+                   ELSE true END
+        ORDER BY n.received_at
+        LIMIT 1;
+        IF contested_row IS NULL THEN
+            -- Each payment read through its own index (the orders' by amount, then payments by
+            -- order; payments held by amount), and its arrival by the notification's key: plans
+            -- made on empty tables cannot walk a whole table instead.
+            SELECT c.id, c.arrived INTO contested_payment, contested_at
+            FROM (SELECT q.id,
+                         (SELECT n.received_at FROM notifications n
+                           WHERE n.id = q.notification_row) AS arrived
+                    FROM payments q
+                   WHERE q.order_id = ANY (ARRAY(
+                             SELECT e.id FROM orders e
+                              WHERE e.payee_id = p_payee_id AND e.payable_amount = p_amount
+                                AND e.holds_amount AND e.created_at < holder_created_at
+                                AND e.paid_at >= holder_created_at))
+                  UNION ALL
+                  SELECT q.id,
+                         (SELECT n.received_at FROM notifications n
+                           WHERE n.id = q.notification_row)
+                    FROM payments q
+                   WHERE q.payee_id = p_payee_id AND q.amount = p_amount
+                     AND q.holds_amount_until > holder_created_at
+                     AND q.created_at >= holder_created_at) c
+            WHERE c.arrived >= v_arrived - p_hold AND c.arrived < holder_created_at
+            ORDER BY c.arrived
+            LIMIT 1;
+        END IF;
+    END IF;
     RETURN NEXT;
 END
+$$;
+
+-- What `solopay_match_findings` reads, without the contest: the function instances of revision
+-- 5 call.
+CREATE OR REPLACE FUNCTION solopay_match_reads(
+    p_payee_id text,
+    p_amount numeric,
+    p_device_id text,
+    p_notification_id text,
+    p_body_sha256 bytea,
+    p_received_at timestamptz,
+    p_same_payment_key bytea,
+    p_window interval)
+RETURNS TABLE (
+    arrived_at timestamptz,
+    earlier_id text,
+    earlier_duplicate_of text,
+    holder_id text,
+    holder_status text,
+    holder_created_at timestamptz,
+    holder_paid_at timestamptz,
+    holder_overdue boolean)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT f.arrived_at, f.earlier_id, f.earlier_duplicate_of, f.holder_id, f.holder_status,
+           f.holder_created_at, f.holder_paid_at, f.holder_overdue
+      FROM solopay_match_findings(p_payee_id, p_amount, p_device_id, p_notification_id,
+                                  p_body_sha256, p_received_at, p_same_payment_key, p_window,
+                                  NULL) f
 $$;
