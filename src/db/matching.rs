@@ -50,16 +50,18 @@ pub struct Holder {
     pub contested: Option<Contest>,
 }
 
-/// A report that arrived within a paid order's hold before this one, before the holder took the
-/// amount, and was not decided when it did: had it been decided at once, the amount would have
-/// stayed held (by the order it paid, or by its payment kept with a hold) and this report, if it
-/// is the same payment again, would have found that. The first by arrival.
+/// A report that arrived within a paid order's hold before this payment (its first copy), before
+/// the holder took the amount, and was not decided where the holder's allocation could see it:
+/// had it been decided at once, the amount would have stayed held (by the order it paid, or by
+/// its payment kept with a hold) and this report, if it is the same payment again, would have
+/// found that. The first by arrival.
 #[derive(Debug, Clone)]
 pub enum Contest {
     /// The device's report in this row (not a copy of this one) is not processed yet.
     Unprocessed { row: i64, arrived_at: DateTime<Utc> },
-    /// This payment of the payee and amount was recorded after the holder took the amount
-    /// (paying an earlier order as of its arrival, or kept with a hold).
+    /// This payment of the payee and amount paid an earlier order whose hold a later order then
+    /// cut short (decided after the reservation it arrived in had ended), or is kept with a hold
+    /// that was still running when the holder took the amount.
     RecordedSince {
         payment_id: String,
         arrived_at: DateTime<Utc>,

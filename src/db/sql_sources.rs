@@ -206,7 +206,7 @@ mod tests {
         (
             "matching",
             6,
-            "06783769f90d91efd6f9aec245df0abc17dcde7d6a41d746b53b5541d70aeec4",
+            "171854744c111e2761f5b721d0dea1c266e13b7dd7566821da0e63ec5f70f5a9",
         ),
     ];
 

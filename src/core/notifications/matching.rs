@@ -316,7 +316,7 @@ fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
     Some(match order.contested.as_ref()? {
         Contest::Unprocessed { row, arrived_at } => format!(
             "notification {row} of this device arrived at {}, within {hold} s before this \
-             report and before order {} held the amount ({}), and is not processed yet: it may \
+             payment and before order {} held the amount ({}), and is not processed yet: it may \
              be this very payment, which then is not order {}'s",
             arrived_at.to_rfc3339(),
             order.id,
@@ -328,11 +328,13 @@ fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
             arrived_at,
         } => format!(
             "payment {payment_id} of this amount arrived at {}, within {hold} s before this \
-             report and before order {} held the amount ({}), and was recorded after it did: \
-             this may be that payment reported again, which then is not order {}'s",
+             payment and before order {} held the amount ({}), and was decided where the \
+             allocation of order {} could not see it: this may be that payment reported again, \
+             which then is not order {}'s",
             arrived_at.to_rfc3339(),
             order.id,
             order.created_at.to_rfc3339(),
+            order.id,
             order.id
         ),
     })

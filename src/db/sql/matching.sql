@@ -74,11 +74,12 @@ $$;
 -- - with p_hold (a paid order's hold), when the holder is pending or expired (payable): what
 --   contests its claim, the first by arrival of the reports that arrived within p_hold before
 --   arrived_at and before the holder took the amount, and were not decided when it did:
---   contested_row, one of the device's reports (not a copy of this one, and of this amount
---   unless the listener gave another) still unprocessed; or
---   contested_payment, a payment of this payee and amount recorded since the holder took it
---   (paying an earlier order as of its arrival, or kept with a hold); contested_at, when that
---   report arrived. NULL when nothing does (or p_hold is NULL).
+--   contested_row, one of the device's reports (not a copy of this one, and of this channel
+--   and amount unless the listener gave others) still unprocessed; or contested_payment, a
+--   payment of this payee and amount decided out of the holder's allocation's sight (paying an
+--   earlier order whose hold a later order then cut short, or kept with a hold running past
+--   the holder's start); contested_at, when that report arrived. NULL when nothing does (or
+--   p_hold is NULL).
 -- One row, always.
 CREATE OR REPLACE FUNCTION solopay_match_findings(
     p_payee_id text,
@@ -110,6 +111,7 @@ AS $$
 DECLARE
     v_arrived timestamptz;
     v_first timestamptz;
+    v_channel text;
 BEGIN
     PERFORM pg_advisory_xact_lock(2, hashtext(p_payee_id || ':' || p_amount::numeric(12, 2)::text));
     IF p_same_payment_key IS NOT NULL THEN
@@ -165,8 +167,8 @@ BEGIN
     arrived_at := v_arrived;
     -- `holds_amount` written out: the partial index of the orders that hold.
     SELECT o.id, o.status, o.created_at, o.paid_at,
-           (o.status = 'pending' AND o.expires_at <= v_arrived)
-    INTO holder_id, holder_status, holder_created_at, holder_paid_at, holder_overdue
+           (o.status = 'pending' AND o.expires_at <= v_arrived), o.channel
+    INTO holder_id, holder_status, holder_created_at, holder_paid_at, holder_overdue, v_channel
     FROM orders o
     WHERE o.payee_id = p_payee_id AND o.payable_amount = p_amount
       AND o.created_at <= v_arrived AND o.reserved_until > v_arrived
@@ -182,16 +184,23 @@ BEGIN
         WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
           AND n.device_id = p_device_id AND n.body_sha256 <> p_body_sha256
           AND n.received_at >= v_arrived - p_hold AND n.received_at < holder_created_at
-          -- Of this amount, when the listener gave one (the text's is the service's to read).
-          AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}(\.[0-9]{1,2})?$'
+          -- Of this channel and amount, where the listener gave them (what only the text
+          -- tells is the service's to read: any).
+          AND coalesce(n.reading->>'channel', v_channel) = v_channel
+          AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
                    THEN (n.reading->>'amount')::numeric = p_amount
                    ELSE true END
         ORDER BY n.received_at
         LIMIT 1;
         IF contested_row IS NULL THEN
-            -- Each payment read through its own index (the orders' by amount, then payments by
-            -- order; payments held by amount), and its arrival by the notification's key: plans
-            -- made on empty tables cannot walk a whole table instead.
+            -- Decided since, or at least out of sight of the holder's allocation: a payment of
+            -- this payee and amount that paid an earlier order whose hold was then cut short by
+            -- a later order (its reservation ends where one began: only a payment decided after
+            -- the reservation it arrived in had ended is cut so), or one kept with a hold still
+            -- running when the holder took the amount (which the allocation would have seen,
+            -- had it been there). Each read through its own index (the orders' by amount, then
+            -- payments by order; payments held by amount), and its arrival by the
+            -- notification's key: plans made on empty tables cannot walk a whole table instead.
             SELECT c.id, c.arrived INTO contested_payment, contested_at
             FROM (SELECT q.id,
                          (SELECT n.received_at FROM notifications n
@@ -200,16 +209,21 @@ BEGIN
                    WHERE q.order_id = ANY (ARRAY(
                              SELECT e.id FROM orders e
                               WHERE e.payee_id = p_payee_id AND e.payable_amount = p_amount
-                                AND e.holds_amount AND e.created_at < holder_created_at
-                                AND e.paid_at >= holder_created_at))
+                                AND e.holds_amount AND e.status = 'paid'
+                                AND e.created_at < holder_created_at
+                                AND e.reserved_until <= holder_created_at
+                                AND EXISTS (SELECT 1 FROM orders l
+                                             WHERE l.payee_id = p_payee_id
+                                               AND l.payable_amount = p_amount
+                                               AND l.holds_amount
+                                               AND l.created_at = e.reserved_until)))
                   UNION ALL
                   SELECT q.id,
                          (SELECT n.received_at FROM notifications n
                            WHERE n.id = q.notification_row)
                     FROM payments q
                    WHERE q.payee_id = p_payee_id AND q.amount = p_amount
-                     AND q.holds_amount_until > holder_created_at
-                     AND q.created_at >= holder_created_at) c
+                     AND q.holds_amount_until > holder_created_at) c
             WHERE c.arrived >= v_arrived - p_hold AND c.arrived < holder_created_at
             ORDER BY c.arrived
             LIMIT 1;
