@@ -62,7 +62,7 @@ pub enum Contest {
     /// This payment of the payee and amount paid an earlier order whose hold a later order then
     /// cut short (decided after the reservation it arrived in had ended), or is kept with a hold
     /// that was still running when the holder took the amount.
-    RecordedSince {
+    OutOfSight {
         payment_id: String,
         arrived_at: DateTime<Utc>,
     },
@@ -161,7 +161,7 @@ pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResul
             overdue: holder_overdue.unwrap_or(false),
             contested: match (contested_row, contested_payment, contested_at) {
                 (Some(row), _, Some(arrived_at)) => Some(Contest::Unprocessed { row, arrived_at }),
-                (None, Some(payment_id), Some(arrived_at)) => Some(Contest::RecordedSince {
+                (None, Some(payment_id), Some(arrived_at)) => Some(Contest::OutOfSight {
                     payment_id,
                     arrived_at,
                 }),

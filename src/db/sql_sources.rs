@@ -206,7 +206,7 @@ mod tests {
         (
             "matching",
             6,
-            "171854744c111e2761f5b721d0dea1c266e13b7dd7566821da0e63ec5f70f5a9",
+            "04b71ab06871a1e95f3fc93513e91b3c5e30b6ba1d37d622c3e7c16f5f542d4b",
         ),
     ];
 

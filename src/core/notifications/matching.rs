@@ -323,7 +323,7 @@ fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
             order.created_at.to_rfc3339(),
             order.id
         ),
-        Contest::RecordedSince {
+        Contest::OutOfSight {
             payment_id,
             arrived_at,
         } => format!(

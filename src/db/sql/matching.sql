@@ -37,14 +37,15 @@
 -- decided one at a time (a withheld report and a matched one share no other lock).
 
 -- Revision 6: a holder's claim to the amount may be contested (`solopay_match_findings`, which
--- `solopay_match_reads` now calls, for instances of the previous release during an upgrade).
--- An order takes an amount once the reservation before it ends, whether or not every report of
--- the payee's device that arrived during that reservation was processed. One that was not (its
--- request died: the sweep finishes it as of its arrival, and pays the earlier order) may be the
--- very payment a later report without times or a shared key reports again; processed at once,
--- it would have kept the amount held (paid, or kept with a hold) and that later report would
--- have found it. Found by a payer's attack: the later report paid the new order, the sweep then
--- paid the old one.
+-- `solopay_match_reads` now calls without the contest, for instances of the previous release
+-- during an upgrade). An order takes an amount once the reservation (and any payment's hold)
+-- before it ends, whether or not every report of the payee's device that arrived before then
+-- was decided. One that was not (its request died: the sweep finishes it as of its arrival and
+-- pays the earlier order, or keeps it with a hold) may be the very payment a later report,
+-- with a new id and no shared key, reports again; decided at once, it would have kept the
+-- amount held and that later report would have been its duplicate. Found by a payer's attack
+-- (the later report paid the new order, then the sweep paid the old one) and by review (the
+-- same through a third order, after the one that cut the paid order's hold short).
 
 -- Locks the reports of one payment of `p_device_id` (those sharing `p_same_payment_key`) until
 -- the transaction ends.
