@@ -170,16 +170,22 @@ async fn amount_taken_while_a_report_waits() -> (Scene, String) {
     (scene, new_id)
 }
 
-/// The same payment reported again by another app on the phone: a new notification id, no
-/// times, the payment app's text (as a V免签 push or a second listener would send it).
-fn second_report() -> Value {
-    json!({
+/// Reports the same payment again as another app on the phone would: a new notification id, no
+/// times, the payment app's text (as a V免签 push or a second listener would send it); asserts
+/// it was kept `unmatched` and returns the answer.
+async fn second_report_is_kept(app: &TestApp, device: &DeviceKeys) -> Value {
+    let body = json!({
         "notification_id": "second-report",
         "channel": "wechat",
         "package": "com.tencent.mm",
         "title": "微信支付",
         "text": "微信支付收款5.00元(朋友到店)",
-    })
+    });
+    let response = app.notify(device, &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"], "unmatched", "{answer}");
+    answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,10 +195,7 @@ async fn a_second_report_while_the_first_waits_for_the_sweep_pays_no_later_order
     let (scene, new_id) = amount_taken_while_a_report_waits().await;
     let (app, db) = (&scene.app, &scene.db);
 
-    let response = app.notify(&scene.listener.device, &second_report()).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["result"], "unmatched", "{answer}");
+    second_report_is_kept(app, &scene.listener.device).await;
     assert_eq!(status_of(db, &new_id).await, "pending");
     let reason = db
         .text("SELECT reason FROM payments WHERE notification_id = 'second-report'")
@@ -216,10 +219,7 @@ async fn a_second_report_after_the_sweep_paid_the_first_pays_no_later_order() {
     assert_eq!(sweep_once(db, scene.rules).await, 1);
     assert_eq!(status_of(db, &scene.order_id).await, "paid");
 
-    let response = app.notify(&scene.listener.device, &second_report()).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["result"], "unmatched", "{answer}");
+    second_report_is_kept(app, &scene.listener.device).await;
     assert_eq!(
         status_of(db, &new_id).await,
         "pending",
@@ -262,10 +262,7 @@ async fn a_second_report_pays_no_order_after_the_one_that_cut_the_first_payments
     assert_eq!(third["payable_amount"], "5.00");
     let third_id = third["id"].as_str().unwrap().to_string();
 
-    let response = app.notify(&scene.listener.device, &second_report()).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["result"], "unmatched", "{answer}");
+    second_report_is_kept(app, &scene.listener.device).await;
     assert_eq!(
         status_of(db, &third_id).await,
         "pending",
@@ -299,10 +296,7 @@ async fn a_second_report_after_the_sweep_kept_the_first_pays_no_later_order() {
         "unmatched"
     );
 
-    let response = app.notify(&listener.device, &second_report()).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["result"], "unmatched", "{answer}");
+    second_report_is_kept(&app, &listener.device).await;
     assert_eq!(
         status_of(&db, &new_id).await,
         "pending",
