@@ -73,7 +73,10 @@ pub fn mark_paid(
 /// transaction: a payment pays at most one order and an order is paid at most once.
 ///
 /// What could credit one payment twice needs `second_payment` (the payer really paid twice): a
-/// `duplicate`, and any report of a payment another report of which already paid an order. What
+/// `duplicate`, any report of a payment another report of which already paid an order, and any
+/// payment with a report of the same amount from its phone within a paid order's hold of it that
+/// paid an order or is not decided yet (another app's copy of one payment shares nothing else
+/// with the first). What
 /// makes the payment a doubtful fit for the order needs `accept_differences`: another amount (or
 /// none read), channel or payee, or a reading that proves no payment (`untrusted`,
 /// `contradicted`, `unparsed`).
@@ -124,6 +127,32 @@ pub fn assign_payment(
                     "payment {other}, reported by the same device with the same text, paid \
                      order {credited}: assign this one only if the payer paid twice, with \
                      \"second_payment\": true"
+                )));
+            }
+            // Another app's copy of the payment (a report the matching kept because it
+            // contested an order) shares no key with the first: what arrived from the phone
+            // within a paid order's hold of it may be the same payment. First what is still
+            // undecided, then what paid: a report decided between the two reads is seen by the
+            // second.
+            let hold = rules.paid_hold();
+            if let Some(row) = payment_rows::undecided_report_nearby(conn, &payment.id, hold)? {
+                return Err(RuleError::InvalidState(format!(
+                    "notification {row} from the same device, which arrived within {} s of this \
+                     payment, is not processed yet and may be the same payment reported again: \
+                     look again once the sweep has finished it (within a minute), or assign this \
+                     one now only if the payer paid twice, with \"second_payment\": true",
+                    hold.as_secs()
+                )));
+            }
+            if let Some((other, credited)) =
+                payment_rows::order_paid_by_payment_nearby(conn, &payment.id, hold)?
+            {
+                return Err(RuleError::InvalidState(format!(
+                    "payment {other}, of the same amount from the same device within {} s of \
+                     this one, paid order {credited} and may be the same payment reported again \
+                     (another app's copy): assign this one only if the payer paid twice, with \
+                     \"second_payment\": true",
+                    hold.as_secs()
                 )));
             }
             if payment.result == PaymentResult::Duplicate {

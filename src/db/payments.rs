@@ -173,14 +173,8 @@ pub fn order_paid_by_same_payment(
     id: &str,
     window: Option<std::time::Duration>,
 ) -> QueryResult<Option<(String, String)>> {
-    #[derive(QueryableByName)]
-    struct Paid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        id: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        order_id: String,
-    }
-    diesel::sql_query(
+    order_paid_by_report_of(
+        conn,
         "SELECT p.id, p.order_id \
            FROM payments me \
            JOIN notifications mine ON mine.id = me.notification_row \
@@ -192,14 +186,95 @@ pub fn order_paid_by_same_payment(
                  OR n.received_at BETWEEN mine.received_at - $2 AND mine.received_at + $2) \
           ORDER BY n.received_at \
           LIMIT 1",
+        id,
+        window,
+    )
+}
+
+/// Another payment of `id`'s device that paid an order, of the same channel and amount (an
+/// amount either report lacks counts as the same), whose report arrived within `hold` of `id`'s,
+/// before or after: (that payment, the order it paid). Another app's copy of one payment shares
+/// no key with the first (`order_paid_by_same_payment` cannot see it) and is told only by this.
+pub fn order_paid_by_payment_nearby(
+    conn: &mut PgConnection,
+    id: &str,
+    hold: std::time::Duration,
+) -> QueryResult<Option<(String, String)>> {
+    order_paid_by_report_of(
+        conn,
+        "SELECT p.id, p.order_id \
+           FROM payments me \
+           JOIN notifications mine ON mine.id = me.notification_row \
+           JOIN notifications n ON n.device_id = me.device_id \
+                               AND n.received_at BETWEEN mine.received_at - $2 \
+                                                     AND mine.received_at + $2 \
+           JOIN payments p ON p.notification_row = n.id \
+          WHERE me.id = $1 AND p.id <> me.id AND p.order_id IS NOT NULL \
+            AND p.channel IS NOT DISTINCT FROM me.channel \
+            AND (p.amount = me.amount OR p.amount IS NULL OR me.amount IS NULL) \
+          ORDER BY n.received_at \
+          LIMIT 1",
+        id,
+        Some(hold),
+    )
+}
+
+/// Runs `sql`, a read of (payment, the order it paid) for the payment `$1` and the interval
+/// `$2`.
+fn order_paid_by_report_of(
+    conn: &mut PgConnection,
+    sql: &str,
+    id: &str,
+    window: Option<std::time::Duration>,
+) -> QueryResult<Option<(String, String)>> {
+    #[derive(QueryableByName)]
+    struct Paid {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_id: String,
+    }
+    diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Text, _>(id)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Interval>, _>(
+            window.map(super::interval),
+        )
+        .get_result::<Paid>(conn)
+        .optional()
+        .map(|paid| paid.map(|p| (p.id, p.order_id)))
+}
+
+/// A notification of `id`'s device that arrived within `hold` of `id`'s report, before or after,
+/// and is not decided yet (its request died; the sweep finishes it): its row.
+pub fn undecided_report_nearby(
+    conn: &mut PgConnection,
+    id: &str,
+    hold: std::time::Duration,
+) -> QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    // The conditions of `notifications_unprocessed_idx`, so that the range is read through it.
+    diesel::sql_query(
+        "SELECT n.id \
+           FROM payments me \
+           JOIN notifications mine ON mine.id = me.notification_row \
+           JOIN notifications n ON n.auth_result = 'ok' AND n.payment_id IS NULL \
+                               AND n.rejection IS NULL \
+                               AND n.received_at BETWEEN mine.received_at - $2 \
+                                                     AND mine.received_at + $2 \
+                               AND n.device_id = me.device_id AND n.id <> mine.id \
+          WHERE me.id = $1 \
+          ORDER BY n.received_at \
+          LIMIT 1",
     )
     .bind::<diesel::sql_types::Text, _>(id)
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Interval>, _>(
-        window.map(super::interval),
-    )
-    .get_result::<Paid>(conn)
+    .bind::<diesel::sql_types::Interval, _>(super::interval(hold))
+    .get_result::<Row>(conn)
     .optional()
-    .map(|paid| paid.map(|p| (p.id, p.order_id)))
+    .map(|row| row.map(|r| r.id))
 }
 
 /// Locks the reports of `id`'s payment (its report's device and same-payment key) until the

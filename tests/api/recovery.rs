@@ -305,6 +305,47 @@ async fn a_second_report_after_the_sweep_kept_the_first_pays_no_later_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_assigns_a_second_report_only_as_a_second_payment() {
+    // The report the matching kept shares no key with the first: without asking, the operator's
+    // assign would have done what the matching refused.
+    let (scene, new_id) = amount_taken_while_a_report_waits().await;
+    let (app, db) = (&scene.app, &scene.db);
+    let second = second_report_is_kept(app, &scene.listener.device).await;
+    let path = format!(
+        "/admin/payments/{}/assign",
+        second["payment_id"].as_str().unwrap()
+    );
+    let assign = |second_payment: bool| {
+        let body = json!({"order_id": new_id, "second_payment": second_payment});
+        let path = path.clone();
+        async move { app.admin_post(&path, &body).await }
+    };
+    let refused = |answer: Value, names: &str| {
+        assert_eq!(answer["code"], "invalid_state", "{answer}");
+        let detail = answer["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains(names), "{answer}");
+    };
+
+    let waiting: Value = assign(false).await.json().await.unwrap();
+    refused(waiting, "not processed yet");
+    assert_eq!(status_of(db, &new_id).await, "pending");
+
+    assert_eq!(sweep_once(db, scene.rules).await, 1);
+    assert_eq!(status_of(db, &scene.order_id).await, "paid");
+    let paid: Value = assign(false).await.json().await.unwrap();
+    refused(paid, &format!("paid order {}", scene.order_id));
+    assert_eq!(status_of(db, &new_id).await, "pending");
+    assert_eq!(
+        db.count("SELECT count(*) FROM audit_log WHERE action = 'payment.assign'")
+            .await,
+        0
+    );
+
+    assert_eq!(assign(true).await.status(), StatusCode::OK);
+    assert_eq!(status_of(db, &new_id).await, "paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_that_cannot_be_processed_does_not_hold_up_the_others() {
     let TestEnv { app, db } = spawn_app().await;
     let merchant = app.create_merchant("shop").await;
