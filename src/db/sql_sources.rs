@@ -205,8 +205,8 @@ mod tests {
         ),
         (
             "matching",
-            6,
-            "04b71ab06871a1e95f3fc93513e91b3c5e30b6ba1d37d622c3e7c16f5f542d4b",
+            7,
+            "12c60c20db1442a98adfd7cd98c87ca1b464272ce8bbe51236fffe54e992d12f",
         ),
     ];
 

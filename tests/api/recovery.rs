@@ -305,6 +305,54 @@ async fn a_second_report_after_the_sweep_kept_the_first_pays_no_later_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_report_contests_only_the_orders_of_what_it_would_pay() {
+    // A forwarder sends only texts; a report whose request died waits for the sweep. It may be
+    // the payment a later report brings again only if it reads as that channel and amount:
+    // before, any text-only report contested every order its phone took within a paid
+    // order's hold.
+    let (TestEnv { app, db }, _rules) = spawn_app_sweeping_by_hand(|_| {}).await;
+    let merchant = app.create_merchant("shop").await;
+    let listener = app.online_listener("wechat").await;
+    fail_payment_inserts(&db, "died", "NEW.notification_id LIKE 'waiting-%'").await;
+    for (id, text) in [
+        ("waiting-6", "微信支付收款6.00元(朋友到店)"),
+        ("waiting-chat", "你好，7.00元的那单我付过了"),
+        ("waiting-7", "微信支付收款7.00元(朋友到店)"),
+    ] {
+        let body = json!({"notification_id": id, "channel": "wechat",
+                          "package": "com.tencent.mm", "title": "微信支付", "text": text});
+        let died = app.notify(&listener.device, &body).await;
+        assert!(died.status().is_server_error(), "{died:?}");
+    }
+    db.execute("DROP TRIGGER died ON payments").await;
+    let waiting = "SELECT count(*) FROM notifications \
+                    WHERE auth_result = 'ok' AND payment_id IS NULL AND rejection IS NULL";
+    assert_eq!(db.count(waiting).await, 3);
+
+    // Neither the 6.00 receipt nor the chat contests an order of 5.00.
+    let five = app.order(&merchant, "5.00", "wechat").await;
+    let paid = app.pay(&listener.device, "wechat", "5.00").await;
+    assert_eq!(paid["result"], "matched", "{paid}");
+    assert_eq!(paid["order_id"], five["id"]);
+
+    // The 7.00 receipt contests an order of 7.00 (the chat would pay nothing).
+    let seven = app.order(&merchant, "7.00", "wechat").await;
+    assert_eq!(seven["payable_amount"], "7.00");
+    let kept = app.pay(&listener.device, "wechat", "7.00").await;
+    assert_eq!(kept["result"], "unmatched", "{kept}");
+    let seven_id = seven["id"].as_str().unwrap();
+    assert_eq!(status_of(&db, seven_id).await, "pending");
+    let reason = db
+        .text(&format!(
+            "SELECT reason FROM payments WHERE id = '{}'",
+            kept["payment_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    assert!(reason.contains("not processed yet"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_assigns_a_second_report_only_as_a_second_payment() {
     // The report the matching kept shares no key with the first: without asking, the operator's
     // assign would have done what the matching refused.

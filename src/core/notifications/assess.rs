@@ -151,6 +151,22 @@ pub fn assess(notification: &Notification, trust: &Trust) -> Verdict {
     read_text(n, channel, not_a_receipt)
 }
 
+/// What `notification` would pay (channel and amount) were its device trusted for every app
+/// and for notifications that name none: the most it can pay however its device's trust
+/// changes before it is decided (trust only refuses). `None` when its text or marks alone
+/// refuse it. Stored with a notification, so that what waits for the sweep can be told by what
+/// it may pay (`would_pay`, `src/db/sql/matching.sql`).
+pub fn could_pay(notification: &Notification) -> Option<(Channel, Amount)> {
+    let everything = Trust {
+        packages: notification.package.iter().cloned().collect(),
+        unlabelled: true,
+    };
+    match assess(notification, &everything) {
+        Verdict::Payment { channel, amount } => Some((channel, amount)),
+        Verdict::Withheld(_) => None,
+    }
+}
+
 /// The verdict on a notification's title and text (with the listener's amount, if any), once
 /// its app, channel and marks are trusted.
 fn read_text(n: &Notification, channel: Channel, not_a_receipt: PaymentResult) -> Verdict {
@@ -289,6 +305,45 @@ mod tests {
         match verdict {
             Verdict::Payment { .. } => None,
             Verdict::Withheld(withheld) => Some(withheld.result),
+        }
+    }
+
+    #[test]
+    fn what_a_notification_could_pay_is_the_most_any_trust_lets_it_pay() {
+        let five = Some((
+            Channel::Wechat,
+            Amount::parse("5.00", Amount::storage_limit()).unwrap(),
+        ));
+        let receipt = "微信支付收款5.00元(朋友到店)";
+        // A receipt pays whichever device's trust it meets later, unlabelled or not.
+        let unlabelled = Notification {
+            listener_vouches: false,
+            ..notification(None, None, "微信支付", receipt)
+        };
+        assert!(matches!(
+            assess(&unlabelled, &wechat_trust()),
+            Verdict::Withheld(_)
+        ));
+        assert_eq!(could_pay(&unlabelled), five);
+        // So does an amount alone, from any app the operator may trust.
+        assert_eq!(
+            could_pay(&notification(Some("5.00"), Some("com.android.mms"), "", "")),
+            five
+        );
+        // A chat, another app's text, and two amounts pay nothing under any trust.
+        for (package, title, text) in [
+            ("com.tencent.mm", "张三", "你好，5.00元的那单我付过了"),
+            ("com.android.mms", "95555", "你已成功收款5.00元"),
+            (
+                "com.tencent.mm",
+                "微信支付",
+                "微信支付收款5.00元，微信支付收款6.00元",
+            ),
+        ] {
+            assert_eq!(
+                could_pay(&notification(None, Some(package), title, text)),
+                None
+            );
         }
     }
 

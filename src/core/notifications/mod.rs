@@ -60,7 +60,7 @@ pub fn receive_notification(
 ) -> Result<Payment, RuleError> {
     let reading = read(body);
     let stored_reading = match &reading {
-        Ok(notification) => Some(serde_json::to_value(notification).map_err(RuleError::internal)?),
+        Ok(notification) => Some(stored_reading_of(notification)?),
         Err(_) => None,
     };
     let rejection = reading
@@ -164,6 +164,24 @@ pub fn receive_notification(
         return Err(error);
     }
     recorded
+}
+
+/// The reading stored with a notification: the notification as read, and what it would pay
+/// (`would_pay`: its channel and amount, or `null` when it can pay nothing,
+/// [`assess::could_pay`]), which the matching of other reports reads while this one waits to
+/// be decided. The key is the service's own: a listener's body is read into fixed fields and
+/// cannot set it.
+fn stored_reading_of(notification: &Notification) -> Result<serde_json::Value, RuleError> {
+    let mut stored = serde_json::to_value(notification).map_err(RuleError::internal)?;
+    let would_pay = assess::could_pay(notification)
+        .map(|(channel, amount)| serde_json::json!({"channel": channel, "amount": amount}));
+    if let serde_json::Value::Object(fields) = &mut stored {
+        fields.insert(
+            "would_pay".into(),
+            would_pay.unwrap_or(serde_json::Value::Null),
+        );
+    }
+    Ok(stored)
 }
 
 /// The answer a recorded payment gets: what became of it, or `422 unparseable_notification`

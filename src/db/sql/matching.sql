@@ -1,4 +1,4 @@
--- revision: 6
+-- revision: 7
 --
 -- Matching: what a reported payment finds once its amount is locked. This file is the only home
 -- of this function (applied at start like `allocation.sql`; bump the revision when you change
@@ -47,6 +47,13 @@
 -- (the later report paid the new order, then the sweep paid the old one) and by review (the
 -- same through a third order, after the one that cut the paid order's hold short).
 
+-- Revision 7: a waiting report contests only what it may pay. Its stored reading carries what
+-- it would pay were its device trusted for everything (`would_pay`: channel and amount, or
+-- null when its text or marks alone refuse it; `src/core/notifications/assess.rs`, `could_pay`),
+-- so a report whose listener sent only a text no longer contests every order of its phone:
+-- only those of the channel and amount it reads as. Readings stored without the key (by
+-- earlier releases) are read as before.
+
 -- Locks the reports of one payment of `p_device_id` (those sharing `p_same_payment_key`) until
 -- the transaction ends.
 CREATE OR REPLACE FUNCTION solopay_lock_same_payment(p_device_id text, p_same_payment_key bytea)
@@ -75,8 +82,8 @@ $$;
 -- - with p_hold (a paid order's hold), when the holder is pending or expired (payable): what
 --   contests its claim, the first by arrival of the reports that arrived within p_hold before
 --   arrived_at and before the holder took the amount, and were not decided when it did:
---   contested_row, one of the device's reports (not a copy of this one, and of this channel
---   and amount unless the listener gave others) still unprocessed; or contested_payment, a
+--   contested_row, one of the device's reports (not a copy of this one, and one that would
+--   pay this channel and amount) still unprocessed; or contested_payment, a
 --   payment of this payee and amount decided out of the holder's allocation's sight (paying an
 --   earlier order whose hold a later order then cut short, or kept with a hold running past
 --   the holder's start); contested_at, when that report arrived. NULL when nothing does (or
@@ -185,12 +192,20 @@ BEGIN
         WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
           AND n.device_id = p_device_id AND n.body_sha256 <> p_body_sha256
           AND n.received_at >= v_arrived - p_hold AND n.received_at < holder_created_at
-          -- Of this channel and amount, where the listener gave them (what only the text
-          -- tells is the service's to read: any).
-          AND coalesce(n.reading->>'channel', v_channel) = v_channel
-          AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
-                   THEN (n.reading->>'amount')::numeric = p_amount
-                   ELSE true END
+          -- Of this channel and amount: what it would pay, as the service read it when it
+          -- stored it; in a reading stored before that was kept, where the listener gave them
+          -- (what only the text tells: any).
+          AND CASE WHEN n.reading ? 'would_pay' THEN
+                       n.reading->'would_pay'->>'channel' = v_channel
+                       AND CASE WHEN n.reading->'would_pay'->>'amount'
+                                     ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
+                                THEN (n.reading->'would_pay'->>'amount')::numeric = p_amount
+                                ELSE false END
+                   ELSE coalesce(n.reading->>'channel', v_channel) = v_channel
+                       AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
+                                THEN (n.reading->>'amount')::numeric = p_amount
+                                ELSE true END
+              END
         ORDER BY n.received_at
         LIMIT 1;
         IF contested_row IS NULL THEN
