@@ -138,9 +138,10 @@ pub fn assign_payment(
             if let Some(row) = payment_rows::undecided_report_nearby(conn, &payment.id, hold)? {
                 return Err(RuleError::InvalidState(format!(
                     "notification {row} from the same device, which arrived within {} s of this \
-                     payment, is not processed yet and may be the same payment reported again: \
-                     look again once the sweep has finished it (within a minute), or assign this \
-                     one now only if the payer paid twice, with \"second_payment\": true",
+                     payment, is not processed yet and may be this payment reported again: look \
+                     again once the sweep has finished it (normally within a minute), or assign \
+                     this one now only if you know it is another payment, with \
+                     \"second_payment\": true",
                     hold.as_secs()
                 )));
             }
@@ -148,10 +149,11 @@ pub fn assign_payment(
                 payment_rows::order_paid_by_payment_nearby(conn, &payment.id, hold)?
             {
                 return Err(RuleError::InvalidState(format!(
-                    "payment {other}, of the same amount from the same device within {} s of \
-                     this one, paid order {credited} and may be the same payment reported again \
-                     (another app's copy): assign this one only if the payer paid twice, with \
-                     \"second_payment\": true",
+                    "payment {other}, from the same device within {} s of this one (of its \
+                     channel and amount, where both were read), paid order {credited}: this may \
+                     be that payment reported again (another app's copy); assign this one only \
+                     if you know it is another payment (another payer, or the payer paid twice), \
+                     with \"second_payment\": true",
                     hold.as_secs()
                 )));
             }

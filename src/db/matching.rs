@@ -66,6 +66,12 @@ pub enum Contest {
         payment_id: String,
         arrived_at: DateTime<Utc>,
     },
+    /// This payment from the device arrived after the report being decided (decided as of an
+    /// earlier arrival), within a paid order's hold, and paid a later order of the amount.
+    PaidSince {
+        payment_id: String,
+        arrived_at: DateTime<Utc>,
+    },
 }
 
 /// What the report found.
@@ -161,6 +167,10 @@ pub fn lock_and_read(conn: &mut PgConnection, lookup: &Lookup<'_>) -> QueryResul
             overdue: holder_overdue.unwrap_or(false),
             contested: match (contested_row, contested_payment, contested_at) {
                 (Some(row), _, Some(arrived_at)) => Some(Contest::Unprocessed { row, arrived_at }),
+                (None, Some(payment_id), Some(at)) if at > arrived_at => Some(Contest::PaidSince {
+                    payment_id,
+                    arrived_at: at,
+                }),
                 (None, Some(payment_id), Some(arrived_at)) => Some(Contest::OutOfSight {
                     payment_id,
                     arrived_at,

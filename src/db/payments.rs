@@ -191,10 +191,12 @@ pub fn order_paid_by_same_payment(
     )
 }
 
-/// Another payment of `id`'s device that paid an order, of the same channel and amount (an
-/// amount either report lacks counts as the same), whose report arrived within `hold` of `id`'s,
-/// before or after: (that payment, the order it paid). Another app's copy of one payment shares
-/// no key with the first (`order_paid_by_same_payment` cannot see it) and is told only by this.
+/// Another payment of `id`'s device that paid an order, of the same channel and amount (a
+/// channel or amount either report lacks counts as the same), whose report arrived within
+/// `hold` of `id`'s, before or after: (that payment, the order it paid). Another app's copy of
+/// one payment shares no key with the first (`order_paid_by_same_payment` cannot see it) and is
+/// told only by this. The reports are read by arrival through the index of those not compacted
+/// yet; compacted ones (older than a day at least) only when `id`'s is that old.
 pub fn order_paid_by_payment_nearby(
     conn: &mut PgConnection,
     id: &str,
@@ -202,17 +204,29 @@ pub fn order_paid_by_payment_nearby(
 ) -> QueryResult<Option<(String, String)>> {
     order_paid_by_report_of(
         conn,
-        "SELECT p.id, p.order_id \
-           FROM payments me \
-           JOIN notifications mine ON mine.id = me.notification_row \
-           JOIN notifications n ON n.device_id = me.device_id \
-                               AND n.received_at BETWEEN mine.received_at - $2 \
-                                                     AND mine.received_at + $2 \
-           JOIN payments p ON p.notification_row = n.id \
-          WHERE me.id = $1 AND p.id <> me.id AND p.order_id IS NOT NULL \
-            AND p.channel IS NOT DISTINCT FROM me.channel \
-            AND (p.amount = me.amount OR p.amount IS NULL OR me.amount IS NULL) \
-          ORDER BY n.received_at \
+        "WITH mine AS ( \
+             SELECT me.id, me.device_id, me.channel, me.amount, n.received_at \
+               FROM payments me JOIN notifications n ON n.id = me.notification_row \
+              WHERE me.id = $1), \
+         near AS ( \
+             SELECT n.id, n.received_at FROM mine \
+               JOIN notifications n ON n.compacted_at IS NULL \
+                                   AND n.received_at BETWEEN mine.received_at - $2 \
+                                                         AND mine.received_at + $2 \
+                                   AND n.device_id = mine.device_id \
+             UNION ALL \
+             SELECT n.id, n.received_at FROM mine \
+               JOIN notifications n ON n.compacted_at IS NOT NULL \
+                                   AND n.received_at BETWEEN mine.received_at - $2 \
+                                                         AND mine.received_at + $2 \
+                                   AND n.device_id = mine.device_id \
+              WHERE mine.received_at - $2 < now() - interval '1 day') \
+         SELECT p.id, p.order_id \
+           FROM mine, near JOIN payments p ON p.notification_row = near.id \
+          WHERE p.id <> mine.id AND p.order_id IS NOT NULL AND p.device_id = mine.device_id \
+            AND (p.channel = mine.channel OR p.channel IS NULL OR mine.channel IS NULL) \
+            AND (p.amount = mine.amount OR p.amount IS NULL OR mine.amount IS NULL) \
+          ORDER BY near.received_at \
           LIMIT 1",
         id,
         Some(hold),

@@ -206,7 +206,7 @@ mod tests {
         (
             "matching",
             7,
-            "12c60c20db1442a98adfd7cd98c87ca1b464272ce8bbe51236fffe54e992d12f",
+            "8c058d8a688f9a8fa0c353d0b64a145d5411a95ed5ef444c0d7839163e68b765",
         ),
     ];
 

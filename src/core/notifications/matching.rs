@@ -337,6 +337,16 @@ fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
             order.id,
             order.id
         ),
+        Contest::PaidSince {
+            payment_id,
+            arrived_at,
+        } => format!(
+            "payment {payment_id} from this device arrived at {}, within {hold} s after this \
+             one, and paid a later order of this amount: this may be that payment reported \
+             again, which then is not order {}'s",
+            arrived_at.to_rfc3339(),
+            order.id
+        ),
     })
 }
 

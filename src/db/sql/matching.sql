@@ -52,7 +52,12 @@
 -- null when its text or marks alone refuse it; `src/core/notifications/assess.rs`, `could_pay`),
 -- so a report whose listener sent only a text no longer contests every order of its phone:
 -- only those of the channel and amount it reads as. Readings stored without the key (by
--- earlier releases) are read as before.
+-- earlier releases) are read as before. And the other way round (found by review): a report
+-- decided as of an earlier arrival is contested by a payment from the device that arrived
+-- after it, within a paid order's hold, and paid a later order of the amount. That covers a
+-- waiting report read differently when it is decided (another release's reader, or a report of
+-- the same notification sent again with the package or marks that its first lacked, matched as
+-- of the first's arrival: the first could pay nothing, so it contested nothing).
 
 -- Locks the reports of one payment of `p_device_id` (those sharing `p_same_payment_key`) until
 -- the transaction ends.
@@ -86,7 +91,9 @@ $$;
 --   pay this channel and amount) still unprocessed; or contested_payment, a
 --   payment of this payee and amount decided out of the holder's allocation's sight (paying an
 --   earlier order whose hold a later order then cut short, or kept with a hold running past
---   the holder's start); contested_at, when that report arrived. NULL when nothing does (or
+--   the holder's start), or a payment from this device that arrived after arrived_at within
+--   p_hold and paid a later order of this amount (contested_at after arrived_at);
+--   contested_at, when that report arrived. NULL when nothing does (or
 --   p_hold is NULL).
 -- One row, always.
 CREATE OR REPLACE FUNCTION solopay_match_findings(
@@ -196,11 +203,13 @@ BEGIN
           -- stored it; in a reading stored before that was kept, where the listener gave them
           -- (what only the text tells: any).
           AND CASE WHEN n.reading ? 'would_pay' THEN
-                       n.reading->'would_pay'->>'channel' = v_channel
+                       -- `null`: it can pay nothing; a part unreadable here counts as a match.
+                       jsonb_typeof(n.reading->'would_pay') = 'object'
+                       AND coalesce(n.reading->'would_pay'->>'channel', v_channel) = v_channel
                        AND CASE WHEN n.reading->'would_pay'->>'amount'
                                      ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
                                 THEN (n.reading->'would_pay'->>'amount')::numeric = p_amount
-                                ELSE false END
+                                ELSE true END
                    ELSE coalesce(n.reading->>'channel', v_channel) = v_channel
                        AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
                                 THEN (n.reading->>'amount')::numeric = p_amount
@@ -241,6 +250,32 @@ BEGIN
                    WHERE q.payee_id = p_payee_id AND q.amount = p_amount
                      AND q.holds_amount_until > holder_created_at) c
             WHERE c.arrived >= v_arrived - p_hold AND c.arrived < holder_created_at
+            ORDER BY c.arrived
+            LIMIT 1;
+        END IF;
+        IF contested_row IS NULL AND contested_payment IS NULL THEN
+            -- Paid since: a report decided as of an earlier arrival (the sweep's, a retry's, or
+            -- one matched as of the first report of its notification) is contested by a payment
+            -- from this device that arrived after it, within p_hold, and paid a later order of
+            -- this payee and amount: that payment may be this one reported again, which the
+            -- holder's claim did not contest when it was matched (this report could pay nothing
+            -- as it was first read, or was decided another way). contested_at, after arrived_at,
+            -- tells it from the contests above. Read as the one above is: orders by amount,
+            -- payments by order, arrivals by key.
+            SELECT c.id, c.arrived INTO contested_payment, contested_at
+            FROM (SELECT q.id,
+                         (SELECT n.received_at FROM notifications n
+                           WHERE n.id = q.notification_row) AS arrived
+                    FROM payments q
+                   WHERE q.order_id = ANY (ARRAY(
+                             SELECT l.id FROM orders l
+                              WHERE l.payee_id = p_payee_id AND l.payable_amount = p_amount
+                                AND l.holds_amount AND l.reserved_until > v_arrived
+                                AND l.created_at > holder_created_at AND l.status = 'paid'))
+                     -- Not `=`: a plan made on empty tables would read the device's payments
+                     -- through their (device, notification id) key, the whole history.
+                     AND q.device_id IS NOT DISTINCT FROM p_device_id) c
+            WHERE c.arrived > v_arrived AND c.arrived <= v_arrived + p_hold
             ORDER BY c.arrived
             LIMIT 1;
         END IF;
