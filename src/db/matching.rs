@@ -66,8 +66,9 @@ pub enum Contest {
         payment_id: String,
         arrived_at: DateTime<Utc>,
     },
-    /// This payment from the device arrived after the report being decided (decided as of an
-    /// earlier arrival), within a paid order's hold, and paid a later order of the amount.
+    /// This payment of the amount arrived after the report being decided (decided as of an
+    /// earlier arrival), within a paid order's hold, and paid another order: a later order of
+    /// the amount (from this device), or an earlier one whose hold it cut short.
     PaidSince {
         payment_id: String,
         arrived_at: DateTime<Utc>,

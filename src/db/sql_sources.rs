@@ -206,7 +206,7 @@ mod tests {
         (
             "matching",
             7,
-            "8c058d8a688f9a8fa0c353d0b64a145d5411a95ed5ef444c0d7839163e68b765",
+            "9bd04027aafeb1f7d356a5e6a1ceb8aedacdeca39c4fa1a71c157845314319fb",
         ),
     ];
 

@@ -633,3 +633,165 @@ async fn a_withheld_report_is_compared_within_the_window_once_its_reading_is_cle
     let body = assigned.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// A service with a late-payment grace of 60 s and a duplicate window of 600 s, a merchant and
+/// an online WeChat listener.
+async fn a_minutes_grace() -> (TestEnv, MerchantKeys, Listener) {
+    let env = spawn_app_with(|s| {
+        s.late_payment_grace = std::time::Duration::from_secs(60);
+        s.duplicate_window = std::time::Duration::from_secs(600);
+    })
+    .await;
+    let merchant = env.app.create_merchant("shop").await;
+    let listener = env.app.online_listener("wechat").await;
+    (env, merchant, listener)
+}
+
+/// Makes `order_id` `order_secs` older and every report so far `reports_secs` older, in one
+/// transaction.
+async fn age_order_and_reports(db: &TestDb, order_id: &str, order_secs: i64, reports_secs: i64) {
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "BEGIN; {}; UPDATE notifications \
+                           SET received_at = received_at - interval '{reports_secs} seconds'; \
+             COMMIT",
+            age_order_sql(order_id, order_secs)
+        ))
+        .await
+        .unwrap();
+}
+
+/// Found by a payer's attack: the same-payment key is made of the normalised text, so a chat
+/// from a look-alike sender (`微信⽀付`, with the Kangxi radical ⽀) copying a receipt, which the
+/// reader refuses, shares the key of that receipt. Sent while the payer's own order held the
+/// amount, it moved the next customer's receipt back to that order once it had expired: the
+/// payer's order was paid with the customer's money.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_chat_sharing_a_receipts_key_does_not_move_it_back_to_another_order() {
+    let (TestEnv { app, db }, merchant, listener) = a_minutes_grace().await;
+    let payers = app.order(&merchant, "5.00", "wechat").await;
+    let payers_id = payers["id"].as_str().unwrap();
+    let text = "微信支付收款5.00元(朋友到店)";
+    let now = now_ms();
+
+    let mut chat = wechat_fields(&listener.device, now, text);
+    chat[1].1 = "微信\u{2F40}付".to_string();
+    let refused = forward_form(&app, &listener.device, &chat).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE result = 'unparsed'")
+            .await,
+        1
+    );
+    // The chat came 150 s ago, while the payer's order (made 400 s ago: expired 100 s ago,
+    // reserved until 40 s ago) held 5.00.
+    age_order_and_reports(&db, payers_id, 400, 150).await;
+    let customers = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(customers["payable_amount"], "5.00");
+
+    let paid = forward_text(&app, &listener.device, now + 1000, text).await;
+    assert_eq!(paid["result"], "matched", "{paid}");
+    assert_eq!(paid["order_id"], customers["id"], "{paid}");
+    assert_ne!(app.get_order(payers_id).await["status"], "paid");
+}
+
+const FIVE: &str = "微信支付收款5.00元(朋友到店)";
+
+/// A forwarder's first report of a payment of 5.00, kept (`untrusted`: the device was not
+/// trusted for the app yet, and is now), which came 400 s ago while the old order (made 500 s
+/// ago: expired 200 s ago, reserved until 140 s ago) was pending; the new order that has since
+/// taken 5.00; when the forwarder sends the text again (ms, [`KeptThenTaken::send_again`]).
+struct KeptThenTaken {
+    env: TestEnv,
+    listener: Listener,
+    old: Value,
+    new: Value,
+    again_at: i64,
+}
+
+impl KeptThenTaken {
+    /// The forwarder sends the text again; its answer.
+    async fn send_again(&self) -> Value {
+        forward_text(&self.env.app, &self.listener.device, self.again_at, FIVE).await
+    }
+}
+
+async fn kept_then_taken() -> KeptThenTaken {
+    let (env, merchant, listener) = a_minutes_grace().await;
+    let app = &env.app;
+    let old = app.order(&merchant, "5.00", "wechat").await;
+    let now = now_ms();
+    app.allow_packages(&listener.device.id, json!(["com.example.listener"]))
+        .await;
+    let first = forward_text(app, &listener.device, now, FIVE).await;
+    assert_eq!(first["result"], "untrusted", "{first}");
+    app.allow_packages(&listener.device.id, Value::Null).await;
+    age_order_and_reports(&env.db, old["id"].as_str().unwrap(), 500, 400).await;
+    let new = app.order(&merchant, "5.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "5.00");
+    KeptThenTaken {
+        env,
+        listener,
+        old,
+        new,
+        again_at: now + 1000,
+    }
+}
+
+/// Found by a payer's attack: a forwarder's first report of a payment is kept (the device was
+/// not trusted for the app yet); the amount goes to a new order; the same text sent again is
+/// matched as of the first report's arrival and pays the old order, cutting its hold at the
+/// new order's start. Another app's copy of that payment, arriving after, paid the new order
+/// too: the payment that cut the hold had arrived after the new order took the amount, and
+/// only payments that arrived before were counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_matched_as_of_an_earlier_arrival_contests_the_order_that_took_its_amount() {
+    let scene = kept_then_taken().await;
+    let (app, device) = (&scene.env.app, &scene.listener.device);
+
+    let second = scene.send_again().await;
+    assert_eq!(second["order_id"], scene.old["id"], "{second}");
+    let copy = app.pay(device, "wechat", "5.00").await;
+    assert_eq!(
+        copy["result"], "unmatched",
+        "one payment paid two orders: {copy}"
+    );
+    assert_eq!(
+        app.get_order(scene.new["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
+}
+
+/// Found by review: a forwarder's first report of a payment is kept (the device was not
+/// trusted for the app yet), so it holds nothing; the amount goes to a new order, which another
+/// app's copy of the payment pays; the same text sent again, once the device is trusted, is
+/// matched as of the first report's arrival and paid the old order too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_matched_as_of_an_earlier_arrival_pays_nothing_a_later_payment_may_have_paid() {
+    let scene = kept_then_taken().await;
+    let (app, device) = (&scene.env.app, &scene.listener.device);
+    let copy = app.pay(device, "wechat", "5.00").await;
+    assert_eq!(copy["order_id"], scene.new["id"], "{copy}");
+
+    let again = scene.send_again().await;
+    assert_eq!(
+        again["result"], "unmatched",
+        "one payment paid two orders: {again}"
+    );
+    assert_ne!(
+        app.get_order(scene.old["id"].as_str().unwrap()).await["status"],
+        "paid"
+    );
+    let reason = scene
+        .env
+        .db
+        .text(&format!(
+            "SELECT reason FROM payments WHERE id = '{}'",
+            again["payment_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    let named = format!("payment {}", copy["payment_id"].as_str().unwrap());
+    assert!(reason.contains(&named), "{reason}");
+}

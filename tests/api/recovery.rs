@@ -353,66 +353,6 @@ async fn a_waiting_report_contests_only_the_orders_of_what_it_would_pay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_matched_as_of_an_earlier_arrival_pays_nothing_a_later_payment_may_have_paid() {
-    // Found by review: a report of one notification (its post time) that can pay nothing (it
-    // names an app that is not a payment app) waits for the sweep and contests nothing;
-    // another app's copy of the payment then paid the order that took the amount since; the
-    // same notification sent again as a receipt was matched as of the first report's arrival
-    // and paid the old order too.
-    let scene = scene_with(|s| {
-        s.late_payment_grace = Duration::from_secs(60);
-        s.duplicate_window = Duration::from_secs(600);
-    })
-    .await;
-    let (app, db, device) = (&scene.app, &scene.db, &scene.listener.device);
-    let posted_at = chrono::Utc::now().to_rfc3339();
-    let report = |id: &str, package: &str| {
-        json!({"notification_id": id, "channel": "wechat", "package": package,
-               "title": "微信支付", "text": "微信支付收款5.00元(朋友到店)",
-               "posted_at": posted_at})
-    };
-    fail_payment_inserts(db, "died", "NEW.notification_id = 'first-read'").await;
-    let first = app
-        .notify(device, &report("first-read", "com.example.notes"))
-        .await;
-    assert!(first.status().is_server_error(), "{first:?}");
-    db.execute("DROP TRIGGER died ON payments").await;
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "BEGIN; {}; UPDATE notifications SET received_at = received_at - interval '400 seconds' \
-              WHERE payment_id IS NULL AND rejection IS NULL AND auth_result = 'ok'; COMMIT",
-            age_order_sql(&scene.order_id, 500)
-        ))
-        .await
-        .unwrap();
-    let new = app.order(&scene.merchant, "5.00", "wechat").await;
-    assert_eq!(new["payable_amount"], "5.00");
-    let copy = app.pay(device, "wechat", "5.00").await;
-    assert_eq!(copy["order_id"], new["id"], "{copy}");
-
-    let again = app
-        .notify(device, &report("second-read", "com.tencent.mm"))
-        .await;
-    assert_eq!(again.status(), StatusCode::OK);
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(
-        again["result"], "unmatched",
-        "one payment paid two orders: {again}"
-    );
-    assert_ne!(status_of(db, &scene.order_id).await, "paid");
-    let reason = db
-        .text(&format!(
-            "SELECT reason FROM payments WHERE id = '{}'",
-            again["payment_id"].as_str().unwrap()
-        ))
-        .await
-        .unwrap();
-    let named = format!("payment {}", copy["payment_id"].as_str().unwrap());
-    assert!(reason.contains(&named), "{reason}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_assigns_a_second_report_only_as_a_second_payment() {
     // The report the matching kept shares no key with the first: without asking, the operator's
     // assign would have done what the matching refused.

@@ -328,22 +328,20 @@ fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
             arrived_at,
         } => format!(
             "payment {payment_id} of this amount arrived at {}, within {hold} s before this \
-             payment and before order {} held the amount ({}), and was decided where the \
-             allocation of order {} could not see it: this may be that payment reported again, \
-             which then is not order {}'s",
+             payment, and was decided where the allocation of order {} ({}) could not see it: \
+             this may be that payment reported again, which then is not order {}'s",
             arrived_at.to_rfc3339(),
             order.id,
             order.created_at.to_rfc3339(),
-            order.id,
             order.id
         ),
         Contest::PaidSince {
             payment_id,
             arrived_at,
         } => format!(
-            "payment {payment_id} from this device arrived at {}, within {hold} s after this \
-             one, and paid a later order of this amount: this may be that payment reported \
-             again, which then is not order {}'s",
+            "payment {payment_id} of this amount arrived at {}, within {hold} s after this \
+             one, and paid another order: this may be that payment reported again, which then \
+             is not order {}'s",
             arrived_at.to_rfc3339(),
             order.id
         ),

@@ -55,9 +55,36 @@
 -- earlier releases) are read as before. And the other way round (found by review): a report
 -- decided as of an earlier arrival is contested by a payment from the device that arrived
 -- after it, within a paid order's hold, and paid a later order of the amount. That covers a
--- waiting report read differently when it is decided (another release's reader, or a report of
--- the same notification sent again with the package or marks that its first lacked, matched as
--- of the first's arrival: the first could pay nothing, so it contested nothing).
+-- waiting report read differently when it is decided (another release's reader), and a report
+-- matched as of an earlier report of its text that was kept and held nothing (the device was
+-- not trusted for the app then), after another app's copy paid the new order. Found by a
+-- payer's attack: a report is matched as of an earlier report sharing its key only when that
+-- one may pay its amount (a chat from a look-alike sender shares the key of the receipt it
+-- copies, and moved a customer's receipt back to the payer's expired order); and a payment
+-- that cut an earlier order's hold contests the holder whenever it arrived (matched as of an
+-- earlier report, it may have arrived after the holder took the amount).
+
+-- Whether a stored reading may pay p_amount (on p_channel; NULL: any channel): what it would
+-- pay, as the service read it when it stored it (`would_pay`; null: nothing; a part unreadable
+-- here counts as a match); a reading stored before that was kept, or none, may pay what the
+-- listener gave, or any amount where it gave only a text.
+CREATE OR REPLACE FUNCTION solopay_reading_may_pay(p_reading jsonb, p_channel text, p_amount numeric)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN p_reading ? 'would_pay' THEN
+                    jsonb_typeof(p_reading->'would_pay') = 'object'
+                    AND (p_channel IS NULL
+                         OR coalesce(p_reading->'would_pay'->>'channel', p_channel) = p_channel)
+                    AND CASE WHEN p_reading->'would_pay'->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
+                             THEN (p_reading->'would_pay'->>'amount')::numeric = p_amount
+                             ELSE true END
+                ELSE (p_channel IS NULL OR coalesce(p_reading->>'channel', p_channel) = p_channel)
+                    AND CASE WHEN p_reading->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
+                             THEN (p_reading->>'amount')::numeric = p_amount
+                             ELSE true END
+           END
+$$;
 
 -- Locks the reports of one payment of `p_device_id` (those sharing `p_same_payment_key`) until
 -- the transaction ends.
@@ -163,18 +190,23 @@ BEGIN
             RETURN;
         END IF;
 
+        -- Only a report that may pay this amount is this payment's first (the key is made
+        -- of the normalised text: a chat from a look-alike sender the reader refused shares
+        -- it, and must not move a receipt back to an order the payer let expire).
         IF p_window IS NULL THEN
             SELECT min(n.received_at) INTO v_first
             FROM notifications n
             WHERE n.auth_result = 'ok' AND n.device_id = p_device_id
               AND n.same_payment_key = p_same_payment_key
-              AND n.received_at <= v_arrived;
+              AND n.received_at <= v_arrived
+              AND solopay_reading_may_pay(n.reading, NULL, p_amount);
         ELSE
             SELECT min(n.received_at) INTO v_first
             FROM notifications n
             WHERE n.auth_result = 'ok' AND n.device_id = p_device_id
               AND n.same_payment_key = p_same_payment_key
-              AND n.received_at BETWEEN v_arrived - p_window AND v_arrived;
+              AND n.received_at BETWEEN v_arrived - p_window AND v_arrived
+              AND solopay_reading_may_pay(n.reading, NULL, p_amount);
         END IF;
         v_arrived := LEAST(v_arrived, v_first);
     END IF;
@@ -199,22 +231,7 @@ BEGIN
         WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
           AND n.device_id = p_device_id AND n.body_sha256 <> p_body_sha256
           AND n.received_at >= v_arrived - p_hold AND n.received_at < holder_created_at
-          -- Of this channel and amount: what it would pay, as the service read it when it
-          -- stored it; in a reading stored before that was kept, where the listener gave them
-          -- (what only the text tells: any).
-          AND CASE WHEN n.reading ? 'would_pay' THEN
-                       -- `null`: it can pay nothing; a part unreadable here counts as a match.
-                       jsonb_typeof(n.reading->'would_pay') = 'object'
-                       AND coalesce(n.reading->'would_pay'->>'channel', v_channel) = v_channel
-                       AND CASE WHEN n.reading->'would_pay'->>'amount'
-                                     ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
-                                THEN (n.reading->'would_pay'->>'amount')::numeric = p_amount
-                                ELSE true END
-                   ELSE coalesce(n.reading->>'channel', v_channel) = v_channel
-                       AND CASE WHEN n.reading->>'amount' ~ '^[0-9]{1,10}([.][0-9]{1,2})?$'
-                                THEN (n.reading->>'amount')::numeric = p_amount
-                                ELSE true END
-              END
+          AND solopay_reading_may_pay(n.reading, v_channel, p_amount)
         ORDER BY n.received_at
         LIMIT 1;
         IF contested_row IS NULL THEN
@@ -229,7 +246,8 @@ BEGIN
             SELECT c.id, c.arrived INTO contested_payment, contested_at
             FROM (SELECT q.id,
                          (SELECT n.received_at FROM notifications n
-                           WHERE n.id = q.notification_row) AS arrived
+                           WHERE n.id = q.notification_row) AS arrived,
+                         true AS cut
                     FROM payments q
                    WHERE q.order_id = ANY (ARRAY(
                              SELECT e.id FROM orders e
@@ -245,11 +263,15 @@ BEGIN
                   UNION ALL
                   SELECT q.id,
                          (SELECT n.received_at FROM notifications n
-                           WHERE n.id = q.notification_row)
+                           WHERE n.id = q.notification_row),
+                         false
                     FROM payments q
                    WHERE q.payee_id = p_payee_id AND q.amount = p_amount
                      AND q.holds_amount_until > holder_created_at) c
-            WHERE c.arrived >= v_arrived - p_hold AND c.arrived < holder_created_at
+            -- A payment that cut a hold short may have arrived after the holder took the
+            -- amount: matched as of an earlier arrival, it paid the order before (found by a
+            -- payer's attack: then another app's copy of it paid the holder).
+            WHERE c.arrived >= v_arrived - p_hold AND (c.cut OR c.arrived < holder_created_at)
             ORDER BY c.arrived
             LIMIT 1;
         END IF;
