@@ -67,8 +67,8 @@ pub enum Contest {
         arrived_at: DateTime<Utc>,
     },
     /// This payment of the amount arrived after the report being decided (decided as of an
-    /// earlier arrival), within a paid order's hold, and paid another order: a later order of
-    /// the amount (from this device), or an earlier one whose hold it cut short.
+    /// earlier arrival) and paid another order: a later order of the amount (from this device,
+    /// within a paid order's hold), or an earlier one whose hold it cut short (any time).
     PaidSince {
         payment_id: String,
         arrived_at: DateTime<Utc>,

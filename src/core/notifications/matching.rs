@@ -339,9 +339,9 @@ fn contested(order: &Holder, rules: &OrderRules) -> Option<String> {
             payment_id,
             arrived_at,
         } => format!(
-            "payment {payment_id} of this amount arrived at {}, within {hold} s after this \
-             one, and paid another order: this may be that payment reported again, which then \
-             is not order {}'s",
+            "payment {payment_id} of this amount arrived at {}, after this one, and paid \
+             another order: this may be that payment reported again, which then is not order \
+             {}'s",
             arrived_at.to_rfc3339(),
             order.id
         ),
