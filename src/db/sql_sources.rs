@@ -206,7 +206,7 @@ mod tests {
         (
             "matching",
             7,
-            "9bd04027aafeb1f7d356a5e6a1ceb8aedacdeca39c4fa1a71c157845314319fb",
+            "c9b9e34c13346ef2333729be58b0ba432ce00e8dd15452adfc0543f126d2dc32",
         ),
     ];
 

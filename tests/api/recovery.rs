@@ -353,6 +353,53 @@ async fn a_waiting_report_contests_only_the_orders_of_what_it_would_pay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_first_report_that_cannot_pay_still_contests_its_notifications_next_report() {
+    // Found by review: a report is matched as of an earlier report of its notification only
+    // when that one may pay its amount (a refused look-alike chat shares a receipt's key). A
+    // waiting first report of the same notification that cannot pay as it was read (it named
+    // an app that is not a payment app) may still be this payment's: while it waits, the
+    // notification sent again pays no order that took the amount after it.
+    let scene = scene_with(|s| {
+        s.late_payment_grace = Duration::from_secs(60);
+        s.duplicate_window = Duration::from_secs(600);
+    })
+    .await;
+    let (app, db, device) = (&scene.app, &scene.db, &scene.listener.device);
+    let posted_at = chrono::Utc::now().to_rfc3339();
+    let report = |id: &str, package: &str| {
+        json!({"notification_id": id, "channel": "wechat", "package": package,
+               "title": "微信支付", "text": "微信支付收款5.00元(朋友到店)",
+               "posted_at": posted_at})
+    };
+    fail_payment_inserts(db, "died", "NEW.notification_id = 'first-read'").await;
+    let first = app
+        .notify(device, &report("first-read", "com.example.notes"))
+        .await;
+    assert!(first.status().is_server_error(), "{first:?}");
+    db.execute("DROP TRIGGER died ON payments").await;
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "BEGIN; {}; UPDATE notifications SET received_at = received_at - interval '400 seconds'; \
+             COMMIT",
+            age_order_sql(&scene.order_id, 500)
+        ))
+        .await
+        .unwrap();
+    let new = app.order(&scene.merchant, "5.00", "wechat").await;
+    assert_eq!(new["payable_amount"], "5.00");
+
+    let again: Value = app
+        .notify(device, &report("second-read", "com.tencent.mm"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["result"], "unmatched", "{again}");
+    assert_eq!(status_of(db, new["id"].as_str().unwrap()).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_assigns_a_second_report_only_as_a_second_payment() {
     // The report the matching kept shares no key with the first: without asking, the operator's
     // assign would have done what the matching refused.

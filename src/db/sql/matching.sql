@@ -231,7 +231,10 @@ BEGIN
         WHERE n.auth_result = 'ok' AND n.payment_id IS NULL AND n.rejection IS NULL
           AND n.device_id = p_device_id AND n.body_sha256 <> p_body_sha256
           AND n.received_at >= v_arrived - p_hold AND n.received_at < holder_created_at
-          AND solopay_reading_may_pay(n.reading, v_channel, p_amount)
+          -- An earlier report of this one's notification (its key) that cannot pay the amount
+          -- as it was read is not matched as of, but may yet be this payment's first report.
+          AND (n.same_payment_key = p_same_payment_key
+               OR solopay_reading_may_pay(n.reading, v_channel, p_amount))
         ORDER BY n.received_at
         LIMIT 1;
         IF contested_row IS NULL THEN
