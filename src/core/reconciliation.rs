@@ -76,10 +76,9 @@ pub fn mark_paid(
 /// `duplicate`, any report of a payment another report of which already paid an order, and any
 /// payment with a report of the same amount from its phone within a paid order's hold of it that
 /// paid an order or is not decided yet (another app's copy of one payment shares nothing else
-/// with the first). What
-/// makes the payment a doubtful fit for the order needs `accept_differences`: another amount (or
-/// none read), channel or payee, or a reading that proves no payment (`untrusted`,
-/// `contradicted`, `unparsed`).
+/// with the first). What makes the payment a doubtful fit for the order needs
+/// `accept_differences`: another amount (or none read), channel or payee, or a reading that
+/// proves no payment (`untrusted`, `contradicted`, `unparsed`).
 pub fn assign_payment(
     conn: &mut PgConnection,
     rules: &OrderRules,
